@@ -1,0 +1,461 @@
+"""Classifier stage: train an image classifier on a real (+ synthetic) mix, evaluate it.
+
+Airbench-style data path: the whole training pool lives on the device as one normalised float
+tensor, padded once for random crops; each step gathers a batch by index, crops (and optionally
+flips) it in one batched op, and takes an optimizer step. No DataLoader, no PIL, no per-item
+work — on 8×8 digits one 400-step cell takes about a second on a CPU core.
+
+Images enter every public function as uint8 [N, C, H, W]; models take float input in [-1, 1]
+(`normalize_images`). A mix of real and synthetic data is `torch.cat` plus a batch-index
+schedule (`mixed_batch_indices`), so `concat` and `ratio` mixing differ only in that schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from .utils import SynthequivError, check_positive, resolve_device, seed_everything
+
+ARCHS = ("auto", "smallcnn", "resnet18", "torchvision-resnet18")
+MIXINGS = ("concat", "ratio")
+BUDGETS = ("steps", "epochs")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine")
+PAD_MODES = ("replicate", "reflect", "constant")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    arch: str = "auto"  # auto (by image size) | smallcnn (≤16 px) | resnet18 (CIFAR-style, 17–64 px)
+    #                     | torchvision-resnet18 (ImageNet stem, larger images)
+    width: int = 0  # channels of the first stage; 0 = arch default (smallcnn 32, resnets 64)
+    budget: str = "steps"  # steps: train_steps per cell (arms at equal compute) | epochs
+    train_steps: int = 400  # optimizer steps per cell when budget == "steps"
+    epochs: int = 30  # passes over the pooled real+synthetic set when budget == "epochs"
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd (Nesterov, momentum 0.9) | adamw
+    lr: float = 0.05  # peak learning rate at batch_size (sgd); use ~2e-3 for adamw
+    weight_decay: float = 5e-4  # L2 on conv/linear weights only (not BN, not biases)
+    label_smoothing: float = 0.1
+    schedule: str = "onecycle"  # onecycle: linear warm-up then linear decay to 0 | cosine
+    warmup_fraction: float = 0.1  # share of all steps spent warming up (both schedules)
+    crop_pad_px: int = 1  # random-crop translation range in pixels (0 = no crop); ~1/8 of size
+    pad_mode: str = "replicate"  # border fill for crops: replicate | reflect | constant (0)
+    hflip: bool = False  # random horizontal flips: off for digits/text, on for natural images
+    mixing: str = "concat"  # concat: real+synthetic pooled and shuffled (paper)
+    #                         ratio: each batch holds round(syn_fraction·batch) synthetic images
+    syn_fraction: float = 0.5  # synthetic share of each batch in ratio mode
+    eval_batch_size: int = 1024
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
+
+
+class SmallCNN(nn.Module):
+    """conv-bn-relu ×2 per stage, 2×2 max-pool between stages down to ≤ 4 px, global pool.
+
+    8 px: 8→4 (2 stages); 16 px: 16→8→4 (3 stages). features(x) → [N, width·2^(stages-1)].
+    """
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, width: int = 32):
+        super().__init__()
+        stages = 1 + max(1, math.ceil(math.log2(max(image_size, 4) / 4)))
+        layers, c = [], in_channels
+        for s in range(stages):
+            c_out = width * 2**s
+            layers += [_conv_bn(c, c_out), _conv_bn(c_out, c_out)]
+            layers.append(nn.MaxPool2d(2) if s < stages - 1 else nn.AdaptiveMaxPool2d(1))
+            c = c_out
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.fc = nn.Linear(c, num_classes)
+        self.feature_dim = c
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # [N, D]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))  # [N, K]
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 with torchvision's module names (state_dicts interchange at width 64).
+
+    stem="cifar": 3×3 stride-1 conv, no max-pool — for 28–64 px (32 px: 32→32→16→8→4).
+    stem="imagenet": torchvision's 7×7 stride-2 conv + max-pool — for larger images.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 64, stem: str = "cifar"):
+        super().__init__()
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.bn1, self.relu = nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        self.inplanes = width
+        self.layer1 = self._make_layer(width, 1)
+        self.layer2 = self._make_layer(width * 2, 2)
+        self.layer3 = self._make_layer(width * 4, 2)
+        self.layer4 = self._make_layer(width * 8, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width * 8, num_classes)
+        self.feature_dim = width * 8
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, planes: int, stride: int) -> nn.Sequential:
+        down = None
+        if stride != 1 or self.inplanes != planes:
+            down = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+        blocks = [BasicBlock(self.inplanes, planes, stride, down), BasicBlock(planes, planes)]
+        self.inplanes = planes
+        return nn.Sequential(*blocks)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)  # [N, 8·width]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))  # [N, K]
+
+
+def resolve_arch(arch: str, image_size: int) -> str:
+    """'auto' → smallcnn up to 16 px, CIFAR-style resnet18 up to 64 px, else the ImageNet one."""
+    if arch not in ARCHS:
+        raise SynthequivError(f"unknown classifier arch '{arch}' (use {', '.join(ARCHS)})")
+    if arch != "auto":
+        return arch
+    return "smallcnn" if image_size <= 16 else "resnet18" if image_size <= 64 else (
+        "torchvision-resnet18")
+
+
+def build_classifier(
+    arch: str, in_channels: int, image_size: int, num_classes: int, width: int = 0
+) -> nn.Module:
+    """A fresh classifier; `.features(x) → [N, D]`, `forward(x) → logits [N, num_classes]`."""
+    check_positive("in_channels", in_channels)
+    check_positive("image_size", image_size)
+    check_positive("num_classes", num_classes)
+    check_positive("width", width, allow_zero=True)
+    arch = resolve_arch(arch, image_size)
+    if arch == "smallcnn":
+        return SmallCNN(in_channels, image_size, num_classes, width or 32)
+    stem = "cifar" if arch == "resnet18" else "imagenet"
+    return ResNet18(in_channels, num_classes, width or 64, stem)
+
+
+# ----------------------------------------------------------------------------- data path
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, C, H, W] → float32 in [-1, 1]; the one normalisation for training and eval."""
+    return images.float().mul_(2.0 / 255.0).sub_(1.0)
+
+
+def _permutation_stream(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` indices from back-to-back random permutations of range(n) (epoch after epoch)."""
+    if count == 0:
+        return torch.zeros(0, dtype=torch.long)
+    perms = [torch.randperm(n, generator=generator) for _ in range(math.ceil(count / n))]
+    return torch.cat(perms)[:count]
+
+
+def mixed_batch_indices(
+    n_real: int,
+    n_syn: int,
+    batch_size: int,
+    syn_fraction: float,
+    generator: torch.Generator,
+    num_steps: int = 1,
+    mixing: str = "ratio",
+) -> torch.Tensor:
+    """Batch schedule [num_steps, batch_size] of indices into cat(real, synthetic).
+
+    Index i < n_real is real image i, index n_real + j is synthetic image j.
+    concat: one shuffled stream over the pooled set (each image seen once per epoch).
+    ratio:  every batch holds round(syn_fraction·batch_size) synthetic indices, the rest real,
+            each drawn from its own shuffled stream (DM-Improves-AT style).
+    """
+    if mixing == "concat" or n_syn == 0:
+        flat = _permutation_stream(n_real + n_syn, num_steps * batch_size, generator)
+        return flat.view(num_steps, batch_size)
+    k = round(batch_size * syn_fraction)  # synthetic images per batch
+    real = _permutation_stream(n_real, num_steps * (batch_size - k), generator)
+    syn = _permutation_stream(n_syn, num_steps * k, generator) + n_real
+    return torch.cat([real.view(num_steps, -1), syn.view(num_steps, -1)], dim=1)
+
+
+def augment_batch(
+    padded: torch.Tensor, idx: torch.Tensor, pad: int, hflip: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """Random crops (translations of ±pad px) and optional flips of padded[idx], in one gather.
+
+    padded: [N, C, H+2p, W+2p] float on the device; idx: [B] → returns [B, C, H, W].
+    """
+    batch = padded[idx.to(padded.device, non_blocking=True)]
+    if pad == 0 and not hflip:
+        return batch
+    b, _, hp, wp = batch.shape
+    h, w = hp - 2 * pad, wp - 2 * pad
+    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator)  # [2, B] dy, dx
+    cols = offsets[1][:, None] + torch.arange(w)  # [B, W]
+    if hflip:  # reversing the column index of half the batch flips those images
+        flip = torch.rand(b, generator=generator) < 0.5
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+    rows = (offsets[0][:, None] + torch.arange(h)).to(batch.device)  # [B, H]
+    cols = cols.to(batch.device)
+    n = torch.arange(b, device=batch.device)[:, None, None, None]
+    c = torch.arange(batch.shape[1], device=batch.device)[None, :, None, None]
+    return batch[n, c, rows[:, None, :, None], cols[:, None, None, :]]  # [B, C, H, W]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_config(cfg: ClassifierConfig) -> None:
+    for name, value, allowed in [
+        ("arch", cfg.arch, ARCHS), ("budget", cfg.budget, BUDGETS), ("mixing", cfg.mixing, MIXINGS),
+        ("optimizer", cfg.optimizer, OPTIMIZERS), ("schedule", cfg.schedule, SCHEDULES),
+        ("pad_mode", cfg.pad_mode, PAD_MODES),
+    ]:
+        if value not in allowed:
+            raise SynthequivError(f"classifier.{name} '{value}' unknown (use {', '.join(allowed)})")
+    check_positive("classifier.train_steps" if cfg.budget == "steps" else "classifier.epochs",
+                   cfg.train_steps if cfg.budget == "steps" else cfg.epochs)
+    check_positive("classifier.batch_size", cfg.batch_size)
+    check_positive("classifier.eval_batch_size", cfg.eval_batch_size)
+    check_positive("classifier.lr", cfg.lr)
+    check_positive("classifier.width", cfg.width, allow_zero=True)
+    check_positive("classifier.crop_pad_px", cfg.crop_pad_px, allow_zero=True)
+    check_positive("classifier.weight_decay", cfg.weight_decay, allow_zero=True)
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise SynthequivError(f"classifier.label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if not 0.0 <= cfg.warmup_fraction < 1.0:
+        raise SynthequivError(f"classifier.warmup_fraction must be in [0, 1), got {cfg.warmup_fraction}")
+    if not 0.0 <= cfg.syn_fraction <= 1.0:
+        raise SynthequivError(f"classifier.syn_fraction must be in [0, 1], got {cfg.syn_fraction}")
+
+
+def _check_images(what: str, images: torch.Tensor, allow_empty: bool = False) -> None:
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(
+            images).__name__
+        raise SynthequivError(f"{what} images must be a uint8 tensor [N, C, H, W], got {got}")
+    if images.shape[1] not in (1, 3):
+        raise SynthequivError(f"{what} images must have 1 or 3 channels, got {images.shape[1]}")
+    if len(images) == 0 and not allow_empty:
+        raise SynthequivError(f"{what} set is empty")
+
+
+def _check_dataset(
+    what: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int, allow_empty: bool = False
+) -> None:
+    """One-line errors for the mistakes a caller can make with an (images, labels) pair."""
+    _check_images(what, images, allow_empty)
+    if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.ndim != 1:
+        raise SynthequivError(f"{what} labels must be an int64 tensor [N]")
+    if len(labels) != len(images):
+        raise SynthequivError(f"{what}: {len(images)} images but {len(labels)} labels")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise SynthequivError(
+            f"{what} labels must lie in [0, {num_classes - 1}], got "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
+
+
+def _device(device: str | torch.device) -> torch.device:
+    return resolve_device(str(device))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def build_optimizer(
+    model: nn.Module, cfg: ClassifierConfig, num_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Optimizer (weight decay on conv/linear weights only) and its per-step LR schedule."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BN affine, biases
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    warm = max(1, round(cfg.warmup_fraction * num_steps))
+
+    def factor(step: int) -> float:  # multiplies cfg.lr before optimizer step `step` (0-based)
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, num_steps - warm)  # 0 → 1 over the decay phase
+        return 1.0 - t if cfg.schedule == "onecycle" else 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def num_train_steps(cfg: ClassifierConfig, pool_size: int) -> int:
+    """Optimizer steps of one cell: fixed (budget 'steps') or epochs over the pooled set."""
+    if cfg.budget == "steps":
+        return cfg.train_steps
+    return math.ceil(cfg.epochs * pool_size / cfg.batch_size)
+
+
+def _pool(
+    real_images, real_labels, syn_images, syn_labels, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Validate and concatenate real + synthetic → (images [N,C,H,W], labels [N], n_real)."""
+    _check_dataset("real", real_images, real_labels, num_classes)
+    if (syn_images is None) != (syn_labels is None):
+        raise SynthequivError("give both syn_images and syn_labels, or neither")
+    if syn_images is None:
+        return real_images, real_labels, len(real_images)
+    _check_dataset("synthetic", syn_images, syn_labels, num_classes, allow_empty=True)
+    if syn_images.shape[1:] != real_images.shape[1:]:
+        raise SynthequivError(
+            f"synthetic images are {tuple(syn_images.shape[1:])}, real ones "
+            f"{tuple(real_images.shape[1:])} (C, H, W must match)"
+        )
+    images = torch.cat([real_images, syn_images.to(real_images.device)])
+    return images, torch.cat([real_labels, syn_labels.to(real_labels.device)]), len(real_images)
+
+
+def _progress(num_steps: int, enabled: bool):
+    if not enabled:
+        return range(num_steps)
+    from rich.progress import track
+
+    return track(range(num_steps), description="classifier", transient=True)
+
+
+def train_classifier(
+    real_images: torch.Tensor,
+    real_labels: torch.Tensor,
+    num_classes: int,
+    cfg: ClassifierConfig,
+    seed: int,
+    syn_images: torch.Tensor | None = None,
+    syn_labels: torch.Tensor | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> nn.Module:
+    """Train one classifier on real (+ synthetic) data; returns it on `device` in eval mode.
+
+    Deterministic on CPU: same inputs + seed → identical weights. Mixing follows cfg.mixing.
+    """
+    _check_config(cfg)
+    check_positive("num_classes", num_classes)
+    images, labels, n_real = _pool(real_images, real_labels, syn_images, syn_labels, num_classes)
+    dev = _device(device)
+    cuda = dev.type == "cuda"  # bf16 autocast + channels_last on CUDA only, decided once
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    g = seed_everything(seed)  # global RNG → weight init; g → batch order and augmentation
+    num_steps = num_train_steps(cfg, len(images))
+    schedule = mixed_batch_indices(n_real, len(images) - n_real, cfg.batch_size, cfg.syn_fraction,
+                                   g, num_steps, cfg.mixing)  # [steps, B]
+    _, c, h, w = images.shape
+    model = build_classifier(cfg.arch, c, max(h, w), num_classes, cfg.width)
+    model = model.to(dev, memory_format=fmt).train()
+    opt, lr_sched = build_optimizer(model, cfg, num_steps)
+    p = cfg.crop_pad_px
+    pool = F.pad(normalize_images(images.to(dev)), (p, p, p, p), mode=cfg.pad_mode)  # [N,C,H+2p,W+2p]
+    labels = labels.to(dev)
+    for step in _progress(num_steps, progress):
+        idx = schedule[step]
+        x = augment_batch(pool, idx, p, cfg.hflip, g).contiguous(memory_format=fmt)
+        with torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(model(x), labels[idx.to(dev)], label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        lr_sched.step()
+    if not math.isfinite(loss.item()):
+        raise SynthequivError(f"classifier training diverged (loss {loss.item()}); lower classifier.lr")
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.inference_mode()
+def _batched(model: nn.Module, images: torch.Tensor, fn, device, batch_size: int) -> torch.Tensor:
+    """fn(model, x) over uint8 images in batches → float32 CPU tensor; eval mode, restored after."""
+    _check_images("evaluation", images, allow_empty=True)
+    check_positive("batch_size", batch_size)
+    dev = _device(device)
+    cuda = dev.type == "cuda"
+    was_training = model.training
+    model.to(dev).eval()
+    outs = []
+    for i in range(0, len(images), batch_size):
+        x = normalize_images(images[i : i + batch_size].to(dev))
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
+            outs.append(fn(model, x).float().cpu())
+    model.train(was_training)
+    if not outs:
+        with torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
+            probe = fn(model, normalize_images(images[:0].to(dev)))  # right trailing shape
+        return probe.float().cpu()
+    return torch.cat(outs)
+
+
+def extract_features(
+    model: nn.Module, images: torch.Tensor, device: str | torch.device = "cpu", batch_size: int = 1024
+) -> torch.Tensor:
+    """Penultimate features [N, D] float32 (after global pooling, before the linear head)."""
+    return _batched(model, images, lambda m, x: m.features(x), device, batch_size)
+
+
+def predict_proba(
+    model: nn.Module, images: torch.Tensor, device: str | torch.device = "cpu", batch_size: int = 1024
+) -> torch.Tensor:
+    """Class probabilities [N, K] float32 (softmax in float32; rows sum to 1)."""
+    return _batched(model, images, lambda m, x: m(x).float().softmax(dim=1), device, batch_size)
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """{"accuracy", "balanced_accuracy", "auc"} on a labelled set.
+
+    auc: ROC AUC of the class-1 probability for binary sets; macro one-vs-rest ROC AUC for more
+    classes (identical to the binary one when K = 2). NaN when a class is absent from `labels`.
+    """
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    _check_dataset("evaluation", images, labels, num_classes)
+    probs = predict_proba(model, images, device, batch_size).double()  # [N, K]
+    if probs.shape[1] != num_classes:
+        raise SynthequivError(f"model predicts {probs.shape[1]} classes, expected {num_classes}")
+    y, pred = labels.cpu().numpy(), probs.argmax(1).numpy()
+    out = {"accuracy": float((pred == y).mean()),
+           "balanced_accuracy": float(balanced_accuracy_score(y, pred)), "auc": float("nan")}
+    if len(np.unique(y)) == num_classes:
+        p = (probs / probs.sum(1, keepdim=True)).numpy()
+        out["auc"] = float(roc_auc_score(y, p[:, 1]) if num_classes == 2 else roc_auc_score(
+            y, p, multi_class="ovr", average="macro", labels=list(range(num_classes))))
+    return out

@@ -1,0 +1,187 @@
+"""Thin CLI: parse, build the config, call library functions. Errors → one line, exit 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .utils import SynthequivError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="How many synthetic images are worth one real image?")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect data sources.")
+gen_app = typer.Typer(no_args_is_help=True, help="Train and sample generators.")
+app.add_typer(data_app, name="data")
+app.add_typer(gen_app, name="generator")
+console = Console()
+
+ROOT_OPT = typer.Option("", "--root", help="Data root ($SYNTHEQUIV_DATA or ./data).")
+
+
+def _data_cfg(source: str, root: str, download: bool = False, image_size: int = 0):
+    from .data import DataConfig
+
+    return DataConfig(source=source, root=root, download=download, image_size=image_size)
+
+
+@app.command()
+def datasets(root: str = ROOT_OPT) -> None:
+    """Every data source, whether it is available offline here, and where it looks."""
+    from .data import list_sources
+
+    table = Table("source", "available", "where")
+    for row in list_sources(_data_cfg("digits", root)):
+        table.add_row(row["source"], "yes" if row["available"] else "no", row["where"])
+    console.print(table)
+
+
+@data_app.command("show")
+def data_show(
+    source: str,
+    root: str = ROOT_OPT,
+    download: bool = typer.Option(False, "--download", help="Fetch missing files."),
+    image_size: int = typer.Option(0, "--image-size", help="folder: resize all images to N×N."),
+    test_per_class: int = typer.Option(50, help="Hold-out size when there is no test split."),
+    seed: int = typer.Option(0, help="Split seed."),
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG grid of examples."),
+) -> None:
+    """Per-class counts per split, image size/channels, and a PNG grid of examples."""
+    from .data import load_dataset
+    from .sampling import save_grid_png
+    from .splits import SplitConfig, make_splits
+
+    ds = load_dataset(_data_cfg(source, root, download, image_size))
+    sp = make_splits(ds, SplitConfig(base_per_class=(1,), test_per_class=test_per_class,
+                                     seed=seed))
+    c, h, w = ds.shape
+    console.print(f"[bold]{ds.name}[/]: {ds.num_classes} classes, {h}×{w} px, {c} channel(s); "
+                  f"test split: {'official' if ds.test_images is not None else 'hold-out'}")
+    table = Table("class", "name", "train pool", "test")
+    test_counts = sp.test_labels.bincount(minlength=ds.num_classes)
+    for k, name in enumerate(ds.class_names):
+        table.add_row(str(k), name, str(len(sp.order[k])), str(int(test_counts[k])))
+    console.print(table)
+    out = out or Path(f"{ds.name.replace(':', '_').replace('/', '_')}_examples.png")
+    idx = sp.base_indices(min(10, min(len(o) for o in sp.order)))
+    save_grid_png(out, ds.images[idx], ds.labels[idx], ds.num_classes)
+    console.print(f"examples: {out}")
+
+
+@app.command()
+def study(
+    preset: str = typer.Option("quick", help="Preset: quick, mnist, pneumonia, cifar10, ..."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML overrides."),
+    set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override, e.g. grid.seeds=[0,1]"),
+    name: Optional[str] = typer.Option(None, help="Run name (default: the preset's)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Parent of run directories."),
+    executor: Optional[str] = typer.Option(None, help="local | ray"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
+) -> None:
+    """Run the whole study: generators, samples, classifier grid, equivalence fit, report."""
+    from . import config as C
+
+    extra = [f"name={name}"] if name else []
+    extra += [f"executor={executor}"] if executor else []
+    extra += [f"device={device}"] if device else []
+    cfg = C.resolve(preset, config, list(set_) + extra)
+    if dry_run:
+        typer.echo(C.dump_yaml(cfg))
+        return
+    from .study import run_study
+
+    result = run_study(cfg, runs_dir / cfg.name)
+    console.print(f"\n[bold]report:[/] {result['report']}")
+    console.print(f"[bold]headline:[/] {result['headline']}")
+
+
+@app.command()
+def report(run_dir: Path) -> None:
+    """Rebuild the report of a finished (or partly finished) run from its files."""
+    from .study import rebuild_report
+
+    console.print(f"report: {rebuild_report(run_dir)}")
+
+
+@gen_app.command("train")
+def generator_train(
+    source: str,
+    base_per_class: int = typer.Option(..., "--base-per-class", help="Base set B(n) size."),
+    out: Path = typer.Option(..., "--out", help="Generator directory."),
+    root: str = ROOT_OPT,
+    kimg: Optional[float] = typer.Option(None, "--kimg", help="Training length (k images)."),
+    test_per_class: int = typer.Option(50, help="Hold-out size when there is no test split."),
+    seed: int = typer.Option(0, help="Split and training seed."),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Train a class-conditional generator on the base set B(n) of SOURCE only."""
+    import dataclasses
+
+    from .data import load_dataset
+    from .generator import GeneratorConfig, train_generator
+    from .splits import SplitConfig, make_splits
+    from .utils import resolve_device
+
+    ds = load_dataset(_data_cfg(source, root))
+    sp = make_splits(ds, SplitConfig((base_per_class,), test_per_class, seed))
+    cfg = GeneratorConfig(seed=seed)
+    if kimg is not None:
+        cfg = dataclasses.replace(cfg, train_kimg=kimg)
+    x, y = sp.base(base_per_class)
+    ckpt = train_generator(x, y, ds.num_classes, cfg, out, resolve_device(device))
+    console.print(f"checkpoint: {ckpt}")
+
+
+@gen_app.command("sample")
+def generator_sample(
+    gen_dir: Path,
+    per_class: int = typer.Option(..., "--per-class"),
+    out: Path = typer.Option(..., "--out", help="samples .npz (a .png grid is written beside)."),
+    steps: int = typer.Option(25),
+    sampler: str = typer.Option("dpmpp", help="dpmpp | ddim | ddpm"),
+    cfg_scale: float = typer.Option(1.0, "--cfg-scale"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Sample PER_CLASS images of every class from a trained generator."""
+    from .generator import load_generator
+    from .sampling import SampleConfig, class_quota_labels, sample_images, save_grid_png, save_samples
+    from .utils import resolve_device
+
+    dev = resolve_device(device)
+    gen = load_generator(gen_dir, dev)
+    scfg = SampleConfig(sampler=sampler, steps=steps, cfg_scale=cfg_scale, seed=seed)
+    labels = class_quota_labels(per_class, gen.num_classes)
+    images = sample_images(gen, labels, scfg, dev)
+    save_samples(out, images, labels, {"generator": str(gen_dir), "sampling": vars(scfg)})
+    save_grid_png(out.with_suffix(".png"), images, labels, gen.num_classes)
+    console.print(f"samples: {out} ({len(labels)} images)")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except SynthequivError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

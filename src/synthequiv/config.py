@@ -1,0 +1,192 @@
+"""The study's configuration: one frozen dataclass per stage, composed; presets; YAML I/O.
+
+Loading is strict: an unknown key is an error naming the key (e.g. `grid.sedes`), a value of
+the wrong type is an error naming the key and the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .classifier import ClassifierConfig
+from .data import DataConfig
+from .equivalence import EquivalenceConfig
+from .generator import GeneratorConfig
+from .openset import OpenSetConfig
+from .sampling import SampleConfig
+from .splits import SplitConfig
+from .utils import SynthequivError, to_jsonable
+
+ARMS = ("real", "closed", "open")
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    arms: tuple[str, ...] = ARMS
+    real_add_per_class: tuple[int, ...] = (10, 20, 40)  # extra real images/class (reserve R(m))
+    syn_add_per_class: tuple[int, ...] = (10, 40, 160)  # synthetic images/class per generative arm
+    seeds: tuple[int, ...] = (0, 1, 2)  # classifier seeds per cell (≥ 3 for CIs)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    enabled: bool = True
+    max_images: int = 1000  # per set, for feature metrics and the domain classifier
+    domain_train_steps: int = 300
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str = "quick"
+    device: str = "auto"  # auto | cpu | cuda[:N], decided once
+    executor: str = "local"  # local | ray
+    ray_address: str = ""  # "" = start Ray locally; "auto" or host:port = join a cluster
+    data: DataConfig = field(default_factory=DataConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    sampling: SampleConfig = field(default_factory=SampleConfig)
+    openset: OpenSetConfig = field(default_factory=OpenSetConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    equivalence: EquivalenceConfig = field(default_factory=EquivalenceConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+
+# ----------------------------------------------------------------------------- presets
+
+# Each preset is a set of overrides on the defaults (which are the `quick` digits study).
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "mnist": {
+        "name": "mnist",
+        "data": {"source": "npz:../shared/data/mnist10k.npz"},
+        "splits": {"base_per_class": [10, 20, 50], "test_per_class": 100},
+        "grid": {"real_add_per_class": [10, 25, 50], "syn_add_per_class": [25, 100, 400]},
+        "classifier": {"train_steps": 1000},
+    },
+    "pneumonia": {
+        "name": "pneumonia",
+        "data": {"source": "medmnist:pneumoniamnist"},
+        "splits": {"base_per_class": [25, 50, 100]},
+        "grid": {"real_add_per_class": [25, 50, 100], "syn_add_per_class": [50, 200, 800],
+                 "seeds": [0, 1, 2, 3, 4]},
+        "classifier": {"train_steps": 1000},
+    },
+    "cifar10": {  # GPU-sized: the paper's CIFAR-10 setting, shrunk to a grid one GPU-day covers
+        "name": "cifar10",
+        "device": "cuda",
+        "data": {"source": "cifar10"},
+        "splits": {"base_per_class": [100, 250, 500, 1000]},
+        "generator": {"train_kimg": 2000.0, "batch_size": 256},
+        "grid": {"real_add_per_class": [100, 250, 500, 1000],
+                 "syn_add_per_class": [500, 1000, 2500, 5000]},
+        "classifier": {"hflip": True, "budget": "epochs", "epochs": 100},
+    },
+    "bloodmnist": {
+        "name": "bloodmnist",
+        "device": "cuda",
+        "data": {"source": "medmnist:bloodmnist"},
+        "splits": {"base_per_class": [50, 100, 200]},
+        "generator": {"train_kimg": 1000.0, "batch_size": 256},
+        "grid": {"real_add_per_class": [50, 100, 200], "syn_add_per_class": [200, 800, 3200]},
+        "classifier": {"hflip": True, "budget": "epochs", "epochs": 100},
+    },
+}
+
+
+# ----------------------------------------------------------------------------- build / dump
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    origin = typing.get_origin(typ)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise SynthequivError(f"config key '{key}' must be a mapping")
+        return build(typ, value, key + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SynthequivError(f"config key '{key}' must be a list")
+        item = typing.get_args(typ)[0]
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typ in (int, str, bool) and type(value) is not typ:
+        raise SynthequivError(
+            f"config key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}"
+        )
+    if typ is float and not isinstance(value, float):
+        raise SynthequivError(f"config key '{key}' must be a number, got {value!r}")
+    return value
+
+
+def build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Dataclass `cls` from a nested dict; unknown keys raise, naming the key."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise SynthequivError(f"unknown config key '{prefix}{unknown[0]}'")
+    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in values.items()})
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """'grid.seeds=[0,1]' → {'grid': {'seeds': [0, 1]}} (value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise SynthequivError(f"--set expects KEY=VALUE, got '{text}'")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise SynthequivError(f"--set {key}: cannot parse value {raw!r}") from exc
+    out: dict[str, Any] = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise SynthequivError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise SynthequivError(f"invalid YAML in {path}: {str(exc).splitlines()[0]}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SynthequivError(f"{path}: top level must be a mapping of config keys")
+    return loaded
+
+
+def resolve(preset: str = "quick", path: Path | None = None,
+            overrides: list[str] = ()) -> StudyConfig:
+    """Preset, then a YAML file, then `--set` overrides, in that order."""
+    if preset not in PRESETS:
+        raise SynthequivError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
+    values = dict(PRESETS[preset])
+    if path is not None:
+        values = merge(values, read_yaml(path))
+    for text in overrides:
+        values = merge(values, parse_override(text))
+    return build(StudyConfig, values)
+
+
+def to_dict(cfg: StudyConfig) -> dict[str, Any]:
+    return to_jsonable(cfg)
+
+
+def dump_yaml(cfg: StudyConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,262 @@
+"""Data stage: every source becomes uint8 images [N, C, H, W], int64 labels [N], class names.
+
+Sources (`SOURCE` strings):
+  digits                 scikit-learn's bundled load_digits (8×8), the embedded default
+  mnist | fashion-mnist | kmnist | cifar10 | cifar100 | svhn    torchvision datasets under `root`
+  medmnist:<flag>        MedMNIST `<root>/<flag>.npz` (or `<flag>_<size>.npz`), via the medmnist package
+  folder:<path>          one sub-folder per class, image files inside (PIL)
+  npz:<path>             keys images/labels, or MedMNIST-style train_images/test_images/...
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .utils import SynthequivError, load_npz
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "digits"
+    root: str = ""  # where torchvision/medmnist files live; "" = $SYNTHEQUIV_DATA or ./data
+    download: bool = False  # only fetch files when asked; offline runs never touch the network
+    medmnist_size: int = 28  # MedMNIST resolution: 28, 64, 128 or 224 px
+    image_size: int = 0  # folder: sources only; 0 = refuse mixed sizes, N = resize all to N×N
+
+
+@dataclass
+class Dataset:
+    """Pool (the official train split, or everything) plus the official test split if any."""
+
+    name: str
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor  # int64 [N]
+    class_names: list[str]
+    test_images: torch.Tensor | None = None  # uint8 [M, C, H, W]
+    test_labels: torch.Tensor | None = None  # int64 [M]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # (C, H, W)
+
+
+TORCHVISION_SOURCES = {
+    # name → (torchvision class name, files whose presence means "available offline")
+    "mnist": ("MNIST", "MNIST/raw/train-images-idx3-ubyte"),
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw/train-images-idx3-ubyte"),
+    "kmnist": ("KMNIST", "KMNIST/raw/train-images-idx3-ubyte"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
+    "cifar100": ("CIFAR100", "cifar-100-python"),
+    "svhn": ("SVHN", "train_32x32.mat"),
+}
+
+
+def data_root(cfg: DataConfig) -> Path:
+    return Path(cfg.root or os.environ.get("SYNTHEQUIV_DATA", "data")).expanduser()
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Load `cfg.source` into memory; any problem is one SynthequivError line."""
+    kind, _, arg = cfg.source.partition(":")
+    if kind == "digits" and not arg:
+        ds = _load_digits()
+    elif kind in TORCHVISION_SOURCES and not arg:
+        ds = _load_torchvision(kind, data_root(cfg), cfg.download)
+    elif kind == "medmnist" and arg:
+        ds = _load_medmnist(arg, data_root(cfg), cfg.medmnist_size, cfg.download)
+    elif kind == "folder" and arg:
+        from .folder import load_folder
+
+        ds = load_folder(Path(arg), cfg.image_size)
+    elif kind == "npz" and arg:
+        ds = _load_npz(Path(arg))
+    else:
+        raise SynthequivError(
+            f"unknown data source '{cfg.source}' (run `synthequiv datasets` for the list)"
+        )
+    return validate(ds)
+
+
+# ----------------------------------------------------------------------------- conversions
+
+
+def to_nchw_uint8(images: np.ndarray, what: str) -> torch.Tensor:
+    """[N,H,W] / [N,H,W,C] / [N,C,H,W] numpy → uint8 tensor [N, C, H, W] (C = 1 or 3)."""
+    a = np.asarray(images)
+    if a.ndim == 3:
+        a = a[:, None]
+    elif a.ndim == 4 and a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):
+        a = a.transpose(0, 3, 1, 2)
+    if a.ndim != 4 or a.shape[1] not in (1, 3):
+        raise SynthequivError(f"{what}: images must be [N,H,W], [N,H,W,C] or [N,C,H,W]; got {a.shape}")
+    if a.dtype != np.uint8:
+        if np.issubdtype(a.dtype, np.floating) and a.size and a.max() <= 1.0:
+            a = a * 255.0  # float images in [0, 1]
+        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def to_labels(labels: np.ndarray, what: str) -> torch.Tensor:
+    a = np.asarray(labels)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
+        raise SynthequivError(f"{what}: labels must be one integer per image; got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.integer):
+        if not np.all(np.equal(np.mod(a, 1), 0)):
+            raise SynthequivError(f"{what}: labels must be integers")
+    return torch.from_numpy(a.astype(np.int64))
+
+
+def validate(ds: Dataset) -> Dataset:
+    """Lengths match, labels in [0, num_classes), every class present in the pool."""
+    pairs = [("train", ds.images, ds.labels)]
+    if ds.test_images is not None:
+        pairs.append(("test", ds.test_images, ds.test_labels))
+    for split, x, y in pairs:
+        if len(x) != len(y):
+            raise SynthequivError(
+                f"{ds.name}: {split} has {len(x)} images but {len(y)} labels"
+            )
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= ds.num_classes):
+            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+            raise SynthequivError(
+                f"{ds.name}: {split} label {bad} out of range [0, {ds.num_classes})"
+            )
+    if len(ds.images) == 0:
+        raise SynthequivError(f"{ds.name}: no images")
+    if ds.test_images is not None and ds.test_images.shape[1:] != ds.images.shape[1:]:
+        raise SynthequivError(f"{ds.name}: train and test images differ in shape")
+    return ds
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    # values are 0..16 ink counts → rescale to 0..255
+    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)  # [1797, 8, 8]
+    return Dataset("digits", to_nchw_uint8(x, "digits"), to_labels(d.target, "digits"),
+                   [str(i) for i in range(10)])
+
+
+def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
+    import torchvision.datasets as tvd
+
+    cls_name, marker = TORCHVISION_SOURCES[name]
+    cls = getattr(tvd, cls_name)
+    try:
+        if name == "svhn":
+            train = cls(str(root), split="train", download=download)
+            test = cls(str(root), split="test", download=download)
+            classes = [str(i) for i in range(10)]
+            xs, ys = (train.data, test.data), (train.labels, test.labels)
+        else:
+            train = cls(str(root), train=True, download=download)
+            test = cls(str(root), train=False, download=download)
+            classes = list(train.classes)
+            xs, ys = (np.asarray(train.data), np.asarray(test.data)), (train.targets, test.targets)
+    except RuntimeError as exc:
+        raise SynthequivError(
+            f"{name}: files not found under {root / marker} ({exc}); "
+            f"pass --download to fetch them, or copy them there"
+        ) from exc
+    return Dataset(name, to_nchw_uint8(xs[0], name), to_labels(np.asarray(ys[0]), name), classes,
+                   to_nchw_uint8(xs[1], name), to_labels(np.asarray(ys[1]), name))
+
+
+def medmnist_file(flag: str, root: Path, size: int) -> Path:
+    return root / (f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz")
+
+
+def _load_medmnist(flag: str, root: Path, size: int, download: bool) -> Dataset:
+    try:
+        import medmnist
+    except ImportError as exc:
+        raise SynthequivError("medmnist sources need `pip install synthequiv[medmnist]`") from exc
+    if flag not in medmnist.INFO:
+        raise SynthequivError(f"unknown MedMNIST flag '{flag}' (known: {', '.join(medmnist.INFO)})")
+    info = medmnist.INFO[flag]
+    if info["task"].startswith("multi-label"):
+        raise SynthequivError(f"medmnist:{flag} is multi-label; only single-label sets are supported")
+    path = medmnist_file(flag, root, size)
+    if download and not path.exists():
+        # the package's own downloader writes <root>/<flag>[_size].npz
+        root.mkdir(parents=True, exist_ok=True)
+        getattr(medmnist, info["python_class"])(split="train", root=str(root), size=size,
+                                                download=True)
+    if not path.exists():
+        raise SynthequivError(
+            f"medmnist:{flag}: {path} not found; pass --download or copy the MedMNIST file there"
+        )
+    ds = _load_npz(path, name=f"medmnist:{flag}")
+    ds.class_names = [info["label"][str(i)] for i in range(len(info["label"]))]
+    return ds
+
+
+def _load_npz(path: Path, name: str | None = None) -> Dataset:
+    name = name or f"npz:{path}"
+    if not path.exists():
+        raise SynthequivError(f"{name}: file not found: {path}")
+    arrays = load_npz(path)
+    if "train_images" in arrays:  # MedMNIST layout: train/val/test; the pool is train (+ val)
+        need = ["train_images", "train_labels", "test_images", "test_labels"]
+        missing = [k for k in need if k not in arrays]
+        if missing:
+            raise SynthequivError(f"{name}: missing key(s) {', '.join(missing)}")
+        x, y = arrays["train_images"], arrays["train_labels"]
+        xt, yt = arrays["test_images"], arrays["test_labels"]
+    elif "images" in arrays and "labels" in arrays:
+        x, y, xt, yt = arrays["images"], arrays["labels"], None, None
+    else:
+        raise SynthequivError(
+            f"{name}: needs keys images+labels or train_images/train_labels/test_images/test_labels;"
+            f" found {', '.join(arrays) or 'none'}"
+        )
+    if len(x) != len(np.asarray(y)):
+        raise SynthequivError(f"{name}: {len(x)} images but {len(np.asarray(y))} labels")
+    labels = to_labels(y, name)
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    if "class_names" in arrays:
+        names = [str(c) for c in arrays["class_names"]]
+    else:
+        names = [str(i) for i in range(n_classes)]
+    return Dataset(name, to_nchw_uint8(x, name), labels, names,
+                   None if xt is None else to_nchw_uint8(xt, name),
+                   None if yt is None else to_labels(yt, name))
+
+
+# ----------------------------------------------------------------------------- listing
+
+
+def list_sources(cfg: DataConfig) -> list[dict]:
+    """Every source kind, whether it is available offline here, and where it looks."""
+    root = data_root(cfg)
+    rows = [{"source": "digits", "available": True, "where": "scikit-learn (bundled)"}]
+    for name, (_, marker) in TORCHVISION_SOURCES.items():
+        rows.append({"source": name, "available": (root / marker).exists(),
+                     "where": str(root / marker)})
+    try:
+        import medmnist
+
+        flags = [f for f, i in medmnist.INFO.items() if not i["task"].startswith("multi-label")]
+    except ImportError:
+        flags = []
+    for flag in flags:
+        path = medmnist_file(flag, root, cfg.medmnist_size)
+        rows.append({"source": f"medmnist:{flag}", "available": path.exists(), "where": str(path)})
+    rows.append({"source": "folder:<path>", "available": True, "where": "<path>/<class>/*.png|jpg"})
+    rows.append({"source": "npz:<path>", "available": True, "where": "<path> (images, labels)"})
+    return rows

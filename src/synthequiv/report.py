@@ -1,0 +1,235 @@
+"""Report stage: report.html + report.md with figures, and summary.json with every number."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as sstats
+
+from . import __version__
+from . import figures
+from .config import to_dict
+from .utils import atomic_write_json, atomic_write_text
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def cell_stats(rows: list[dict], metric: str = "accuracy", ci: float = 0.95) -> list[dict]:
+    """Mean and t-interval over seeds for every (n_base, arm, n_add)."""
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r.get(metric) is not None:
+            groups.setdefault((r["n_base"], r["arm"], r["n_add"]), []).append(r[metric])
+    out = []
+    for (n, arm, m), vals in sorted(groups.items()):
+        v = np.asarray(vals, float)
+        half = (sstats.t.ppf(0.5 + ci / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+                if len(v) > 1 else float("nan"))
+        out.append({"n_base": n, "arm": arm, "n_add": m, "mean": float(v.mean()),
+                    "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                    "n_seeds": len(v), "lo": float(v.mean() - half), "hi": float(v.mean() + half)})
+    return out
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}"
+
+
+def _fmt(x, digits: int = 2) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def gains_table(equivalence: dict) -> list[dict]:
+    return equivalence.get("gains", [])
+
+
+def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
+    """Plain-language headline and recommendation lines, from measured gains and fits only."""
+    lines = []
+    gains = gains_table(equivalence)
+    for n in cfg.splits.base_per_class:
+        parts = []
+        for arm in ("real", "closed", "open"):
+            gs = [g for g in gains if g["n_base"] == n and g["arm"] == arm]
+            if not gs:
+                continue
+            best = max(gs, key=lambda g: g["gain"])
+            sig = [g for g in gs if g["significant"] and g["gain"] > 0]
+            hurt = [g for g in gs if g["significant"] and g["gain"] < 0]
+            verdict = (f"significant gain up to {_pct(max(g['gain'] for g in sig))} pts"
+                       if sig else "no significant gain")
+            if hurt:
+                verdict += f"; significantly worse at +{', +'.join(str(g['n_add']) for g in hurt)}"
+            parts.append(f"{arm} (+{best['n_add']}/class: {_pct(best['gain'])} pts, "
+                         f"95 % CI {_pct(best['lo'])} to {_pct(best['hi'])}) — {verdict}")
+        if parts:
+            lines.append(f"With {n} images/class: " + "; ".join(parts) + ".")
+    lines += _exchange_lines(equivalence)
+    headline = _headline(cfg, gains, equivalence)
+    return headline, lines
+
+
+def _exchange_lines(equivalence: dict) -> list[str]:
+    out = []
+    for arm, eq in equivalence.get("arms", {}).items():
+        fit = eq.get("fit", {})
+        if fit.get("status") != "ok":
+            out.append(f"{arm}-set: the equivalence formula could not be fitted "
+                       f"({fit.get('status', 'no data')}): too few cells where synthetic data "
+                       "matched a measured real-data gain.")
+            continue
+        for x in eq.get("exchange", []):
+            out.append(
+                f"{arm}-set, {x['n_base']} images/class: matching +{x['n_real_plus']:g} real/class "
+                f"takes ≈ {x['n_syn']:.0f} synthetic/class — {_fmt(x['rate'], 1)} synthetic per "
+                f"real image (95 % CI {_fmt(x.get('lo'), 1)}–{_fmt(x.get('hi'), 1)}).")
+    return out
+
+
+def _headline(cfg, gains: list[dict], equivalence: dict) -> str:
+    syn = [g for g in gains if g["arm"] in ("closed", "open")]
+    sig = [g for g in syn if g["significant"] and g["gain"] > 0]
+    real_sig = [g for g in gains if g["arm"] == "real" and g["significant"] and g["gain"] > 0]
+    if not syn:
+        return "No synthetic arm was run."
+    if not sig:
+        head = ("Synthetic data gave no significant gain in any cell "
+                f"({len(syn)} synthetic cells, {len(cfg.grid.seeds)} seeds each)")
+    else:
+        best = max(sig, key=lambda g: g["gain"])
+        head = (f"Best synthetic gain: {best['arm']}-set +{best['n_add']}/class at base "
+                f"{best['n_base']}/class, {_pct(best['gain'])} pts (95 % CI {_pct(best['lo'])} "
+                f"to {_pct(best['hi'])})")
+    if real_sig:
+        best = max(real_sig, key=lambda g: g["gain"])
+        head += (f"; real data: +{best['n_add']}/class at base {best['n_base']}/class gave "
+                 f"{_pct(best['gain'])} pts")
+    return head + "."
+
+
+# ----------------------------------------------------------------------------- documents
+
+
+def _table_md(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _table_html(header: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                  for r in rows)
+    return f"<table><tr>{th}</tr>{trs}</table>"
+
+
+def _accuracy_rows(stats: list[dict]) -> list[list[str]]:
+    return [[str(s["n_base"]), s["arm"], str(s["n_add"]), f"{s['mean']:.4f}",
+             f"{_fmt(s['lo'], 4)}–{_fmt(s['hi'], 4)}", str(s["n_seeds"])] for s in stats]
+
+
+def _coef_rows(equivalence: dict) -> list[list[str]]:
+    rows = []
+    for arm, eq in equivalence.get("arms", {}).items():
+        fit, ci = eq.get("fit", {}), eq.get("ci", {})
+        for name in ("c2", "ln_c1_over_k", "c1"):
+            lo, hi = ci.get(name, (None, None))
+            rows.append([arm, name, _fmt(fit.get(name), 3), f"{_fmt(lo, 3)}–{_fmt(hi, 3)}",
+                         str(fit.get("n_points", 0)), fit.get("status", "")])
+        alt = eq.get("comparison", {})
+        if alt:
+            rows.append([arm, "held-out RMSE paper / effective-data",
+                         f"{_fmt(alt.get('paper_formula_rmse'), 4)} / "
+                         f"{_fmt(alt.get('effective_data_rmse'), 4)}", "", str(alt.get('n_cells', '')),
+                         f"better: {alt.get('better', 'n/a')}"])
+        r = eq.get("effective_data", {})
+        if r:
+            lo, hi = ci.get("r", (None, None))
+            rows.append([arm, "effective-data r (real images per synthetic)", _fmt(r.get("r"), 3),
+                         f"{_fmt(lo, 3)}–{_fmt(hi, 3)}", "", ""])
+    return rows
+
+
+def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analysis: dict | None,
+                 sp, synth) -> dict:
+    run_dir = Path(run_dir)
+    figdir = run_dir / "figures"
+    stats = cell_stats(rows)
+    figs = {"accuracy": figures.accuracy_curves(stats, figdir / "accuracy.png")}
+    for n in cfg.splits.base_per_class:
+        sets = [("real B(%d)" % n, *sp.base(n))]
+        sets += [(f"{arm}-set samples", s.images, s.labels) for (arm, m), s in synth.items()
+                 if m == n]
+        figs[f"samples_n{n}"] = figures.sample_grid(sets, sp.dataset.num_classes,
+                                                    figdir / f"samples_n{n}.png")
+    for arm, eq in equivalence.get("arms", {}).items():
+        figs[f"equivalence_{arm}"] = figures.equivalence_curves(
+            eq, arm, cfg.equivalence.k, figdir / f"equivalence_{arm}.png")
+    if analysis:
+        figs.update(analysis.get("figures", {}))
+    headline, lines = findings(cfg, equivalence)
+    summary = {
+        "version": __version__, "name": cfg.name, "headline": headline, "recommendation": lines,
+        "budget": _budget_text(cfg), "n_cells": len(rows), "accuracy": stats,
+        "equivalence": equivalence, "analysis": analysis, "config": to_dict(cfg),
+        "figures": {k: str(Path(v).relative_to(run_dir)) for k, v in figs.items()},
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    md, page = _documents(cfg, summary, stats, equivalence, analysis)
+    atomic_write_text(run_dir / "report.md", md)
+    atomic_write_text(run_dir / "report.html", page)
+    return {"report": str(run_dir / "report.html"), "headline": headline, "summary": summary}
+
+
+def _budget_text(cfg) -> str:
+    c = cfg.classifier
+    if c.budget == "steps":
+        return (f"fixed {c.train_steps} optimizer steps of batch {c.batch_size} per cell "
+                "(arms compared at equal compute)")
+    return f"fixed {c.epochs} epochs per cell (more data → more steps, as in the paper)"
+
+
+def _documents(cfg, summary, stats, equivalence, analysis) -> tuple[str, str]:
+    sections = [
+        ("Setting", [f"Data: {cfg.data.source}; base sizes {list(cfg.splits.base_per_class)} "
+                     f"images/class; seeds {list(cfg.grid.seeds)}; classifier budget: "
+                     f"{summary['budget']}; mixing: {cfg.classifier.mixing}; open-set arm: "
+                     f"{cfg.openset.kind}. Confidence intervals are 95 % t-intervals over seeds; "
+                     "a gain is called significant only when its interval excludes zero."]),
+        ("Finding", [summary["headline"]] + summary["recommendation"]),
+    ]
+    acc_table = (["base/class", "arm", "added/class", "accuracy", "95 % CI", "seeds"],
+                 _accuracy_rows(stats))
+    coef_table = (["arm", "coefficient", "estimate", "95 % CI", "points", "status"],
+                  _coef_rows(equivalence))
+    fig_lines = [(k, v) for k, v in summary["figures"].items()]
+    formula = ("Fitted form: n_syn / n_base ≈ c₁^(n_base/k) · (c₂^(n_real⁺/n_base) − 1) with "
+               f"k = {cfg.equivalence.k:g} fixed (only ln c₁ / k is identifiable).")
+    md = [f"# synthequiv report — {cfg.name}", ""]
+    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>synthequiv — "
+         f"{html.escape(cfg.name)}</title><style>body{{font-family:sans-serif;max-width:1100px;"
+         "margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
+         "font-size:13px}img{max-width:100%}</style></head><body>",
+         f"<h1>synthequiv report — {html.escape(cfg.name)}</h1>"]
+    for title, paras in sections:
+        md += [f"## {title}", ""] + [p + "\n" for p in paras]
+        h += [f"<h2>{title}</h2>"] + [f"<p>{html.escape(p)}</p>" for p in paras]
+    md += ["## Accuracy", "", _table_md(*acc_table), ""]
+    h += ["<h2>Accuracy</h2>", _table_html(*acc_table)]
+    md += ["## Equivalence", "", formula, "", _table_md(*coef_table), ""]
+    h += ["<h2>Equivalence</h2>", f"<p>{html.escape(formula)}</p>", _table_html(*coef_table)]
+    if analysis:
+        from .analyses import report_section
+
+        amd, ahtml = report_section(analysis)
+        md.append(amd)
+        h.append(ahtml)
+    md += ["## Figures", ""] + [f"![{k}]({v})\n" for k, v in fig_lines]
+    h += ["<h2>Figures</h2>"] + [f"<h3>{html.escape(k)}</h3><img src='{html.escape(v)}'>"
+                                  for k, v in fig_lines]
+    h.append(f"<p><small>synthequiv {__version__}</small></p></body></html>")
+    return "\n".join(md) + "\n", "\n".join(h)

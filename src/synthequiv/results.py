@@ -1,0 +1,65 @@
+"""The results table: one row per finished grid cell, in SQLite (stdlib), a single writer.
+
+A row is committed in one transaction, so a killed run leaves either the whole row or none;
+the primary key (the cell's hash) makes a second insert of the same cell a no-op.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from .utils import SynthequivError
+
+COLUMNS = {
+    "key": "TEXT PRIMARY KEY",  # hash of the cell and every input that made it
+    "config_hash": "TEXT",
+    "n_base": "INTEGER",  # base images per class
+    "arm": "TEXT",  # real | closed | open
+    "n_add": "INTEGER",  # added images per class
+    "seed": "INTEGER",
+    "accuracy": "REAL",
+    "balanced_accuracy": "REAL",
+    "auc": "REAL",
+    "n_train": "INTEGER",
+    "wall_s": "REAL",
+    "version": "TEXT",
+    "finished_at": "TEXT",
+}
+
+
+class ResultsTable:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path)
+            cols = ", ".join(f"{k} {t}" for k, t in COLUMNS.items())
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS cells ({cols})")
+            self.db.commit()
+        except sqlite3.Error as exc:
+            raise SynthequivError(f"cannot open results table {self.path}: {exc}") from exc
+
+    def done_keys(self) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT key FROM cells")}
+
+    def add(self, row: dict) -> None:
+        values = [row.get(k) for k in COLUMNS]
+        try:
+            with self.db:  # one transaction per row
+                self.db.execute(
+                    f"INSERT OR IGNORE INTO cells VALUES ({', '.join('?' * len(COLUMNS))})",
+                    values,
+                )
+        except sqlite3.Error as exc:
+            raise SynthequivError(f"cannot write results table {self.path}: {exc}") from exc
+
+    def rows(self, keys: set[str] | None = None) -> list[dict]:
+        cur = self.db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM cells ORDER BY n_base, arm, n_add, seed, key"
+        )
+        out = [dict(zip(COLUMNS, r)) for r in cur]
+        return out if keys is None else [r for r in out if r["key"] in keys]
+
+    def close(self) -> None:
+        self.db.close()
