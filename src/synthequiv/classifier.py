@@ -12,7 +12,9 @@ schedule (`mixed_batch_indices`), so `concat` and `ratio` mixing differ only in 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,9 +35,10 @@ PAD_MODES = ("replicate", "reflect", "constant")
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    arch: str = "auto"  # auto (by image size) | smallcnn (≤16 px) | resnet18 (CIFAR-style, 17–64 px)
-    #                     | torchvision-resnet18 (ImageNet stem, larger images)
-    width: int = 0  # channels of the first stage; 0 = arch default (smallcnn 32, resnets 64)
+    # auto (by image size) | smallcnn (≤ 16 px) | resnet18 (CIFAR stem, 17–64 px)
+    # | torchvision-resnet18 (torchvision's ImageNet layout, > 64 px)
+    arch: str = "auto"
+    width: int = 0  # channels of the first stage; 0 = arch default (smallcnn 16, resnets 64)
     budget: str = "steps"  # steps: train_steps per cell (arms at equal compute) | epochs
     train_steps: int = 400  # optimizer steps per cell when budget == "steps"
     epochs: int = 30  # passes over the pooled real+synthetic set when budget == "epochs"
@@ -52,34 +55,38 @@ class ClassifierConfig:
     mixing: str = "concat"  # concat: real+synthetic pooled and shuffled (paper)
     #                         ratio: each batch holds round(syn_fraction·batch) synthetic images
     syn_fraction: float = 0.5  # synthetic share of each batch in ratio mode
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 1024  # for the caller: evaluate(..., batch_size=cfg.eval_batch_size)
+    # torch intra-op threads while training on CPU; 0 = leave torch's setting. 1 is fastest for
+    # the small CNN (tiny ops: thread sync dominates; on a busy 2-core machine 2 threads were
+    # 10× slower); run cells in parallel processes instead.
+    cpu_threads: int = 1
 
 
 # ----------------------------------------------------------------------------- models
 
 
 def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
-    )
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 class SmallCNN(nn.Module):
-    """conv-bn-relu ×2 per stage, 2×2 max-pool between stages down to ≤ 4 px, global pool.
+    """A 3×3 conv stem at full resolution, then stages of [2×2 max-pool, two 3×3 convs] that
+    halve the size down to 4 px and double the width, then a global max-pool and a linear head.
 
-    8 px: 8→4 (2 stages); 16 px: 16→8→4 (3 stages). features(x) → [N, width·2^(stages-1)].
+    8 px: stem 8 px (w) → 4 px (2w); 16 px: 16 (w) → 8 (2w) → 4 px (4w). features → [N, D].
+    One conv at full size keeps it cheap: a 400-step cell on 8×8 digits is ~1–2 s on a CPU core.
     """
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int, width: int = 32):
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, width: int = 16):
         super().__init__()
-        stages = 1 + max(1, math.ceil(math.log2(max(image_size, 4) / 4)))
-        layers, c = [], in_channels
-        for s in range(stages):
-            c_out = width * 2**s
-            layers += [_conv_bn(c, c_out), _conv_bn(c_out, c_out)]
-            layers.append(nn.MaxPool2d(2) if s < stages - 1 else nn.AdaptiveMaxPool2d(1))
-            c = c_out
-        self.body = nn.Sequential(*layers, nn.Flatten())
+        layers, c = [_conv_bn(in_channels, width)], width
+        size = image_size
+        while size > 4:  # each stage: pool, then two convs at double width
+            size = math.ceil(size / 2)
+            layers += [nn.MaxPool2d(2, ceil_mode=True), _conv_bn(c, 2 * c), _conv_bn(2 * c, 2 * c)]
+            c *= 2
+        self.body = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
         self.fc = nn.Linear(c, num_classes)
         self.feature_dim = c
 
@@ -157,7 +164,7 @@ def build_classifier(
     check_positive("width", width, allow_zero=True)
     arch = resolve_arch(arch, image_size)
     if arch == "smallcnn":
-        return SmallCNN(in_channels, image_size, num_classes, width or 32)
+        return SmallCNN(in_channels, image_size, num_classes, width or 16)
     stem = "cifar" if arch == "resnet18" else "imagenet"
     return ResNet18(in_channels, num_classes, width or 64, stem)
 
@@ -200,7 +207,7 @@ def mixed_batch_indices(
     k = round(batch_size * syn_fraction)  # synthetic images per batch
     real = _permutation_stream(n_real, num_steps * (batch_size - k), generator)
     syn = _permutation_stream(n_syn, num_steps * k, generator) + n_real
-    return torch.cat([real.view(num_steps, -1), syn.view(num_steps, -1)], dim=1)
+    return torch.cat([real.view(num_steps, batch_size - k), syn.view(num_steps, k)], dim=1)
 
 
 def augment_batch(
@@ -210,7 +217,7 @@ def augment_batch(
 
     padded: [N, C, H+2p, W+2p] float on the device; idx: [B] → returns [B, C, H, W].
     """
-    batch = padded[idx.to(padded.device, non_blocking=True)]
+    batch = padded[idx.to(padded.device)]  # [B, C, H+2p, W+2p]
     if pad == 0 and not hflip:
         return batch
     b, _, hp, wp = batch.shape
@@ -244,20 +251,20 @@ def _check_config(cfg: ClassifierConfig) -> None:
     check_positive("classifier.eval_batch_size", cfg.eval_batch_size)
     check_positive("classifier.lr", cfg.lr)
     check_positive("classifier.width", cfg.width, allow_zero=True)
+    check_positive("classifier.cpu_threads", cfg.cpu_threads, allow_zero=True)
     check_positive("classifier.crop_pad_px", cfg.crop_pad_px, allow_zero=True)
     check_positive("classifier.weight_decay", cfg.weight_decay, allow_zero=True)
-    if not 0.0 <= cfg.label_smoothing < 1.0:
-        raise SynthequivError(f"classifier.label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if not 0.0 <= cfg.warmup_fraction < 1.0:
-        raise SynthequivError(f"classifier.warmup_fraction must be in [0, 1), got {cfg.warmup_fraction}")
-    if not 0.0 <= cfg.syn_fraction <= 1.0:
-        raise SynthequivError(f"classifier.syn_fraction must be in [0, 1], got {cfg.syn_fraction}")
+    for name, value, top in [("label_smoothing", cfg.label_smoothing, "1)"),
+                             ("warmup_fraction", cfg.warmup_fraction, "1)"),
+                             ("syn_fraction", cfg.syn_fraction, "1]")]:
+        if not (0.0 <= value < 1.0 or (top == "1]" and value == 1.0)):
+            raise SynthequivError(f"classifier.{name} must be in [0, {top}, got {value}")
 
 
 def _check_images(what: str, images: torch.Tensor, allow_empty: bool = False) -> None:
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(
-            images).__name__
+        is_tensor = isinstance(images, torch.Tensor)
+        got = f"{images.dtype} {tuple(images.shape)}" if is_tensor else type(images).__name__
         raise SynthequivError(f"{what} images must be a uint8 tensor [N, C, H, W], got {got}")
     if images.shape[1] not in (1, 3):
         raise SynthequivError(f"{what} images must have 1 or 3 channels, got {images.shape[1]}")
@@ -266,7 +273,8 @@ def _check_images(what: str, images: torch.Tensor, allow_empty: bool = False) ->
 
 
 def _check_dataset(
-    what: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int, allow_empty: bool = False
+    what: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+    allow_empty: bool = False,
 ) -> None:
     """One-line errors for the mistakes a caller can make with an (images, labels) pair."""
     _check_images(what, images, allow_empty)
@@ -337,6 +345,33 @@ def _pool(
     return images, torch.cat([real_labels, syn_labels.to(real_labels.device)]), len(real_images)
 
 
+def memory_format(model: nn.Module, device: torch.device) -> torch.memory_format:
+    """channels_last, which speeds convs on CUDA and on CPU (digits cell: 2.8 s vs 3.7 s), except
+    on CPU for models with a strided 1×1 conv on a channel count not a multiple of 16.
+
+    There oneDNN's nhwc 1×1 backward-weights kernel writes past its buffer: a crash with one
+    thread, silently wrong weight gradients with more (uxlfoundation/oneDNN#6035; seen with
+    torch 2.14.1 on AVX2 for a ResNet-18 of width 4). Default widths never hit it.
+    """
+    if device.type == "cuda":
+        return torch.channels_last
+    risky = any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+                and m.in_channels % 16 for m in model.modules())
+    return torch.contiguous_format if risky else torch.channels_last
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int, dev: torch.device):
+    """Temporarily set torch's intra-op thread count on CPU (n = 0 or CUDA: unchanged)."""
+    before = torch.get_num_threads()
+    if n and dev.type == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _progress(num_steps: int, enabled: bool):
     if not enabled:
         return range(num_steps)
@@ -363,31 +398,50 @@ def train_classifier(
     _check_config(cfg)
     check_positive("num_classes", num_classes)
     images, labels, n_real = _pool(real_images, real_labels, syn_images, syn_labels, num_classes)
+    _, c, h, w = images.shape
+    p = cfg.crop_pad_px
+    if cfg.pad_mode == "reflect" and p >= min(h, w):
+        raise SynthequivError(f"classifier.crop_pad_px={p} too large to reflect-pad {h}×{w}")
     dev = _device(device)
-    cuda = dev.type == "cuda"  # bf16 autocast + channels_last on CUDA only, decided once
-    fmt = torch.channels_last if cuda else torch.contiguous_format
     g = seed_everything(seed)  # global RNG → weight init; g → batch order and augmentation
     num_steps = num_train_steps(cfg, len(images))
     schedule = mixed_batch_indices(n_real, len(images) - n_real, cfg.batch_size, cfg.syn_fraction,
-                                   g, num_steps, cfg.mixing)  # [steps, B]
-    _, c, h, w = images.shape
-    model = build_classifier(cfg.arch, c, max(h, w), num_classes, cfg.width)
+                                   g, num_steps, cfg.mixing)  # [steps, B] indices into images
+    with _cpu_threads(cfg.cpu_threads, dev):
+        model = build_classifier(cfg.arch, c, max(h, w), num_classes, cfg.width)
+        # normalise and pad the whole pool once: [N, C, H+2p, W+2p] float32 on the device
+        pool = F.pad(normalize_images(images.to(dev)), (p, p, p, p), mode=cfg.pad_mode)
+        return _fit(model, pool, labels.to(dev), schedule.to(dev), cfg, g, progress)
+
+
+def _fit(
+    model: nn.Module,
+    pool: torch.Tensor,
+    labels: torch.Tensor,
+    schedule: torch.Tensor,
+    cfg: ClassifierConfig,
+    g: torch.Generator,
+    progress: bool,
+) -> nn.Module:
+    """The loop: AMP and memory format decided once, then a straight-line step per batch."""
+    dev = pool.device
+    cuda = dev.type == "cuda"  # bf16 autocast on CUDA only
+    fmt = memory_format(model, dev)
     model = model.to(dev, memory_format=fmt).train()
-    opt, lr_sched = build_optimizer(model, cfg, num_steps)
-    p = cfg.crop_pad_px
-    pool = F.pad(normalize_images(images.to(dev)), (p, p, p, p), mode=cfg.pad_mode)  # [N,C,H+2p,W+2p]
-    labels = labels.to(dev)
-    for step in _progress(num_steps, progress):
-        idx = schedule[step]
-        x = augment_batch(pool, idx, p, cfg.hflip, g).contiguous(memory_format=fmt)
+    opt, lr_sched = build_optimizer(model, cfg, len(schedule))
+    for step in _progress(len(schedule), progress):
+        idx = schedule[step]  # [B]
+        x = augment_batch(pool, idx, cfg.crop_pad_px, cfg.hflip, g).contiguous(memory_format=fmt)
         with torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
-            loss = F.cross_entropy(model(x), labels[idx.to(dev)], label_smoothing=cfg.label_smoothing)
+            logits = model(x)  # [B, K]
+        loss = F.cross_entropy(logits.float(), labels[idx],
+                               label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         lr_sched.step()
     if not math.isfinite(loss.item()):
-        raise SynthequivError(f"classifier training diverged (loss {loss.item()}); lower classifier.lr")
+        raise SynthequivError(f"classifier training diverged (loss {loss.item()}): lower lr")
     return model.eval()
 
 
@@ -396,37 +450,39 @@ def train_classifier(
 
 @torch.inference_mode()
 def _batched(model: nn.Module, images: torch.Tensor, fn, device, batch_size: int) -> torch.Tensor:
-    """fn(model, x) over uint8 images in batches → float32 CPU tensor; eval mode, restored after."""
+    """fn(model, x) over uint8 images in batches → float32 CPU tensor (eval mode, then restored).
+
+    float32 even on CUDA (no autocast): features feed distance metrics, where bf16 noise counts.
+    """
     _check_images("evaluation", images, allow_empty=True)
     check_positive("batch_size", batch_size)
     dev = _device(device)
-    cuda = dev.type == "cuda"
     was_training = model.training
     model.to(dev).eval()
+    fmt = memory_format(model, dev)
     outs = []
-    for i in range(0, len(images), batch_size):
+    for i in range(0, max(len(images), 1), batch_size):  # an empty set still gives [0, D]
         x = normalize_images(images[i : i + batch_size].to(dev))
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
-            outs.append(fn(model, x).float().cpu())
+        outs.append(fn(model, x.contiguous(memory_format=fmt)).float().cpu())
     model.train(was_training)
-    if not outs:
-        with torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
-            probe = fn(model, normalize_images(images[:0].to(dev)))  # right trailing shape
-        return probe.float().cpu()
     return torch.cat(outs)
 
 
 def extract_features(
-    model: nn.Module, images: torch.Tensor, device: str | torch.device = "cpu", batch_size: int = 1024
+    model: nn.Module,
+    images: torch.Tensor,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1024,
 ) -> torch.Tensor:
     """Penultimate features [N, D] float32 (after global pooling, before the linear head)."""
     return _batched(model, images, lambda m, x: m.features(x), device, batch_size)
 
 
 def predict_proba(
-    model: nn.Module, images: torch.Tensor, device: str | torch.device = "cpu", batch_size: int = 1024
+    model: nn.Module,
+    images: torch.Tensor,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1024,
 ) -> torch.Tensor:
     """Class probabilities [N, K] float32 (softmax in float32; rows sum to 1)."""
     return _batched(model, images, lambda m, x: m(x).float().softmax(dim=1), device, batch_size)
@@ -452,8 +508,11 @@ def evaluate(
     if probs.shape[1] != num_classes:
         raise SynthequivError(f"model predicts {probs.shape[1]} classes, expected {num_classes}")
     y, pred = labels.cpu().numpy(), probs.argmax(1).numpy()
-    out = {"accuracy": float((pred == y).mean()),
-           "balanced_accuracy": float(balanced_accuracy_score(y, pred)), "auc": float("nan")}
+    with warnings.catch_warnings():  # sklearn warns when a predicted class is absent from y
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = float(balanced_accuracy_score(y, pred))
+    out = {"accuracy": float((pred == y).mean()), "balanced_accuracy": balanced,
+           "auc": float("nan")}
     if len(np.unique(y)) == num_classes:
         p = (probs / probs.sum(1, keepdim=True)).numpy()
         out["auc"] = float(roc_auc_score(y, p[:, 1]) if num_classes == 2 else roc_auc_score(

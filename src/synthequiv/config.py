@@ -42,11 +42,21 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    address: str = ""  # "" = start Ray on this machine; "auto" or host:port = join a cluster
+    num_cpus: int = 0  # local start only: CPUs Ray may use (0 = all)
+    cpus_per_task: float = 1.0  # per classifier cell / sampling shard / generator
+    gpus_per_task: float = 0.0  # per classifier cell or sampling shard, e.g. 0.25 = 4 per GPU
+    gpus_per_generator: float = 0.0  # per generator training (1.0 on a GPU cluster)
+    sample_shards: int = 4  # sampling of one synthetic set is split into this many seed ranges
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str = "quick"
     device: str = "auto"  # auto | cpu | cuda[:N], decided once
     executor: str = "local"  # local | ray
-    ray_address: str = ""  # "" = start Ray locally; "auto" or host:port = join a cluster
+    ray: RayConfig = field(default_factory=RayConfig)
     data: DataConfig = field(default_factory=DataConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -84,6 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"source": "cifar10"},
         "splits": {"base_per_class": [100, 250, 500, 1000]},
         "generator": {"train_kimg": 2000.0, "batch_size": 256},
+        "ray": {"gpus_per_task": 0.25, "gpus_per_generator": 1.0, "cpus_per_task": 2.0},
         "grid": {"real_add_per_class": [100, 250, 500, 1000],
                  "syn_add_per_class": [500, 1000, 2500, 5000]},
         "classifier": {"hflip": True, "budget": "epochs", "epochs": 100},
@@ -94,6 +105,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"source": "medmnist:bloodmnist"},
         "splits": {"base_per_class": [50, 100, 200]},
         "generator": {"train_kimg": 1000.0, "batch_size": 256},
+        "ray": {"gpus_per_task": 0.25, "gpus_per_generator": 1.0, "cpus_per_task": 2.0},
         "grid": {"real_add_per_class": [50, 100, 200], "syn_add_per_class": [200, 800, 3200]},
         "classifier": {"hflip": True, "budget": "epochs", "epochs": 100},
     },
@@ -116,6 +128,11 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if typ is float and isinstance(value, str):
+        try:  # YAML 1.1 reads `2e-4` (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if typ in (int, str, bool) and type(value) is not typ:
         raise SynthequivError(
             f"config key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}"

@@ -173,6 +173,12 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
             f"{name}: files not found under {root / marker} ({exc}); "
             f"pass --download to fetch them, or copy them there"
         ) from exc
+    except (AssertionError, ValueError, TypeError, KeyError, OSError, EOFError) as exc:
+        # files present but corrupt/truncated: torchvision's readers fail with bare asserts
+        raise SynthequivError(
+            f"{name}: cannot read the files under {root} ({type(exc).__name__}: {exc}); "
+            f"delete them and pass --download to fetch them again"
+        ) from exc
     return Dataset(name, to_nchw_uint8(xs[0], name), to_labels(np.asarray(ys[0]), name), classes,
                    to_nchw_uint8(xs[1], name), to_labels(np.asarray(ys[1]), name))
 
@@ -211,7 +217,7 @@ def _load_npz(path: Path, name: str | None = None) -> Dataset:
     if not path.exists():
         raise SynthequivError(f"{name}: file not found: {path}")
     arrays = load_npz(path)
-    if "train_images" in arrays:  # MedMNIST layout: train/val/test; the pool is train (+ val)
+    if "train_images" in arrays:  # MedMNIST layout: train/val/test; the pool is train (val unused)
         need = ["train_images", "train_labels", "test_images", "test_labels"]
         missing = [k for k in need if k not in arrays]
         if missing:

@@ -57,28 +57,78 @@ def match_shape(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tens
 # ----------------------------------------------------------------------------- generation
 
 
-def _train_and_sample(name: str, x, y, num_classes, out_shape, n_per_class, cfg, run_dir,
-                      device, progress) -> SyntheticSet:
-    from .generator import load_generator, train_generator
-    from .sampling import class_quota_labels, load_samples, sample_images, save_grid_png, save_samples
+@dataclass
+class GenJob:
+    """One generator to train on (x, y) and sample n_per_class images/class from."""
 
+    name: str  # e.g. closed-n20, open-pool
+    x: torch.Tensor
+    y: torch.Tensor
+    gen_dir: Path
+    path: Path  # samples .npz
+    key: str  # samples key
+    digest: str  # content hash of the training images + labels
+
+
+def make_job(name, x, y, num_classes, out_shape, n_per_class, cfg, run_dir: Path) -> GenJob:
     digest = tensor_digest(x, y)
     gen_key = stable_hash("generator", cfg.generator, digest, num_classes)
-    gen_dir = run_dir / "generators" / f"{name}-{gen_key}"
     sample_key = stable_hash(gen_key, cfg.sampling, n_per_class, out_shape)
-    path = run_dir / "samples" / f"{name}-{sample_key}.npz"
-    if path.exists():
-        images, labels, _ = load_samples(path)
-        return SyntheticSet(sample_key, name.split("-")[0], images, labels, path, gen_dir)
-    train_generator(x, y, num_classes, cfg.generator, gen_dir, device, progress)
-    atomic_write_json(gen_dir / "trained_on.json", {"name": name, "train_digest": digest,
-                                                     "n_images": len(y)})
+    return GenJob(name, x, y, run_dir / "generators" / f"{name}-{gen_key}",
+                  run_dir / "samples" / f"{name}-{sample_key}.npz", sample_key, digest)
+
+
+def _train_task(job: GenJob, num_classes, cfg, device, progress) -> GenJob:
+    from .generator import train_generator
+
+    train_generator(job.x, job.y, num_classes, cfg.generator, job.gen_dir, device, progress)
+    # provenance: the exact images this generator saw (tests check it is B(n) only)
+    atomic_write_json(job.gen_dir / "trained_on.json",
+                      {"name": job.name, "train_digest": job.digest, "n_images": len(job.y)})
+    return job
+
+
+def _sample_task(shard: tuple[int, int], gen_dir, labels, scfg, device, progress):
+    from .generator import load_generator
+    from .sampling import sample_images
+
+    start, stop = shard
     gen = load_generator(gen_dir, device)
-    labels = class_quota_labels(n_per_class, num_classes)
-    images = match_shape(sample_images(gen, labels, cfg.sampling, device, progress), out_shape)
-    save_samples(path, images, labels, {"generator": gen_dir.name, "key": sample_key})
-    save_grid_png(path.with_suffix(".png"), images, labels, num_classes)
-    return SyntheticSet(sample_key, name.split("-")[0], images, labels, path, gen_dir)
+    # index_offset keeps per-sample seeds global: N shards give exactly one call's images
+    return start, sample_images(gen, labels[start:stop], scfg, device, progress, start)
+
+
+def shards(n: int, count: int) -> list[tuple[int, int]]:
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, device,
+             progress) -> dict[str, SyntheticSet]:
+    from .executor import map_tasks
+    from .sampling import class_quota_labels, load_samples, save_grid_png, save_samples
+
+    out, todo = {}, []
+    for job in jobs:
+        if job.path.exists():
+            images, labels, _ = load_samples(job.path)
+            out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels,
+                                         job.path, job.gen_dir)
+        else:
+            todo.append(job)
+    shared = {"num_classes": num_classes, "cfg": cfg, "device": device, "progress": progress}
+    for job in map_tasks(_train_task, todo, shared, cfg, kind="generator"):
+        labels = class_quota_labels(n_per_class, num_classes)
+        count = cfg.ray.sample_shards if cfg.executor == "ray" else 1
+        parts = dict(map_tasks(_sample_task, shards(len(labels), count),
+                               {"gen_dir": job.gen_dir, "labels": labels, "scfg": cfg.sampling,
+                                "device": device, "progress": progress}, cfg, kind="sample"))
+        images = match_shape(torch.cat([parts[k] for k in sorted(parts)]), out_shape)
+        save_samples(job.path, images, labels, {"generator": job.gen_dir.name, "key": job.key})
+        save_grid_png(job.path.with_suffix(".png"), images, labels, num_classes)
+        out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels, job.path,
+                                     job.gen_dir)
+    return out
 
 
 def _pretrained(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> SyntheticSet:
@@ -100,10 +150,8 @@ def _pretrained(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> Synt
     return SyntheticSet(key, "open", images, labels, path, None)
 
 
-def _open_set(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> SyntheticSet:
+def _open_job(cfg, sp: Splits, n_per_class, run_dir) -> GenJob:
     ds, kind = sp.dataset, cfg.openset.kind
-    if kind == "pretrained":
-        return _pretrained(cfg, sp, n_per_class, run_dir, device, progress)
     if kind == "pool":
         idx = sp.pool_indices()  # B ∪ R: never the test split
         x, y = ds.images[idx], ds.labels[idx]
@@ -119,8 +167,7 @@ def _open_set(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> Synthe
         x, y = other.images, other.labels
     else:
         raise SynthequivError(f"unknown openset.kind '{kind}' (use pool, source or pretrained)")
-    return _train_and_sample(f"open-{kind}", x, y, ds.num_classes, ds.shape, n_per_class, cfg,
-                             run_dir, device, progress)
+    return make_job(f"open-{kind}", x, y, ds.num_classes, ds.shape, n_per_class, cfg, run_dir)
 
 
 def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = True
@@ -129,15 +176,22 @@ def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = T
     arms = [a for a in cfg.grid.arms if a in ("closed", "open")]
     if not arms or not cfg.grid.syn_add_per_class:
         return {}
-    n_per_class = max(cfg.grid.syn_add_per_class)
-    ds, out = sp.dataset, {}
+    n_per_class, run_dir, ds = max(cfg.grid.syn_add_per_class), Path(run_dir), sp.dataset
+    jobs = []
     if "closed" in arms:
         for n in cfg.splits.base_per_class:
-            x, y = sp.base(n)  # B(n) only
-            out[("closed", n)] = _train_and_sample(f"closed-n{n}", x, y, ds.num_classes,
-                                                   ds.shape, n_per_class, cfg, Path(run_dir),
-                                                   device, progress)
+            x, y = sp.base(n)  # B(n) only: never reserve or test images
+            jobs.append(make_job(f"closed-n{n}", x, y, ds.num_classes, ds.shape, n_per_class,
+                                 cfg, run_dir))
+    pretrained = "open" in arms and cfg.openset.kind == "pretrained"
+    if "open" in arms and not pretrained:
+        jobs.append(_open_job(cfg, sp, n_per_class, run_dir))
+    sets = run_jobs(jobs, ds.num_classes, ds.shape, n_per_class, cfg, device, progress)
+    if pretrained:
+        sets["open"] = _pretrained(cfg, sp, n_per_class, run_dir, device, progress)
+    out = {("closed", n): sets[f"closed-n{n}"] for n in cfg.splits.base_per_class
+           if "closed" in arms}
     if "open" in arms:
-        shared = _open_set(cfg, sp, n_per_class, Path(run_dir), device, progress)
+        shared = sets["open"] if pretrained else sets[f"open-{cfg.openset.kind}"]
         out.update({("open", n): shared for n in cfg.splits.base_per_class})
     return out

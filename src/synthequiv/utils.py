@@ -12,6 +12,8 @@ import json
 import os
 import random
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -73,11 +75,15 @@ def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Load every array of an .npz file without pickle (object arrays are refused)."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):  # a bare .npy array, not an archive
+            raise SynthequivError(f"cannot read {path} as .npz: it holds a single .npy array")
+        with f:
             return {k: f[k] for k in f.files}
     except FileNotFoundError as exc:
         raise SynthequivError(f"file not found: {path}") from exc
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # truncated or corrupted archives raise BadZipFile / zlib.error, not OSError
         raise SynthequivError(f"cannot read {path} as .npz: {exc}") from exc
 
 

@@ -1,0 +1,125 @@
+"""End-to-end: a tiny study on digits produces a report, a complete summary, and resumes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from synthequiv import config as C
+from synthequiv.study import load_inputs, run_study
+from synthequiv.utils import SynthequivError, tensor_digest
+
+TINY = [
+    "splits.base_per_class=[5,10]",
+    "grid.seeds=[0,1]",
+    "grid.real_add_per_class=[5,20]",
+    "grid.syn_add_per_class=[5,20]",
+    "generator.train_kimg=2.0",
+    "generator.warmup_kimg=0.5",
+    "sampling.steps=5",
+    "classifier.train_steps=30",
+    "equivalence.bootstrap=50",
+    "analysis.enabled=false",
+    "device=cpu",
+]
+
+
+def tiny_cfg(*extra: str) -> C.StudyConfig:
+    return C.resolve("quick", None, TINY + list(extra))
+
+
+def table_rows(run_dir):
+    with sqlite3.connect(run_dir / "results.sqlite") as db:
+        return sorted(db.execute(
+            "SELECT key, n_base, arm, n_add, seed, accuracy FROM cells").fetchall())
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = tiny_cfg()
+    out = run_study(cfg, run_dir, progress=False)
+    return cfg, run_dir, out
+
+
+def test_report_and_summary(finished):
+    cfg, run_dir, out = finished
+    for name in ("report.html", "report.md", "summary.json", "config.yaml"):
+        assert (run_dir / name).stat().st_size > 0, name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("headline", "recommendation", "accuracy", "equivalence", "budget", "figures"):
+        assert key in summary, key
+    assert summary["headline"] == out["headline"]
+    for rel in summary["figures"].values():
+        assert (run_dir / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(summary["equivalence"]["arms"]) == {"closed", "open"}
+    html = (run_dir / "report.html").read_text()
+    assert "95 % CI" in html and "accuracy.png" in html
+
+
+def test_every_cell_recorded_once(finished):
+    cfg, run_dir, _ = finished
+    rows = table_rows(run_dir)
+    # per base size: baseline + 2 real + 2 closed + 2 open amounts, × 2 seeds
+    assert len(rows) == 2 * (1 + 2 + 2 + 2) * 2
+    assert len({r[0] for r in rows}) == len(rows)
+    assert all(0.0 <= r[5] <= 1.0 for r in rows)
+
+
+def test_closed_generators_saw_only_their_base_set(finished):
+    cfg, run_dir, _ = finished
+    _, sp = load_inputs(cfg)
+    seen = {json.loads(p.read_text())["name"]: json.loads(p.read_text())
+            for p in run_dir.glob("generators/*/trained_on.json")}
+    for n in cfg.splits.base_per_class:
+        info = seen[f"closed-n{n}"]
+        assert info["train_digest"] == tensor_digest(*sp.base(n))
+        assert info["n_images"] == n * 10
+    pool = sp.pool_indices()
+    assert seen["open-pool"]["train_digest"] == tensor_digest(
+        sp.dataset.images[pool], sp.dataset.labels[pool])
+
+
+def test_rerun_skips_everything(finished):
+    cfg, run_dir, _ = finished
+    before = table_rows(run_dir)
+    mtimes = {p: p.stat().st_mtime_ns for p in run_dir.glob("generators/*/checkpoint.pt")}
+    run_study(cfg, run_dir, progress=False)
+    assert table_rows(run_dir) == before
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # no generator retrained
+
+
+def test_resume_after_lost_cells_equals_uninterrupted(finished, tmp_path):
+    cfg, run_dir, _ = finished
+    import shutil
+
+    copy = tmp_path / "resumed"
+    shutil.copytree(run_dir, copy)
+    with sqlite3.connect(copy / "results.sqlite") as db:  # as if killed after 5 cells
+        keep = [k for (k,) in db.execute("SELECT key FROM cells ORDER BY key LIMIT 5")]
+        db.execute(f"DELETE FROM cells WHERE key NOT IN ({','.join('?' * len(keep))})", keep)
+    run_study(cfg, copy, progress=False)
+    assert table_rows(copy) == table_rows(run_dir)
+
+
+def test_changed_classifier_config_does_not_reuse_cells(finished, tmp_path):
+    cfg, run_dir, _ = finished
+    import shutil
+
+    copy = tmp_path / "changed"
+    shutil.copytree(run_dir, copy)
+    cfg2 = tiny_cfg("classifier.train_steps=31")
+    run_study(cfg2, copy, progress=False)
+    rows = table_rows(copy)
+    assert len(rows) == 2 * len(table_rows(run_dir))  # old rows kept, new ones added
+    summary = json.loads((copy / "summary.json").read_text())
+    assert summary["n_cells"] == len(table_rows(run_dir))
+
+
+def test_too_large_real_arm_is_refused_before_training(tmp_path):
+    cfg = tiny_cfg("grid.real_add_per_class=[500]")
+    with pytest.raises(SynthequivError, match="class '0'"):
+        run_study(cfg, tmp_path / "x", progress=False)
+    assert not (tmp_path / "x" / "generators").exists()
