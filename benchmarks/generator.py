@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     judge = make_judge(*rest)
     cfg = GeneratorConfig()
     if args.quick:
-        cfg = dataclasses.replace(cfg, train_kimg=cfg.train_kimg / 4, batch_size=64)
+        cfg = dataclasses.replace(cfg, train_kimg=cfg.train_kimg / 4)
     print("\n== digits generator, 20 images/class ==")
     gen = train_digits(cfg, base, device, "default config" + (" / 4 (quick)" * args.quick))
     bench_sampling(gen, device, 200 if args.quick else 500)

@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+# one torch thread: on the 2-vCPU CI machine two threads made small convolutions ~10× slower
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -108,6 +108,44 @@ def report(run_dir: Path) -> None:
     console.print(f"report: {rebuild_report(run_dir)}")
 
 
+@app.command()
+def analyze(
+    target: Path = typer.Argument(..., help="A run directory, or a real-images .npz."),
+    synthetic: Optional[Path] = typer.Argument(None, help="Synthetic .npz (with a real .npz)."),
+    out: Path = typer.Option(Path("analysis"), "--out", help="Output dir for two .npz sets."),
+    device: str = typer.Option("auto"),
+    max_images: int = typer.Option(1000, help="Cap per set."),
+    domain_steps: int = typer.Option(300, help="Domain classifier training steps."),
+) -> None:
+    """Real/synthetic gap: of a run directory's generators, or of any two .npz image sets."""
+    from .analyses import analyse_dirs
+    from .utils import resolve_device
+
+    if synthetic is None:
+        from .study import analyse_run
+
+        analysis = analyse_run(target)
+    else:
+        analysis = analyse_dirs(target, synthetic, out, resolve_device(device), max_images,
+                                domain_steps)
+    table = Table("set", "domain acc", "domain AUC", "FD", "FD real-vs-real", "precision",
+                  "coverage", "fidelity", "CAS", "memorized")
+    base_fd = (analysis.get("baseline") or {}).get("overlap", {}).get("fd")
+    for name, s in analysis["sets"].items():
+        ov, mem = s.get("overlap", {}), s.get("memorization", {}).get("pixel") or {}
+        table.add_row(name, *[_f(v) for v in (
+            s["domain"].get("accuracy"), s["domain"].get("auc"), ov.get("fd"), base_fd,
+            ov.get("precision"), ov.get("coverage"), s.get("fidelity", {}).get("accuracy"),
+            s.get("cas", {}).get("accuracy"), mem.get("frac_below"))])
+    console.print(table)
+    if analysis.get("paper_finding_f4"):
+        console.print(analysis["paper_finding_f4"].get("text", ""))
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 @gen_app.command("train")
 def generator_train(
     source: str,

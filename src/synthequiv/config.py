@@ -56,6 +56,10 @@ class StudyConfig:
     name: str = "quick"
     device: str = "auto"  # auto | cpu | cuda[:N], decided once
     executor: str = "local"  # local | ray
+    # local executor: parallel worker processes (0 = one per CPU core, 1 on a GPU). Default 1:
+    # on the 2-vCPU reference machine two processes ran no faster than one (measured)
+    workers: int = 1
+    cpu_threads: int = 1  # torch threads per process on CPU (0 = torch's default)
     ray: RayConfig = field(default_factory=RayConfig)
     data: DataConfig = field(default_factory=DataConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)

@@ -22,6 +22,7 @@ import torch
 from . import __version__
 from .config import StudyConfig, dump_yaml
 from .data import Dataset, load_dataset
+from .executor import set_cpu_threads
 from .lock import RunLock
 from .progress import progress_bar
 from .results import ResultsTable
@@ -147,6 +148,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
     with RunLock(run_dir):
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         device = resolve_device(cfg.device)
+        set_cpu_threads(cfg)
         ds, sp = load_inputs(cfg)
         timings = {}
         t0 = time.time()
@@ -183,12 +185,27 @@ def finish(cfg, run_dir, rows, sp, synth, device, timings, progress) -> dict:
     return out
 
 
-def rebuild_report(run_dir: Path) -> Path:
-    """Report from the files of a run directory (config.yaml + results table)."""
+def read_run_config(run_dir: Path) -> StudyConfig:
     from . import config as C
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
+    if not (Path(run_dir) / "config.yaml").exists():
         raise SynthequivError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = C.build(C.StudyConfig, C.read_yaml(run_dir / "config.yaml"))
-    return Path(run_study(cfg, run_dir)["report"])
+    return C.build(C.StudyConfig, C.read_yaml(Path(run_dir) / "config.yaml"))
+
+
+def rebuild_report(run_dir: Path) -> Path:
+    """Report from the files of a run directory; finishes whatever the run had left to do."""
+    return Path(run_study(read_run_config(run_dir), Path(run_dir))["report"])
+
+
+def analyse_run(run_dir: Path, progress: bool = True) -> dict:
+    """The analyses of a run directory's synthetic sets (cached in its analysis.json)."""
+    from .analyses import analyse_study
+
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    with RunLock(run_dir):
+        device = resolve_device(cfg.device)
+        _, sp = load_inputs(cfg)
+        synth = prepare_synthetic(cfg, sp, run_dir, device, progress)
+        return analyse_study(cfg, run_dir, sp, synth, device, progress)

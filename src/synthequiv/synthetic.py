@@ -88,14 +88,14 @@ def _train_task(job: GenJob, num_classes, cfg, device, progress) -> GenJob:
     return job
 
 
-def _sample_task(shard: tuple[int, int], gen_dir, labels, scfg, device, progress):
+def _sample_task(shard: tuple[Path, int, int], labels, scfg, device, progress):
     from .generator import load_generator
     from .sampling import sample_images
 
-    start, stop = shard
+    gen_dir, start, stop = shard
     gen = load_generator(gen_dir, device)
     # index_offset keeps per-sample seeds global: N shards give exactly one call's images
-    return start, sample_images(gen, labels[start:stop], scfg, device, progress, start)
+    return gen_dir, start, sample_images(gen, labels[start:stop], scfg, device, progress, start)
 
 
 def shards(n: int, count: int) -> list[tuple[int, int]]:
@@ -116,14 +116,26 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
                                          job.path, job.gen_dir)
         else:
             todo.append(job)
+    from .executor import local_workers
+    from .progress import progress_bar
+
     shared = {"num_classes": num_classes, "cfg": cfg, "device": device, "progress": progress}
-    for job in map_tasks(_train_task, todo, shared, cfg, kind="generator"):
-        labels = class_quota_labels(n_per_class, num_classes)
-        count = cfg.ray.sample_shards if cfg.executor == "ray" else 1
-        parts = dict(map_tasks(_sample_task, shards(len(labels), count),
-                               {"gen_dir": job.gen_dir, "labels": labels, "scfg": cfg.sampling,
-                                "device": device, "progress": progress}, cfg, kind="sample"))
-        images = match_shape(torch.cat([parts[k] for k in sorted(parts)]), out_shape)
+    count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
+    with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
+        trained = []
+        for job in map_tasks(_train_task, todo, shared, cfg, kind="generator"):
+            trained.append(job)
+            bar.advance(1, job.name)
+    labels = class_quota_labels(n_per_class, num_classes)
+    items = [(job.gen_dir, a, b) for job in trained for a, b in shards(len(labels), count)]
+    parts: dict[Path, dict[int, torch.Tensor]] = {}
+    for gen_dir, start, images in map_tasks(
+            _sample_task, items, {"labels": labels, "scfg": cfg.sampling, "device": device,
+                                  "progress": progress}, cfg, kind="sample"):
+        parts.setdefault(gen_dir, {})[start] = images
+    for job in trained:
+        chunks = parts[job.gen_dir]
+        images = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), out_shape)
         save_samples(job.path, images, labels, {"generator": job.gen_dir.name, "key": job.key})
         save_grid_png(job.path.with_suffix(".png"), images, labels, num_classes)
         out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels, job.path,

@@ -1,0 +1,131 @@
+"""Throughput of the three heavy stages at a preset's shapes, and the projected cost of its grid.
+
+    .venv/bin/python benchmarks/throughput.py                   # cifar10 shapes, cuda if present
+    .venv/bin/python benchmarks/throughput.py --preset quick    # digits shapes
+    .venv/bin/python benchmarks/throughput.py --device cpu --steps 3
+
+Measures on random data of the preset's image shape (no download needed):
+  generator training images/s (the preset's backbone, batch and AMP policy),
+  sampling images/s at the preset's NFE,
+  classifier training images/s (the preset's architecture and batch),
+then projects the full grid: generators × train_kimg, sampling of every synthetic set, and
+every classifier cell's optimizer steps, in device-hours. The projection is throughput × work;
+it ignores data loading and evaluation (small for in-memory 32 px data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from synthequiv import config as C
+from synthequiv.classifier import build_classifier, num_train_steps, train_classifier
+from synthequiv.generator import train_generator, load_generator
+from synthequiv.sampling import sample_images
+from synthequiv.utils import resolve_device
+
+SHAPES = {"cifar10": (3, 32, 32, 10), "bloodmnist": (3, 28, 28, 8), "quick": (1, 8, 8, 10),
+          "mnist": (1, 28, 28, 10), "pneumonia": (1, 28, 28, 2)}
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _data(shape, n):
+    c, h, w, k = shape
+    g = torch.Generator().manual_seed(0)
+    return (torch.randint(0, 256, (n, c, h, w), generator=g, dtype=torch.uint8),
+            torch.arange(n) % k)
+
+
+def generator_ips(cfg, shape, device, steps) -> tuple[float, float]:
+    x, y = _data(shape, 512)
+    gcfg = cfg.generator
+    with tempfile.TemporaryDirectory() as tmp:
+        short = dataclasses.replace(gcfg, train_kimg=steps * gcfg.batch_size / 1000,
+                                    warmup_kimg=0.0, checkpoint_every_kimg=1e9)
+        train_generator(x, y, shape[3], dataclasses.replace(short, train_kimg=gcfg.batch_size
+                                                            / 1000), Path(tmp) / "w", device,
+                        False)  # warm-up: imports, cudnn autotune
+        _sync(device)
+        t0 = time.perf_counter()
+        train_generator(x, y, shape[3], short, Path(tmp) / "g", device, False)
+        _sync(device)
+        train_ips = steps * gcfg.batch_size / (time.perf_counter() - t0)
+        gen = load_generator(Path(tmp) / "g", device)
+        labels = torch.arange(min(cfg.sampling.batch_size, 256)) % shape[3]
+        sample_images(gen, labels[:8], cfg.sampling, device, False)
+        _sync(device)
+        t0 = time.perf_counter()
+        sample_images(gen, labels, cfg.sampling, device, False)
+        _sync(device)
+        return train_ips, len(labels) / (time.perf_counter() - t0)
+
+
+def classifier_ips(cfg, shape, device, steps) -> float:
+    x, y = _data(shape, 2048)
+    ccfg = dataclasses.replace(cfg.classifier, budget="steps", train_steps=steps)
+    train_classifier(x, y, shape[3], dataclasses.replace(ccfg, train_steps=2), 0, device=device)
+    _sync(device)
+    t0 = time.perf_counter()
+    train_classifier(x, y, shape[3], ccfg, 0, device=device)
+    _sync(device)
+    return steps * ccfg.batch_size / (time.perf_counter() - t0)
+
+
+def grid_work(cfg, k: int) -> dict:
+    """Images to push through each stage for the preset's whole grid."""
+    g, s = cfg.grid, cfg.splits
+    n_gen = len(s.base_per_class) * ("closed" in g.arms) + ("open" in g.arms)
+    n_syn_sets = n_gen
+    cells_imgs = 0
+    for n in s.base_per_class:
+        amounts = [0] + list(g.real_add_per_class) * ("real" in g.arms)
+        amounts += list(g.syn_add_per_class) * sum(a in g.arms for a in ("closed", "open"))
+        for m in amounts:
+            pool = (n + m) * k
+            cells_imgs += num_train_steps(cfg.classifier, pool) * cfg.classifier.batch_size
+    return {"generator_imgs": n_gen * cfg.generator.train_kimg * 1000,
+            "sample_imgs": n_syn_sets * max(g.syn_add_per_class or [0]) * k,
+            "classifier_imgs": cells_imgs * len(g.seeds), "n_generators": n_gen}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="cifar10")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=20, help="timed optimizer steps per stage")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    cfg = C.resolve(args.preset, None, [f"device={device.type}"])
+    shape = SHAPES[args.preset]
+    print(f"preset {args.preset}: images {shape[:3]}, {shape[3]} classes, device {device} "
+          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'})")
+    gen_ips, smp_ips = generator_ips(cfg, shape, device, args.steps)
+    clf_ips = classifier_ips(cfg, shape, device, args.steps)
+    print(f"generator training   {gen_ips:10.1f} images/s (batch {cfg.generator.batch_size})")
+    print(f"sampling             {smp_ips:10.1f} images/s ({cfg.sampling.sampler}, "
+          f"{cfg.sampling.steps} steps, cfg {cfg.sampling.cfg_scale})")
+    print(f"classifier training  {clf_ips:10.1f} images/s (batch {cfg.classifier.batch_size}, "
+          f"arch {cfg.classifier.arch})")
+    w = grid_work(cfg, shape[3])
+    hours = {"generators": w["generator_imgs"] / gen_ips / 3600,
+             "sampling": w["sample_imgs"] / smp_ips / 3600,
+             "classifier grid": w["classifier_imgs"] / clf_ips / 3600}
+    print(f"projected {args.preset} grid on this device ({w['n_generators']} generators, "
+          f"{len(cfg.grid.seeds)} seeds):")
+    for k, h in hours.items():
+        print(f"  {k:18s} {h:9.2f} h")
+    total = sum(hours.values())
+    print(f"  {'total':18s} {total:9.2f} h  (goal < 24 h → total/goal = {total / 24:.2f})")
+
+
+if __name__ == "__main__":
+    main()
