@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from synthequiv import config as C
-from synthequiv.classifier import build_classifier, num_train_steps, train_classifier
-from synthequiv.generator import train_generator, load_generator
+from synthequiv.classifier import num_train_steps, train_classifier
+from synthequiv.generator import load_generator, train_generator
 from synthequiv.sampling import sample_images
 from synthequiv.utils import resolve_device
 

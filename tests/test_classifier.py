@@ -246,7 +246,10 @@ def test_auto_arch_by_image_size():
 
 def _bad_calls(x, y):
     cfg = ClassifierConfig(train_steps=2)
-    with_cfg = lambda **kw: dataclasses.replace(cfg, **kw)
+
+    def with_cfg(**kw):
+        return dataclasses.replace(cfg, **kw)
+
     return {
         "length mismatch": lambda: train_classifier(x, y[:-1], 10, cfg, 0),
         "label too large": lambda: train_classifier(x, y, 5, cfg, 0),

@@ -188,6 +188,7 @@ def test_auto_preset_by_resolution():
         ["8px", "16px", "16px", "32px", "32px", "64px", "64px"]
     assert resolve_preset("auto", (3, 28, 40)) == "64px"
     assert {p.resolution for p in GENERATOR_PRESETS.values()} == {8, 16, 32, 64}
+    assert resolve_preset("32px-small", (1, 28, 28)) == "32px-small"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -48,7 +47,7 @@ def data_show(
     image_size: int = typer.Option(0, "--image-size", help="folder: resize all images to N×N."),
     test_per_class: int = typer.Option(50, help="Hold-out size when there is no test split."),
     seed: int = typer.Option(0, help="Split seed."),
-    out: Optional[Path] = typer.Option(None, "--out", help="PNG grid of examples."),
+    out: Path | None = typer.Option(None, "--out", help="PNG grid of examples."),
 ) -> None:
     """Per-class counts per split, image size/channels, and a PNG grid of examples."""
     from .data import load_dataset
@@ -75,12 +74,12 @@ def data_show(
 @app.command()
 def study(
     preset: str = typer.Option("quick", help="Preset: quick, mnist, pneumonia, cifar10, ..."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML overrides."),
-    set_: List[str] = typer.Option([], "--set", help="KEY=VALUE override, e.g. grid.seeds=[0,1]"),
-    name: Optional[str] = typer.Option(None, help="Run name (default: the preset's)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML overrides."),
+    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE override, e.g. grid.seeds=[0,1]"),
+    name: str | None = typer.Option(None, help="Run name (default: the preset's)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Parent of run directories."),
-    executor: Optional[str] = typer.Option(None, help="local | ray"),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    executor: str | None = typer.Option(None, help="local | ray"),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
 ) -> None:
     """Run the whole study: generators, samples, classifier grid, equivalence fit, report."""
@@ -111,7 +110,7 @@ def report(run_dir: Path) -> None:
 @app.command()
 def analyze(
     target: Path = typer.Argument(..., help="A run directory, or a real-images .npz."),
-    synthetic: Optional[Path] = typer.Argument(None, help="Synthetic .npz (with a real .npz)."),
+    synthetic: Path | None = typer.Argument(None, help="Synthetic .npz (with a real .npz)."),
     out: Path = typer.Option(Path("analysis"), "--out", help="Output dir for two .npz sets."),
     device: str = typer.Option("auto"),
     max_images: int = typer.Option(1000, help="Cap per set."),
@@ -152,7 +151,7 @@ def generator_train(
     base_per_class: int = typer.Option(..., "--base-per-class", help="Base set B(n) size."),
     out: Path = typer.Option(..., "--out", help="Generator directory."),
     root: str = ROOT_OPT,
-    kimg: Optional[float] = typer.Option(None, "--kimg", help="Training length (k images)."),
+    kimg: float | None = typer.Option(None, "--kimg", help="Training length (k images)."),
     test_per_class: int = typer.Option(50, help="Hold-out size when there is no test split."),
     seed: int = typer.Option(0, help="Split and training seed."),
     device: str = typer.Option("auto"),
@@ -188,7 +187,13 @@ def generator_sample(
 ) -> None:
     """Sample PER_CLASS images of every class from a trained generator."""
     from .generator import load_generator
-    from .sampling import SampleConfig, class_quota_labels, sample_images, save_grid_png, save_samples
+    from .sampling import (
+        SampleConfig,
+        class_quota_labels,
+        sample_images,
+        save_grid_png,
+        save_samples,
+    )
     from .utils import resolve_device
 
     dev = resolve_device(device)

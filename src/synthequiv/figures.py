@@ -51,10 +51,10 @@ def accuracy_curves(stats: list[dict], path: Path, metric: str = "accuracy") -> 
 
 
 def sample_grid(rows: list[tuple[str, torch.Tensor, torch.Tensor]], num_classes: int,
-                path: Path, per_class: int = 4) -> Path:
+                path: Path, per_class: int = 8) -> Path:
     """Columns: `per_class` images of each set side by side; one row per class."""
-    fig, axes = plt.subplots(1, len(rows), figsize=(1.0 + 0.45 * per_class * len(rows),
-                                                     0.5 * num_classes + 0.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(1.0 + 0.4 * per_class * len(rows),
+                                                     0.4 * num_classes + 0.8), squeeze=False)
     for ax, (title, images, labels) in zip(axes[0], rows):
         tiles = []
         for c in range(num_classes):

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sstats
 
-from . import __version__
-from . import figures
+from . import __version__, figures
 from .config import to_dict
 from .utils import atomic_write_json, atomic_write_text
-
 
 # ----------------------------------------------------------------------------- numbers
 
@@ -68,12 +66,12 @@ def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
                          f"95 % CI {_pct(best['lo'])} to {_pct(best['hi'])}) — {verdict}")
         if parts:
             lines.append(f"With {n} images/class: " + "; ".join(parts) + ".")
-    lines += _exchange_lines(equivalence)
+    lines += _exchange_lines(equivalence, max(cfg.grid.syn_add_per_class, default=0))
     headline = _headline(cfg, gains, equivalence)
     return headline, lines
 
 
-def _exchange_lines(equivalence: dict) -> list[str]:
+def _exchange_lines(equivalence: dict, max_syn: int) -> list[str]:
     out = []
     for arm, eq in equivalence.get("arms", {}).items():
         fit = eq.get("fit", {})
@@ -83,10 +81,12 @@ def _exchange_lines(equivalence: dict) -> list[str]:
                        "matched a measured real-data gain.")
             continue
         for x in eq.get("exchange", []):
+            beyond = (f" [extrapolated: beyond the largest measured {max_syn}/class]"
+                      if x["n_syn"] > max_syn else "")
             out.append(
                 f"{arm}-set, {x['n_base']} images/class: matching +{x['n_real_plus']:g} real/class "
                 f"takes ≈ {x['n_syn']:.0f} synthetic/class — {_fmt(x['rate'], 1)} synthetic per "
-                f"real image (95 % CI {_fmt(x.get('lo'), 1)}–{_fmt(x.get('hi'), 1)}).")
+                f"real image (95 % CI {_fmt(x.get('lo'), 1)}–{_fmt(x.get('hi'), 1)}){beyond}.")
     return out
 
 
@@ -161,7 +161,7 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
     stats = cell_stats(rows)
     figs = {"accuracy": figures.accuracy_curves(stats, figdir / "accuracy.png")}
     for n in cfg.splits.base_per_class:
-        sets = [("real B(%d)" % n, *sp.base(n))]
+        sets = [(f"real B({n})", *sp.base(n))]
         sets += [(f"{arm}-set samples", s.images, s.labels) for (arm, m), s in synth.items()
                  if m == n]
         figs[f"samples_n{n}"] = figures.sample_grid(sets, sp.dataset.num_classes,

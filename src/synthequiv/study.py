@@ -28,7 +28,7 @@ from .progress import progress_bar
 from .results import ResultsTable
 from .splits import Splits, make_splits
 from .synthetic import SyntheticSet, prepare_synthetic
-from .utils import SynthequivError, atomic_write_text, resolve_device, stable_hash
+from .utils import SynthequivError, atomic_write_text, resolve_device, stable_hash, sweep_temp_files
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,7 @@ def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
     run_dir = Path(run_dir)
     with RunLock(run_dir):
+        sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         device = resolve_device(cfg.device)
         set_cpu_threads(cfg)

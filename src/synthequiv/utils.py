@@ -27,6 +27,9 @@ class SynthequivError(Exception):
 
 # ----------------------------------------------------------------------------- atomic files
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -42,6 +45,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp"
         )
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get normal modes
     except OSError as exc:
         raise SynthequivError(f"cannot write to {path.parent}: {exc.strerror or exc}") from exc
     tmp_path = Path(tmp)
@@ -51,6 +55,19 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def sweep_temp_files(root: str | os.PathLike) -> int:
+    """Delete temp files that a killed writer left (`.<name>.*` from atomic_path).
+
+    Call only while holding the run directory's lock: then no writer is active.
+    """
+    count = 0
+    for p in Path(root).rglob(".*"):
+        if p.is_file() and p.name != ".lock" and p.name.count(".") >= 2:
+            p.unlink(missing_ok=True)
+            count += 1
+    return count
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
