@@ -9,7 +9,9 @@ random data); (2) sampling images/s of the default sampler (DPM-Solver++, 25 NFE
 diffusers' plain 1000-step DDPM loop on the same network, as a ratio; (3) conditional fidelity
 (an SVC trained on the real digits outside the base set agrees with the conditioning label) of
 a generator trained with the default GeneratorConfig on digits 20/class, at NFE 10/25/50.
-CPU time is printed beside wall time: on a shared machine wall time mostly measures the others.
+CPU time is printed beside wall time: on a shared machine wall time mostly measures the others
+(and with 2 threads on 2 busy cores, OpenMP spin-waiting can make even CPU time 5–10x worse:
+use --threads 1 there).
 """
 
 from __future__ import annotations
@@ -182,7 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reference", action="store_true",
                     help="also train the plain diffusers recipe (≈ 5 min more on 2 cores)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0 = torch's default); 1 on a busy shared machine")
     args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     bench_training(device, args.quick)

@@ -88,6 +88,12 @@ def test_tiny_end_to_end(digits, tiny_run):
     assert path.stat().st_mtime_ns == mtime
 
 
+def test_checkpoint_describes_its_backbone(tiny_run, monkeypatch):
+    monkeypatch.delitem(GENERATOR_PRESETS, "8px")  # the registry may change after training
+    gen = load_generator(tiny_run.parent)
+    assert gen.resolution == 8 and gen.image_shape == (1, 8, 8)
+
+
 class _Interrupt(Exception):
     pass
 

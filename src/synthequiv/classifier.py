@@ -57,10 +57,10 @@ class ClassifierConfig:
     #                         ratio: each batch holds round(syn_fraction·batch) synthetic images
     syn_fraction: float = 0.5  # synthetic share of each batch in ratio mode
     eval_batch_size: int = 1024  # for the caller: evaluate(..., batch_size=cfg.eval_batch_size)
-    # torch intra-op threads while training on CPU; 0 = leave torch's setting. 1 is fastest for
-    # the small CNN (tiny ops: thread sync dominates; on a busy 2-core machine 2 threads were
-    # 10× slower); run cells in parallel processes instead.
-    cpu_threads: int = 1
+    # torch intra-op threads while training on CPU; 0 = leave torch's setting (the study sets
+    # it once from StudyConfig.cpu_threads). On a quiet 2-vCPU machine 2 threads ran a digits
+    # cell in 2.5 s vs 3.8 s with 1; on a busy one 2 threads were 10× slower.
+    cpu_threads: int = 0
 
 
 # ----------------------------------------------------------------------------- models

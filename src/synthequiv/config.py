@@ -28,9 +28,10 @@ ARMS = ("real", "closed", "open")
 
 @dataclass(frozen=True)
 class GridConfig:
+    # defaults = the reference prototype's digits grid (../shared/DESIGN.md calibration table)
     arms: tuple[str, ...] = ARMS
-    real_add_per_class: tuple[int, ...] = (10, 20, 40)  # extra real images/class (reserve R(m))
-    syn_add_per_class: tuple[int, ...] = (10, 40, 160)  # synthetic images/class per generative arm
+    real_add_per_class: tuple[int, ...] = (10, 40)  # extra real images/class (reserve R(m))
+    syn_add_per_class: tuple[int, ...] = (40, 160)  # synthetic images/class per generative arm
     seeds: tuple[int, ...] = (0, 1, 2)  # classifier seeds per cell (≥ 3 for CIs)
 
 
@@ -59,7 +60,10 @@ class StudyConfig:
     # local executor: parallel worker processes (0 = one per CPU core, 1 on a GPU). Default 1:
     # on the 2-vCPU reference machine two processes ran no faster than one (measured)
     workers: int = 1
-    cpu_threads: int = 1  # torch threads per process on CPU (0 = torch's default)
+    # torch threads per process on CPU; 0 = torch's default (all cores). On a quiet 2-vCPU
+    # machine 2 threads were 1.5–1.75× faster than 1 (measured); on a machine shared with
+    # other jobs set 1: oversubscribed threads were up to 10× slower
+    cpu_threads: int = 0
     ray: RayConfig = field(default_factory=RayConfig)
     data: DataConfig = field(default_factory=DataConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
@@ -81,6 +85,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "mnist",
         "data": {"source": "npz:../shared/data/mnist10k.npz"},
         "splits": {"base_per_class": [10, 20, 50], "test_per_class": 100},
+        # the 36M-parameter 32px net trains at ~2 img/s on CPU; the 1.1M one fits a CPU run
+        "generator": {"preset": "32px-small"},
         "grid": {"real_add_per_class": [10, 25, 50], "syn_add_per_class": [25, 100, 400]},
         "classifier": {"train_steps": 1000},
     },
@@ -88,6 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "pneumonia",
         "data": {"source": "medmnist:pneumoniamnist"},
         "splits": {"base_per_class": [25, 50, 100]},
+        "generator": {"preset": "32px-small"},
         "grid": {"real_add_per_class": [25, 50, 100], "syn_add_per_class": [50, 200, 800],
                  "seeds": [0, 1, 2, 3, 4]},
         "classifier": {"train_steps": 1000},
@@ -97,7 +104,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "cuda",
         "data": {"source": "cifar10"},
         "splits": {"base_per_class": [100, 250, 500, 1000]},
-        "generator": {"train_kimg": 2000.0, "batch_size": 256},
+        # DDPM-CIFAR-like 36M net: lr and EMA as in DDPM/EDM, not the digits defaults
+        "generator": {"train_kimg": 2000.0, "batch_size": 256, "lr": 2e-4, "warmup_kimg": 200.0,
+                      "ema_halflife_kimg": 500.0, "xflip": True},
         "ray": {"gpus_per_task": 0.25, "gpus_per_generator": 1.0, "cpus_per_task": 2.0},
         "grid": {"real_add_per_class": [100, 250, 500, 1000],
                  "syn_add_per_class": [500, 1000, 2500, 5000]},
@@ -108,7 +117,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "cuda",
         "data": {"source": "medmnist:bloodmnist"},
         "splits": {"base_per_class": [50, 100, 200]},
-        "generator": {"train_kimg": 1000.0, "batch_size": 256},
+        "generator": {"train_kimg": 1000.0, "batch_size": 256, "lr": 2e-4, "warmup_kimg": 100.0,
+                      "ema_halflife_kimg": 250.0, "xflip": True},
         "ray": {"gpus_per_task": 0.25, "gpus_per_generator": 1.0, "cpus_per_task": 2.0},
         "grid": {"real_add_per_class": [50, 100, 200], "syn_add_per_class": [200, 800, 3200]},
         "classifier": {"hflip": True, "budget": "epochs", "epochs": 100},

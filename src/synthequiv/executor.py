@@ -69,8 +69,10 @@ def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
     import multiprocessing as mp
 
     # spawn: no fork of a process that already holds torch threads / a CUDA context
+    # threads per worker: as configured, else the cores divided among the workers
+    threads = cfg.cpu_threads or max(1, len(os.sched_getaffinity(0)) // workers)
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker, initargs=(shared, cfg.cpu_threads)) as pool:
+                             initializer=_init_worker, initargs=(shared, threads)) as pool:
         futures = [pool.submit(_run_in_worker, fn, item) for item in items]
         try:
             for fut in as_completed(futures):

@@ -53,19 +53,22 @@ class BackbonePreset:
 
 
 GENERATOR_PRESETS: dict[str, BackbonePreset] = {
-    # digits 8×8: two levels (8, 4 px); tuned on CPU for the ≤ 1 min target (see benchmarks)
+    # digits 8×8, 0.65M params: two levels (8, 4 px), one ResNet block each, attention only
+    # in the 4-px bottleneck; sized on CPU for the ≤ 1 min target (benchmarks/generator.py)
     "8px": BackbonePreset(8, (32, 64), (False, False), layers_per_block=1),
-    # 9–16 px: three levels (16, 8, 4 px), attention at 4 px
+    # 9–16 px, 4.4M: three levels (16, 8, 4 px), attention at 4 px
     "16px": BackbonePreset(16, (64, 128, 128), (False, False, True), layers_per_block=1),
-    # 17–32 px (MNIST 28 padded, CIFAR 32): DDPM-CIFAR-like, attention at 16 px; GPU-sized
+    # 17–32 px (MNIST 28 padded, CIFAR 32), 36M: DDPM's CIFAR-10 net, attention at 16 px.
+    # GPU-sized; train it with GPU settings (DDPM: lr 2e-4, EMA over hundreds of kimg)
     "32px": BackbonePreset(32, (128, 256, 256, 256), (False, True, False, False),
                            layers_per_block=2, norm_num_groups=32, attention_head_dim=64,
                            dropout=0.1),
-    # 33–64 px (and larger, resized down): attention at 16 and 8 px
+    # 33–64 px (and larger, resized down), 53M: attention at 16 and 8 px
     "64px": BackbonePreset(64, (128, 256, 256, 384), (False, False, True, True),
                            layers_per_block=2, norm_num_groups=32, attention_head_dim=64,
                            dropout=0.1),
-    # not chosen by auto: a 32-px net ~20x cheaper than "32px", for MNIST-like data on a CPU
+    # not chosen by auto, 1.1M: a 32-px net ~15x faster than "32px", for MNIST on a CPU
+    # (runs; its fidelity is not measured here — no MNIST offline)
     "32px-small": BackbonePreset(32, (32, 64, 64), (False, False, False), layers_per_block=1),
 }
 AUTO_PRESETS = ("8px", "16px", "32px", "64px")  # what preset="auto" picks from, by image side
@@ -173,9 +176,11 @@ class Generator(nn.Module):
         return uncond + cfg_scale * (cond - uncond)
 
 
-def make_generator(preset_name: str, num_classes: int, image_shape: tuple[int, int, int],
-                   prediction: str) -> Generator:
-    preset = GENERATOR_PRESETS[preset_name]
+def make_generator(preset: str | BackbonePreset, num_classes: int,
+                   image_shape: tuple[int, int, int], prediction: str) -> Generator:
+    """A freshly initialised Generator; `preset` is a GENERATOR_PRESETS key or a preset."""
+    if isinstance(preset, str):
+        preset = GENERATOR_PRESETS[preset]
     backbone = build_backbone(preset, image_shape[0], num_classes)
     return Generator(backbone, num_classes, image_shape, preset.resolution, prediction)
 
@@ -306,6 +311,8 @@ def _run_meta(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return {"format": 1, "config": dataclasses.asdict(cfg), "num_classes": int(num_classes),
             "image_shape": shape, "preset": preset,
             "resolution": GENERATOR_PRESETS[preset].resolution,
+            # the architecture itself, so a checkpoint loads even if the registry changes
+            "backbone": dataclasses.asdict(GENERATOR_PRESETS[preset]),
             "data_digest": tensor_digest(images, labels)}
 
 
@@ -443,7 +450,8 @@ def load_generator(out_dir: Path, device: torch.device | str = "cpu",
     if not state["finished"] and not allow_unfinished:
         raise SynthequivError(f"generator in {out_dir} has not finished training "
                               f"(step {state['step']}); rerun training to resume it")
-    gen = make_generator(state["preset"], state["num_classes"], tuple(state["image_shape"]),
-                         state["config"]["prediction"])
+    backbone = {k: tuple(v) if isinstance(v, list) else v for k, v in state["backbone"].items()}
+    gen = make_generator(BackbonePreset(**backbone), state["num_classes"],
+                         tuple(state["image_shape"]), state["config"]["prediction"])
     gen.load_state_dict(state["ema"])
     return gen.to(device).eval().requires_grad_(False)
