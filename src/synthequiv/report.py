@@ -66,9 +66,31 @@ def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
                          f"95 % CI {_pct(best['lo'])} to {_pct(best['hi'])}) — {verdict}")
         if parts:
             lines.append(f"With {n} images/class: " + "; ".join(parts) + ".")
-    lines += _exchange_lines(equivalence, max(cfg.grid.syn_add_per_class, default=0))
+    syn_sig = [g for g in gains if g["arm"] != "real" and g["significant"] and g["gain"] > 0]
+    exchange = _exchange_lines(equivalence, max(cfg.grid.syn_add_per_class, default=0))
+    if exchange and not syn_sig:
+        exchange.insert(0, "Caution: no synthetic cell's gain is significant, so the exchange "
+                           "rates below rest on accuracy differences within seed noise; read "
+                           "their confidence intervals, not the point estimates.")
+    lines += exchange
+    lines.insert(0, _recommendation(gains, syn_sig))
     headline = _headline(cfg, gains, equivalence)
     return headline, lines
+
+
+def _recommendation(gains: list[dict], syn_sig: list[dict]) -> str:
+    real_sig = [g for g in gains if g["arm"] == "real" and g["significant"] and g["gain"] > 0]
+    if not syn_sig:
+        tail = (" Real images did help significantly." if real_sig else
+                " Neither did more real images at these amounts: the task may be saturated or "
+                "the grid too small to resolve the effect; add seeds before concluding.")
+        return ("Recommendation: on this data, synthetic images gave no significant gain at any "
+                "measured amount; prefer collecting real images." + tail)
+    arms = sorted({g["arm"] for g in syn_sig})
+    bases = sorted({g["n_base"] for g in syn_sig})
+    return (f"Recommendation: {' and '.join(arms)}-set synthetic data helped significantly at "
+            f"base size(s) {bases} images/class; see the exchange rates below for how many "
+            "synthetic images one real image is worth.")
 
 
 def _exchange_lines(equivalence: dict, max_syn: int) -> list[str]:
