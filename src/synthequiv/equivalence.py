@@ -279,7 +279,9 @@ def _fit_paper_arrays(n_base, n_syn, n_real, k: float) -> dict:
         "status": "ok",
         "at_bound": False,
     }
-    if len({(a, b) for a, b in zip(u, f)}) < 2:
+    # two parameters: two points are always fitted exactly (no residual, no evidence), so a
+    # fit needs at least three distinct points
+    if len({(a, b) for a, b in zip(u, f)}) < 3:
         out["status"] = "too_few_points"
         return out
 
@@ -318,7 +320,7 @@ def fit_paper_formula(points: Iterable[Mapping], k: float) -> dict:
 
     Uses only points with flag "ok" and n_real_eq > 0. Returns {"c1", "c2", "k",
     "ln_c1_over_k", "n_points", "residual_rmse" (in log(n_syn/n_base)), "status", "at_bound"};
-    status is "ok", "too_few_points" (fewer than 2 distinct usable points: NaN coefficients) or
+    status is "ok", "too_few_points" (fewer than 3 distinct usable points: NaN coefficients) or
     "fit_failed"; at_bound says ln c2 left LN_C2_RANGE (c2 not pinned down by the data).
     """
     if not k > 0:
