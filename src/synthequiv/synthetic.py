@@ -105,7 +105,8 @@ def shards(n: int, count: int) -> list[tuple[int, int]]:
 
 def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, device,
              progress) -> dict[str, SyntheticSet]:
-    from .executor import map_tasks
+    from .executor import local_workers, map_tasks
+    from .progress import progress_bar
     from .sampling import class_quota_labels, load_samples, save_grid_png, save_samples
 
     out, todo = {}, []
@@ -116,9 +117,6 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
                                          job.path, job.gen_dir)
         else:
             todo.append(job)
-    from .executor import local_workers
-    from .progress import progress_bar
-
     shared = {"num_classes": num_classes, "cfg": cfg, "device": device, "progress": progress}
     count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
     with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
