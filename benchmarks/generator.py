@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from synthequiv.generator import (
@@ -67,11 +66,10 @@ def _cpu() -> float:
 
 def digits_sets():
     """Base set B(20) (seeded, 20 per class) and the other digits, uint8 [N, 1, 8, 8]."""
-    from sklearn.datasets import load_digits
+    from synthequiv.data import DataConfig, load_dataset
 
-    d = load_digits()
-    x = torch.from_numpy(np.rint(d.images * 255 / 16).astype(np.uint8))[:, None]
-    y = torch.from_numpy(d.target).long()
+    ds = load_dataset(DataConfig())  # the data stage's digits: uint8 [N, 1, 8, 8], int64 labels
+    x, y = ds.images, ds.labels
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     base = torch.cat([perm[y[perm] == c][:20] for c in range(10)])
     rest = torch.ones(len(y), dtype=torch.bool)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
@@ -27,11 +26,10 @@ TINY = GeneratorConfig(train_kimg=0.512, batch_size=32, warmup_kimg=0.128,
 @pytest.fixture(scope="module")
 def digits():
     """sklearn digits as uint8 [N, 1, 8, 8]; base = 20/class (seeded), rest = the others."""
-    from sklearn.datasets import load_digits
+    from synthequiv.data import DataConfig, load_dataset
 
-    d = load_digits()
-    x = torch.from_numpy(np.rint(d.images * 255 / 16).astype(np.uint8))[:, None]
-    y = torch.from_numpy(d.target).long()
+    ds = load_dataset(DataConfig())  # the data stage's digits: uint8 [N, 1, 8, 8], int64 labels
+    x, y = ds.images, ds.labels
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     base = torch.cat([perm[y[perm] == c][:20] for c in range(10)])
     rest = torch.ones(len(y), dtype=torch.bool)

@@ -41,14 +41,10 @@ def _fmt(x, digits: int = 2) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def gains_table(equivalence: dict) -> list[dict]:
-    return equivalence.get("gains", [])
-
-
 def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
     """Plain-language headline and recommendation lines, from measured gains and fits only."""
     lines = []
-    gains = gains_table(equivalence)
+    gains = equivalence.get("gains", [])
     for n in cfg.splits.base_per_class:
         parts = []
         for arm in ("real", "closed", "open"):
