@@ -31,9 +31,9 @@ from synthequiv.generator import (
     BackbonePreset,
     GeneratorConfig,
     diffusion_loss,
+    draw_step,
     load_generator,
     make_generator,
-    step_rng,
     train_generator,
 )
 from synthequiv.sampling import SampleConfig, class_quota_labels, sample_images
@@ -102,7 +102,8 @@ def _train_steps(name: str, device: torch.device, bsz: int, steps: int) -> Clock
         if i == 0:
             _sync(device)
             clock.__enter__()
-        loss = diffusion_loss(gen, x, y, sched, 0.1, step_rng(0, i, device))
+        d = draw_step(gen, GeneratorConfig(batch_size=bsz), i, bsz, device)
+        loss = diffusion_loss(gen, x, y, d, sched)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

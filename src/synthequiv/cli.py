@@ -155,12 +155,15 @@ def generator_train(
     test_per_class: int = typer.Option(50, help="Hold-out size when there is no test split."),
     seed: int = typer.Option(0, help="Split and training seed."),
     device: str = typer.Option("auto"),
+    nproc: int = typer.Option(1, "--nproc", help="DDP processes (one per GPU), via torchrun."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the network."),
 ) -> None:
     """Train a class-conditional generator on the base set B(n) of SOURCE only."""
     import dataclasses
 
     from .data import load_dataset
-    from .generator import GeneratorConfig, train_generator
+    from .distributed import train_distributed
+    from .generator import GeneratorConfig
     from .splits import SplitConfig, make_splits
     from .utils import resolve_device
 
@@ -170,7 +173,8 @@ def generator_train(
     if kimg is not None:
         cfg = dataclasses.replace(cfg, train_kimg=kimg)
     x, y = sp.base(base_per_class)
-    ckpt = train_generator(x, y, ds.num_classes, cfg, out, resolve_device(device))
+    ckpt = train_distributed(x, y, ds.num_classes, cfg, out, resolve_device(device), nproc,
+                             compile_)
     console.print(f"checkpoint: {ckpt}")
 
 
@@ -184,6 +188,7 @@ def generator_sample(
     cfg_scale: float = typer.Option(1.0, "--cfg-scale"),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the network."),
 ) -> None:
     """Sample PER_CLASS images of every class from a trained generator."""
     from .generator import load_generator
@@ -197,7 +202,7 @@ def generator_sample(
     from .utils import resolve_device
 
     dev = resolve_device(device)
-    gen = load_generator(gen_dir, dev)
+    gen = load_generator(gen_dir, dev, compile=compile_)
     scfg = SampleConfig(sampler=sampler, steps=steps, cfg_scale=cfg_scale, seed=seed)
     labels = class_quota_labels(per_class, gen.num_classes)
     images = sample_images(gen, labels, scfg, dev)

@@ -64,6 +64,10 @@ class StudyConfig:
     # machine 2 threads were 1.5–1.75× faster than 1 (measured); on a machine shared with
     # other jobs set 1: oversubscribed threads were up to 10× slower
     cpu_threads: int = 0
+    # processes (one per GPU) for each generator training, DDP launched with torchrun; on a
+    # CPU they are gloo processes. 1 = train in the worker itself
+    generator_nproc: int = 1
+    compile: bool = False  # torch.compile the generator for training and sampling (GPU runs)
     ray: RayConfig = field(default_factory=RayConfig)
     data: DataConfig = field(default_factory=DataConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
@@ -213,6 +217,20 @@ def resolve(preset: str = "quick", path: Path | None = None,
     for text in overrides:
         values = merge(values, parse_override(text))
     return build(StudyConfig, values)
+
+
+def check_runtime(cfg: StudyConfig) -> None:
+    """One-line errors for the run-time section (how the study runs, not what it measures)."""
+    from .utils import check_positive
+
+    if cfg.executor not in ("local", "ray"):
+        raise SynthequivError(f"unknown executor '{cfg.executor}' (use local or ray)")
+    check_positive("workers", cfg.workers, allow_zero=True)
+    check_positive("cpu_threads", cfg.cpu_threads, allow_zero=True)
+    check_positive("generator_nproc", cfg.generator_nproc)
+    if cfg.generator.batch_size % cfg.generator_nproc:
+        raise SynthequivError(f"generator.batch_size ({cfg.generator.batch_size}) must be "
+                              f"divisible by generator_nproc ({cfg.generator_nproc})")
 
 
 def to_dict(cfg: StudyConfig) -> dict[str, Any]:

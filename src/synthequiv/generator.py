@@ -8,7 +8,9 @@
   loading    `load_generator`: the EMA weights in eval mode
 
 Every random draw of training step k comes from a generator seeded by (seed, k), so a run
-resumed from a checkpoint continues exactly as an uninterrupted one would.
+resumed from a checkpoint continues exactly as an uninterrupted one would. Under DDP
+(distributed.py) every rank makes the same draws for the global batch and trains on its slice,
+so W ranks take the step one process would (up to float summation order).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
+from .distributed import Rank
 from .utils import (
     SynthequivError,
     atomic_torch_save,
@@ -283,21 +287,45 @@ def step_rng(seed: int, step: int, device: torch.device) -> torch.Generator:
     return g
 
 
-def diffusion_loss(gen: Generator, x0: torch.Tensor, labels: torch.Tensor, scheduler,
-                   label_dropout: float, g: torch.Generator) -> torch.Tensor:
+@dataclass
+class StepDraws:
+    """Every random draw of one training step, for the global batch of B rows."""
+
+    idx: torch.Tensor  # int64 [B], rows of the training data
+    flip: torch.Tensor | None  # bool [B, 1, 1, 1], horizontal flips (xflip only)
+    t: torch.Tensor  # int64 [B], timesteps
+    eps: torch.Tensor  # float [B, C, R, R], noise
+    drop: torch.Tensor  # bool [B], labels replaced by the null class
+
+    def part(self, rows: slice) -> StepDraws:
+        """One DDP rank's share: ranks slice the same global draws, so W ranks see one batch."""
+        return StepDraws(*(None if v is None else v[rows] for v in dataclasses.astuple(self)))
+
+
+def draw_step(gen: Generator, cfg: GeneratorConfig, step: int, n_data: int,
+              device: torch.device) -> StepDraws:
+    g, bsz = step_rng(cfg.seed, step, device), cfg.batch_size
+    idx = torch.randint(0, n_data, (bsz,), generator=g, device=device)
+    flip = torch.rand(bsz, 1, 1, 1, generator=g, device=device) < 0.5 if cfg.xflip else None
+    t = torch.randint(0, gen.num_train_timesteps, (bsz,), generator=g, device=device)
+    shape = (bsz, gen.image_shape[0], gen.resolution, gen.resolution)
+    eps = torch.randn(shape, generator=g, device=device)
+    drop = torch.rand(bsz, generator=g, device=device) < cfg.label_dropout
+    return StepDraws(idx, flip, t, eps, drop)
+
+
+def diffusion_loss(gen: Generator, x0: torch.Tensor, labels: torch.Tensor, d: StepDraws,
+                   scheduler, net: nn.Module | None = None) -> torch.Tensor:
     """DDPM objective: x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, regress ε or v = √ᾱ_t·ε − √(1−ᾱ_t)·x0.
 
-    x0: float [B, C, R, R] in [-1, 1]; labels: int64 [B]; a `label_dropout` share of labels
-    becomes the null class so the same network is also the unconditional model (CFG).
+    x0: float [B, C, R, R] in [-1, 1]; labels: int64 [B]; the `d.drop` rows get the null class
+    so the same network is also the unconditional model (CFG). `net` runs the model (a DDP
+    wrapper of `gen`, or a compiled one); `gen` answers schedule questions.
     """
-    n, dev = x0.shape[0], x0.device
-    t = torch.randint(0, gen.num_train_timesteps, (n,), generator=g, device=dev)
-    eps = torch.randn(x0.shape, generator=g, device=dev)
-    drop = torch.rand(n, generator=g, device=dev) < label_dropout
-    y = torch.where(drop, torch.full_like(labels, gen.null_class), labels)
-    x_t = scheduler.add_noise(x0, eps, t)
-    target = eps if gen.prediction == "epsilon" else scheduler.get_velocity(x0, eps, t)
-    return F.mse_loss(gen(x_t, t, y).float(), target)
+    y = torch.where(d.drop, torch.full_like(labels, gen.null_class), labels)
+    x_t = scheduler.add_noise(x0, d.eps, d.t)
+    target = d.eps if gen.prediction == "epsilon" else scheduler.get_velocity(x0, d.eps, d.t)
+    return F.mse_loss((net or gen)(x_t, d.t, y).float(), target)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -337,11 +365,15 @@ def _check_compatible(path: Path, state: dict, meta: dict) -> None:
 
 
 def _save_checkpoint(path: Path, meta: dict, gen: Generator, ema: Generator, opt, step: int,
-                     finished: bool) -> None:
+                     finished: bool, rank: Rank) -> None:
+    """Every rank checks (they hold the same weights, so they fail together); rank 0 writes."""
     if not all(torch.isfinite(p).all() for p in ema.parameters()):
         raise SynthequivError("generator weights became NaN/inf; lower generator.lr")
-    atomic_torch_save({**meta, "model": gen.state_dict(), "ema": ema.state_dict(),
-                       "optimizer": opt.state_dict(), "step": step, "finished": finished}, path)
+    if rank.main:
+        atomic_torch_save({**meta, "model": gen.state_dict(), "ema": ema.state_dict(),
+                           "optimizer": opt.state_dict(), "step": step, "finished": finished},
+                          path)
+    rank.barrier()  # no rank reads or moves on before the file is whole
 
 
 # ----------------------------------------------------------------------------- training
@@ -349,16 +381,21 @@ def _save_checkpoint(path: Path, meta: dict, gen: Generator, ema: Generator, opt
 
 def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                     cfg: GeneratorConfig, out_dir: Path, device: torch.device | str = "cpu",
-                    progress: bool = True) -> Path:
+                    progress: bool = True, compile: bool = False) -> Path:
     """Train (or resume) a class-conditional generator; return out_dir/checkpoint.pt.
 
     images: uint8 [N, C, H, W]; labels: int64 [N] in [0, num_classes). A finished checkpoint
     with the same config, classes, shape and data is returned at once; a different one is an
     error. The checkpoint is rewritten atomically every checkpoint_every_kimg and at the end.
+    Called on every rank of an initialised process group (distributed.py), it trains with DDP;
+    `compile` runs the network through torch.compile (same numbers up to rounding).
     """
     check_config(cfg)
     check_data(images, labels, num_classes)
-    device = torch.device(device)
+    rank, device = distributed.current(), torch.device(device)
+    if cfg.batch_size % rank.world:
+        raise SynthequivError(f"generator.batch_size ({cfg.batch_size}) must be divisible by "
+                              f"the number of processes ({rank.world})")
     path = Path(out_dir) / CHECKPOINT_NAME
     meta = _run_meta(images, labels, num_classes, cfg)
     state = read_checkpoint(path, device) if path.exists() else None
@@ -382,17 +419,26 @@ def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
+    net = gen
+    if rank.world > 1:  # gradients averaged over ranks during backward
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(gen, device_ids=[device] if device.type == "cuda" else None)
+    if compile:
+        net.compile()  # in place: state_dict keys stay those of the plain module
 
     def save(step: int, finished: bool) -> None:
-        _save_checkpoint(path, meta, gen, ema, opt, step, finished)
+        _save_checkpoint(path, meta, gen, ema, opt, step, finished, rank)
 
     data = gen.encode(images.to(device))  # float [N, C, R, R], normalised once
-    _train_loop(gen, ema, opt, data, labels.to(device), cfg, start, save, progress)
+    _train_loop(gen, net, ema, opt, data, labels.to(device), cfg, start, save,
+                progress and rank.main, rank)
     return path
 
 
-def _train_loop(gen: Generator, ema: Generator, opt: torch.optim.Optimizer, data: torch.Tensor,
-                labels: torch.Tensor, cfg: GeneratorConfig, start: int, save, progress: bool):
+def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim.Optimizer,
+                data: torch.Tensor, labels: torch.Tensor, cfg: GeneratorConfig, start: int,
+                save, progress: bool, rank: Rank):
     from diffusers import DDPMScheduler
 
     scheduler = DDPMScheduler(**gen.scheduler_config())
@@ -405,23 +451,21 @@ def _train_loop(gen: Generator, ema: Generator, opt: torch.optim.Optimizer, data
                             loss=float("nan"), ips=0.0)
         t0 = time.perf_counter()
         for step in range(start, total):
-            g = step_rng(cfg.seed, step, device)
-            idx = torch.randint(0, len(data), (bsz,), generator=g, device=device)
-            x0, y = data[idx], labels[idx]  # [B, C, R, R], [B]
-            if cfg.xflip:
-                flip = torch.rand(bsz, 1, 1, 1, generator=g, device=device) < 0.5
-                x0 = torch.where(flip, x0.flip(3), x0)
+            d = draw_step(gen, cfg, step, len(data), device).part(rank.slice(bsz))
+            x0, y = data[d.idx], labels[d.idx]  # [B/W, C, R, R], [B/W]
+            if d.flip is not None:
+                x0 = torch.where(d.flip, x0.flip(3), x0)
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
             with autocast:
-                loss = diffusion_loss(gen, x0, y, scheduler, cfg.label_dropout, g)
+                loss = diffusion_loss(gen, x0, y, d, scheduler, net)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(gen.parameters(), cfg.grad_clip)
             opt.step()
             ema_update(ema, gen, ema_beta(cfg, step))
-            loss_value = float(loss.detach())
+            loss_value = float(rank.mean(loss.detach()))  # every rank sees the same value
             if not math.isfinite(loss_value):
                 raise SynthequivError(f"generator loss became {loss_value} at step {step}; "
                                       f"lower generator.lr (now {cfg.lr:g})")
@@ -443,8 +487,9 @@ def _progress_bar(enabled: bool):
 
 
 def load_generator(out_dir: Path, device: torch.device | str = "cpu",
-                   allow_unfinished: bool = False) -> Generator:
-    """The EMA weights of out_dir/checkpoint.pt, in eval mode on `device`."""
+                   allow_unfinished: bool = False, compile: bool = False) -> Generator:
+    """The EMA weights of out_dir/checkpoint.pt, in eval mode on `device`; `compile` runs the
+    backbone through torch.compile (sampling calls it on one fixed shape: one compilation)."""
     path = Path(out_dir) / CHECKPOINT_NAME
     state = read_checkpoint(path, "cpu")
     if not state["finished"] and not allow_unfinished:
@@ -454,4 +499,7 @@ def load_generator(out_dir: Path, device: torch.device | str = "cpu",
     gen = make_generator(BackbonePreset(**backbone), state["num_classes"],
                          tuple(state["image_shape"]), state["config"]["prediction"])
     gen.load_state_dict(state["ema"])
-    return gen.to(device).eval().requires_grad_(False)
+    gen = gen.to(device).eval().requires_grad_(False)
+    if compile:
+        gen.backbone.compile()
+    return gen

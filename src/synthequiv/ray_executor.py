@@ -43,8 +43,9 @@ def _call(fn: Callable, item: Any, shared: dict) -> Any:
 
 def ray_map(fn: Callable, items: list, shared: dict, cfg, kind: str) -> Iterator[Any]:
     ray = _init(cfg)
-    gpus = cfg.ray.gpus_per_task if kind != "generator" else cfg.ray.gpus_per_generator
-    cpus = cfg.ray.cpus_per_task
+    gpus, cpus = cfg.ray.gpus_per_task, cfg.ray.cpus_per_task
+    if kind == "generator":  # a DDP training's torchrun needs all its ranks' resources
+        gpus, cpus = cfg.ray.gpus_per_generator * cfg.generator_nproc, cpus * cfg.generator_nproc
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=2)(_call)
     ref = ray.put({**shared, "_threads": cpus})
     pending = [remote.remote(fn, item, ref) for item in items]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import StudyConfig, dump_yaml
+from .config import StudyConfig, check_runtime, dump_yaml
 from .data import Dataset, load_dataset
 from .executor import set_cpu_threads
 from .lock import RunLock
@@ -144,6 +144,7 @@ def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
+    check_runtime(cfg)
     run_dir = Path(run_dir)
     with RunLock(run_dir):
         sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay

@@ -79,21 +79,22 @@ def make_job(name, x, y, num_classes, out_shape, n_per_class, cfg, run_dir: Path
 
 
 def _train_task(job: GenJob, num_classes, cfg, device, progress) -> GenJob:
-    from .generator import train_generator
+    from .distributed import train_distributed
 
-    train_generator(job.x, job.y, num_classes, cfg.generator, job.gen_dir, device, progress)
+    train_distributed(job.x, job.y, num_classes, cfg.generator, job.gen_dir, device,
+                      cfg.generator_nproc, cfg.compile, progress)
     # provenance: the exact images this generator saw (tests check it is B(n) only)
     atomic_write_json(job.gen_dir / "trained_on.json",
                       {"name": job.name, "train_digest": job.digest, "n_images": len(job.y)})
     return job
 
 
-def _sample_task(shard: tuple[Path, int, int], labels, scfg, device, progress):
+def _sample_task(shard: tuple[Path, int, int], labels, scfg, device, progress, compile):
     from .generator import load_generator
     from .sampling import sample_images
 
     gen_dir, start, stop = shard
-    gen = load_generator(gen_dir, device)
+    gen = load_generator(gen_dir, device, compile=compile)
     # index_offset keeps per-sample seeds global: N shards give exactly one call's images
     return gen_dir, start, sample_images(gen, labels[start:stop], scfg, device, progress, start)
 
@@ -129,7 +130,7 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
     parts: dict[Path, dict[int, torch.Tensor]] = {}
     for gen_dir, start, images in map_tasks(
             _sample_task, items, {"labels": labels, "scfg": cfg.sampling, "device": device,
-                                  "progress": progress}, cfg, kind="sample"):
+                                  "progress": progress, "compile": cfg.compile}, cfg, kind="sample"):
         parts.setdefault(gen_dir, {})[start] = images
     for job in trained:
         chunks = parts[job.gen_dir]

@@ -1,0 +1,189 @@
+"""Multi-process generator training: torchrun launches the ranks, DDP averages the gradients.
+
+One generator training can span W processes (one per GPU; on a CPU, W gloo processes, which is
+what the tests run). Every rank draws the same global batch from the step's seeded generator
+and trains on its 1/W slice; DDP averages the gradients, so the W ranks take the optimizer step
+one process takes on the whole batch (equal up to float summation order). Weights, EMA and
+optimizer state therefore stay identical on every rank; rank 0 alone writes the checkpoint,
+which resumes on any number of ranks.
+
+  train_distributed  driver side: writes a job file, runs `torchrun --nproc_per_node W` on this
+                     module, turns a failed rank's error into one SynthequivError
+  main               rank side (`python -m synthequiv.distributed JOB`): joins the process
+                     group, calls generator.train_generator
+  Rank, current      which rank this process is, as train_generator sees it
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .utils import SynthequivError, atomic_torch_save, check_positive, resolve_device
+
+JOB_NAME = "ddp_job.pt"
+
+
+@dataclass(frozen=True)
+class Rank:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def slice(self, n: int) -> slice:
+        """This rank's share of a global batch of n rows (n divisible by world)."""
+        per = n // self.world
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """Mean of a scalar over ranks (every rank gets it); gloo has no AVG, so SUM / W."""
+        if self.world == 1:
+            return value
+        value = value.detach().clone()
+        torch.distributed.all_reduce(value)
+        return value / self.world
+
+
+def current() -> Rank:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return Rank(dist.get_rank(), dist.get_world_size())
+    return Rank()
+
+
+def init_from_env(device_name: str) -> torch.device:
+    """Join the process group torchrun describes in the environment; return this rank's
+    device (cuda:LOCAL_RANK on GPUs, with nccl; the CPU with gloo)."""
+    device = resolve_device(device_name)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+# ----------------------------------------------------------------------------- driver side
+
+
+def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg,
+                      out_dir: Path, device: torch.device | str, nproc: int,
+                      compile: bool = False, progress: bool = True) -> Path:
+    """generator.train_generator on `nproc` DDP ranks (one per GPU, or gloo processes on CPU);
+    returns out_dir/checkpoint.pt. nproc = 1 trains in this process."""
+    from .generator import CHECKPOINT_NAME, check_config, check_data, train_generator
+
+    check_positive("generator_nproc", nproc)
+    if nproc == 1:
+        return train_generator(images, labels, num_classes, cfg, out_dir, device, progress,
+                               compile)
+    check_config(cfg)
+    check_data(images, labels, num_classes)
+    device = torch.device(device)
+    if cfg.batch_size % nproc:
+        raise SynthequivError(f"generator.batch_size ({cfg.batch_size}) must be divisible by "
+                              f"generator_nproc ({nproc})")
+    if device.type == "cuda" and torch.cuda.device_count() < nproc:
+        raise SynthequivError(f"generator_nproc={nproc} but only {torch.cuda.device_count()} "
+                              f"GPU(s) are visible")
+    job = write_job(images, labels, num_classes, cfg, out_dir, device, compile, progress)
+    try:
+        proc = subprocess.run(ddp_command(job, nproc), stderr=subprocess.PIPE, text=True)
+    finally:
+        job.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise SynthequivError(_failure(proc.stderr, proc.returncode, nproc))
+    return Path(out_dir) / CHECKPOINT_NAME
+
+
+def write_job(images, labels, num_classes, cfg, out_dir: Path, device: torch.device,
+              compile: bool, progress: bool) -> Path:
+    """Everything the ranks need, in one file beside the checkpoint (weights-only loadable)."""
+    job = Path(out_dir) / JOB_NAME
+    atomic_torch_save({"images": images, "labels": labels, "num_classes": int(num_classes),
+                       "config": dataclasses.asdict(cfg), "device": device.type,
+                       "compile": bool(compile), "progress": bool(progress),
+                       "driver_pid": os.getpid()}, job)
+    return job
+
+
+def ddp_command(job: Path, nproc: int) -> list[str]:
+    """torchrun on one node (--standalone picks a free rendezvous port)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={nproc}", "-m", "synthequiv.distributed", str(job)]
+
+
+def _failure(stderr: str, returncode: int, nproc: int) -> str:
+    """The first rank's `error: …` line, else the last line torchrun printed."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith("error: "):
+            return ln[len("error: "):]
+    last = lines[-1] if lines else "no output"
+    return f"generator training on {nproc} processes failed (exit {returncode}): {last}"
+
+
+# ----------------------------------------------------------------------------- rank side
+
+
+def _exit_with(driver_pid: int, period_s: float = 1.0) -> None:
+    """torchrun starts each rank in a session of its own, so a killed driver or torchrun would
+    leave the ranks training on as orphans (and writing the checkpoint). Watch both; exit
+    with them."""
+    parent = os.getppid()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def watch() -> None:
+        while True:
+            time.sleep(period_s)
+            if os.getppid() != parent or not alive(driver_pid):
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="synthequiv-orphan-watch").start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .generator import GeneratorConfig, train_generator
+
+    argv = sys.argv[1:] if argv is None else argv
+    job_path = Path(argv[0])
+    try:
+        job = torch.load(job_path, weights_only=True)
+        _exit_with(job["driver_pid"])
+        device = init_from_env(job["device"])
+        train_generator(job["images"], job["labels"], job["num_classes"],
+                        GeneratorConfig(**job["config"]), job_path.parent, device,
+                        job["progress"] and current().main, job["compile"])
+    except SynthequivError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
