@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/throughput.py                   # cifar10 shapes, cuda if present
     .venv/bin/python benchmarks/throughput.py --preset quick    # digits shapes
     .venv/bin/python benchmarks/throughput.py --device cpu --steps 3
+    .venv/bin/python benchmarks/throughput.py --nproc 8        # + DDP generator training, 8 GPUs
 
 Measures on random data of the preset's image shape (no download needed):
   generator training images/s (the preset's backbone, batch and AMP policy),
@@ -11,6 +12,10 @@ Measures on random data of the preset's image shape (no download needed):
 then projects the full grid: generators × train_kimg, sampling of every synthetic set, and
 every classifier cell's optimizer steps, in device-hours. The projection is throughput × work;
 it ignores data loading and evaluation (small for in-memory 32 px data).
+
+--nproc N also times generator training on N DDP ranks (torchrun; one per GPU, gloo processes
+on a CPU) beside one process, by differencing a 1-step and an (steps+1)-step run so process
+start-up and rendezvous cancel out, and prints the scaling ratio.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 
 from synthequiv import config as C
 from synthequiv.classifier import num_train_steps, train_classifier
+from synthequiv.distributed import train_distributed
 from synthequiv.generator import load_generator, train_generator
 from synthequiv.sampling import sample_images
 from synthequiv.utils import resolve_device
@@ -69,6 +75,21 @@ def generator_ips(cfg, shape, device, steps) -> tuple[float, float]:
         return train_ips, len(labels) / (time.perf_counter() - t0)
 
 
+def ddp_generator_ips(cfg, shape, device, steps, nproc) -> float:
+    """Training images/s on nproc ranks: (t(steps + 1) − t(1)) cancels start-up."""
+    x, y = _data(shape, 512)
+    gcfg = dataclasses.replace(cfg.generator, warmup_kimg=0.0, checkpoint_every_kimg=1e9)
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (1, steps + 1):
+            run = dataclasses.replace(gcfg, train_kimg=n * gcfg.batch_size / 1000)
+            t0 = time.perf_counter()
+            train_distributed(x, y, shape[3], run, Path(tmp) / str(n), device, nproc,
+                              progress=False)
+            times.append(time.perf_counter() - t0)
+    return steps * gcfg.batch_size / (times[1] - times[0])
+
+
 def classifier_ips(cfg, shape, device, steps) -> float:
     x, y = _data(shape, 2048)
     ccfg = dataclasses.replace(cfg.classifier, budget="steps", train_steps=steps)
@@ -102,6 +123,7 @@ def main() -> None:
     ap.add_argument("--preset", default="cifar10")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", type=int, default=20, help="timed optimizer steps per stage")
+    ap.add_argument("--nproc", type=int, default=0, help="also time DDP generator training")
     args = ap.parse_args()
     device = resolve_device(args.device)
     cfg = C.resolve(args.preset, None, [f"device={device.type}"])
@@ -111,6 +133,11 @@ def main() -> None:
     gen_ips, smp_ips = generator_ips(cfg, shape, device, args.steps)
     clf_ips = classifier_ips(cfg, shape, device, args.steps)
     print(f"generator training   {gen_ips:10.1f} images/s (batch {cfg.generator.batch_size})")
+    if args.nproc > 1:
+        one, many = (ddp_generator_ips(cfg, shape, device, args.steps, n)
+                     for n in (1, args.nproc))
+        print(f"  by differencing: 1 process {one:.1f}, {args.nproc} DDP processes {many:.1f} "
+              f"images/s → scaling {many / one:.2f}× (ideal {args.nproc}×)")
     print(f"sampling             {smp_ips:10.1f} images/s ({cfg.sampling.sampler}, "
           f"{cfg.sampling.steps} steps, cfg {cfg.sampling.cfg_scale})")
     print(f"classifier training  {clf_ips:10.1f} images/s (batch {cfg.classifier.batch_size}, "

@@ -132,3 +132,18 @@ def test_empty_yaml_file_means_no_overrides(tmp_path):
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         C.resolve().grid.seeds = (1,)
+
+
+@pytest.mark.parametrize("override, match", [
+    ("executor=dask", "unknown executor 'dask'"),
+    ("workers=-1", "workers must be >= 0"),
+    ("cpu_threads=-2", "cpu_threads must be >= 0"),
+    ("generator_nproc=0", "generator_nproc must be > 0"),
+    ("generator_nproc=3", r"generator.batch_size \(64\) must be divisible by generator_nproc"),
+])
+def test_runtime_section_is_checked_before_anything_is_written(tmp_path, override, match):
+    from synthequiv.study import run_study
+
+    with pytest.raises(SynthequivError, match=match):
+        run_study(C.resolve(overrides=[override]), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

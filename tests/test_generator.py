@@ -243,3 +243,26 @@ def test_default_generator_fidelity_on_digits(digits, judge, tmp_path):
     gen = load_generator(train_generator(x, y, 10, GeneratorConfig(), tmp_path, progress=False)
                          .parent)
     assert fidelity(judge, gen, per_class=50) >= 0.90  # 500 images, default sampler
+
+
+@pytest.mark.slow
+def test_compiled_training_and_sampling_match_eager(digits, tiny_run, tmp_path):
+    """torch.compile (inductor; ~40 s to compile on CPU) changes rounding only: the same
+    16 steps land on the eager weights, and compiled sampling draws the eager images."""
+    import shutil
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("torch.compile's CPU backend needs a C compiler (cc/gcc)")
+    x, y, *_ = digits
+    compiled = torch.load(train_generator(x, y, 10, TINY, tmp_path, progress=False,
+                                          compile=True), weights_only=True)
+    eager = torch.load(tiny_run, weights_only=True)
+    assert list(compiled["model"]) == list(eager["model"])  # no "_orig_mod." keys
+    for k, v in eager["ema"].items():
+        torch.testing.assert_close(compiled["ema"][k], v, atol=1e-4, rtol=1e-4)
+    labels = class_quota_labels(3, 10)
+    cfg = SampleConfig(steps=5)
+    a = sample_images(load_generator(tiny_run.parent), labels, cfg, progress=False).int()
+    b = sample_images(load_generator(tiny_run.parent, compile=True), labels, cfg,
+                      progress=False).int()
+    assert (a == b).float().mean() > 0.99 and (a - b).abs().max() <= 8

@@ -299,7 +299,8 @@ class StepDraws:
 
     def part(self, rows: slice) -> StepDraws:
         """One DDP rank's share: ranks slice the same global draws, so W ranks see one batch."""
-        return StepDraws(*(None if v is None else v[rows] for v in dataclasses.astuple(self)))
+        values = (getattr(self, f.name) for f in dataclasses.fields(self))
+        return StepDraws(*(None if v is None else v[rows] for v in values))
 
 
 def draw_step(gen: Generator, cfg: GeneratorConfig, step: int, n_data: int,
