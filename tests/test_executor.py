@@ -81,3 +81,17 @@ def test_ddp_generators_give_the_local_samples(local, tmp_path):
     for gen_dir in ddp.glob("generators/*"):
         assert torch.load(gen_dir / "checkpoint.pt", weights_only=True)["finished"]
         assert not (gen_dir / "ddp_job.pt").exists()
+
+
+def test_two_local_workers_give_the_one_process_table(local, tmp_path):
+    """The spawn process pool (cells, generator trainings, sampling shards): same seeds, same
+    rows and the same images as running everything in the driver."""
+    import numpy as np
+
+    pooled = tmp_path / "pooled"
+    run_study(C.resolve("quick", None, SMALL + ["workers=2", "cpu_threads=1"]), pooled,
+              progress=False)
+    assert _table(pooled) == _table(local)
+    for pa in sorted(local.glob("samples/*.npz")):
+        np.testing.assert_array_equal(np.load(pa)["images"],
+                                      np.load(pooled / "samples" / pa.name)["images"])
