@@ -110,23 +110,50 @@ def test_kill_at_each_stage_then_resume(reference, tmp_path):
     _assert_clean(runs / "k")
 
 
+def _writes(run_dir: Path) -> frozenset:
+    """What the run directory holds now: every file with its size and mtime, and the rows."""
+    files = set()
+    for p in run_dir.rglob("*"):
+        try:
+            st = p.stat()
+        except FileNotFoundError:  # renamed away between listing and stat
+            continue
+        files.add((str(p), st.st_size, st.st_mtime_ns))
+    return frozenset(files | {("rows", _rows(run_dir), 0)})
+
+
 @pytest.mark.slow
 def test_kill_at_random_points(reference, tmp_path):
-    """Ten kills at random times; every rerun resumes; the final table equals the reference."""
+    """Ten kills at random points; every rerun resumes; the final table equals the reference.
+
+    A kill lands after a random number (1–4) of observed writes plus a random 0–0.5 s, so the
+    points are random but measured in the run's own progress: on a fast machine a fixed
+    wall-clock delay would let the run finish before any kill.
+    """
     rng = random.Random(0)
     ref = _table(reference)
-    kills = 0
+    run_dir, kills = tmp_path / "r", 0
     for _ in range(10):
         proc = subprocess.Popen(_cmd(tmp_path, "r"), env=_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        delay = rng.uniform(2.0, 25.0)
-        t0 = time.time()
-        if _kill_when(proc, lambda: time.time() - t0 > delay):
-            kills += 1
+        seen, changes, target = _writes(run_dir) if run_dir.exists() else frozenset(), 0, \
+            rng.randint(1, 4)
+        extra, fired = rng.uniform(0.0, 0.5), [None]
+
+        def ready() -> bool:
+            nonlocal seen, changes
+            now = _writes(run_dir) if run_dir.exists() else frozenset()
+            if now != seen:
+                seen, changes = now, changes + 1
+            if changes >= target and fired[0] is None:
+                fired[0] = time.time()
+            return fired[0] is not None and time.time() - fired[0] >= extra
+
+        kills += _kill_when(proc, ready)
     subprocess.run(_cmd(tmp_path, "r"), check=True, env=_env(), capture_output=True)
-    assert kills >= 5
-    assert _table(tmp_path / "r") == ref
-    _assert_clean(tmp_path / "r")
+    assert kills >= 7, kills
+    assert _table(run_dir) == ref
+    _assert_clean(run_dir)
 
 
 def test_second_study_on_same_dir_is_refused(tmp_path):
