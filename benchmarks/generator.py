@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/generator.py              # ≈ 3 min on 2 quiet CPU cores
     .venv/bin/python benchmarks/generator.py --quick      # ≈ 1.5 min, a quarter of training
     .venv/bin/python benchmarks/generator.py --reference  # + the plain diffusers recipe (+5 min)
+    .venv/bin/python benchmarks/generator.py --study mnist --base 20   # a study preset's generator
 
 Prints, in one run: (1) training images/s of each preset backbone (a few optimizer steps on
 random data); (2) sampling images/s of the default sampler (DPM-Solver++, 25 NFE) against
@@ -12,6 +13,11 @@ a generator trained with the default GeneratorConfig on digits 20/class, at NFE 
 CPU time is printed beside wall time: on a shared machine wall time mostly measures the others
 (and with 2 threads on 2 busy cores, OpenMP spin-waiting can make even CPU time 5–10x worse:
 use --threads 1 there).
+
+--study PRESET --base N instead measures the generator a study preset trains: its data source,
+splits, generator and sampling configs, trained on B(N) only; the judge is a logistic regression
+on the pixels of the preset's other training-pool images (its accuracy on the test split is
+printed beside, as the ceiling of the fidelity figure).
 """
 
 from __future__ import annotations
@@ -177,6 +183,43 @@ def train_digits(cfg: GeneratorConfig, base, device, label: str):
     return gen
 
 
+def bench_study_generator(preset: str, base_n: int, per_class: int, device) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from synthequiv import config as C
+    from synthequiv.data import load_dataset
+    from synthequiv.splits import make_splits
+
+    cfg = C.resolve(preset)
+    ds = load_dataset(cfg.data)
+    sp = make_splits(ds, cfg.splits)
+    rest = sp.pool_indices()[~torch.isin(sp.pool_indices(), sp.base_indices(base_n))]
+    def flat(x: torch.Tensor):
+        return x.flatten(1).numpy() / 255.0
+
+    with Clock() as c:
+        judge = LogisticRegression(max_iter=1000).fit(flat(ds.images[rest]),
+                                                      ds.labels[rest].numpy())
+    ceiling = judge.score(flat(sp.test_images), sp.test_labels.numpy())
+    print(f"\n== {preset} preset generator: {ds.name}, B({base_n}) = "
+          f"{base_n * ds.num_classes} images, preset {cfg.generator.preset}, "
+          f"{cfg.generator.train_kimg:g} kimg ==")
+    print(f"judge: logistic regression on {len(rest)} other pool images, "
+          f"{ceiling:.3f} on the real test split ({c.wall:.1f} s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        with Clock() as c:
+            train_generator(*sp.base(base_n), ds.num_classes, cfg.generator, Path(tmp), device,
+                            progress=False)
+        print(f"trained in {c.wall:.1f} s wall, {c.cpu:.1f} s cpu")
+        gen = load_generator(Path(tmp), device)
+    labels = class_quota_labels(per_class, ds.num_classes)
+    with Clock() as c:
+        images = sample_images(gen, labels, cfg.sampling, device, progress=False)
+    acc = float((judge.predict(flat(images)) == labels.numpy()).mean())
+    print(f"{len(labels)} samples ({cfg.sampling.sampler}, {cfg.sampling.steps} steps) in "
+          f"{c.wall:.1f} s: conditional fidelity {acc:.3f} (judge ceiling {ceiling:.3f})")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter training, fewer images")
@@ -185,11 +228,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (0 = torch's default); 1 on a busy shared machine")
+    ap.add_argument("--study", default="", help="measure this study preset's generator")
+    ap.add_argument("--base", type=int, default=20, help="--study: base images per class")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    if args.study:
+        return bench_study_generator(args.study, args.base, 50, device)
     bench_training(device, args.quick)
 
     base, rest = digits_sets()

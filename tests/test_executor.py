@@ -95,3 +95,18 @@ def test_two_local_workers_give_the_one_process_table(local, tmp_path):
     for pa in sorted(local.glob("samples/*.npz")):
         np.testing.assert_array_equal(np.load(pa)["images"],
                                       np.load(pooled / "samples" / pa.name)["images"])
+
+
+def test_local_workers_take_one_gpu_each(monkeypatch):
+    import torch
+
+    from synthequiv.executor import local_workers, worker_gpus
+
+    cfg = C.resolve("quick", None, ["workers=0"])
+    assert worker_gpus(cfg, 3) == [None] * 3  # CPU: no GPU to take
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert local_workers(cfg) == 2  # one process per GPU
+    assert worker_gpus(cfg, 4) == [0, 1, 0, 1]
+    assert worker_gpus(C.resolve("quick", None, ["device=cuda:1"]), 2) == [None, None]
+    assert worker_gpus(C.resolve("quick", None, ["device=cpu"]), 2) == [None, None]
