@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/generator.py --quick      # ≈ 1.5 min, a quarter of training
     .venv/bin/python benchmarks/generator.py --reference  # + the plain diffusers recipe (+5 min)
     .venv/bin/python benchmarks/generator.py --study mnist --base 20   # a study preset's generator
+    .venv/bin/python benchmarks/generator.py --study mnist --set generator.train_kimg=51.2
 
 Prints, in one run: (1) training images/s of each preset backbone (a few optimizer steps on
 random data); (2) sampling images/s of the default sampler (DPM-Solver++, 25 NFE) against
@@ -183,14 +184,15 @@ def train_digits(cfg: GeneratorConfig, base, device, label: str):
     return gen
 
 
-def bench_study_generator(preset: str, base_n: int, per_class: int, device) -> None:
+def bench_study_generator(preset: str, overrides: list[str], base_n: int, per_class: int,
+                          device) -> None:
     from sklearn.linear_model import LogisticRegression
 
     from synthequiv import config as C
     from synthequiv.data import load_dataset
     from synthequiv.splits import make_splits
 
-    cfg = C.resolve(preset)
+    cfg = C.resolve(preset, None, overrides)
     ds = load_dataset(cfg.data)
     sp = make_splits(ds, cfg.splits)
     rest = sp.pool_indices()[~torch.isin(sp.pool_indices(), sp.base_indices(base_n))]
@@ -230,13 +232,14 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch CPU threads (0 = torch's default); 1 on a busy shared machine")
     ap.add_argument("--study", default="", help="measure this study preset's generator")
     ap.add_argument("--base", type=int, default=20, help="--study: base images per class")
+    ap.add_argument("--set", action="append", default=[], help="--study: KEY=VALUE override")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     if args.study:
-        return bench_study_generator(args.study, args.base, 50, device)
+        return bench_study_generator(args.study, args.set, args.base, 50, device)
     bench_training(device, args.quick)
 
     base, rest = digits_sets()

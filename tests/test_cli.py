@@ -182,6 +182,6 @@ def test_console_script_bad_npz_exits_2_with_one_line(script, tmp_path):
 
 def test_generator_train_nproc_must_split_the_batch(cli, tmp_path):
     code, _, err = cli("generator", "train", "digits", "--base-per-class", "5", "--out",
-                       tmp_path / "g", "--nproc", "3", "--device", "cpu")
+                       tmp_path / "g", "--processes", "3", "--device", "cpu")
     assert "divisible by generator_nproc (3)" in assert_one_error_line(code, err)
     assert not (tmp_path / "g").exists()

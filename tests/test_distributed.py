@@ -147,3 +147,27 @@ def test_killed_driver_takes_its_ranks_along_and_the_run_resumes(data, tmp_path)
                        weights_only=True)
     assert resumed["finished"] and resumed["step"] == whole["step"] == 120
     assert max_diff(resumed, whole, "ema") < 1e-3
+
+
+def test_cli_under_an_outer_torchrun_joins_its_group(tmp_path):
+    """`torchrun … -m synthequiv.cli generator train` (how a multi-node job launches it): the
+    ranks join torchrun's group and write what `--processes 2` writes."""
+    args = ["generator", "train", "digits", "--base-per-class", "5", "--kimg", "0.256",
+            "--device", "cpu"]
+    outer = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            "--nproc_per_node=2", "-m", "synthequiv.cli", *args, "--out",
+                            str(tmp_path / "outer")], capture_output=True, text=True)
+    assert outer.returncode == 0, outer.stderr[-2000:]
+    inner = subprocess.run([sys.executable, "-m", "synthequiv.cli", *args, "--out",
+                            str(tmp_path / "inner"), "--processes", "2"], capture_output=True,
+                           text=True)
+    assert inner.returncode == 0, inner.stderr[-2000:]
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)
+            for d in ("outer", "inner"))
+    assert a["finished"] and a["step"] == b["step"] == 4
+    assert max_diff(a, b, "ema") == 0.0  # same ranks, same reduction order
+    nested = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node=2", "-m", "synthequiv.cli", *args, "--out",
+                             str(tmp_path / "nested"), "--processes", "2"], capture_output=True,
+                            text=True)
+    assert nested.returncode != 0 and "already a torchrun rank" in nested.stderr

@@ -155,7 +155,7 @@ def generator_train(
     test_per_class: int = typer.Option(50, help="Hold-out size when there is no test split."),
     seed: int = typer.Option(0, help="Split and training seed."),
     device: str = typer.Option("auto"),
-    nproc: int = typer.Option(1, "--nproc", help="DDP processes (one per GPU), via torchrun."),
+    nproc: int = typer.Option(1, "--processes", help="DDP processes (one per GPU), via torchrun."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the network."),
 ) -> None:
     """Train a class-conditional generator on the base set B(n) of SOURCE only."""

@@ -85,10 +85,18 @@ def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: i
                       out_dir: Path, device: torch.device | str, nproc: int,
                       compile: bool = False, progress: bool = True) -> Path:
     """generator.train_generator on `nproc` DDP ranks (one per GPU, or gloo processes on CPU);
-    returns out_dir/checkpoint.pt. nproc = 1 trains in this process."""
+    returns out_dir/checkpoint.pt. nproc = 1 trains in this process, which may itself be one
+    rank of a torchrun the user started (e.g. over several nodes): it then joins that group."""
     from .generator import CHECKPOINT_NAME, check_config, check_data, train_generator
 
     check_positive("generator_nproc", nproc)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by an outer torchrun
+        if nproc != 1:
+            raise SynthequivError("this process is already a torchrun rank: leave --processes / "
+                                  "generator_nproc at 1 (torchrun decides the processes)")
+        device = init_from_env(torch.device(device).type)
+        return train_generator(images, labels, num_classes, cfg, out_dir, device,
+                               progress and current().main, compile)
     if nproc == 1:
         return train_generator(images, labels, num_classes, cfg, out_dir, device, progress,
                                compile)
