@@ -89,8 +89,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "mnist",
         "data": {"source": "npz:../shared/data/mnist10k.npz"},
         "splits": {"base_per_class": [10, 20, 50], "test_per_class": 100},
-        # the 36M-parameter 32px net trains at ~2 img/s on CPU; the 1.1M one fits a CPU run
-        "generator": {"preset": "32px-small"},
+        # the 36M-parameter 32px net trains at ~2 img/s on CPU; the 1.1M one fits a CPU run.
+        # Conditional fidelity on B(20) (benchmarks/generator.py --study mnist): 0.700 at
+        # 25.6 kimg, 0.844 at 51.2 kimg (judge ceiling 0.898); ~7 min per generator on 2 cores
+        "generator": {"preset": "32px-small", "train_kimg": 51.2},
         "grid": {"real_add_per_class": [10, 25, 50], "syn_add_per_class": [25, 100, 400]},
         "classifier": {"train_steps": 1000},
     },
