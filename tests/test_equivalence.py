@@ -352,3 +352,25 @@ def test_analyse_covers_every_generative_arm_and_is_json():
     assert len(out["cells"]) == 3 * (5 + 4 + 4) and len(out["gains"]) == 3 * (4 + 4 + 4)
     text = json.dumps(to_jsonable(out), allow_nan=False)
     assert json.loads(text)["config"]["k"] == 10.0
+
+
+def test_no_interval_around_a_fit_that_failed():
+    """Two usable points (no fit) but a cell straddling the baseline: a quarter of the seed
+    resamples bring a third point and fit. Those fits must not pose as the fit's CI."""
+    rows = [dict(r) for r in rows_effective(noise=0.0005)]
+    base = np.mean([r["accuracy"] for r in rows
+                    if r["arm"] == "real" and r["n_add"] == 0 and r["n_base"] == 10])
+    for r in rows:
+        if r["arm"] != "closed":
+            continue
+        if (r["n_base"], r["n_add"]) == (10, 80):  # mean just below the baseline
+            r["accuracy"] = base + [-0.01, -0.01, -0.01, -0.01, 0.03][r["seed"]]
+        elif (r["n_base"], r["n_add"]) not in ((10, 20), (10, 40)):
+            r["accuracy"] -= 0.2
+    arm = eq.analyse(rows, eq.EquivalenceConfig(bootstrap=200))["arms"]["closed"]
+    assert arm["fit"]["status"] == "too_few_points" and arm["fit"]["n_points"] == 2
+    assert arm["bootstrap"]["fit_failure_fraction"] < 0.9  # some resamples did fit
+    for name in ("c1", "c2", "ln_c1_over_k"):
+        assert all(math.isnan(v) for v in arm["ci"][name]), name
+    assert all(math.isnan(x["lo"]) and math.isnan(x["hi"]) for x in arm["exchange"])
+    assert all(math.isfinite(v) for v in arm["ci"]["r"])  # the effective-data fit stands

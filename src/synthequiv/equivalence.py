@@ -598,6 +598,10 @@ def _arm_analysis(rows, arm: str, cfg: EquivalenceConfig, metric: str) -> dict:
     points = equivalent_points(rows, arm, metric)
     fit = fit_paper_formula(points, cfg.k)
     boot = bootstrap(rows, arm, cfg, metric)
+    ci = {name: boot[name] for name in ("c1", "c2", "ln_c1_over_k", "r")}
+    fitted = fit["status"] == "ok"
+    if not fitted:  # resamples that happen to fit give no interval around a fit that has none
+        ci.update({name: [math.nan, math.nan] for name in ("c1", "c2", "ln_c1_over_k")})
     exchange = []
     for b in boot["exchange_rates"]:  # one per (n_base of the arm, exchange point)
         rate = exchange_rate(fit, b["n_base"], b["frac"])
@@ -609,8 +613,8 @@ def _arm_analysis(rows, arm: str, cfg: EquivalenceConfig, metric: str) -> dict:
                 "n_real_plus": n_real_plus,
                 "n_syn": rate * n_real_plus,
                 "rate": rate,
-                "lo": b["lo"],
-                "hi": b["hi"],
+                "lo": b["lo"] if fitted else math.nan,
+                "hi": b["hi"] if fitted else math.nan,
             }
         )
     return {
@@ -619,7 +623,7 @@ def _arm_analysis(rows, arm: str, cfg: EquivalenceConfig, metric: str) -> dict:
         "exchange": exchange,
         "effective_data": fit_effective_data(rows, arm, metric),
         "comparison": compare_models(rows, arm, cfg.k, metric),
-        "ci": {name: boot[name] for name in ("c1", "c2", "ln_c1_over_k", "r")},
+        "ci": ci,
         "bootstrap": boot,
     }
 

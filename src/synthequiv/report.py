@@ -69,12 +69,12 @@ def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
                            "rates below rest on accuracy differences within seed noise; read "
                            "their confidence intervals, not the point estimates.")
     lines += exchange
-    lines.insert(0, _recommendation(gains, syn_sig))
+    lines.insert(0, _recommendation(gains, syn_sig, equivalence))
     headline = _headline(cfg, gains, equivalence)
     return headline, lines
 
 
-def _recommendation(gains: list[dict], syn_sig: list[dict]) -> str:
+def _recommendation(gains: list[dict], syn_sig: list[dict], equivalence: dict) -> str:
     real_sig = [g for g in gains if g["arm"] == "real" and g["significant"] and g["gain"] > 0]
     if not syn_sig:
         tail = (" Real images did help significantly." if real_sig else
@@ -84,9 +84,15 @@ def _recommendation(gains: list[dict], syn_sig: list[dict]) -> str:
                 "measured amount; prefer collecting real images." + tail)
     arms = sorted({g["arm"] for g in syn_sig})
     bases = sorted({g["n_base"] for g in syn_sig})
+    fitted = [a for a, eq in equivalence.get("arms", {}).items()
+              if eq.get("fit", {}).get("status") == "ok"]
+    tail = ("see the exchange rates below for how many synthetic images one real image is "
+            "worth." if fitted else
+            "no exchange rate could be fitted (too few synthetic cells within the real arm's "
+            "range), so the gains above are the measured effect; more synthetic amounts or "
+            "seeds would let one be fitted.")
     return (f"Recommendation: {' and '.join(arms)}-set synthetic data helped significantly at "
-            f"base size(s) {bases} images/class; see the exchange rates below for how many "
-            "synthetic images one real image is worth.")
+            f"base size(s) {bases} images/class; " + tail)
 
 
 def _exchange_lines(equivalence: dict, max_syn: int) -> list[str]:
