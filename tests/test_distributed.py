@@ -88,13 +88,27 @@ def test_ddp_resumes_a_single_process_checkpoint(data, single, tmp_path, monkeyp
     assert max_diff(resumed, single, "ema") < 1e-4
 
 
-def test_errors_in_ranks_come_back_as_one_line(data, single, tmp_path):
+def test_finished_or_foreign_checkpoints_are_settled_before_any_launch(data, tmp_path,
+                                                                      monkeypatch):
     x, y = data
     train_distributed(x, y, 10, TINY, tmp_path, "cpu", 2, progress=False)
+
+    def no_launch(*args, **kw):
+        raise AssertionError("torchrun launched")
+
+    monkeypatch.setattr(subprocess, "run", no_launch)
+    assert train_distributed(x, y, 10, TINY, tmp_path, "cpu", 2, progress=False).exists()
     other = dataclasses.replace(TINY, lr=1e-4)
     with pytest.raises(SynthequivError, match=r"another generator setup \(differs in config.lr"):
         train_distributed(x, y, 10, other, tmp_path, "cpu", 2, progress=False)
-    assert not (tmp_path / JOB_NAME).exists()
+
+
+def test_errors_in_ranks_come_back_as_one_line(data, tmp_path):
+    x, y = data
+    diverging = dataclasses.replace(TINY, lr=1e30, warmup_kimg=0.0, grad_clip=0.0)
+    with pytest.raises(SynthequivError, match=r"^generator loss became nan at step \d+; lower generator.lr \(now 1e\+30\)$"):
+        train_distributed(x, y, 10, diverging, tmp_path, "cpu", 2, progress=False)
+    assert not (tmp_path / JOB_NAME).exists() and not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_batch_must_split_over_ranks(data, tmp_path):

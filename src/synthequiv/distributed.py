@@ -87,7 +87,14 @@ def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: i
     """generator.train_generator on `nproc` DDP ranks (one per GPU, or gloo processes on CPU);
     returns out_dir/checkpoint.pt. nproc = 1 trains in this process, which may itself be one
     rank of a torchrun the user started (e.g. over several nodes): it then joins that group."""
-    from .generator import CHECKPOINT_NAME, check_config, check_data, train_generator
+    from .generator import (
+        CHECKPOINT_NAME,
+        check_config,
+        check_data,
+        existing_checkpoint,
+        run_meta,
+        train_generator,
+    )
 
     check_positive("generator_nproc", nproc)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by an outer torchrun
@@ -109,6 +116,10 @@ def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: i
     if device.type == "cuda" and torch.cuda.device_count() < nproc:
         raise SynthequivError(f"generator_nproc={nproc} but only {torch.cuda.device_count()} "
                               f"GPU(s) are visible")
+    path = Path(out_dir) / CHECKPOINT_NAME
+    state = existing_checkpoint(path, run_meta(images, labels, num_classes, cfg))
+    if state is not None and state["finished"]:
+        return path  # done: no processes to start
     job = write_job(images, labels, num_classes, cfg, out_dir, device, compile, progress)
     try:
         proc = subprocess.run(ddp_command(job, nproc), stderr=subprocess.PIPE, text=True)
@@ -116,7 +127,7 @@ def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: i
         job.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise SynthequivError(_failure(proc.stderr, proc.returncode, nproc))
-    return Path(out_dir) / CHECKPOINT_NAME
+    return path
 
 
 def write_job(images, labels, num_classes, cfg, out_dir: Path, device: torch.device,
@@ -186,7 +197,9 @@ def main(argv: list[str] | None = None) -> None:
                         GeneratorConfig(**job["config"]), job_path.parent, device,
                         job["progress"] and current().main, job["compile"])
     except SynthequivError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # one write(2) of < 4 KiB on a pipe is atomic: the ranks' lines never interleave
+        sys.stderr.flush()
+        os.write(2, f"error: {exc}\n".encode()[:4000])
         sys.exit(2)
     finally:
         if torch.distributed.is_initialized():

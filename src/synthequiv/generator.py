@@ -332,7 +332,7 @@ def diffusion_loss(gen: Generator, x0: torch.Tensor, labels: torch.Tensor, d: St
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _run_meta(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+def run_meta(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
               cfg: GeneratorConfig) -> dict:
     """Everything a checkpoint must match to be resumed (or reused) by this call."""
     shape = [int(s) for s in images.shape[1:]]
@@ -354,6 +354,17 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
         raise SynthequivError(f"cannot read generator checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != 1:
         raise SynthequivError(f"{path} is not a synthequiv generator checkpoint")
+    return state
+
+
+def existing_checkpoint(path: Path, meta: dict, device: torch.device | str = "cpu"
+                        ) -> dict | None:
+    """The checkpoint at `path`, if any, checked against this run (`run_meta`): one made with
+    another setup is an error, never silently resumed or reused."""
+    if not Path(path).exists():
+        return None
+    state = read_checkpoint(path, device)
+    _check_compatible(path, state, meta)
     return state
 
 
@@ -398,12 +409,10 @@ def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int
         raise SynthequivError(f"generator.batch_size ({cfg.batch_size}) must be divisible by "
                               f"the number of processes ({rank.world})")
     path = Path(out_dir) / CHECKPOINT_NAME
-    meta = _run_meta(images, labels, num_classes, cfg)
-    state = read_checkpoint(path, device) if path.exists() else None
-    if state is not None:
-        _check_compatible(path, state, meta)
-        if state["finished"]:
-            return path
+    meta = run_meta(images, labels, num_classes, cfg)
+    state = existing_checkpoint(path, meta, device)
+    if state is not None and state["finished"]:
+        return path
 
     with torch.random.fork_rng(devices=[]):  # seeded weight init, caller's RNG untouched
         torch.manual_seed(cfg.seed)
