@@ -63,7 +63,7 @@ def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
         if parts:
             lines.append(f"With {n} images/class: " + "; ".join(parts) + ".")
     syn_sig = [g for g in gains if g["arm"] != "real" and g["significant"] and g["gain"] > 0]
-    exchange = _exchange_lines(equivalence, max(cfg.grid.syn_add_per_class, default=0))
+    exchange = _exchange_lines(equivalence)
     if exchange and not syn_sig:
         exchange.insert(0, "Caution: no synthetic cell's gain is significant, so the exchange "
                            "rates below rest on accuracy differences within seed noise; read "
@@ -95,7 +95,13 @@ def _recommendation(gains: list[dict], syn_sig: list[dict], equivalence: dict) -
             f"base size(s) {bases} images/class; " + tail)
 
 
-def _exchange_lines(equivalence: dict, max_syn: int) -> list[str]:
+def _exchange_lines(equivalence: dict) -> list[str]:
+    """One line per fitted exchange rate; amounts beyond the largest synthetic amount measured
+    for that arm and base size (in this table, which may be a partial run's) are flagged."""
+    measured: dict[tuple[str, int], int] = {}
+    for c in equivalence.get("cells", []):
+        key = (c["arm"], c["n_base"])
+        measured[key] = max(measured.get(key, 0), c["n_add"])
     out = []
     for arm, eq in equivalence.get("arms", {}).items():
         fit = eq.get("fit", {})
@@ -105,6 +111,7 @@ def _exchange_lines(equivalence: dict, max_syn: int) -> list[str]:
                        "matched a measured real-data gain.")
             continue
         for x in eq.get("exchange", []):
+            max_syn = measured.get((arm, x["n_base"]), 0)
             beyond = (f" [extrapolated: beyond the largest measured {max_syn}/class]"
                       if x["n_syn"] > max_syn else "")
             out.append(
