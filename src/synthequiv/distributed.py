@@ -97,16 +97,15 @@ def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: i
     )
 
     check_positive("generator_nproc", nproc)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by an outer torchrun
-        if nproc != 1:
-            raise SynthequivError("this process is already a torchrun rank: leave --processes / "
-                                  "generator_nproc at 1 (torchrun decides the processes)")
-        device = init_from_env(torch.device(device).type)
+    outer = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by the user's torchrun
+    if outer and nproc != 1:
+        raise SynthequivError("this process is already a torchrun rank: leave --processes / "
+                              "generator_nproc at 1 (torchrun decides the processes)")
+    if outer or nproc == 1:
+        if outer:
+            device = init_from_env(torch.device(device).type)
         return train_generator(images, labels, num_classes, cfg, out_dir, device,
                                progress and current().main, compile)
-    if nproc == 1:
-        return train_generator(images, labels, num_classes, cfg, out_dir, device, progress,
-                               compile)
     check_config(cfg)
     check_data(images, labels, num_classes)
     device = torch.device(device)
