@@ -227,6 +227,7 @@ def resolve(preset: str = "quick", path: Path | None = None,
 
 def check_runtime(cfg: StudyConfig) -> None:
     """One-line errors for the run-time section (how the study runs, not what it measures)."""
+    from .distributed import check_split
     from .utils import check_positive
 
     if cfg.executor not in ("local", "ray"):
@@ -234,9 +235,7 @@ def check_runtime(cfg: StudyConfig) -> None:
     check_positive("workers", cfg.workers, allow_zero=True)
     check_positive("cpu_threads", cfg.cpu_threads, allow_zero=True)
     check_positive("generator_nproc", cfg.generator_nproc)
-    if cfg.generator.batch_size % cfg.generator_nproc:
-        raise SynthequivError(f"generator.batch_size ({cfg.generator.batch_size}) must be "
-                              f"divisible by generator_nproc ({cfg.generator_nproc})")
+    check_split(cfg.generator.batch_size, cfg.generator_nproc)
 
 
 def to_dict(cfg: StudyConfig) -> dict[str, Any]:

@@ -59,6 +59,13 @@ class Rank:
         return value / self.world
 
 
+def check_split(batch_size: int, nproc: int) -> None:
+    """Every rank trains on an equal slice of the global batch."""
+    if batch_size % nproc:
+        raise SynthequivError(f"generator.batch_size ({batch_size}) must be divisible by "
+                              f"generator_nproc ({nproc}), the number of training processes")
+
+
 def current() -> Rank:
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
@@ -109,9 +116,7 @@ def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: i
     check_config(cfg)
     check_data(images, labels, num_classes)
     device = torch.device(device)
-    if cfg.batch_size % nproc:
-        raise SynthequivError(f"generator.batch_size ({cfg.batch_size}) must be divisible by "
-                              f"generator_nproc ({nproc})")
+    check_split(cfg.batch_size, nproc)
     if device.type == "cuda" and torch.cuda.device_count() < nproc:
         raise SynthequivError(f"generator_nproc={nproc} but only {torch.cuda.device_count()} "
                               f"GPU(s) are visible")

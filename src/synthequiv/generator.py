@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed
-from .distributed import Rank
+from .distributed import Rank, check_split, current
 from .utils import (
     SynthequivError,
     atomic_torch_save,
@@ -404,10 +403,8 @@ def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     """
     check_config(cfg)
     check_data(images, labels, num_classes)
-    rank, device = distributed.current(), torch.device(device)
-    if cfg.batch_size % rank.world:
-        raise SynthequivError(f"generator.batch_size ({cfg.batch_size}) must be divisible by "
-                              f"the number of processes ({rank.world})")
+    rank, device = current(), torch.device(device)
+    check_split(cfg.batch_size, rank.world)
     path = Path(out_dir) / CHECKPOINT_NAME
     meta = run_meta(images, labels, num_classes, cfg)
     state = existing_checkpoint(path, meta, device)
