@@ -14,13 +14,13 @@ from synthequiv.utils import SynthequivError, tensor_digest
 TINY = [
     "splits.base_per_class=[5,10]",
     "grid.seeds=[0,1]",
+    "grid.replicates=2",
     "grid.real_add_per_class=[5,20]",
     "grid.syn_add_per_class=[5,20]",
     "generator.train_kimg=2.0",
     "generator.warmup_kimg=0.5",
     "sampling.steps=5",
     "classifier.train_steps=30",
-    "equivalence.bootstrap=50",
     "analysis.enabled=false",
     "device=cpu",
 ]
@@ -62,36 +62,75 @@ def test_report_and_summary(finished):
 def test_every_cell_recorded_once(finished):
     cfg, run_dir, _ = finished
     rows = table_rows(run_dir)
-    # per base size: baseline + 2 real + 2 closed + 2 open amounts, × 2 seeds
-    assert len(rows) == 2 * (1 + 2 + 2 + 2) * 2
+    # 2 replicates × 2 base sizes × (baseline + 2 real + 2 closed + 2 open amounts) × 2 seeds
+    assert len(rows) == 2 * 2 * (1 + 2 + 2 + 2) * 2
     assert len({r[0] for r in rows}) == len(rows)
     assert all(0.0 <= r[5] <= 1.0 for r in rows)
 
 
-def test_closed_generators_saw_only_their_base_set(finished):
+def test_each_replicate_trains_its_own_generators_on_its_own_base_sets(finished):
+    from synthequiv.splits import make_splits
+    from synthequiv.study import replicate_config
+
     cfg, run_dir, _ = finished
-    _, sp = load_inputs(cfg)
+    ds, _ = load_inputs(cfg)
     seen = {json.loads(p.read_text())["name"]: json.loads(p.read_text())
             for p in run_dir.glob("generators/*/trained_on.json")}
-    for n in cfg.splits.base_per_class:
-        info = seen[f"closed-n{n}"]
-        assert info["train_digest"] == tensor_digest(*sp.base(n))
-        assert info["n_images"] == n * 10
-    pool = sp.pool_indices()
-    assert seen["open-pool"]["train_digest"] == tensor_digest(
-        sp.dataset.images[pool], sp.dataset.labels[pool])
+    assert len(seen) == 2 * (len(cfg.splits.base_per_class) + 1)
+    for r in range(2):
+        sp = make_splits(ds, replicate_config(cfg, r).splits)
+        for n in cfg.splits.base_per_class:
+            info = seen[f"closed-n{n}-r{r}"]
+            assert info["train_digest"] == tensor_digest(*sp.base(n))
+            assert info["n_images"] == n * 10
+        pool = sp.pool_indices()
+        assert seen[f"open-pool-r{r}"]["train_digest"] == tensor_digest(
+            sp.dataset.images[pool], sp.dataset.labels[pool])
+    # different draws: the base sets of the two replicates are not the same images
+    assert seen["closed-n5-r0"]["train_digest"] != seen["closed-n5-r1"]["train_digest"]
 
 
-def test_rerun_skips_everything(finished):
+def test_rows_carry_their_replicate(finished):
+    import sqlite3 as sq
+
+    _, run_dir, _ = finished
+    with sq.connect(run_dir / "results.sqlite") as db:
+        counts = dict(db.execute("SELECT replicate, COUNT(*) FROM cells GROUP BY replicate"))
+    assert counts == {0: 28, 1: 28}
+
+
+def _count_training(monkeypatch) -> dict:
+    import synthequiv.classifier as clf
+    import synthequiv.distributed as dist
+
+    calls = {"classifier": 0, "generator": 0}
+    real_clf, real_gen = clf.train_classifier, dist.train_distributed
+
+    def counted_clf(*a, **k):
+        calls["classifier"] += 1
+        return real_clf(*a, **k)
+
+    def counted_gen(*a, **k):
+        calls["generator"] += 1
+        return real_gen(*a, **k)
+
+    monkeypatch.setattr(clf, "train_classifier", counted_clf)
+    monkeypatch.setattr(dist, "train_distributed", counted_gen)
+    return calls
+
+
+def test_rerun_skips_everything(finished, monkeypatch):
     cfg, run_dir, _ = finished
     before = table_rows(run_dir)
     mtimes = {p: p.stat().st_mtime_ns for p in run_dir.glob("generators/*/checkpoint.pt")}
+    calls = _count_training(monkeypatch)
     run_study(cfg, run_dir, progress=False)
+    assert calls == {"classifier": 0, "generator": 0}
     assert table_rows(run_dir) == before
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # no generator retrained
 
 
-def test_resume_after_lost_cells_equals_uninterrupted(finished, tmp_path):
+def test_resume_after_lost_cells_equals_uninterrupted(finished, tmp_path, monkeypatch):
     cfg, run_dir, _ = finished
     import shutil
 
@@ -100,7 +139,9 @@ def test_resume_after_lost_cells_equals_uninterrupted(finished, tmp_path):
     with sqlite3.connect(copy / "results.sqlite") as db:  # as if killed after 5 cells
         keep = [k for (k,) in db.execute("SELECT key FROM cells ORDER BY key LIMIT 5")]
         db.execute(f"DELETE FROM cells WHERE key NOT IN ({','.join('?' * len(keep))})", keep)
+    calls = _count_training(monkeypatch)
     run_study(cfg, copy, progress=False)
+    assert calls == {"classifier": len(table_rows(run_dir)) - 5, "generator": 0}
     assert table_rows(copy) == table_rows(run_dir)
 
 

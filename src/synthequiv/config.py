@@ -28,11 +28,15 @@ ARMS = ("real", "closed", "open")
 
 @dataclass(frozen=True)
 class GridConfig:
-    # defaults = the reference prototype's digits grid (../shared/DESIGN.md calibration table)
+    # defaults = the quick digits study. Replicates are the units of every interval: each draws
+    # its own base sets, reserve and hold-out test set and trains its own generators, so the CIs
+    # include the generator's variance (intervals.py); seeds are nested inside a replicate
     arms: tuple[str, ...] = ARMS
-    real_add_per_class: tuple[int, ...] = (10, 40)  # extra real images/class (reserve R(m))
+    # ≥ 4 real amounts per base size: the real curve is what synthetic cells are read off
+    real_add_per_class: tuple[int, ...] = (5, 10, 20, 40)  # extra real images/class (R(m))
     syn_add_per_class: tuple[int, ...] = (40, 160)  # synthetic images/class per generative arm
-    seeds: tuple[int, ...] = (0, 1, 2)  # classifier seeds per cell (≥ 3 for CIs)
+    replicates: int = 3  # independent draws of the design (base sets, generators, test set)
+    seeds: tuple[int, ...] = (0, 1)  # classifier seeds per cell within each replicate
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Conditional fidelity on B(20) (benchmarks/generator.py --study mnist): 0.700 at
         # 25.6 kimg, 0.844 at 51.2 kimg (judge ceiling 0.898); ~7 min per generator on 2 cores
         "generator": {"preset": "32px-small", "train_kimg": 51.2},
-        "grid": {"real_add_per_class": [10, 25, 50], "syn_add_per_class": [25, 100, 400]},
+        "grid": {"real_add_per_class": [10, 25, 50, 100],
+                 "syn_add_per_class": [25, 100, 400]},
         "classifier": {"train_steps": 1000},
     },
     "pneumonia": {
@@ -103,8 +108,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # B(25) fidelity 0.990 at the default 25.6 kimg (judge ceiling 0.845 on real test
         # images; benchmarks/generator.py --study pneumonia --set data.root=DIR)
         "generator": {"preset": "32px-small"},
-        "grid": {"real_add_per_class": [25, 50, 100], "syn_add_per_class": [50, 200, 800],
-                 "seeds": [0, 1, 2, 3, 4]},
+        "grid": {"real_add_per_class": [25, 50, 100, 200],
+                 "syn_add_per_class": [50, 200, 800], "seeds": [0, 1, 2]},
         "classifier": {"train_steps": 1000},
     },
     # GPU-sized: the paper's CIFAR-10 setting, shrunk toward a one-GPU-day grid (the aim; its
@@ -120,7 +125,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ray": {"gpus_per_task": 0.25, "gpus_per_generator": 1.0, "cpus_per_task": 2.0},
         "grid": {"real_add_per_class": [100, 250, 500, 1000],
                  "syn_add_per_class": [500, 1000, 2500, 5000]},
-        "classifier": {"hflip": True, "budget": "epochs", "epochs": 100},
+        # equal optimizer steps in every cell (arms at equal compute; the paper's epochs budget
+        # gives a +5,000 synthetic cell ~5× the steps of a +1,000 real one): 10k steps × 128 ≈
+        # 100 epochs of the median cell
+        "classifier": {"hflip": True, "budget": "steps", "train_steps": 10000},
     },
     "bloodmnist": {
         "name": "bloodmnist",
@@ -130,8 +138,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "generator": {"train_kimg": 1000.0, "batch_size": 256, "lr": 2e-4, "warmup_kimg": 100.0,
                       "ema_halflife_kimg": 250.0, "xflip": True},
         "ray": {"gpus_per_task": 0.25, "gpus_per_generator": 1.0, "cpus_per_task": 2.0},
-        "grid": {"real_add_per_class": [50, 100, 200], "syn_add_per_class": [200, 800, 3200]},
-        "classifier": {"hflip": True, "budget": "epochs", "epochs": 100},
+        "grid": {"real_add_per_class": [50, 100, 200, 400],
+                 "syn_add_per_class": [200, 800, 3200]},
+        "classifier": {"hflip": True, "budget": "steps", "train_steps": 6000},
     },
 }
 

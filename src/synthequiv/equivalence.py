@@ -1,161 +1,95 @@
-"""Equivalence stage: how many synthetic images are worth n real ones?
+"""Equivalence stage: how many synthetic images are worth one real image?
 
 Input is the grid's results table: one row per trained classifier,
-``{"n_base", "arm", "n_add", "seed", <metric>, ...}``. Every count is PER CLASS. The real arm's
-``n_add = 0`` cell at a base size is the shared baseline of every arm at that base size.
+``{"n_base", "arm", "n_add", "seed", "replicate" (optional), <metric>}``. Every count is PER
+CLASS. The real arm's ``n_add = 0`` cell at a base size (or arm "baseline") is the shared
+baseline of every arm at that base size. Intervals: see `intervals.py` (replicates are the
+units; t-intervals of within-unit contrasts, Fieller-type test inversion, jackknife).
 
-1. Equivalent real count. For each base size the real arm's seed means give a curve
-   acc_real(n_add). It is made monotone non-decreasing by isotonic regression (pool adjacent
-   violators, unweighted, on the seed means: a least-squares projection, so a noisy dip is
-   averaged with its neighbours rather than overwritten by a running max that biases upwards),
-   then inverted piecewise-linearly: n_real_eq(n_syn) = acc_real⁻¹(acc_syn(n_syn)). Nothing is
-   extrapolated; a synthetic accuracy outside the real curve's range returns the nearest bound
-   and a flag ("below_range": synthetic data hurt; "above_range": more real data would be needed
-   than the grid measured; "flat": the curve is flat at that accuracy, the inverse not unique).
+1. The real learning curve at each base size is the real arm's cell means against
+   x = log(n_base + n_add), made monotone by isotonic regression and linear in x between knots.
+   Linear in log data is close to how accuracy grows (a straight line in raw n_add between
+   sparse knots overstates the inverse on a concave curve); the real arm's amounts should cover
+   the synthetic range densely (≥ 4 per base size in every preset).
 
-2. The paper's form (arXiv 2508.09550), with n_real⁺ the extra real images matched:
+2. Measured points. Each synthetic cell's mean accuracy read off the real curve gives
+   n_real_eq, the extra real images/class it is worth, and the exchange rate n_syn / n_real_eq
+   (synthetic images per real image). Its interval is every real amount the cell is not
+   significantly different from (paired t over units). A cell outside the curve is CENSORED
+   (flag "below_range": the synthetic data did no better than the baseline; "above_range": it
+   beat the largest real amount, n_real_eq ≥ that amount), never dropped.
+
+3. The paper's form (arXiv 2508.09550), n_real⁺ the extra real images matched:
 
        n_syn / n_base ≈ c₁^(n_base/k) · (c₂^(n_real⁺/n_base) − 1)
 
-   fitted by least squares on log(n_syn/n_base) in (ln c₁, ln c₂), c₂ > 1. Because
-   c₁^(n_base/k) = exp(n_base · ln c₁ / k), only ln(c₁)/k is identifiable: k is fixed by the
-   config (default 10) and reported next to c₁; compare c₁ across studies only at equal k.
-   The exchange rate n_syn / n_real⁺ = c₁^(n_base/k) (c₂^f − 1) / f at f = n_real⁺/n_base is
-   the number of synthetic images that buy one real image there.
+   fitted in ACCURACY space: formula → n_real⁺ → real curve → predicted accuracy of every
+   synthetic cell, weighted by 1/SE² of the cell mean; a censored cell enters as a bound (its
+   accuracy is clipped to the curve's range, so a prediction at or beyond that end costs
+   nothing). k = 1 by default with per-class counts: c₁ is then per class image. The paper
+   counts images in total (N = C·n for C classes), so its c₁ at its k_p equals
+   c₁^(k_p / (C·k)) here; only ln(c₁)/k is identifiable.
 
-3. An alternative, the effective-data model acc = a − b·(n_base + n_real⁺ + r·n_syn)^(−α),
-   fitted on every real-arm cell and the arm's cells; r is one synthetic image's worth in real
-   images (bounded to [0, R_MAX]: data that hurts gives r = 0). The two models are compared by
-   leave-one-cell-out error on the synthetic cells' accuracy.
-
-4. Uncertainty: a bootstrap over seeds (resampled with replacement independently within each
-   cell) for every fitted number, and Welch t-intervals for the gain of each cell over the
-   baseline. Cells run with one seed contribute no resampling noise, so their CIs are too narrow.
+4. The effective-data model acc = a − b·(n_base + n_real⁺ + r·n_syn)^(−α) (r: one synthetic
+   image's worth in real images) is the alternative, compared with the formula by
+   leave-one-cell-out prediction error, with an interval on the paired difference.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
 
-from synthequiv.utils import SynthequivError
+from .intervals import (
+    MEASURED_COVERAGE,
+    REAL,
+    Key,
+    UnitTable,
+    holm,
+    inversion_interval,
+    jackknife,
+    t_interval,
+    unit_table,
+)
+from .utils import SynthequivError
 
-REAL = "real"
-Key = tuple[int, str, int]  # (n_base, arm, n_add), counts per class
-
-# ln c2 outside this range means the data do not pin c2 down (c2 -> 1 or c2 -> infinity):
-# the fit is kept but flagged "at_bound". Alpha and r are bounded in the effective-data fit so
-# that a flat real curve cannot send them to infinity.
-LN_C2_RANGE = (1e-6, 30.0)
-_LN_C2_GRID = np.geomspace(1e-3, 30.0, 80)  # start values for ln c2
+LN_C2_RANGE = (1e-6, 30.0)  # ln c₂ outside: c₂ not pinned down by the data ("at_bound")
+_LN_C2_GRID = np.geomspace(1e-3, 30.0, 40)
+_LN_C1_GRID = np.linspace(-0.3, 0.3, 41)  # ln c₁ / k start values (per-class counts, k = 1)
 _ALPHA_GRID = np.geomspace(0.05, 3.0, 16)[:, None, None]  # start values for alpha [A, 1, 1]
 _R_GRID = np.concatenate([[0.0], np.geomspace(1e-2, 20.0, 15)])[None, :, None]  # [1, R, 1]
 ALPHA_BOUNDS = (0.05, 5.0)  # below 0.05, a and b become collinear and trf crawls
 R_MAX = 100.0
-_TIE_TOL = 1e-12  # accuracies closer than this count as equal (seed means of discrete accuracies)
+_TIE_TOL = 1e-12
 
 
 @dataclass(frozen=True)
 class EquivalenceConfig:
-    k: float = 10.0  # fixed scale in c1^(n_base/k); only ln(c1)/k is identifiable
-    bootstrap: int = 1000  # resamples over seeds for the CIs (0: no bootstrap, NaN CIs)
-    ci: float = 0.95  # coverage of every interval
-    exchange_points: tuple[float, ...] = (0.5, 1.0)  # n_real+ / n_base where rates are reported
-    seed: int = 0  # seeds the bootstrap
+    k: float = 1.0  # scale in c₁^(n_base/k), counts per class; only ln(c₁)/k is identifiable
+    ci: float = 0.95  # coverage of every interval (and 1 − ci is the family-wise error rate)
+    exchange_points: tuple[float, ...] = (0.5, 1.0)  # n_real⁺ / n_base for fitted rates
+    bootstrap: int = 0  # unused since intervals became t/jackknife over replicates; accepted
+    seed: int = 0  # unused (the intervals are deterministic); accepted so old configs load
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.k) and self.k > 0):
             raise SynthequivError(f"equivalence k must be a positive number, got {self.k}")
-        if int(self.bootstrap) != self.bootstrap or self.bootstrap < 0:
-            raise SynthequivError(
-                f"equivalence bootstrap must be an integer >= 0, got {self.bootstrap}"
-            )
         if not 0 < self.ci < 1:
             raise SynthequivError(f"equivalence ci must lie in (0, 1), got {self.ci}")
-        if not self.exchange_points or any(not f > 0 for f in self.exchange_points):
+        if not self.exchange_points or any(not (f > 0 and math.isfinite(f))
+                                           for f in self.exchange_points):
             raise SynthequivError(
                 f"equivalence exchange_points must be positive fractions, got {self.exchange_points}"
             )
 
 
-# ----------------------------------------------------------------------------- results table
-
-
-def _cell_values(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[Key, np.ndarray]:
-    """Group rows into cells: {(n_base, arm, n_add): metric per seed, shape [n_seeds]}."""
-    if hasattr(rows, "to_dict"):  # a pandas DataFrame works too
-        rows = rows.to_dict("records")
-    cells: dict[Key, list[float]] = {}
-    seen: set[tuple[Key, Any]] = set()
-    for i, row in enumerate(rows):
-        try:
-            key = (int(row["n_base"]), str(row["arm"]), int(row["n_add"]))
-            value = float(row[metric])
-        except KeyError as exc:
-            raise SynthequivError(f"results row {i} has no column {exc}") from exc
-        except (TypeError, ValueError) as exc:
-            raise SynthequivError(f"results row {i}: bad value ({exc})") from exc
-        if key[0] <= 0 or key[2] < 0:
-            raise SynthequivError(f"results row {i}: need n_base > 0 and n_add >= 0, got {key}")
-        if not math.isfinite(value):
-            raise SynthequivError(f"results row {i}: {metric} is not finite ({value})")
-        if "seed" in row:
-            if (key, row["seed"]) in seen:  # a doubled row would shrink every CI
-                raise SynthequivError(
-                    f"results row {i}: cell {key} seed {row['seed']} appears twice"
-                )
-            seen.add((key, row["seed"]))
-        cells.setdefault(key, []).append(value)
-    if not cells:
-        raise SynthequivError("the results table is empty")
-    return {k: np.asarray(v, dtype=float) for k, v in sorted(cells.items())}
-
-
-def _means(values: Mapping[Key, np.ndarray]) -> dict[Key, float]:
-    return {k: float(v.mean()) for k, v in values.items()}
-
-
-def _check_arm(values: Mapping[Key, Any], arm: str) -> None:
-    if arm == REAL:
-        raise SynthequivError("the real arm is the reference; pick a generative arm")
-    if not any(k[1] == arm for k in values):
-        arms = sorted({k[1] for k in values})
-        raise SynthequivError(f"no results for arm '{arm}' (arms present: {', '.join(arms)})")
-
-
-def seed_means(rows, metric: str = "accuracy") -> dict[Key, tuple[float, float, int]]:
-    """{(n_base, arm, n_add): (mean, std over seeds with ddof=1 — NaN for one seed, n_seeds)}."""
-    out = {}
-    for key, v in _cell_values(rows, metric).items():
-        std = float(v.std(ddof=1)) if len(v) > 1 else math.nan
-        out[key] = (float(v.mean()), std, len(v))
-    return out
-
-
-def _real_knots(means: Mapping[Key, float], n_base: int) -> tuple[np.ndarray, np.ndarray]:
-    """The real arm at one base size: (n_add [m], seed-mean metric [m]), sorted, n_add[0] = 0."""
-    pts = sorted((k[2], m) for k, m in means.items() if k[0] == n_base and k[1] == REAL)
-    if not pts or pts[0][0] != 0:
-        raise SynthequivError(
-            f"no real baseline (arm real, n_add 0) at n_base {n_base}: nothing to compare with"
-        )
-    x, y = zip(*pts)
-    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-
-
-def real_curve(rows, n_base: int, metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
-    """(n_add [m], seed-mean metric [m]) of the real arm at `n_base`, including n_add = 0."""
-    return _real_knots(_means(_cell_values(rows, metric)), int(n_base))
-
-
-# ----------------------------------------------------------------------------- monotone inverse
+# ----------------------------------------------------------------------------- real curve
 
 
 def _isotonic(y: np.ndarray) -> np.ndarray:
@@ -187,7 +121,13 @@ def _invert(x: np.ndarray, y_iso: np.ndarray, y_query: float) -> tuple[float, st
     return float(x[j - 1] + t * (x[j] - x[j - 1])), "ok"
 
 
-def _monotone_knots(x_knots, y_knots) -> tuple[np.ndarray, np.ndarray]:
+def monotone_inverse(x_knots, y_knots, y_query: float) -> tuple[float, str]:
+    """x at which the isotonic version of y(x) reaches `y_query`: exact at knots, linear
+    between them, never extrapolated. Flags "ok", "below_range" (returns x[0]), "above_range"
+    (returns x[-1], a bound), "flat" (a level held over several knots: the leftmost x)."""
+    y_query = float(y_query)
+    if not math.isfinite(y_query):
+        raise SynthequivError(f"cannot invert the curve at a non-finite value ({y_query})")
     x = np.asarray(x_knots, dtype=float).ravel()
     y = np.asarray(y_knots, dtype=float).ravel()
     if x.size == 0 or x.shape != y.shape:
@@ -198,151 +138,253 @@ def _monotone_knots(x_knots, y_knots) -> tuple[np.ndarray, np.ndarray]:
     x, y = x[order], y[order]
     if np.any(np.diff(x) <= 0):
         raise SynthequivError("curve knots need distinct x values")
-    return x, _isotonic(y)
+    return _invert(x, _isotonic(y), y_query)
 
 
-def monotone_inverse(x_knots, y_knots, y_query: float) -> tuple[float, str]:
-    """x at which the monotone (isotonic) version of the curve y(x) reaches `y_query`.
+@dataclass
+class RealCurve:
+    """The real arm at one base size: knots in x = log(n_base + n_add)."""
 
-    Exact at the knots of a monotone curve; linear between knots; never extrapolates.
-    Flags: "ok"; "below_range" (y_query under the curve's start: returns x[0] — for the real
-    curve, synthetic data hurt and n_real_eq would be <= 0); "above_range" (over the curve's
-    end: returns x[-1], a lower bound); "flat" (y_query equals a level the curve holds over
-    several knots: returns the leftmost such x).
-    """
-    y_query = float(y_query)
-    if not math.isfinite(y_query):
-        raise SynthequivError(f"cannot invert the curve at a non-finite value ({y_query})")
-    x, y_iso = _monotone_knots(x_knots, y_knots)
-    return _invert(x, y_iso, y_query)
+    n_base: int
+    n_add: np.ndarray  # [K], starts at 0
+    x: np.ndarray  # [K]
+    y: np.ndarray  # [K] isotonic cell means
+    keys: list[Key]
+
+    @property
+    def m_max(self) -> float:
+        return float(self.n_add[-1])
+
+    def at(self, n_real: np.ndarray) -> np.ndarray:
+        """Accuracy after n_real extra real images/class (clamped to the measured range)."""
+        return np.interp(np.log(self.n_base + np.asarray(n_real, float)), self.x, self.y)
+
+    def inverse(self, acc: float) -> tuple[float, str]:
+        x, flag = _invert(self.x, self.y, acc)
+        return max(0.0, math.exp(x) - self.n_base), flag
 
 
-def _points_from_means(means: Mapping[Key, float], arm: str) -> list[dict]:
-    curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    points = []
-    for (n_base, a, n_add), acc in means.items():
-        if a != arm or n_add == 0:
+def real_curves(means: Mapping[Key, float]) -> dict[int, RealCurve]:
+    """One curve per base size that has a real baseline (arm real, n_add 0)."""
+    out = {}
+    for n_base in sorted({k[0] for k in means}):
+        keys = sorted(k for k in means if k[0] == n_base and k[1] == REAL)
+        if not keys or keys[0][2] != 0:
             continue
-        if n_base not in curves:
-            x, y = _real_knots(means, n_base)
-            curves[n_base] = (x, _isotonic(y))
-        n_eq, flag = _invert(*curves[n_base], acc)
-        points.append(
-            {"n_base": n_base, "n_syn": n_add, "acc_syn": acc, "n_real_eq": n_eq, "flag": flag}
-        )
-    return points
+        n_add = np.array([k[2] for k in keys], float)
+        y = np.array([means[k] for k in keys])
+        out[n_base] = RealCurve(n_base, n_add, np.log(n_base + n_add), _isotonic(y), keys)
+    return out
 
 
-def equivalent_points(rows, arm: str, metric: str = "accuracy") -> list[dict]:
-    """One dict per (n_base, n_add > 0) cell of `arm`: {"n_base", "n_syn", "acc_syn",
-    "n_real_eq", "flag"}; n_real_eq is the extra real images per class giving the same metric."""
-    values = _cell_values(rows, metric)
-    _check_arm(values, arm)
-    return _points_from_means(_means(values), arm)
+def real_curve(rows, n_base: int, metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
+    """(n_add [m], monotone mean metric [m]) of the real arm at `n_base`, including n_add = 0."""
+    curves = real_curves(unit_table(rows, metric).means())
+    if int(n_base) not in curves:
+        raise SynthequivError(
+            f"no real baseline (arm real, n_add 0) at n_base {n_base}: nothing to compare with")
+    c = curves[int(n_base)]
+    return c.n_add, c.y
+
+
+# ----------------------------------------------------------------------------- measured points
+
+
+def _point(t: UnitTable, means, curve: RealCurve, key: Key, ci: float) -> dict:
+    acc = means[key]
+    n_eq, flag = curve.inverse(acc)
+    if flag == "ok" and n_eq <= 0:
+        flag = "below_range"  # exactly the baseline: worth nothing
+    real_u = np.stack([t.values[k] for k in curve.keys])
+    inv = inversion_interval(t.values[key], real_u, curve.x, ci)
+    lo = max(0.0, math.exp(inv["x_lo"]) - curve.n_base) if math.isfinite(inv["x_lo"]) else math.nan
+    hi = max(0.0, math.exp(inv["x_hi"]) - curve.n_base) if math.isfinite(inv["x_hi"]) else math.nan
+    if inv["empty"] and flag == "above_range":
+        lo, hi = curve.m_max, math.inf  # significantly beyond the largest real amount
+    elif inv["upper_open"]:
+        hi = math.inf  # the data allow any amount beyond the largest measured
+    n_syn = key[2]
+    usable = flag in ("ok", "flat") and n_eq > 0
+    if usable and math.isfinite(lo):  # the isotonic point may sit just outside the raw hull
+        lo, hi = min(lo, n_eq), max(hi, n_eq)
+    return {
+        "n_base": key[0], "arm": key[1], "n_syn": n_syn, "acc_syn": acc, "n_real_eq": n_eq,
+        "n_real_eq_lo": lo, "n_real_eq_hi": hi, "flag": flag, "usable": usable,
+        "rate": n_syn / n_eq if usable else math.nan,
+        "rate_lo": _ratio(n_syn, hi), "rate_hi": _ratio(n_syn, lo),
+        "n_units": inv["n_units"], "largest_real": curve.m_max,
+    }
+
+
+def _ratio(n_syn: float, n_real: float) -> float:
+    """n_syn / n_real with the interval conventions: n_real 0 → inf, inf → 0, NaN stays."""
+    if not n_real == n_real:
+        return math.nan
+    return math.inf if n_real <= 0 else n_syn / n_real
+
+
+def measured_points(t: UnitTable, arm: str, ci: float) -> list[dict]:
+    """One dict per synthetic cell of `arm` (see module docstring, item 2)."""
+    means = t.means()
+    curves = real_curves(means)
+    return [_point(t, means, curves[k[0]], k, ci) for k in sorted(means)
+            if k[1] == arm and k[2] > 0 and k[0] in curves]
+
+
+def equivalent_points(rows, arm: str, metric: str = "accuracy", ci: float = 0.95) -> list[dict]:
+    t = unit_table(rows, metric)
+    _check_arm(t.values, arm)
+    return measured_points(t, arm, ci)
+
+
+def _check_arm(values: Mapping[Key, Any], arm: str) -> None:
+    if arm == REAL:
+        raise SynthequivError("the real arm is the reference; pick a generative arm")
+    if not any(k[1] == arm for k in values):
+        arms = sorted({k[1] for k in values})
+        raise SynthequivError(f"no results for arm '{arm}' (arms present: {', '.join(arms)})")
+
+
+# ----------------------------------------------------------------------------- gains
+
+
+def gains(t: UnitTable, ci: float) -> list[dict]:
+    """Every non-baseline cell's gain over its baseline, paired within units, with Holm-adjusted
+    significance (families: synthetic cells; real cells) and a Bonferroni-simultaneous CI."""
+    out = []
+    for key in sorted(t.values):
+        nb, arm, na = key
+        base = (nb, REAL, 0)
+        if (arm, na) == (REAL, 0) or base not in t.values:
+            continue
+        d = t.values[key] - t.values[base]
+        out.append({"n_base": nb, "arm": arm, "n_add": na, **t_interval(d, ci), "_d": d})
+    for family in (lambda g: g["arm"] != REAL, lambda g: g["arm"] == REAL):
+        members = [g for g in out if family(g)]
+        m = sum(math.isfinite(g["p"]) for g in members)
+        for g, p_adj in zip(members, holm([g["p"] for g in members])):
+            g["p_holm"] = p_adj
+            g["family_size"] = m
+            g["significant"] = bool(math.isfinite(p_adj) and p_adj < 1 - ci)
+            sim = t_interval(g["_d"], 1 - (1 - ci) / max(m, 1))
+            g["sim_lo"], g["sim_hi"] = sim["lo"], sim["hi"]
+    for g in out:
+        g["gain"] = g.pop("estimate")
+        del g["_d"]
+    return out
+
+
+def gain_significance(rows, n_base: int, arm: str, n_add: int, ci: float = 0.95,
+                      metric: str = "accuracy") -> dict:
+    """Gain of one cell over its baseline (unadjusted t over units; see `gains`)."""
+    t = unit_table(rows, metric)
+    key, base = (int(n_base), str(arm), int(n_add)), (int(n_base), REAL, 0)
+    for k in (key, base):
+        if k not in t.values:
+            raise SynthequivError(f"no results for cell n_base={k[0]} arm={k[1]} n_add={k[2]}")
+    r = t_interval(t.values[key] - t.values[base], ci)
+    r["gain"] = r.pop("estimate")
+    r["significant"] = bool(math.isfinite(r["p"]) and r["p"] < 1 - ci)
+    return r
 
 
 # ----------------------------------------------------------------------------- paper formula
 
 
-def _log_expm1(z: np.ndarray) -> np.ndarray:
-    """log(e^z − 1) for z > 0 without overflow."""
-    return np.where(
-        z > 20, z + np.log1p(-np.exp(-np.minimum(z, 700))), np.log(np.expm1(np.minimum(z, 20)))
-    )
+def paper_n_real(ln_c1_over_k: float, c2: float, n_base, n_syn):
+    """The formula solved for n_real⁺: n_base · log1p(n_syn / n_base / c₁^(n_base/k)) / ln c₂."""
+    n_base = np.asarray(n_base, float)
+    scale = np.exp(np.clip(ln_c1_over_k * n_base, -700, 700))
+    return n_base * np.log1p(np.asarray(n_syn, float) / n_base / scale) / math.log(c2)
 
 
-def _paper_start(u: np.ndarray, f: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Initial (ln c1, ln c2): profile ln c1 out in closed form over a grid of ln c2."""
-    ln_c2 = _LN_C2_GRID[:, None]  # [G, 1]
-    rest = y[None, :] - _log_expm1(ln_c2 * f[None, :])  # [G, n]
-    ln_c1 = rest @ u / (u @ u)  # [G]
-    sse = ((rest - ln_c1[:, None] * u[None, :]) ** 2).sum(1)
-    g = int(np.nanargmin(sse))
-    return np.array([ln_c1[g], ln_c2[g, 0]])
-
-
-def _fit_paper_arrays(n_base, n_syn, n_real, k: float) -> dict:
-    """Least squares of log(n_syn/n_base) = (n_base/k) ln c1 + log(c2^(n_real/n_base) − 1).
-
-    Parameters (ln c1, s = ln ln c2): c2 > 1 holds by construction, so the fast unbounded
-    Levenberg-Marquardt solver applies (a bounded 'trf' costs ~3x more per bootstrap resample).
-    """
-    n_base, n_syn, n_real = (np.asarray(a, dtype=float) for a in (n_base, n_syn, n_real))
-    u, f, y = n_base / k, n_real / n_base, np.log(n_syn / n_base)
-    out = {
-        "c1": math.nan,
-        "c2": math.nan,
-        "k": float(k),
-        "ln_c1_over_k": math.nan,
-        "n_points": len(y),
-        "residual_rmse": math.nan,
-        "status": "ok",
-        "at_bound": False,
-    }
-    # two parameters: two points are always fitted exactly (no residual, no evidence), so a
-    # fit needs at least three distinct points
-    if len({(a, b) for a, b in zip(u, f)}) < 3:
-        out["status"] = "too_few_points"
-        return out
-
-    def resid(p):
-        return p[0] * u + _log_expm1(np.exp(p[1]) * f) - y
-
-    def jac(p):  # d/d ln c2 of log(e^(ln c2 f) − 1) = f / (1 − e^(−ln c2 f)); chain rule for s
-        ln_c2 = np.exp(p[1])
-        return np.stack([u, ln_c2 * f / -np.expm1(-ln_c2 * f)], axis=1)
-
-    ln_c1, ln_c2 = _paper_start(u, f, y)
-    with np.errstate(over="ignore", invalid="ignore"):
-        res = optimize.least_squares(
-            resid, [ln_c1, np.log(ln_c2)], jac=jac, method="lm", max_nfev=200
-        )
-    ln_c1, ln_c2 = res.x[0], float(np.exp(res.x[1]))
-    if not (np.isfinite([ln_c1, ln_c2]).all() and np.isfinite(res.fun).all()):
-        out["status"] = "fit_failed"
-        return out
-    out.update(
-        c1=float(np.exp(ln_c1)),
-        c2=float(np.exp(ln_c2)),
-        ln_c1_over_k=float(ln_c1 / k),
-        residual_rmse=float(np.sqrt(np.mean(res.fun**2))),
-        at_bound=not LN_C2_RANGE[0] <= ln_c2 <= LN_C2_RANGE[1],
-    )
-    return out
-
-
-def _usable(points: Iterable[Mapping]) -> list[Mapping]:
-    return [p for p in points if p["flag"] == "ok" and p["n_real_eq"] > 0]
-
-
-def fit_paper_formula(points: Iterable[Mapping], k: float) -> dict:
-    """Fit n_syn/n_base ≈ c1^(n_base/k)·(c2^(n_real+/n_base) − 1) to equivalent points.
-
-    Uses only points with flag "ok" and n_real_eq > 0. Returns {"c1", "c2", "k",
-    "ln_c1_over_k", "n_points", "residual_rmse" (in log(n_syn/n_base)), "status", "at_bound"};
-    status is "ok", "too_few_points" (fewer than 3 distinct usable points: NaN coefficients) or
-    "fit_failed"; at_bound says ln c2 left LN_C2_RANGE (c2 not pinned down by the data).
-    """
-    if not k > 0:
-        raise SynthequivError(f"k must be > 0, got {k}")
-    pts = _usable(points)
-    cols = [[p[c] for p in pts] for c in ("n_base", "n_syn", "n_real_eq")]
-    return _fit_paper_arrays(*cols, k=k)
+def paper_n_syn(ln_c1_over_k: float, c2: float, n_base, n_real):
+    """The formula: n_syn = n_base · c₁^(n_base/k) · (c₂^(n_real⁺/n_base) − 1)."""
+    n_base = np.asarray(n_base, float)
+    return n_base * np.exp(ln_c1_over_k * n_base) * np.expm1(
+        math.log(c2) * np.asarray(n_real, float) / n_base)
 
 
 def exchange_rate(fit: Mapping, n_base: float, frac: float) -> float:
-    """Synthetic images per real image when matching n_real+ = frac·n_base (NaN without a fit):
-    n_syn / n_real+ = c1^(n_base/k) (c2^frac − 1) / frac."""
+    """Synthetic images per real image when matching n_real⁺ = frac·n_base (NaN without a fit)."""
     if not frac > 0:
         raise SynthequivError(f"exchange-rate fraction must be > 0, got {frac}")
-    ln_c2 = math.log(fit["c2"]) if fit["c2"] > 0 else math.nan
-    return float(np.exp(fit["ln_c1_over_k"] * n_base) * np.expm1(ln_c2 * frac) / frac)
+    if not (fit.get("c2", math.nan) > 1):
+        return math.nan
+    return float(paper_n_syn(fit["ln_c1_over_k"], fit["c2"], n_base, frac * n_base)
+                 / (frac * n_base))
 
 
-def _paper_n_real(fit: Mapping, n_base: float, n_syn: float) -> float:
-    """The formula solved for n_real+: n_base · log1p(n_syn/n_base / c1^(n_base/k)) / ln c2."""
-    scale = np.exp(fit["ln_c1_over_k"] * n_base)
-    return float(n_base * np.log1p(n_syn / n_base / scale) / np.log(fit["c2"]))
+def _cells_for_fit(means, se, curves, arm):
+    keys = [k for k in sorted(means) if k[1] == arm and k[2] > 0 and k[0] in curves]
+    obs = np.array([np.clip(means[k], curves[k[0]].y[0], curves[k[0]].y[-1]) for k in keys])
+    w = np.array([1.0 / se.get(k, 1.0) for k in keys])
+    return keys, obs, w
+
+
+class _FitCells:
+    """The arm's synthetic cells as arrays, grouped by base size for vectorised prediction."""
+
+    def __init__(self, keys: list[Key], curves: dict[int, RealCurve]):
+        self.nb = np.array([k[0] for k in keys], float)
+        self.n_syn = np.array([k[2] for k in keys], float)
+        self.groups = [(curves[b], np.flatnonzero(self.nb == b)) for b in sorted({k[0] for k in keys})]
+
+    def predict(self, ln_c1_over_k, ln_c2) -> np.ndarray:
+        """Accuracy the formula predicts for each cell; ln_c1_over_k, ln_c2: scalars or arrays
+        broadcasting against [cells]."""
+        lc1, lc2 = np.asarray(ln_c1_over_k, float), np.asarray(ln_c2, float)
+        scale = np.exp(np.clip(lc1 * self.nb, -700, 700))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            n_real = self.nb * np.log1p(self.n_syn / self.nb / scale) / lc2
+        out = np.empty(n_real.shape)
+        for curve, idx in self.groups:
+            x = np.log(curve.n_base + np.nan_to_num(n_real[..., idx], nan=0.0, posinf=1e300))
+            out[..., idx] = np.interp(x, curve.x, curve.y)
+        return out
+
+
+def _fit_start(cells: _FitCells, obs, w) -> tuple[float, float]:
+    """Best (ln c₁/k, ln c₂) on a grid; the ln c₁ range scales with the base sizes."""
+    lc1 = (_LN_C1_GRID / max(1.0, float(cells.nb.mean()) / 10))[:, None, None]
+    lc2 = _LN_C2_GRID[None, :, None]
+    sse = (((obs - cells.predict(lc1, lc2)) * w) ** 2).sum(-1)  # [A, B]
+    i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
+    return float(lc1[i, 0, 0]), float(lc2[0, j, 0])
+
+
+def fit_paper(means: Mapping[Key, float], se: Mapping[Key, float], arm: str,
+              k: float) -> dict:
+    """Weighted least squares of the arm's cell accuracies on formula → real curve (see the
+    module docstring, item 3). status: ok | too_few_points (< 3 synthetic cells inside the real
+    curve's range) | fit_failed."""
+    curves = real_curves(means)
+    keys, obs, w = _cells_for_fit(means, se, curves, arm)
+    inside = sum(curves[kk[0]].y[0] < means[kk] < curves[kk[0]].y[-1] for kk in keys)
+    out = {"c1": math.nan, "c2": math.nan, "k": float(k), "ln_c1_over_k": math.nan,
+           "n_points": len(keys), "n_inside": int(inside), "residual_rmse": math.nan,
+           "status": "ok", "at_bound": False, "space": "accuracy"}
+    if inside < 3:
+        out["status"] = "too_few_points"
+        return out
+
+    cells = _FitCells(keys, curves)
+
+    def resid(p):
+        return (obs - cells.predict(p[0], math.exp(p[1]))) * w
+
+    lc1, lc2 = _fit_start(cells, obs, w)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        res = optimize.least_squares(resid, [lc1, math.log(lc2)], method="lm", xtol=1e-14,
+                                     ftol=1e-14, gtol=1e-14, max_nfev=2000)
+    lc1, lc2 = float(res.x[0]), float(math.exp(res.x[1]))
+    if not (np.isfinite([lc1, lc2]).all() and np.isfinite(res.fun).all()):
+        out["status"] = "fit_failed"
+        return out
+    out.update(ln_c1_over_k=lc1, c1=math.exp(lc1 * k), c2=math.exp(lc2),
+               residual_rmse=float(np.sqrt(np.mean((res.fun / w) ** 2))),
+               at_bound=not LN_C2_RANGE[0] <= lc2 <= LN_C2_RANGE[1])
+    return out
 
 
 # ----------------------------------------------------------------------------- effective data
@@ -350,40 +392,28 @@ def _paper_n_real(fit: Mapping, n_base: float, n_syn: float) -> float:
 
 def _effective_arrays(means: Mapping[Key, float], arm: str):
     """Cells of the real arm and `arm` as (n_base, n_real, n_syn, acc), each of shape [cells]."""
-    cells = [
-        (k[0], k[2] if k[1] == REAL else 0, k[2] if k[1] == arm else 0, m)
-        for k, m in means.items()
-        if k[1] in (REAL, arm)
-    ]
+    cells = [(k[0], k[2] if k[1] == REAL else 0, k[2] if k[1] == arm else 0, m)
+             for k, m in means.items() if k[1] in (REAL, arm)]
     return tuple(np.asarray(c, dtype=float) for c in zip(*cells))
 
 
-def _effective_start(n_fixed: np.ndarray, n_syn: np.ndarray, acc: np.ndarray) -> np.ndarray:
+def _effective_start(n_fixed, n_syn, acc) -> np.ndarray:
     """Initial (a, b, alpha, r): a grid over (alpha, r), (a, b) by linear least squares."""
-    alpha, r = _ALPHA_GRID, _R_GRID
-    z = (n_fixed + r * n_syn) ** -alpha  # [A, R, cells]
+    z = (n_fixed + _R_GRID * n_syn) ** -_ALPHA_GRID  # [A, R, cells]
     zc, ac = z - z.mean(-1, keepdims=True), acc - acc.mean()
     with np.errstate(invalid="ignore", divide="ignore"):
-        b = np.clip(-(zc * ac).sum(-1) / (zc**2).sum(-1), 0.0, None)  # [A, R]
-    b = np.nan_to_num(b)
+        b = np.nan_to_num(np.clip(-(zc * ac).sum(-1) / (zc**2).sum(-1), 0.0, None))
     a = acc.mean() + b * z.mean(-1)
     sse = ((a[..., None] - b[..., None] * z - acc) ** 2).sum(-1)
     i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
-    return np.array([a[i, j], b[i, j], alpha[i, 0, 0], r[0, j, 0]])
+    return np.array([a[i, j], b[i, j], _ALPHA_GRID[i, 0, 0], _R_GRID[0, j, 0]])
 
 
-def _fit_effective_arrays(n_base, n_real, n_syn, acc) -> dict:
-    """Least squares of acc = a − b·(n_base + n_real + r·n_syn)^(−alpha) over cells."""
-    out = {
-        "a": math.nan,
-        "b": math.nan,
-        "alpha": math.nan,
-        "r": math.nan,
-        "rmse": math.nan,
-        "n_cells": len(acc),
-        "status": "ok",
-        "at_bound": False,
-    }
+def fit_effective(means: Mapping[Key, float], arm: str) -> dict:
+    """Least squares of acc = a − b·(n_base + n_real + r·n_syn)^(−alpha) over cell means."""
+    n_base, n_real, n_syn, acc = _effective_arrays(means, arm)
+    out = {"a": math.nan, "b": math.nan, "alpha": math.nan, "r": math.nan, "rmse": math.nan,
+           "n_cells": len(acc), "status": "ok", "at_bound": False}
     if len(acc) < 5:
         out["status"] = "too_few_cells"
         return out
@@ -400,8 +430,7 @@ def _fit_effective_arrays(n_base, n_real, n_syn, acc) -> dict:
         z = n ** -p[2]
         return np.stack([np.ones_like(n), -z, p[1] * z * np.log(n), p[1] * p[2] * z / n * n_syn], 1)
 
-    lo = [-np.inf, 0.0, ALPHA_BOUNDS[0], 0.0]
-    hi = [np.inf, np.inf, ALPHA_BOUNDS[1], R_MAX]
+    lo, hi = [-np.inf, 0.0, ALPHA_BOUNDS[0], 0.0], [np.inf, np.inf, ALPHA_BOUNDS[1], R_MAX]
     x0 = np.clip(_effective_start(n_fixed, n_syn, acc), lo, hi)
     res = optimize.least_squares(resid, x0, jac=jac, bounds=(lo, hi), x_scale="jac", max_nfev=100)
     if not (np.isfinite(res.x).all() and np.isfinite(res.fun).all()):
@@ -409,253 +438,149 @@ def _fit_effective_arrays(n_base, n_real, n_syn, acc) -> dict:
         return out
     a, b, alpha, r = (float(v) for v in res.x)
     at_bound = np.isclose(alpha, ALPHA_BOUNDS, rtol=1e-6).any() or np.isclose(r, R_MAX, rtol=1e-6)
-    out.update(
-        a=a,
-        b=b,
-        alpha=alpha,
-        r=r,
-        rmse=float(np.sqrt(np.mean(res.fun**2))),
-        at_bound=bool(at_bound),
-    )
+    out.update(a=a, b=b, alpha=alpha, r=r, rmse=float(np.sqrt(np.mean(res.fun**2))),
+               at_bound=bool(at_bound))
     return out
+
+
+def fit_effective_data(rows, arm: str, metric: str = "accuracy") -> dict:
+    t = unit_table(rows, metric)
+    _check_arm(t.values, arm)
+    return fit_effective(t.means(), arm)
 
 
 def _effective_predict(fit: Mapping, n_base, n_real, n_syn):
     return fit["a"] - fit["b"] * (n_base + n_real + fit["r"] * n_syn) ** -fit["alpha"]
 
 
-def fit_effective_data(rows, arm: str, metric: str = "accuracy") -> dict:
-    """Fit acc = a − b·(n_base + n_real+ + r·n_syn)^(−alpha) on all real-arm and `arm` cells
-    (seed means). Returns {"a", "b", "alpha", "r", "rmse", "n_cells", "status", "at_bound"};
-    r is a synthetic image's worth in real images, in [0, R_MAX]."""
-    values = _cell_values(rows, metric)
-    _check_arm(values, arm)
-    return _fit_effective_arrays(*_effective_arrays(_means(values), arm))
+# ----------------------------------------------------------------------------- comparison
 
 
-# ----------------------------------------------------------------------------- model comparison
-
-
-def _loo_predictions(
-    means: Mapping[Key, float], arm: str, key: Key, k: float
-) -> tuple[float, float]:
-    """Both models' prediction of cell `key`, each fitted without it."""
-    rest = {kk: m for kk, m in means.items() if kk != key}
-    n_base, _, n_syn = key
-    paper = _fit_paper_arrays(
-        *[
-            [p[c] for p in _usable(_points_from_means(rest, arm))]
-            for c in ("n_base", "n_syn", "n_real_eq")
-        ],
-        k=k,
-    )
-    pred_paper = math.nan
-    if paper["status"] == "ok":
-        x, y = _real_knots(rest, n_base)  # np.interp clamps: the real curve is not extrapolated
-        pred_paper = float(np.interp(_paper_n_real(paper, n_base, n_syn), x, _isotonic(y)))
-    eff = _fit_effective_arrays(*_effective_arrays(rest, arm))
-    pred_eff = float(_effective_predict(eff, n_base, 0.0, n_syn))
-    return pred_paper, pred_eff
-
-
-def compare_models(rows, arm: str, k: float, metric: str = "accuracy") -> dict:
-    """Leave-one-cell-out error on the arm's synthetic cells (seed means) of the paper formula
-    (→ predicted n_real_eq → metric via the monotone real curve) and of the effective-data model.
-
-    RMSEs are over the cells both models could predict (n_cells); "better" is "paper_formula",
-    "effective_data", "tie" or "undetermined" (no cell predicted by both)."""
-    values = _cell_values(rows, metric)
-    _check_arm(values, arm)
-    means = _means(values)
-    held = [key for key in means if key[1] == arm and key[2] > 0]
-    preds = np.array([_loo_predictions(means, arm, key, k) for key in held]).reshape(-1, 2)
-    obs = np.array([means[key] for key in held])
-    ok = np.isfinite(preds).all(1)
-    rmse = (
-        np.sqrt(np.mean((preds[ok] - obs[ok, None]) ** 2, axis=0)) if ok.any() else [math.nan] * 2
-    )
-    better = "undetermined"
-    if ok.any():
-        diff = rmse[0] - rmse[1]
-        better = (
-            "tie" if abs(diff) <= _TIE_TOL else ("paper_formula" if diff < 0 else "effective_data")
-        )
-    return {
-        "paper_formula_rmse": float(rmse[0]),
-        "effective_data_rmse": float(rmse[1]),
-        "n_cells": int(ok.sum()),
-        "better": better,
-    }
-
-
-# ----------------------------------------------------------------------------- uncertainty
-
-
-def _percentile_ci(draws: np.ndarray, ci: float) -> list[float]:
-    """Percentile interval over the finite draws (NaN when fewer than 2)."""
-    draws = draws[np.isfinite(draws)]
-    if draws.size < 2:
-        return [math.nan, math.nan]
-    lo, hi = np.percentile(draws, [50 * (1 - ci), 50 * (1 + ci)])
-    return [float(lo), float(hi)]
-
-
-def _resampled_means(
-    values: Mapping[Key, np.ndarray], keys: list[Key], n: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Seed means after resampling seeds with replacement within each cell: [n, len(keys)]."""
-    out = np.empty((n, len(keys)))
-    for j, key in enumerate(keys):
-        v = values[key]
-        out[:, j] = v[rng.integers(0, len(v), size=(n, len(v)))].mean(1)
+def compare_models(means, se, arm: str, k: float, ci: float) -> dict:
+    """Leave-one-cell-out prediction of each synthetic cell's accuracy by both models; the
+    paired difference of squared errors gets a t-interval (negative favours the formula)."""
+    held = [key for key in sorted(means) if key[1] == arm and key[2] > 0]
+    errs = []
+    for key in held:
+        rest = {kk: m for kk, m in means.items() if kk != key}
+        paper = fit_paper(rest, se, arm, k)
+        curves = real_curves(rest)
+        p = math.nan
+        if paper["status"] == "ok" and key[0] in curves:
+            n_real = paper_n_real(paper["ln_c1_over_k"], paper["c2"], key[0], key[2])
+            p = float(curves[key[0]].at(n_real))
+        eff = fit_effective(rest, arm)
+        e = float(_effective_predict(eff, key[0], 0.0, key[2]))
+        errs.append((p - means[key], e - means[key]))
+    errs = np.array(errs, float).reshape(-1, 2)
+    ok = np.isfinite(errs).all(1)
+    out = {"paper_formula_rmse": math.nan, "effective_data_rmse": math.nan,
+           "n_cells": int(ok.sum()), "diff_sq_err": math.nan, "diff_lo": math.nan,
+           "diff_hi": math.nan, "better": "undetermined"}
+    if ok.sum() == 0:
+        return out
+    rmse = np.sqrt(np.mean(errs[ok] ** 2, axis=0))
+    d = t_interval(errs[ok, 0] ** 2 - errs[ok, 1] ** 2, ci)
+    better = "no clear difference"
+    if d["hi"] < 0:
+        better = "paper_formula"
+    elif d["lo"] > 0:
+        better = "effective_data"
+    out.update(paper_formula_rmse=float(rmse[0]), effective_data_rmse=float(rmse[1]),
+               diff_sq_err=d["estimate"], diff_lo=d["lo"], diff_hi=d["hi"],
+               better=better if ok.sum() >= 2 else "undetermined")
     return out
 
 
-def bootstrap(rows, arm: str, cfg: EquivalenceConfig, metric: str = "accuracy") -> dict:
-    """Percentile CIs over seed resamples of every fitted number for `arm`.
-
-    Returns {"n_resamples", "ci", "c1", "c2", "ln_c1_over_k", "r": [lo, hi] each,
-    "exchange_rates": [{"n_base", "frac", "lo", "hi"}], "fit_failure_fraction" (paper formula),
-    "effective_failure_fraction"}. Intervals use the resamples whose fit succeeded.
-    """
-    values = _cell_values(rows, metric)
-    _check_arm(values, arm)
-    keys = [key for key in values if key[1] in (REAL, arm)]
-    n = int(cfg.bootstrap)
-    rng = np.random.default_rng([cfg.seed, zlib.crc32(arm.encode())])
-    resampled = _resampled_means(values, keys, n, rng)
-    grid = [
-        (nb, f)
-        for nb in sorted({key[0] for key in keys if key[1] == arm})
-        for f in cfg.exchange_points
-    ]
-    draws = np.full((n, 4 + len(grid)), np.nan)  # c1, c2, ln_c1_over_k, r, rates...
-    for i in range(n):
-        means = dict(zip(keys, resampled[i]))
-        fit = fit_paper_formula(_points_from_means(means, arm), cfg.k)
-        if fit["status"] == "ok":
-            draws[i, :3] = fit["c1"], fit["c2"], fit["ln_c1_over_k"]
-            draws[i, 4:] = [exchange_rate(fit, nb, f) for nb, f in grid]
-        eff = _fit_effective_arrays(*_effective_arrays(means, arm))
-        draws[i, 3] = eff["r"]
-    cis = [_percentile_ci(draws[:, j], cfg.ci) for j in range(draws.shape[1])]
-    return {
-        "n_resamples": n,
-        "ci": cfg.ci,
-        "c1": cis[0],
-        "c2": cis[1],
-        "ln_c1_over_k": cis[2],
-        "r": cis[3],
-        "exchange_rates": [
-            {"n_base": nb, "frac": f, "lo": c[0], "hi": c[1]} for (nb, f), c in zip(grid, cis[4:])
-        ],
-        "fit_failure_fraction": float(np.isnan(draws[:, 1]).mean()) if n else math.nan,
-        "effective_failure_fraction": float(np.isnan(draws[:, 3]).mean()) if n else math.nan,
-    }
+# ----------------------------------------------------------------------------- one arm
 
 
-def _welch(x: np.ndarray, base: np.ndarray, ci: float) -> dict:
-    gain = float(x.mean() - base.mean())
-    out = {
-        "gain": gain,
-        "lo": math.nan,
-        "hi": math.nan,
-        "significant": False,
-        "n_seeds": len(x),
-        "n_seeds_base": len(base),
-    }
-    if len(x) < 2 or len(base) < 2:
-        return out  # no spread estimate: nothing can be called significant
-    va, vb = x.var(ddof=1) / len(x), base.var(ddof=1) / len(base)
-    se = math.sqrt(va + vb)
-    if se == 0:  # identical values within both cells: the interval collapses onto the gain
-        half = 0.0
-    else:
-        dof = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(base) - 1))
-        half = float(stats.t.ppf(0.5 + ci / 2, dof)) * se
-    out.update(lo=gain - half, hi=gain + half, significant=bool(gain - half > 0 or gain + half < 0))
-    return out
+def _cell_se(t: UnitTable) -> dict[Key, float]:
+    """SE of each cell mean over units; cells with no spread take the median SE (never 0)."""
+    se = {}
+    for k, v in t.values.items():
+        v = v[np.isfinite(v)]
+        se[k] = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
+    finite = [s for s in se.values() if math.isfinite(s) and s > 0]
+    floor = float(np.median(finite)) if finite else 1.0
+    return {k: s if math.isfinite(s) and s > 0 else floor for k, s in se.items()}
 
 
-def gain_significance(
-    rows, n_base: int, arm: str, n_add: int, ci: float = 0.95, metric: str = "accuracy"
-) -> dict:
-    """Gain of cell (n_base, arm, n_add) over the real n_add = 0 baseline with a Welch
-    t-interval: {"gain", "lo", "hi", "significant" (interval excludes 0, either sign),
-    "n_seeds", "n_seeds_base"}; a cell or baseline with one seed is never significant."""
-    values = _cell_values(rows, metric)
-    key, base_key = (int(n_base), str(arm), int(n_add)), (int(n_base), REAL, 0)
-    for k in (key, base_key):
-        if k not in values:
-            raise SynthequivError(f"no results for cell n_base={k[0]} arm={k[1]} n_add={k[2]}")
-    return _welch(values[key], values[base_key], ci)
+def _fitted_numbers(t: UnitTable, arm: str, cfg: EquivalenceConfig, grid) -> np.ndarray:
+    """[c₂, ln c₁/k, r, rate at each (n_base, frac) of grid] from one unit table."""
+    means, se = t.means(), _cell_se(t)
+    fit = fit_paper(means, se, arm, cfg.k)
+    eff = fit_effective(means, arm)
+    rates = [exchange_rate(fit, nb, f) if fit["status"] == "ok" else math.nan for nb, f in grid]
+    return np.array([fit["c2"], fit["ln_c1_over_k"], eff["r"], *rates], float)
+
+
+def _arm_analysis(t: UnitTable, arm: str, cfg: EquivalenceConfig) -> dict:
+    means, se = t.means(), _cell_se(t)
+    points = measured_points(t, arm, cfg.ci)
+    fit = fit_paper(means, se, arm, cfg.k)
+    eff = fit_effective(means, arm)
+    bases = sorted({p["n_base"] for p in points})
+    grid = [(nb, f) for nb in bases for f in cfg.exchange_points]
+    full = _fitted_numbers(t, arm, cfg, grid)
+    loo = np.array([_fitted_numbers(t.drop_unit(i), arm, cfg, grid) for i in range(t.n_units)])
+    loo = loo.reshape(t.n_units, len(full))
+    jk = [jackknife(full[j], loo[:, j].tolist(), cfg.ci, log=(j != 1)) for j in range(len(full))]
+    fitted = fit["status"] == "ok"
+    supported = {p["n_base"] for p in points if p["usable"]}
+    exchange = []
+    for (nb, f), j in zip(grid, jk[3:]):
+        rate = exchange_rate(fit, nb, f) if fitted else math.nan
+        exchange.append({"n_base": nb, "frac": f, "n_real_plus": f * nb,
+                         "n_syn": rate * f * nb, "rate": rate,
+                         "lo": j["lo"] if fitted else math.nan,
+                         "hi": j["hi"] if fitted else math.nan,
+                         "supported": nb in supported})
+    ci = {"c2": [jk[0]["lo"], jk[0]["hi"]], "ln_c1_over_k": [jk[1]["lo"], jk[1]["hi"]],
+          "r": [jk[2]["lo"], jk[2]["hi"]]}
+    ci["c1"] = [math.exp(v * cfg.k) if math.isfinite(v) else math.nan for v in ci["ln_c1_over_k"]]
+    if not fitted:
+        ci.update({n: [math.nan, math.nan] for n in ("c1", "c2", "ln_c1_over_k")})
+    return {"points": points, "fit": fit, "exchange": exchange, "effective_data": eff,
+            "comparison": compare_models(means, se, arm, cfg.k, cfg.ci), "ci": ci,
+            "ci_method": f"jackknife over {t.n_units} {t.unit}s, Student t"}
 
 
 # ----------------------------------------------------------------------------- entry point
 
 
-def _arm_analysis(rows, arm: str, cfg: EquivalenceConfig, metric: str) -> dict:
-    points = equivalent_points(rows, arm, metric)
-    fit = fit_paper_formula(points, cfg.k)
-    boot = bootstrap(rows, arm, cfg, metric)
-    ci = {name: boot[name] for name in ("c1", "c2", "ln_c1_over_k", "r")}
-    fitted = fit["status"] == "ok"
-    if not fitted:  # resamples that happen to fit give no interval around a fit that has none
-        ci.update({name: [math.nan, math.nan] for name in ("c1", "c2", "ln_c1_over_k")})
-    exchange = []
-    for b in boot["exchange_rates"]:  # one per (n_base of the arm, exchange point)
-        rate = exchange_rate(fit, b["n_base"], b["frac"])
-        n_real_plus = b["frac"] * b["n_base"]
-        exchange.append(
-            {
-                "n_base": b["n_base"],
-                "frac": b["frac"],
-                "n_real_plus": n_real_plus,
-                "n_syn": rate * n_real_plus,
-                "rate": rate,
-                "lo": b["lo"] if fitted else math.nan,
-                "hi": b["hi"] if fitted else math.nan,
-            }
-        )
-    return {
-        "points": points,
-        "fit": fit,
-        "exchange": exchange,
-        "effective_data": fit_effective_data(rows, arm, metric),
-        "comparison": compare_models(rows, arm, cfg.k, metric),
-        "ci": ci,
-        "bootstrap": boot,
-    }
+def cell_summaries(t: UnitTable, ci: float) -> list[dict]:
+    """Mean and t-interval over units for every cell (the accuracy table and curves)."""
+    out = []
+    for (nb, a, na), v in sorted(t.values.items()):
+        r = t_interval(v, ci)
+        v = v[np.isfinite(v)]
+        out.append({"n_base": nb, "arm": a, "n_add": na, "mean": float(v.mean()),
+                    "std": float(v.std(ddof=1)) if v.size > 1 else math.nan,
+                    "lo": r["lo"], "hi": r["hi"], "n_units": int(v.size),
+                    "n_runs": t.n_rows[(nb, a, na)]})
+    return out
 
 
 def analyse(rows, cfg: EquivalenceConfig, metric: str = "accuracy") -> dict:
     """Every equivalence number for each generative arm in the table.
 
-    Returns {"config", "metric", "cells": [{"n_base", "arm", "n_add", "mean", "std", "n_seeds"}],
-    "gains": [gain_significance(...) + {"n_base", "arm", "n_add"} for every non-baseline cell],
-    "arms": {arm: {"points": equivalent_points, "fit": fit_paper_formula, "exchange":
-    [{"n_base", "frac", "n_real_plus", "n_syn", "rate", "lo", "hi"}], "effective_data",
-    "comparison": compare_models, "ci": {"c1", "c2", "ln_c1_over_k", "r": [lo, hi]},
-    "bootstrap": bootstrap}}}. Plain Python types; NaN marks numbers that could not be estimated.
+    Returns {"config", "metric", "unit", "n_units", "coverage", "cells": cell_summaries,
+    "gains": gains(...), "arms": {arm: {"points": measured points, "fit": paper formula,
+    "exchange": fitted rates, "effective_data", "comparison", "ci": {"c1", "c2",
+    "ln_c1_over_k", "r": [lo, hi]}, "ci_method"}}}. Plain types; NaN marks what could not be
+    estimated; inf marks an open interval end.
     """
     rows = list(rows.to_dict("records") if hasattr(rows, "to_dict") else rows)
-    values = _cell_values(rows, metric)
+    t = unit_table(rows, metric)
     config = dataclasses.asdict(cfg)
     config["exchange_points"] = list(cfg.exchange_points)
-    cells = [
-        {"n_base": nb, "arm": a, "n_add": na, "mean": m, "std": s, "n_seeds": c}
-        for (nb, a, na), (m, s, c) in seed_means(rows, metric).items()
-    ]
-    gains = []
-    for nb, a, na in values:
-        if (a, na) != (REAL, 0) and (nb, REAL, 0) in values:
-            g = _welch(values[(nb, a, na)], values[(nb, REAL, 0)], cfg.ci)
-            gains.append({"n_base": nb, "arm": a, "n_add": na, **g})
-    arms = sorted({key[1] for key in values} - {REAL})
+    arms = sorted({key[1] for key in t.values} - {REAL})
     return {
-        "config": config,
-        "metric": metric,
-        "cells": cells,
-        "gains": gains,
-        "arms": {arm: _arm_analysis(rows, arm, cfg, metric) for arm in arms},
+        "config": config, "metric": metric, "unit": t.unit, "n_units": t.n_units,
+        "coverage": dict(MEASURED_COVERAGE),
+        "t_crit": float(stats.t.ppf(0.5 + cfg.ci / 2, max(t.n_units - 1, 1))),
+        "cells": cell_summaries(t, cfg.ci),
+        "gains": gains(t, cfg.ci),
+        "arms": {arm: _arm_analysis(t, arm, cfg) for arm in arms},
     }

@@ -41,104 +41,158 @@ def _fmt(x, digits: int = 2) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _rate(x: float) -> str:
+    if x is None or x != x:
+        return "n/a"
+    if x == math.inf:
+        return "∞"
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+
+def _arm_base_line(arm: str, n: int, points: list[dict], gains: list[dict]) -> str:
+    """'1 real ≈ N synthetic (CI)' from the measured points of one arm and base size, or why
+    there is none."""
+    usable = [p for p in points if p["usable"]]
+    where = f"{arm}-set at {n} images/class"
+    if usable:
+        p = max(usable, key=lambda p: p["n_syn"])
+        return (f"{where}: 1 real image ≈ {_rate(p['rate'])} synthetic images (95 % CI "
+                f"{_rate(p['rate_lo'])}–{_rate(p['rate_hi'])}; measured: +{p['n_syn']} synthetic "
+                f"matched +{p['n_real_eq']:.1f} real/class)")
+    above = [p for p in points if p["flag"] == "above_range"]
+    if above:
+        p = min(above, key=lambda p: p["n_syn"])
+        return (f"{where}: +{p['n_syn']} synthetic/class beat even the largest real amount "
+                f"(+{p['largest_real']:g}/class), so 1 real image ≈ at most "
+                f"{_rate(p['n_syn'] / p['largest_real'])} synthetic; measure more real amounts "
+                "to pin it down")
+    g = [x for x in gains if x["arm"] == arm and x["n_base"] == n]
+    if g:
+        best = max(g, key=lambda x: x["gain"])
+        return (f"{where}: no rate — synthetic images did not beat the baseline at any amount "
+                f"(best +{best['n_add']}/class: {_pct(best['gain'])} pts, 95 % CI "
+                f"{_pct(best['lo'])} to {_pct(best['hi'])})")
+    return f"{where}: no rate — no synthetic cell was measured"
+
+
+def rate_lines(equivalence: dict) -> list[str]:
+    """One line per generative arm and base size (the report's headline box)."""
+    out = []
+    for arm, eq in sorted(equivalence.get("arms", {}).items()):
+        for n in sorted({p["n_base"] for p in eq.get("points", [])}):
+            pts = [p for p in eq["points"] if p["n_base"] == n]
+            out.append(_arm_base_line(arm, n, pts, equivalence.get("gains", [])))
+    return out
+
+
+def interval_text(equivalence: dict) -> str:
+    """What every interval in the report is, and what it is conditional on."""
+    unit, u = equivalence.get("unit", "seed"), equivalence.get("n_units", 0)
+    cov = equivalence.get("coverage", {})
+    what = (f"each of the {u} replicates draws its own base sets, reserve and test set and trains "
+            "its own generators, so the intervals include that variability"
+            if unit == "replicate" else
+            f"with one replicate the units are the {u} classifier seeds: the intervals are "
+            "conditional on ONE base-set draw, ONE generator per base size and ONE test set, "
+            "and are too narrow for the question the study asks; run grid.replicates ≥ 3")
+    measured = ""
+    if cov.get("gain") == cov.get("gain"):  # measured, not NaN
+        measured = (f" Measured coverage of nominal 95 % intervals in simulated studies with a "
+                    f"known truth ({cov.get('design', '')}): gain {cov['gain']:.2f}, exchange "
+                    f"rate {cov['n_real_eq']:.2f} (`{cov.get('command', '')}`).")
+    return ("Intervals: gains are Student-t intervals over units of the paired difference "
+            "(cell − baseline), each unit averaged over its seeds; "
+            f"{what}. 'Significant' means Holm-adjusted p < 0.05 across the grid's synthetic "
+            "cells (real-arm cells form their own family); the headline's best gain carries a "
+            "Bonferroni-simultaneous interval. An exchange-rate interval is every real amount "
+            "the synthetic cell is not significantly different from (paired t-test inversion); "
+            "∞ means the data cannot exclude that synthetic images are worth nothing. "
+            "Formula coefficients and r: jackknife over units." + measured)
+
+
 def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
-    """Plain-language headline and recommendation lines, from measured gains and fits only."""
-    lines = []
+    """Plain-language headline and lines, from measured gains and points only."""
     gains = equivalence.get("gains", [])
-    for n in cfg.splits.base_per_class:
-        parts = []
-        for arm in ("real", "closed", "open"):
-            gs = [g for g in gains if g["n_base"] == n and g["arm"] == arm]
-            if not gs:
-                continue
-            best = max(gs, key=lambda g: g["gain"])
-            sig = [g for g in gs if g["significant"] and g["gain"] > 0]
-            hurt = [g for g in gs if g["significant"] and g["gain"] < 0]
-            verdict = (f"significant gain up to {_pct(max(g['gain'] for g in sig))} pts"
-                       if sig else "no significant gain")
-            if hurt:
-                verdict += f"; significantly worse at +{', +'.join(str(g['n_add']) for g in hurt)}"
-            parts.append(f"{arm} (+{best['n_add']}/class: {_pct(best['gain'])} pts, "
-                         f"95 % CI {_pct(best['lo'])} to {_pct(best['hi'])}) — {verdict}")
-        if parts:
-            lines.append(f"With {n} images/class: " + "; ".join(parts) + ".")
-    syn_sig = [g for g in gains if g["arm"] != "real" and g["significant"] and g["gain"] > 0]
-    exchange = _exchange_lines(equivalence)
-    if exchange and not syn_sig:
-        exchange.insert(0, "Caution: no synthetic cell's gain is significant, so the exchange "
-                           "rates below rest on accuracy differences within seed noise; read "
-                           "their confidence intervals, not the point estimates.")
-    lines += exchange
-    lines.insert(0, _recommendation(gains, syn_sig, equivalence))
-    headline = _headline(cfg, gains, equivalence)
-    return headline, lines
+    lines = rate_lines(equivalence)
+    fitted = _exchange_lines(equivalence)
+    lines.insert(0, _recommendation(gains))
+    return _headline(gains, lines[1:]), lines + fitted
 
 
-def _recommendation(gains: list[dict], syn_sig: list[dict], equivalence: dict) -> str:
+def _recommendation(gains: list[dict]) -> str:
+    syn = [g for g in gains if g["arm"] != "real"]
+    sig = [g for g in syn if g["significant"] and g["gain"] > 0]
+    hurt = [g for g in syn if g["significant"] and g["gain"] < 0]
     real_sig = [g for g in gains if g["arm"] == "real" and g["significant"] and g["gain"] > 0]
-    if not syn_sig:
-        tail = (" Real images did help significantly." if real_sig else
-                " Neither did more real images at these amounts: the task may be saturated or "
-                "the grid too small to resolve the effect; add seeds before concluding.")
-        return ("Recommendation: on this data, synthetic images gave no significant gain at any "
-                "measured amount; prefer collecting real images." + tail)
-    arms = sorted({g["arm"] for g in syn_sig})
-    bases = sorted({g["n_base"] for g in syn_sig})
-    fitted = [a for a, eq in equivalence.get("arms", {}).items()
-              if eq.get("fit", {}).get("status") == "ok"]
-    tail = ("see the exchange rates below for how many synthetic images one real image is "
-            "worth." if fitted else
-            "no exchange rate could be fitted (too few synthetic cells within the real arm's "
-            "range), so the gains above are the measured effect; more synthetic amounts or "
-            "seeds would let one be fitted.")
-    return (f"Recommendation: {' and '.join(arms)}-set synthetic data helped significantly at "
-            f"base size(s) {bases} images/class; " + tail)
+    m = syn[0]["family_size"] if syn else 0
+    if sig:
+        arms = sorted({g["arm"] for g in sig})
+        bases = sorted({g["n_base"] for g in sig})
+        text = (f"Recommendation: {' and '.join(arms)}-set synthetic data gave a significant "
+                f"gain (Holm-adjusted across {m} synthetic cells) at base size(s) {bases} "
+                "images/class; weigh the exchange rates below against the cost of real images.")
+    elif syn:
+        best = max(syn, key=lambda g: g["gain"])
+        text = (f"Recommendation: no synthetic cell's gain is significant after Holm adjustment "
+                f"across {m} cells; the largest was {_pct(best['gain'])} pts (95 % CI "
+                f"{_pct(best['lo'])} to {_pct(best['hi'])}). This does not show that synthetic "
+                "data is useless: the study cannot resolve a gain this small. More replicates "
+                "narrow the intervals (about as 1/√replicates).")
+    else:
+        return "Recommendation: no synthetic arm was run."
+    if hurt:
+        text += (" Synthetic data significantly hurt at " + ", ".join(
+            f"{g['arm']} +{g['n_add']} (base {g['n_base']})" for g in hurt) + ".")
+    if real_sig:
+        best = max(real_sig, key=lambda g: g["gain"])
+        text += (f" Real images did help significantly (up to {_pct(best['gain'])} pts at "
+                 f"+{best['n_add']}/class, base {best['n_base']}/class).")
+    return text
 
 
 def _exchange_lines(equivalence: dict) -> list[str]:
-    """One line per fitted exchange rate; amounts beyond the largest synthetic amount measured
-    for that arm and base size (in this table, which may be a partial run's) are flagged."""
+    """Fitted-formula rates, only where a measured point supports the arm and base size; rates
+    beyond the largest synthetic amount measured there are flagged as extrapolated."""
     measured: dict[tuple[str, int], int] = {}
     for c in equivalence.get("cells", []):
         key = (c["arm"], c["n_base"])
         measured[key] = max(measured.get(key, 0), c["n_add"])
     out = []
-    for arm, eq in equivalence.get("arms", {}).items():
+    for arm, eq in sorted(equivalence.get("arms", {}).items()):
         fit = eq.get("fit", {})
         if fit.get("status") != "ok":
-            out.append(f"{arm}-set: the equivalence formula could not be fitted "
-                       f"({fit.get('status', 'no data')}): too few cells where synthetic data "
-                       "matched a measured real-data gain.")
+            out.append(f"{arm}-set: the paper's formula was not fitted ({fit.get('status')}: it "
+                       f"needs ≥ 3 synthetic cells inside the real curve's range, had "
+                       f"{fit.get('n_inside', 0)}); the rates above are the measured ones.")
             continue
         for x in eq.get("exchange", []):
+            if not x.get("supported"):
+                continue
             max_syn = measured.get((arm, x["n_base"]), 0)
             beyond = (f" [extrapolated: beyond the largest measured {max_syn}/class]"
                       if x["n_syn"] > max_syn else "")
             out.append(
-                f"{arm}-set, {x['n_base']} images/class: matching +{x['n_real_plus']:g} real/class "
-                f"takes ≈ {x['n_syn']:.0f} synthetic/class — {_fmt(x['rate'], 1)} synthetic per "
-                f"real image (95 % CI {_fmt(x.get('lo'), 1)}–{_fmt(x.get('hi'), 1)}){beyond}.")
+                f"{arm}-set, {x['n_base']} images/class (fitted formula): matching "
+                f"+{x['n_real_plus']:g} real/class takes ≈ {x['n_syn']:.0f} synthetic/class — "
+                f"1 real ≈ {_rate(x['rate'])} synthetic (95 % CI {_rate(x.get('lo'))}–"
+                f"{_rate(x.get('hi'))}){beyond}.")
     return out
 
 
-def _headline(cfg, gains: list[dict], equivalence: dict) -> str:
+def _headline(gains: list[dict], rate_texts: list[str]) -> str:
     syn = [g for g in gains if g["arm"] in ("closed", "open")]
-    sig = [g for g in syn if g["significant"] and g["gain"] > 0]
-    real_sig = [g for g in gains if g["arm"] == "real" and g["significant"] and g["gain"] > 0]
     if not syn:
         return "No synthetic arm was run."
-    if not sig:
-        head = ("Synthetic data gave no significant gain in any cell "
-                f"({len(syn)} synthetic cells, {len(cfg.grid.seeds)} seeds each)")
-    else:
+    rated = [t for t in rate_texts if "1 real image ≈" in t]
+    head = "; ".join(rated) if rated else "No synthetic amount matched a real-data gain"
+    sig = [g for g in syn if g["significant"] and g["gain"] > 0]
+    if sig:
         best = max(sig, key=lambda g: g["gain"])
-        head = (f"Best synthetic gain: {best['arm']}-set +{best['n_add']}/class at base "
-                f"{best['n_base']}/class, {_pct(best['gain'])} pts (95 % CI {_pct(best['lo'])} "
-                f"to {_pct(best['hi'])})")
-    if real_sig:
-        best = max(real_sig, key=lambda g: g["gain"])
-        head += (f"; real data: +{best['n_add']}/class at base {best['n_base']}/class gave "
-                 f"{_pct(best['gain'])} pts")
+        head += (f". Best significant synthetic gain: {best['arm']}-set +{best['n_add']}/class "
+                 f"at base {best['n_base']}/class, {_pct(best['gain'])} pts (simultaneous 95 % "
+                 f"CI {_pct(best['sim_lo'])} to {_pct(best['sim_hi'])})")
+    else:
+        head += f". No synthetic gain is significant (Holm, {len(syn)} cells)"
     return head + "."
 
 
@@ -160,7 +214,8 @@ def _table_html(header: list[str], rows: list[list[str]]) -> str:
 
 def _accuracy_rows(stats: list[dict]) -> list[list[str]]:
     return [[str(s["n_base"]), s["arm"], str(s["n_add"]), f"{s['mean']:.4f}",
-             f"{_fmt(s['lo'], 4)}–{_fmt(s['hi'], 4)}", str(s["n_seeds"])] for s in stats]
+             f"{_fmt(s['lo'], 4)}–{_fmt(s['hi'], 4)}", str(s.get("n_units", s.get("n_seeds"))),
+             str(s.get("n_runs", s.get("n_seeds")))] for s in stats]
 
 
 def _coef_rows(equivalence: dict) -> list[list[str]]:
@@ -170,18 +225,20 @@ def _coef_rows(equivalence: dict) -> list[list[str]]:
         for name in ("c2", "ln_c1_over_k", "c1"):
             lo, hi = ci.get(name, (None, None))
             rows.append([arm, name, _fmt(fit.get(name), 3), f"{_fmt(lo, 3)}–{_fmt(hi, 3)}",
-                         str(fit.get("n_points", 0)), fit.get("status", "")])
+                         str(fit.get("n_inside", 0)), fit.get("status", "")])
         alt = eq.get("comparison", {})
         if alt:
-            rows.append([arm, "held-out RMSE paper / effective-data",
+            rows.append([arm, "held-out RMSE formula / effective-data",
                          f"{_fmt(alt.get('paper_formula_rmse'), 4)} / "
-                         f"{_fmt(alt.get('effective_data_rmse'), 4)}", "", str(alt.get('n_cells', '')),
-                         f"better: {alt.get('better', 'n/a')}"])
+                         f"{_fmt(alt.get('effective_data_rmse'), 4)}",
+                         f"Δ sq. err {_fmt(alt.get('diff_lo'), 6)}–{_fmt(alt.get('diff_hi'), 6)}",
+                         str(alt.get("n_cells", "")), f"better: {alt.get('better', 'n/a')}"])
         r = eq.get("effective_data", {})
         if r:
             lo, hi = ci.get("r", (None, None))
             rows.append([arm, "effective-data r (real images per synthetic)", _fmt(r.get("r"), 3),
-                         f"{_fmt(lo, 3)}–{_fmt(hi, 3)}", "", ""])
+                         f"{_fmt(lo, 3)}–{_fmt(hi, 3)}", str(r.get("n_cells", "")),
+                         r.get("status", "")])
     return rows
 
 
@@ -189,7 +246,7 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
                  sp, synth) -> dict:
     run_dir = Path(run_dir)
     figdir = run_dir / "figures"
-    stats = cell_stats(rows)
+    stats = equivalence.get("cells") or cell_stats(rows)
     figs = {"accuracy": figures.accuracy_curves(stats, figdir / "accuracy.png")}
     for n in cfg.splits.base_per_class:
         sets = [(f"real B({n})", *sp.base(n))]
@@ -227,13 +284,14 @@ def _budget_text(cfg) -> str:
 def _documents(cfg, summary, stats, equivalence, analysis) -> tuple[str, str]:
     sections = [
         ("Setting", [f"Data: {cfg.data.source}; base sizes {list(cfg.splits.base_per_class)} "
-                     f"images/class; seeds {list(cfg.grid.seeds)}; classifier budget: "
+                     f"images/class; seeds {list(cfg.grid.seeds)} per replicate; classifier budget: "
                      f"{summary['budget']}; mixing: {cfg.classifier.mixing}; open-set arm: "
-                     f"{cfg.openset.kind}. Confidence intervals are 95 % t-intervals over seeds; "
-                     "a gain is called significant only when its interval excludes zero."]),
+                     f"{cfg.openset.kind}; {getattr(cfg.grid, 'replicates', 1)} replicate(s).",
+                     interval_text(equivalence)]),
         ("Finding", [summary["headline"]] + summary["recommendation"]),
     ]
-    acc_table = (["base/class", "arm", "added/class", "accuracy", "95 % CI", "seeds"],
+    acc_table = (["base/class", "arm", "added/class", "accuracy", "95 % CI", "units",
+                  "classifiers"],
                  _accuracy_rows(stats))
     coef_table = (["arm", "coefficient", "estimate", "95 % CI", "points", "status"],
                   _coef_rows(equivalence))

@@ -18,6 +18,7 @@ COLUMNS = {
     "arm": "TEXT",  # real | closed | open
     "n_add": "INTEGER",  # added images per class
     "seed": "INTEGER",
+    "replicate": "INTEGER",  # independent draw of base sets + generators (0 = the first)
     "accuracy": "REAL",
     "balanced_accuracy": "REAL",
     "auc": "REAL",
@@ -36,6 +37,11 @@ class ResultsTable:
             self.db = sqlite3.connect(self.path)
             cols = ", ".join(f"{k} {t}" for k, t in COLUMNS.items())
             self.db.execute(f"CREATE TABLE IF NOT EXISTS cells ({cols})")
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
+            for name, typ in COLUMNS.items():  # tables written by an older version
+                if name not in have:
+                    default = " DEFAULT 0" if name == "replicate" else ""
+                    self.db.execute(f"ALTER TABLE cells ADD COLUMN {name} {typ}{default}")
             self.db.commit()
         except sqlite3.Error as exc:
             raise SynthequivError(f"cannot open results table {self.path}: {exc}") from exc
@@ -48,7 +54,8 @@ class ResultsTable:
         try:
             with self.db:  # one transaction per row
                 self.db.execute(
-                    f"INSERT OR IGNORE INTO cells VALUES ({', '.join('?' * len(COLUMNS))})",
+                    f"INSERT OR IGNORE INTO cells ({', '.join(COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(COLUMNS))})",
                     values,
                 )
         except sqlite3.Error as exc:
@@ -56,7 +63,7 @@ class ResultsTable:
 
     def rows(self, keys: set[str] | None = None) -> list[dict]:
         cur = self.db.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM cells ORDER BY n_base, arm, n_add, seed, key"
+            f"SELECT {', '.join(COLUMNS)} FROM cells ORDER BY replicate, n_base, arm, n_add, seed, key"
         )
         out = [dict(zip(COLUMNS, r)) for r in cur]
         return out if keys is None else [r for r in out if r["key"] in keys]

@@ -13,6 +13,7 @@ run_dir/
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,30 @@ class Cell:
     n_add: int  # added images per class (0 = the shared baseline, stored under arm "real")
     seed: int
     key: str
+    replicate: int = 0
+
+
+@dataclass
+class Replicate:
+    """One draw of the whole design: its own splits (base sets, reserve, hold-out test set),
+    its own generators and samples. Classifier seeds are nested inside it."""
+
+    index: int
+    cfg: StudyConfig  # the study's config with this replicate's seeds
+    sp: Splits
+    synth: dict[tuple[str, int], SyntheticSet]
+
+
+def replicate_config(cfg: StudyConfig, r: int) -> StudyConfig:
+    """Replicate r: split, generator, sampling and open-set seeds offset by r (r = 0 is the
+    study's own seeds, so a one-replicate study is unchanged)."""
+    if r == 0:
+        return cfg
+    rep = dataclasses.replace
+    return rep(cfg, splits=rep(cfg.splits, seed=cfg.splits.seed + r),
+               generator=rep(cfg.generator, seed=cfg.generator.seed + r),
+               sampling=rep(cfg.sampling, seed=cfg.sampling.seed + r),
+               openset=rep(cfg.openset, seed=cfg.openset.seed + r))
 
 
 # ----------------------------------------------------------------------------- planning
@@ -50,6 +75,8 @@ def check_grid(cfg: StudyConfig, sp: Splits) -> None:
         raise SynthequivError(f"unknown arm '{bad[0]}' (use real, closed, open)")
     if len(cfg.grid.seeds) < 1:
         raise SynthequivError("grid.seeds is empty")
+    if cfg.grid.replicates < 1:
+        raise SynthequivError(f"grid.replicates must be >= 1, got {cfg.grid.replicates}")
     for m in cfg.grid.real_add_per_class + cfg.grid.syn_add_per_class:
         if m <= 0:
             raise SynthequivError(f"grid added amounts must be > 0, got {m}")
@@ -62,24 +89,29 @@ def config_hash(cfg: StudyConfig) -> str:
     return stable_hash(cfg.data, cfg.splits, cfg.classifier)
 
 
-def plan_cells(cfg: StudyConfig, synth: dict[tuple[str, int], SyntheticSet]) -> list[Cell]:
+def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> list[Cell]:
+    """Every (replicate, base size, arm, amount, seed); keys hash the data, the classifier
+    recipe, the replicate's splits and the synthetic set a cell uses."""
     base = config_hash(cfg)
     cells = []
-    for n in cfg.splits.base_per_class:
-        amounts = [("real", 0)]
-        for arm in cfg.grid.arms:
-            adds = cfg.grid.real_add_per_class if arm == "real" else cfg.grid.syn_add_per_class
-            amounts += [(arm, m) for m in adds]
-        for arm, m in amounts:
-            samples_key = synth[(arm, n)].key if arm != "real" else ""
-            for seed in cfg.grid.seeds:
-                key = stable_hash(base, samples_key, n, arm, m, seed)
-                cells.append(Cell(n, arm, m, seed, key))
+    for rep in reps:
+        for n in cfg.splits.base_per_class:
+            amounts = [("real", 0)]
+            for arm in cfg.grid.arms:
+                adds = cfg.grid.real_add_per_class if arm == "real" else cfg.grid.syn_add_per_class
+                amounts += [(arm, m) for m in adds]
+            for arm, m in amounts:
+                samples_key = rep.synth[(arm, n)].key if arm != "real" else ""
+                for seed in cfg.grid.seeds:
+                    key = stable_hash(base, digest, rep.cfg.splits, samples_key, n, arm, m, seed)
+                    cells.append(Cell(n, arm, m, seed, key, rep.index))
     return cells
 
 
-def cell_data(cell: Cell, sp: Splits, synth: dict[tuple[str, int], SyntheticSet]):
+def cell_data(cell: Cell, reps: dict[int, Replicate]):
     """(real_x, real_y, syn_x, syn_y) for one cell; syn_* are None for the real arm."""
+    rep = reps[cell.replicate]
+    sp, synth = rep.sp, rep.synth
     idx = sp.base_indices(cell.n_base)
     if cell.arm == "real" and cell.n_add:
         idx = torch.cat([idx, sp.reserve_indices(cell.n_add)])
@@ -103,21 +135,21 @@ def train_cell(cell: Cell, data, test_x, test_y, num_classes: int, ccfg, device)
     metrics = evaluate(model, test_x, test_y, num_classes, device=device)
     return {
         "key": cell.key, "n_base": cell.n_base, "arm": cell.arm, "n_add": cell.n_add,
-        "seed": cell.seed, "accuracy": metrics["accuracy"],
+        "seed": cell.seed, "replicate": cell.replicate, "accuracy": metrics["accuracy"],
         "balanced_accuracy": metrics.get("balanced_accuracy"), "auc": metrics.get("auc"),
         "n_train": len(y) + (0 if sy is None else len(sy)), "wall_s": time.time() - t0,
         "version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
 
-def run_cells(cfg: StudyConfig, cells: list[Cell], sp: Splits, synth, table: ResultsTable,
-              device: torch.device, progress: bool = True) -> None:
+def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
+              table: ResultsTable, device: torch.device, progress: bool = True) -> None:
     from .executor import map_tasks
 
     todo = [c for c in cells if c.key not in table.done_keys()]
     chash = config_hash(cfg)
     # big inputs travel once (Ray puts them in the object store); each task gets a Cell
-    shared = {"sp": sp, "synth": synth, "ccfg": cfg.classifier, "device": device}
+    shared = {"reps": reps, "ccfg": cfg.classifier, "device": device}
     with progress_bar("classifier grid", total=len(cells), enabled=progress) as bar:
         bar.advance(len(cells) - len(todo))
         for row in map_tasks(_cell_task, todo, shared, cfg, kind="cell"):
@@ -127,8 +159,9 @@ def run_cells(cfg: StudyConfig, cells: list[Cell], sp: Splits, synth, table: Res
                            f"acc {row['accuracy']:.3f}")
 
 
-def _cell_task(cell: Cell, sp: Splits, synth, ccfg, device) -> dict:
-    data = cell_data(cell, sp, synth)
+def _cell_task(cell: Cell, reps: dict[int, Replicate], ccfg, device) -> dict:
+    data = cell_data(cell, reps)
+    sp = reps[cell.replicate].sp
     return train_cell(cell, data, sp.test_images, sp.test_labels, sp.dataset.num_classes,
                       ccfg, device)
 
@@ -143,6 +176,17 @@ def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
     return ds, sp
 
 
+def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
+    """Every replicate's splits, checked before any training (a class too small for one
+    replicate's draw fails now, naming the class)."""
+    out = []
+    for r in range(cfg.grid.replicates):
+        sp = make_splits(ds, replicate_config(cfg, r).splits)
+        check_grid(cfg, sp)
+        out.append(sp)
+    return out
+
+
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
     check_runtime(cfg)
     run_dir = Path(run_dir)
@@ -151,19 +195,37 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         device = resolve_device(cfg.device)
         set_cpu_threads(cfg)
-        ds, sp = load_inputs(cfg)
+        ds = load_dataset(cfg.data)
+        splits = make_replicates(cfg, ds)
         timings = {}
         t0 = time.time()
-        synth = prepare_synthetic(cfg, sp, run_dir, device, progress)
+        reps = {}
+        for r, sp in enumerate(splits):
+            rcfg = replicate_config(cfg, r)
+            synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=f"-r{r}")
+            reps[r] = Replicate(r, rcfg, sp, synth)
         timings["generators_and_sampling_s"] = time.time() - t0
-        cells = plan_cells(cfg, synth)
+        cells = plan_cells(cfg, list(reps.values()), ds_digest(ds))
         table = ResultsTable(run_dir / "results.sqlite")
         t0 = time.time()
-        run_cells(cfg, cells, sp, synth, table, device, progress)
+        run_cells(cfg, cells, reps, table, device, progress)
         timings["classifier_grid_s"] = time.time() - t0
         rows = table.rows({c.key for c in cells})
         table.close()
-        return finish(cfg, run_dir, rows, sp, synth, device, timings, progress)
+        return finish(cfg, run_dir, rows, reps[0].sp, reps[0].synth, device, timings, progress)
+
+
+def ds_digest(ds: Dataset) -> str:
+    """Content hash of the loaded data (a changed file at the same path is new data)."""
+    digest = getattr(ds, "digest", None)
+    if isinstance(digest, str):
+        return digest
+    from .utils import tensor_digest
+
+    parts = [ds.images, ds.labels]
+    if ds.test_images is not None:
+        parts += [ds.test_images, ds.test_labels]
+    return tensor_digest(*parts)
 
 
 def finish(cfg, run_dir, rows, sp, synth, device, timings, progress) -> dict:
@@ -208,6 +270,6 @@ def analyse_run(run_dir: Path, progress: bool = True) -> dict:
     cfg = read_run_config(run_dir)
     with RunLock(run_dir):
         device = resolve_device(cfg.device)
-        _, sp = load_inputs(cfg)
-        synth = prepare_synthetic(cfg, sp, run_dir, device, progress)
+        _, sp = load_inputs(cfg)  # replicate 0: the analyses describe its synthetic sets
+        synth = prepare_synthetic(cfg, sp, run_dir, device, progress, tag="-r0")
         return analyse_study(cfg, run_dir, sp, synth, device, progress)

@@ -161,7 +161,26 @@ def _pretrained(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> Synt
     return SyntheticSet(key, "open", images, labels, path, None)
 
 
-def _open_job(cfg, sp: Splits, n_per_class, run_dir) -> GenJob:
+def check_no_test_images(images: torch.Tensor, sp: Splits, what: str) -> None:
+    """Refuse open-set training data that contains any of the study's test images (compared
+    by exact pixel content): a generator trained on them would leak the test set."""
+    if images.shape[1:] != sp.test_images.shape[1:]:
+        return  # another shape: no image can be identical
+    import hashlib
+
+    def hashes(x: torch.Tensor) -> set[bytes]:
+        flat = x.reshape(len(x), -1).numpy()
+        return {hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat}
+
+    shared = hashes(images) & hashes(sp.test_images)
+    if shared:
+        raise SynthequivError(
+            f"{what} contains {len(shared)} of the study's {len(sp.test_images)} test images: an "
+            "open-set generator trained on it would see the test set; use a source without them "
+            "(or openset.kind=pool)")
+
+
+def _open_job(cfg, sp: Splits, n_per_class, run_dir, tag: str = "") -> GenJob:
     ds, kind = sp.dataset, cfg.openset.kind
     if kind == "pool":
         idx = sp.pool_indices()  # B ∪ R: never the test split
@@ -176,14 +195,17 @@ def _open_job(cfg, sp: Splits, n_per_class, run_dir) -> GenJob:
             raise SynthequivError(f"openset.source {cfg.openset.source} has {other.num_classes} "
                                   f"classes, the study's data has {ds.num_classes}")
         x, y = other.images, other.labels
+        check_no_test_images(x, sp, f"openset.source {cfg.openset.source}")
     else:
         raise SynthequivError(f"unknown openset.kind '{kind}' (use pool, source or pretrained)")
-    return make_job(f"open-{kind}", x, y, ds.num_classes, ds.shape, n_per_class, cfg, run_dir)
+    return make_job(f"open-{kind}{tag}", x, y, ds.num_classes, ds.shape, n_per_class, cfg,
+                    run_dir)
 
 
-def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = True
-                      ) -> dict[tuple[str, int], SyntheticSet]:
-    """{(arm, n_base): SyntheticSet} for the generative arms in the grid."""
+def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = True,
+                      tag: str = "") -> dict[tuple[str, int], SyntheticSet]:
+    """{(arm, n_base): SyntheticSet} for the generative arms in the grid; `tag` (e.g. "-r1")
+    names one replicate's generators and samples (cfg then carries that replicate's seeds)."""
     arms = [a for a in cfg.grid.arms if a in ("closed", "open")]
     if not arms or not cfg.grid.syn_add_per_class:
         return {}
@@ -192,17 +214,17 @@ def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = T
     if "closed" in arms:
         for n in cfg.splits.base_per_class:
             x, y = sp.base(n)  # B(n) only: never reserve or test images
-            jobs.append(make_job(f"closed-n{n}", x, y, ds.num_classes, ds.shape, n_per_class,
+            jobs.append(make_job(f"closed-n{n}{tag}", x, y, ds.num_classes, ds.shape, n_per_class,
                                  cfg, run_dir))
     pretrained = "open" in arms and cfg.openset.kind == "pretrained"
     if "open" in arms and not pretrained:
-        jobs.append(_open_job(cfg, sp, n_per_class, run_dir))
+        jobs.append(_open_job(cfg, sp, n_per_class, run_dir, tag))
     sets = run_jobs(jobs, ds.num_classes, ds.shape, n_per_class, cfg, device, progress)
     if pretrained:
         sets["open"] = _pretrained(cfg, sp, n_per_class, run_dir, device, progress)
-    out = {("closed", n): sets[f"closed-n{n}"] for n in cfg.splits.base_per_class
+    out = {("closed", n): sets[f"closed-n{n}{tag}"] for n in cfg.splits.base_per_class
            if "closed" in arms}
     if "open" in arms:
-        shared = sets["open"] if pretrained else sets[f"open-{cfg.openset.kind}"]
+        shared = sets["open"] if pretrained else sets[f"open-{cfg.openset.kind}{tag}"]
         out.update({("open", n): shared for n in cfg.splits.base_per_class})
     return out
