@@ -164,3 +164,25 @@ def test_too_large_real_arm_is_refused_before_training(tmp_path):
     with pytest.raises(SynthequivError, match="class '0'"):
         run_study(cfg, tmp_path / "x", progress=False)
     assert not (tmp_path / "x" / "generators").exists()
+
+
+def test_report_numbers_equal_a_recomputation_from_the_results_table(finished):
+    """summary.json's equivalence block, headline and the report's tables are what the rows in
+    results.sqlite give when the statistics are run again from scratch."""
+    from synthequiv.equivalence import analyse
+    from synthequiv.report import findings
+    from synthequiv.utils import to_jsonable
+
+    cfg, run_dir, _ = finished
+    with sqlite3.connect(run_dir / "results.sqlite") as db:
+        db.row_factory = sqlite3.Row
+        rows = [dict(r) for r in db.execute("SELECT * FROM cells")]
+    again = analyse(rows, cfg.equivalence)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["equivalence"] == json.loads(json.dumps(to_jsonable(again)))
+    headline, lines = findings(cfg, again)
+    assert summary["headline"] == headline and summary["recommendation"] == lines
+    md = (run_dir / "report.md").read_text()
+    assert headline in md
+    for c in again["cells"]:  # every accuracy-table row, as printed
+        assert f"| {c['n_base']} | {c['arm']} | {c['n_add']} | {c['mean']:.4f} |" in md
