@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import Rank, check_split, current
+from .ranks import Rank, check_split, current
 from .utils import (
     SynthequivError,
     atomic_torch_save,
