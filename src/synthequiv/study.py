@@ -203,7 +203,8 @@ def rebuild_report(run_dir: Path) -> Path:
     works while the study runs; results.sqlite is read read-only)."""
     from .rebuild import rebuild_run_report
 
-    return rebuild_run_report(Path(run_dir), read_run_config(run_dir))
+    cfg = read_run_config(run_dir)
+    return rebuild_run_report(Path(run_dir), cfg, config_hash(cfg))
 
 
 def analyse_run(run_dir: Path, progress: bool = True) -> dict:
