@@ -52,7 +52,7 @@ def test_piped_study_prints_timestamped_plan_progress_and_stages(tiny_run):
     for text in (stdout, (run_dir / "log.txt").read_text()):
         lines = text.splitlines()
         for pattern in (r"plan: generators: 1 × 0.64 kimg", r"plan: classifier cells: 6 ",
-                        r"plan: estimated cost on cpu", r"generator \d+\.\d/0\.6 kimg, loss ",
+                        r"plan: estimated cost on cpu", r"generator \d+\.\d\d/0\.64 kimg, loss ",
                         r"classifier grid 6/6: closed n=5\+5 s=1: acc",
                         r"stage classifier_grid: \d+\.\d s", r"run finished in"):
             assert any(re.search(STAMP + ".*" + pattern, ln) for ln in lines), pattern

@@ -160,4 +160,6 @@ def plan_lines(p: dict) -> list[str]:
 def _h(hours: float) -> str:
     if not math.isfinite(hours):
         return "unknown"
+    if hours * 60 < 1:
+        return f"{hours * 3600:.0f} s"
     return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"

@@ -118,7 +118,8 @@ class KimgLog:
 
     def _line(self, t: dict, done: float, now: float, fields: dict) -> None:
         loss, ips = fields.get("loss"), fields.get("ips")
-        parts = [f"{t['description']} {done:.1f}/{t['total']:.1f} kimg"]
+        d = 1 if t["total"] >= 10 else 2  # short runs: 0.64 kimg would read 0.6
+        parts = [f"{t['description']} {done:.{d}f}/{t['total']:.{d}f} kimg"]
         if loss is not None and math.isfinite(loss):
             parts.append(f"loss {loss:.4f}")
         if ips:
