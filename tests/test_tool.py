@@ -124,7 +124,9 @@ def test_export_stacks_runs_with_run_and_dataset_columns(tiny_run, tmp_path, cli
     assert code == 0, err
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0])[:7] == ["run", "dataset", "n_base", "arm", "n_add", "replicate", "seed"]
+    assert list(rows[0])[:8] == ["run", "dataset", "n_base", "arm", "n_add", "baseline",
+                                 "replicate", "seed"]
+    assert sum(r["baseline"] == "True" for r in rows) == 4  # 2 seeds × 2 runs
     assert len(rows) == 12 and {r["run"] for r in rows} == {"tiny", "second"}
     assert {r["dataset"] for r in rows} == {"digits"} and {r["replicate"] for r in rows} == {"0"}
     assert {"accuracy", "config_hash", "key"} <= set(rows[0])

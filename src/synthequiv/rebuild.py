@@ -24,7 +24,8 @@ from .utils import SynthequivError, atomic_path
 
 REQUIRED = ("n_base", "arm", "n_add", "seed")
 ARMS = ("real", "closed", "open")
-EXPORT_FRONT = ("run", "dataset", "n_base", "arm", "n_add", "replicate", "seed")
+# baseline: True for the base-set-alone cells (stored as arm real, n_add 0)
+EXPORT_FRONT = ("run", "dataset", "n_base", "arm", "n_add", "baseline", "replicate", "seed")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -168,7 +169,8 @@ def export_rows(run_dirs: list[Path]) -> list[dict]:
             raise SynthequivError(f"{d} is not a run directory (no config.yaml)")
         dataset = (read_yaml(d / "config.yaml").get("data") or {}).get("source", "")
         for r in read_results(d / "results.sqlite"):
-            out.append({"run": d.name, "dataset": dataset, "replicate": 0, **r})
+            out.append({"run": d.name, "dataset": dataset, "replicate": 0, **r,
+                        "baseline": r["arm"] == "real" and r["n_add"] == 0})
     return out
 
 
