@@ -29,14 +29,28 @@ def _data_cfg(source: str, root: str, download: bool = False, image_size: int = 
 
 
 @app.command()
-def datasets(root: str = ROOT_OPT) -> None:
+def datasets(
+    root: str = ROOT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+) -> None:
     """Every data source, whether it is available offline here, and where it looks."""
+    import json
+
     from .data import list_sources
 
+    # MedMNIST's 3D volumes (…3d flags) are not images the loader accepts: not listed
+    rows = [r for r in list_sources(_data_cfg("digits", root))
+            if not (r["source"].startswith("medmnist:") and r["source"].endswith("3d"))]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table("source", "available", "where")
-    for row in list_sources(_data_cfg("digits", root)):
+    for row in rows:
         table.add_row(row["source"], "yes" if row["available"] else "no", row["where"])
-    console.print(table)
+    # piped, rich assumes 80 columns and would cut the paths: size the table to its content
+    width = max(len(r["source"]) for r in rows) + max(len(r["where"]) for r in rows) + 22
+    out = console if console.is_terminal else Console(width=max(console.width, width))
+    out.print(table)
 
 
 @data_app.command("show")
@@ -91,6 +105,7 @@ def study(
     cfg = C.resolve(preset, config, list(set_) + extra)
     if dry_run:
         typer.echo(C.dump_yaml(cfg))
+        typer.echo(_plan_text(cfg))
         return
     from .study import run_study
 
@@ -99,9 +114,24 @@ def study(
     console.print(f"[bold]headline:[/] {result['headline']}")
 
 
+def _plan_text(cfg) -> str:
+    """The plan as YAML comments, so the dry run's output stays a usable --config file."""
+    from .data import load_dataset
+    from .plan import plan_lines, study_plan
+
+    try:
+        ds = load_dataset(cfg.data)
+    except SynthequivError as exc:  # plan from the config alone; say why
+        ds, note = None, [f"data not readable here ({exc}): counts from the config alone"]
+    else:
+        note = []
+    return "\n".join(f"# plan: {line}" for line in note + plan_lines(study_plan(cfg, ds)))
+
+
 @app.command()
 def report(run_dir: Path) -> None:
-    """Rebuild the report of a finished (or partly finished) run from its files."""
+    """Rebuild the report of a run from its files (results.sqlite, config.yaml,
+    analysis.json, figures): no training, no data, works while the study runs."""
     from .study import rebuild_report
 
     console.print(f"report: {rebuild_report(run_dir)}")
@@ -145,6 +175,50 @@ def _f(v) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+@app.command()
+def fit(
+    results: Path = typer.Argument(..., help="CSV: n_base, arm, n_add, seed, [replicate,] "
+                                   "accuracy; baseline = arm real with n_add 0, or arm baseline."),
+    out: Path = typer.Option(Path("fit"), "--out", help="Directory for report + summary.json."),
+    metric: str = typer.Option("accuracy", help="Column holding the metric."),
+    ci: float = typer.Option(0.95, help="Coverage of every interval."),
+    k: float = typer.Option(1.0, help="Fixed scale k of the fitted formula (per-class counts)."),
+) -> None:
+    """Equivalence statistics and report for results from any training pipeline."""
+    from .rebuild import fit_results
+
+    result = fit_results(results, out, metric, ci, k)
+    console.print(f"report: {result['report']}")
+    console.print(f"[bold]headline:[/] {result['headline']}")
+
+
+@app.command()
+def export(
+    runs: list[Path] = typer.Argument(..., help="Run directories."),
+    fmt: str = typer.Option("csv", "--format", help="csv | parquet (needs pyarrow)."),
+    out: Path | None = typer.Option(None, "--out", help="Output file (default results.FORMAT)."),
+) -> None:
+    """Every results row of the runs, stacked, with run and dataset columns."""
+    from .rebuild import export_rows, write_export
+
+    if fmt not in ("csv", "parquet"):
+        raise SynthequivError(f"unknown export format '{fmt}' (use csv or parquet)")
+    rows = export_rows(runs)
+    path = write_export(rows, out or Path(f"results.{fmt}"), fmt)
+    console.print(f"{len(rows)} rows from {len(runs)} run(s): {path}")
+
+
+def _study_cfg(preset: str, config: Path | None, set_: list[str], extra: list[str]):
+    from . import config as C
+
+    return C.resolve(preset, config, list(set_) + extra)
+
+
+PRESET_OPT = typer.Option("quick", "--preset", help="Study preset whose settings to use.")
+CONFIG_OPT = typer.Option(None, "--config", help="YAML overrides (study config layout).")
+SET_OPT = typer.Option([], "--set", help="KEY=VALUE override, e.g. generator.train_kimg=51.2")
+
+
 @gen_app.command("train")
 def generator_train(
     source: str,
@@ -152,29 +226,37 @@ def generator_train(
     out: Path = typer.Option(..., "--out", help="Generator directory."),
     root: str = ROOT_OPT,
     kimg: float | None = typer.Option(None, "--kimg", help="Training length (k images)."),
-    test_per_class: int = typer.Option(50, help="Hold-out size when there is no test split."),
-    seed: int = typer.Option(0, help="Split and training seed."),
-    device: str = typer.Option("auto"),
-    nproc: int = typer.Option(1, "--processes", help="DDP processes (one per GPU), via torchrun."),
+    test_per_class: int | None = typer.Option(None, help="Hold-out size when there is no test "
+                                              "split (default: the preset's, 50)."),
+    seed: int | None = typer.Option(None, help="Split and training seed (default: preset's)."),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda (default: preset's)."),
+    nproc: int | None = typer.Option(None, "--processes",
+                                     help="DDP processes (one per GPU), via torchrun."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the network."),
+    preset: str = PRESET_OPT,
+    config: Path | None = CONFIG_OPT,
+    set_: list[str] = SET_OPT,
 ) -> None:
-    """Train a class-conditional generator on the base set B(n) of SOURCE only."""
-    import dataclasses
-
+    """Train a class-conditional generator on the base set B(n) of SOURCE only, with the
+    generator settings of --preset / --config / --set (e.g. --preset cifar10)."""
     from .data import load_dataset
     from .distributed import train_distributed
-    from .generator import GeneratorConfig
     from .splits import SplitConfig, make_splits
     from .utils import resolve_device
 
-    ds = load_dataset(_data_cfg(source, root))
-    sp = make_splits(ds, SplitConfig((base_per_class,), test_per_class, seed))
-    cfg = GeneratorConfig(seed=seed)
-    if kimg is not None:
-        cfg = dataclasses.replace(cfg, train_kimg=kimg)
+    extra = [f"data.source={source}"] + ([f"data.root={root}"] if root else [])
+    extra += [f"generator.train_kimg={kimg}"] if kimg is not None else []
+    extra += [f"splits.test_per_class={test_per_class}"] if test_per_class is not None else []
+    extra += [f"splits.seed={seed}", f"generator.seed={seed}"] if seed is not None else []
+    extra += [f"device={device}"] if device else []
+    extra += [f"generator_nproc={nproc}"] if nproc is not None else []
+    cfg = _study_cfg(preset, config, set_, extra)
+    ds = load_dataset(cfg.data)
+    sp = make_splits(ds, SplitConfig((base_per_class,), cfg.splits.test_per_class,
+                                     cfg.splits.seed))
     x, y = sp.base(base_per_class)
-    ckpt = train_distributed(x, y, ds.num_classes, cfg, out, resolve_device(device), nproc,
-                             compile_)
+    ckpt = train_distributed(x, y, ds.num_classes, cfg.generator, out, resolve_device(cfg.device),
+                             cfg.generator_nproc, compile_ or cfg.compile)
     console.print(f"checkpoint: {ckpt}")
 
 
@@ -183,27 +265,28 @@ def generator_sample(
     gen_dir: Path,
     per_class: int = typer.Option(..., "--per-class"),
     out: Path = typer.Option(..., "--out", help="samples .npz (a .png grid is written beside)."),
-    steps: int = typer.Option(25),
-    sampler: str = typer.Option("dpmpp", help="dpmpp | ddim | ddpm"),
-    cfg_scale: float = typer.Option(1.0, "--cfg-scale"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto"),
+    steps: int | None = typer.Option(None, help="Denoising steps (default: preset's, 25)."),
+    sampler: str | None = typer.Option(None, help="dpmpp | ddim | ddpm (default: preset's)."),
+    cfg_scale: float | None = typer.Option(None, "--cfg-scale", help="Guidance (default 1)."),
+    seed: int | None = typer.Option(None, help="Sampling seed (default: preset's, 0)."),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda (default: preset's)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the network."),
+    preset: str = PRESET_OPT,
+    config: Path | None = CONFIG_OPT,
+    set_: list[str] = SET_OPT,
 ) -> None:
-    """Sample PER_CLASS images of every class from a trained generator."""
+    """Sample PER_CLASS images of every class from a trained generator, with the sampling
+    settings of --preset / --config / --set."""
     from .generator import load_generator
-    from .sampling import (
-        SampleConfig,
-        class_quota_labels,
-        sample_images,
-        save_grid_png,
-        save_samples,
-    )
+    from .sampling import class_quota_labels, sample_images, save_grid_png, save_samples
     from .utils import resolve_device
 
-    dev = resolve_device(device)
-    gen = load_generator(gen_dir, dev, compile=compile_)
-    scfg = SampleConfig(sampler=sampler, steps=steps, cfg_scale=cfg_scale, seed=seed)
+    given = {"steps": steps, "sampler": sampler, "cfg_scale": cfg_scale, "seed": seed}
+    extra = [f"sampling.{k}={v}" for k, v in given.items() if v is not None]
+    cfg = _study_cfg(preset, config, set_, extra + ([f"device={device}"] if device else []))
+    dev = resolve_device(cfg.device)
+    gen = load_generator(gen_dir, dev, compile=compile_ or cfg.compile)
+    scfg = cfg.sampling
     labels = class_quota_labels(per_class, gen.num_classes)
     images = sample_images(gen, labels, scfg, dev)
     save_samples(out, images, labels, {"generator": str(gen_dir), "sampling": vars(scfg)})

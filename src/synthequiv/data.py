@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .dataset import Dataset  # noqa: F401 (re-exported: synthequiv.data.Dataset)
 from .utils import SynthequivError, load_npz
 
 
@@ -27,26 +28,6 @@ class DataConfig:
     download: bool = False  # only fetch files when asked; offline runs never touch the network
     medmnist_size: int = 28  # MedMNIST resolution: 28, 64, 128 or 224 px
     image_size: int = 0  # folder: sources only; 0 = refuse mixed sizes, N = resize all to N×N
-
-
-@dataclass
-class Dataset:
-    """Pool (the official train split, or everything) plus the official test split if any."""
-
-    name: str
-    images: torch.Tensor  # uint8 [N, C, H, W]
-    labels: torch.Tensor  # int64 [N]
-    class_names: list[str]
-    test_images: torch.Tensor | None = None  # uint8 [M, C, H, W]
-    test_labels: torch.Tensor | None = None  # int64 [M]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # (C, H, W)
 
 
 TORCHVISION_SOURCES = {

@@ -22,55 +22,14 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .ranks import Rank, check_split, current  # noqa: F401 (re-exported)
 from .utils import SynthequivError, atomic_torch_save, check_positive, resolve_device
 
 JOB_NAME = "ddp_job.pt"
-
-
-@dataclass(frozen=True)
-class Rank:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def slice(self, n: int) -> slice:
-        """This rank's share of a global batch of n rows (n divisible by world)."""
-        per = n // self.world
-        return slice(self.rank * per, (self.rank + 1) * per)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        """Mean of a scalar over ranks (every rank gets it); gloo has no AVG, so SUM / W."""
-        if self.world == 1:
-            return value
-        value = value.detach().clone()
-        torch.distributed.all_reduce(value)
-        return value / self.world
-
-
-def check_split(batch_size: int, nproc: int) -> None:
-    """Every rank trains on an equal slice of the global batch."""
-    if batch_size % nproc:
-        raise SynthequivError(f"generator.batch_size ({batch_size}) must be divisible by "
-                              f"generator_nproc ({nproc}), the number of training processes")
-
-
-def current() -> Rank:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return Rank(dist.get_rank(), dist.get_world_size())
-    return Rank()
 
 
 def init_from_env(device_name: str) -> torch.device:

@@ -193,8 +193,8 @@ def real_curve(rows, n_base: int, metric: str = "accuracy") -> tuple[np.ndarray,
 def _point(t: UnitTable, means, curve: RealCurve, key: Key, ci: float) -> dict:
     acc = means[key]
     n_eq, flag = curve.inverse(acc)
-    if flag == "ok" and n_eq <= 0:
-        flag = "below_range"  # exactly the baseline: worth nothing
+    if flag in ("ok", "flat") and n_eq <= 1e-6 * curve.n_base:
+        flag = "below_range"  # the baseline itself (up to rounding): worth nothing
     real_u = np.stack([t.values[k] for k in curve.keys])
     inv = inversion_interval(t.values[key], real_u, curve.x, ci)
     lo = max(0.0, math.exp(inv["x_lo"]) - curve.n_base) if math.isfinite(inv["x_lo"]) else math.nan

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .dataset import Dataset
 from .utils import SynthequivError
 
 
@@ -46,8 +47,6 @@ def _open_all(dirs: list[Path]) -> list[tuple[Path, object, int]]:
 
 
 def load_folder(root: Path, image_size: int = 0):
-    from .data import Dataset
-
     dirs = _class_dirs(root)
     items = _open_all(dirs)
     colour = any(im.mode not in ("1", "L", "LA", "I", "I;16", "F") for _, im, _ in items)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import Rank, check_split, current
+from .ranks import Rank, check_split, current
 from .utils import (
     SynthequivError,
     atomic_torch_save,
@@ -484,13 +484,9 @@ def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim
 
 
 def _progress_bar(enabled: bool):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from .progress import kimg_bar  # a bar on a terminal, log lines every N kimg otherwise
 
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
-        TextColumn("{task.completed:.1f}/{task.total:.1f} kimg"),
-        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.0f} img/s"),
-        TimeRemainingColumn(), disable=not enabled, transient=False)
+    return kimg_bar(enabled)
 
 
 def load_generator(out_dir: Path, device: torch.device | str = "cpu",

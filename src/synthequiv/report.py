@@ -1,8 +1,9 @@
-"""Report stage: report.html + report.md with figures, and summary.json with every number."""
+"""Report stage: report.html (self-contained) + report.md with figures, and summary.json
+with every number. The page answers first: a headline box, then the findings, each figure in
+the section that discusses it, and the setting last."""
 
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from scipy import stats as sstats
 
 from . import __version__, figures
 from .config import to_dict
+from .document import Doc
 from .utils import atomic_write_json, atomic_write_text
 
 # ----------------------------------------------------------------------------- numbers
@@ -196,20 +198,7 @@ def _headline(gains: list[dict], rate_texts: list[str]) -> str:
     return head + "."
 
 
-# ----------------------------------------------------------------------------- documents
-
-
-def _table_md(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def _table_html(header: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                  for r in rows)
-    return f"<table><tr>{th}</tr>{trs}</table>"
+# ----------------------------------------------------------------------------- tables
 
 
 def _accuracy_rows(stats: list[dict]) -> list[list[str]]:
@@ -242,32 +231,64 @@ def _coef_rows(equivalence: dict) -> list[list[str]]:
     return rows
 
 
-def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analysis: dict | None,
-                 sp, synth) -> dict:
-    run_dir = Path(run_dir)
+# ----------------------------------------------------------------------------- figures
+
+
+def _figures(cfg, run_dir: Path, stats, equivalence, sp, synth, metric) -> dict[str, Path]:
+    """Draw the report's figures; sample grids need the data (sp, synth) and are kept from
+    an earlier drawing when it is absent (a rebuild from files)."""
     figdir = run_dir / "figures"
-    stats = equivalence.get("cells") or cell_stats(rows)
-    figs = {"accuracy": figures.accuracy_curves(stats, figdir / "accuracy.png")}
+    figs = {"accuracy": figures.accuracy_curves(stats, figdir / "accuracy.png", metric),
+            "gains": figures.gain_curves(equivalence.get("gains", []), figdir / "gains.png")}
     for n in cfg.splits.base_per_class:
-        sets = [(f"real B({n})", *sp.base(n))]
-        sets += [(f"{arm}-set samples", s.images, s.labels) for (arm, m), s in synth.items()
-                 if m == n]
-        figs[f"samples_n{n}"] = figures.sample_grid(sets, sp.dataset.num_classes,
-                                                    figdir / f"samples_n{n}.png")
+        path = figdir / f"samples_n{n}.png"
+        if sp is not None and synth is not None:
+            sets = [(f"real B({n})", *sp.base(n))]
+            sets += [(f"{arm}-set samples", s.images, s.labels) for (arm, m), s in synth.items()
+                     if m == n]
+            figs[f"samples_n{n}"] = figures.sample_grid(sets, sp.dataset.class_names, path)
+        elif path.is_file():
+            figs[f"samples_n{n}"] = path
     for arm, eq in equivalence.get("arms", {}).items():
         figs[f"equivalence_{arm}"] = figures.equivalence_curves(
             eq, arm, cfg.equivalence.k, figdir / f"equivalence_{arm}.png")
-    if analysis:
-        figs.update(analysis.get("figures", {}))
+    return figs
+
+
+def _relative(path, root: Path) -> str:
+    p = Path(path)
+    return str(p.relative_to(root)) if p.is_absolute() and p.is_relative_to(root) else str(p)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analysis: dict | None,
+                 sp=None, synth=None, run_info: dict | None = None,
+                 metric: str = "accuracy") -> dict:
+    """report.html, report.md, summary.json and figures/ in run_dir. sp/synth (the splits and
+    synthetic sets) draw the sample grids; run_info (timings, environment) goes to summary.json.
+    Every path in summary.json is relative to run_dir."""
+    run_dir = Path(run_dir)
+    stats = equivalence.get("cells") or cell_stats(rows, metric)  # intervals over replicates
+    figs = _figures(cfg, run_dir, stats, equivalence, sp, synth, metric)
+    stored = analysis
+    if analysis:  # absolute paths for drawing the page, relative ones in summary.json
+        analysis = {**analysis, "figures": {k: run_dir / v
+                                            for k, v in analysis.get("figures", {}).items()}}
+        figs.update(analysis["figures"])
+        stored = {**analysis, "figures": {k: _relative(v, run_dir)
+                                          for k, v in analysis["figures"].items()}}
     headline, lines = findings(cfg, equivalence)
     summary = {
         "version": __version__, "name": cfg.name, "headline": headline, "recommendation": lines,
-        "budget": _budget_text(cfg), "n_cells": len(rows), "accuracy": stats,
-        "equivalence": equivalence, "analysis": analysis, "config": to_dict(cfg),
-        "figures": {k: str(Path(v).relative_to(run_dir)) for k, v in figs.items()},
+        "budget": _budget_text(cfg), "metric": metric, "n_cells": len(rows), "accuracy": stats,
+        "equivalence": equivalence, "analysis": stored, "config": to_dict(cfg),
+        "figures": {k: _relative(v, run_dir) for k, v in figs.items()},
+        "run": run_info or {},
     }
     atomic_write_json(run_dir / "summary.json", summary)
-    md, page = _documents(cfg, summary, stats, equivalence, analysis)
+    md, page = _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs)
     atomic_write_text(run_dir / "report.md", md)
     atomic_write_text(run_dir / "report.html", page)
     return {"report": str(run_dir / "report.html"), "headline": headline, "summary": summary}
@@ -281,44 +302,83 @@ def _budget_text(cfg) -> str:
     return f"fixed {c.epochs} epochs per cell (more data → more steps, as in the paper)"
 
 
-def _documents(cfg, summary, stats, equivalence, analysis) -> tuple[str, str]:
-    sections = [
-        ("Setting", [f"Data: {cfg.data.source}; base sizes {list(cfg.splits.base_per_class)} "
-                     f"images/class; seeds {list(cfg.grid.seeds)} per replicate; classifier budget: "
-                     f"{summary['budget']}; mixing: {cfg.classifier.mixing}; open-set arm: "
-                     f"{cfg.openset.kind}; {getattr(cfg.grid, 'replicates', 1)} replicate(s).",
-                     interval_text(equivalence)]),
-        ("Finding", [summary["headline"]] + summary["recommendation"]),
-    ]
-    acc_table = (["base/class", "arm", "added/class", "accuracy", "95 % CI", "units",
-                  "classifiers"],
-                 _accuracy_rows(stats))
-    coef_table = (["arm", "coefficient", "estimate", "95 % CI", "points", "status"],
-                  _coef_rows(equivalence))
-    fig_lines = [(k, v) for k, v in summary["figures"].items()]
-    formula = ("Fitted form: n_syn / n_base ≈ c₁^(n_base/k) · (c₂^(n_real⁺/n_base) − 1) with "
-               f"k = {cfg.equivalence.k:g} fixed (only ln c₁ / k is identifiable).")
-    md = [f"# synthequiv report — {cfg.name}", ""]
-    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>synthequiv — "
-         f"{html.escape(cfg.name)}</title><style>body{{font-family:sans-serif;max-width:1100px;"
-         "margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
-         "font-size:13px}img{max-width:100%}</style></head><body>",
-         f"<h1>synthequiv report — {html.escape(cfg.name)}</h1>"]
-    for title, paras in sections:
-        md += [f"## {title}", ""] + [p + "\n" for p in paras]
-        h += [f"<h2>{title}</h2>"] + [f"<p>{html.escape(p)}</p>" for p in paras]
-    md += ["## Accuracy", "", _table_md(*acc_table), ""]
-    h += ["<h2>Accuracy</h2>", _table_html(*acc_table)]
-    md += ["## Equivalence", "", formula, "", _table_md(*coef_table), ""]
-    h += ["<h2>Equivalence</h2>", f"<p>{html.escape(formula)}</p>", _table_html(*coef_table)]
-    if analysis:
-        from .analyses import report_section
+def _fit_notes(equivalence: dict) -> list[str]:
+    out = []
+    for arm, eq in equivalence.get("arms", {}).items():
+        fit = eq.get("fit", {})
+        if fit.get("status") == "ok":
+            out.append(f"{arm}-set: fitted in accuracy space on {fit.get('n_points', 0)} "
+                       f"synthetic cells ({fit.get('n_inside', 0)} inside the real curve's "
+                       "range; the others enter as bounds).")
+        else:
+            out.append(f"{arm}-set: the fit FAILED ({fit.get('status', 'no data')}: it needs ≥ 3 "
+                       "synthetic cells inside the real curve's range, had "
+                       f"{fit.get('n_inside', 0)}), so no fitted rate is given; the measured "
+                       "rates in the headline are the result.")
+    return out
 
-        amd, ahtml = report_section(analysis)
-        md.append(amd)
-        h.append(ahtml)
-    md += ["## Figures", ""] + [f"![{k}]({v})\n" for k, v in fig_lines]
-    h += ["<h2>Figures</h2>"] + [f"<h3>{html.escape(k)}</h3><img src='{html.escape(v)}'>"
-                                  for k, v in fig_lines]
-    h.append(f"<p><small>synthequiv {__version__}</small></p></body></html>")
-    return "\n".join(md) + "\n", "\n".join(h)
+
+def _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs) -> tuple[str, str]:
+    doc = Doc(f"synthequiv report — {cfg.name}", run_dir)
+    doc.box(summary["headline"])
+    doc.h2("What this means")
+    doc.bullets(summary["recommendation"])
+    doc.h2("Accuracy")
+    doc.p("Test accuracy of every classifier configuration: mean over units (replicates, each "
+          "averaged over its seeds) with 95 % t-intervals; each arm starts from the shared "
+          "baseline (the base set alone).")
+    doc.figure(figs.get("accuracy"), "Accuracy vs images added per class, per arm (bands: "
+               "95 % CI); one panel per base size, shared y axis")
+    doc.figure(figs.get("gains"), "Gain over the baseline in percentage points (bars: 95 % "
+               "CI of the paired difference over replicates; filled = significant after Holm "
+               "adjustment)")
+    doc.table(["base/class", "arm", "added/class", summary["metric"], "95 % CI", "units",
+               "classifiers"], _accuracy_rows(stats))
+    _equivalence_section(doc, cfg, equivalence, figs)
+    if analysis:
+        from .analysis_report import add_section
+
+        add_section(doc, analysis)
+    samples = [k for k in figs if k.startswith("samples_n")]
+    if samples:
+        doc.h2("Samples")
+        for k in samples:
+            doc.figure(figs[k], f"Real base-set images beside the synthetic images of each "
+                       f"generator, base {k.removeprefix('samples_n')}/class (one row per "
+                       "class, first 8 images)")
+    _setting_section(doc, cfg, summary)
+    return doc.render()
+
+
+def _equivalence_section(doc: Doc, cfg, equivalence: dict, figs: dict) -> None:
+    doc.h2("How many synthetic images is one real image worth?")
+    doc.p("Fitted form: n_syn / n_base ≈ c₁^(n_base/k) · (c₂^(n_real⁺/n_base) − 1) with "
+          f"k = {cfg.equivalence.k:g} fixed (only ln c₁ / k is identifiable). c₂ sets how fast "
+          "the synthetic images needed grow with the real gain to match; c₁ how that need "
+          "scales with the base size; r (effective-data model) is the real images one synthetic "
+          "image is worth.")
+    for note in _fit_notes(equivalence):
+        doc.p(note)
+    for arm in equivalence.get("arms", {}):
+        doc.figure(figs.get(f"equivalence_{arm}"), f"{arm}-set: synthetic images per class "
+                   "that matched a real-data gain, with the fitted formula (squares: fitted "
+                   "exchange rates with 95 % jackknife CIs over replicates)")
+    doc.table(["arm", "coefficient", "estimate", "95 % CI", "points", "status"],
+              _coef_rows(equivalence))
+
+
+def _setting_section(doc: Doc, cfg, summary: dict) -> None:
+    doc.h2("Setting")
+    reps = getattr(cfg.grid, "replicates", 1)
+    doc.p(f"Data: {cfg.data.source}; base sizes {list(cfg.splits.base_per_class)} images/class; "
+          f"seeds {list(cfg.grid.seeds)}; replicates {reps}; classifier budget: "
+          f"{summary['budget']}; mixing: {cfg.classifier.mixing}; open-set arm: "
+          f"{cfg.openset.kind}.")
+    doc.p(interval_text(summary["equivalence"]))
+    run = summary.get("run") or {}
+    if run.get("timings"):
+        doc.p("Stage times: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s"
+                                          for k, v in run["timings"].items()), small=True)
+    env = run.get("environment") or {}
+    if env:
+        doc.p("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items() if v), small=True)

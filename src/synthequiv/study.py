@@ -27,6 +27,7 @@ from .executor import set_cpu_threads
 from .lock import RunLock
 from .progress import progress_bar
 from .results import ResultsTable
+from .runlog import Timings, environment, log_plan, run_log
 from .splits import Splits, make_splits
 from .synthetic import SyntheticSet, prepare_synthetic
 from .utils import SynthequivError, atomic_write_text, resolve_device, stable_hash, sweep_temp_files
@@ -190,14 +191,15 @@ def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
     check_runtime(cfg)
     run_dir = Path(run_dir)
-    with RunLock(run_dir):
+    with RunLock(run_dir), run_log(run_dir):
         sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         device = resolve_device(cfg.device)
         set_cpu_threads(cfg)
         ds = load_dataset(cfg.data)
         splits = make_replicates(cfg, ds)
-        timings = {}
+        log_plan(cfg, ds)
+        timings = Timings()  # each stage's time is logged as it is set
         t0 = time.time()
         reps = {}
         for r, sp in enumerate(splits):
@@ -243,7 +245,8 @@ def finish(cfg, run_dir, rows, sp, synth, device, timings, progress) -> dict:
         analysis = analyse_study(cfg, run_dir, sp, synth, device, progress)
         timings["analyses_s"] = time.time() - t0
     t0 = time.time()
-    out = write_report(cfg, run_dir, rows, equivalence, analysis, sp, synth)
+    out = write_report(cfg, run_dir, rows, equivalence, analysis, sp, synth,
+                       run_info={"timings": timings, "environment": environment(device)})
     timings["report_s"] = time.time() - t0
     out["timings"] = timings
     return out
@@ -258,16 +261,24 @@ def read_run_config(run_dir: Path) -> StudyConfig:
 
 
 def rebuild_report(run_dir: Path) -> Path:
-    """Report from the files of a run directory; finishes whatever the run had left to do."""
-    return Path(run_study(read_run_config(run_dir), Path(run_dir))["report"])
+    """The report from a run directory's files alone: no training, no data, no run lock (it
+    works while the study runs; results.sqlite is read read-only)."""
+    from .rebuild import rebuild_run_report
+
+    cfg = read_run_config(run_dir)
+    return rebuild_run_report(Path(run_dir), cfg, config_hash(cfg))
 
 
 def analyse_run(run_dir: Path, progress: bool = True) -> dict:
-    """The analyses of a run directory's synthetic sets (cached in its analysis.json)."""
-    from .analyses import analyse_study
+    """The analyses of a run directory's synthetic sets: its analysis.json when the study
+    wrote one, else computed (and cached there) under the run lock."""
+    from .analyses import analyse_study, read_analysis
 
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
+    cached = read_analysis(run_dir)
+    if cached is not None:
+        return cached
     with RunLock(run_dir):
         device = resolve_device(cfg.device)
         _, sp = load_inputs(cfg)  # replicate 0: the analyses describe its synthetic sets

@@ -1,0 +1,165 @@
+"""The study plan: what a config will train and sample, the data it needs, and what it costs.
+
+`study_plan(cfg, ds)` counts generators, sample sets and classifier cells from the config
+alone; the dataset (when it could be read) gives the class count, image shape and per-class
+availability. The cost is an ESTIMATE: images each stage processes ÷ a default throughput
+from the table below (measured on the project's code, PERF.md / README), scaled where no
+figure was measured. `benchmarks/throughput.py` measures the device at hand.
+"""
+
+from __future__ import annotations
+
+import math
+
+# img/s per stage, measured: cuda = one H200 (bf16), cpu = the 2-core development machine.
+# "scaled" entries have no measurement: scaled from the nearest measured preset by
+# parameters × pixels, so read them as an order of magnitude.
+THROUGHPUT = {
+    ("cuda", "generator", "8px"): 2200.0,  # quick study on H200: 102 kimg in 47 s incl. sampling
+    ("cuda", "generator", "16px"): 2000.0,  # scaled
+    ("cuda", "generator", "32px-small"): 1475.0,  # mnist preset
+    ("cuda", "generator", "32px"): 1813.0,  # cifar10 preset, batch 256
+    ("cuda", "generator", "64px"): 450.0,  # scaled
+    ("cuda", "sampling", "8px"): 2000.0,  # scaled
+    ("cuda", "sampling", "16px"): 1000.0,  # scaled
+    ("cuda", "sampling", "32px-small"): 695.0,
+    ("cuda", "sampling", "32px"): 328.0,
+    ("cuda", "sampling", "64px"): 80.0,  # scaled
+    ("cuda", "classifier", "smallcnn"): 45786.0,  # batch 128 microbenchmark
+    ("cuda", "classifier", "resnet18"): 9321.0,
+    ("cpu", "generator", "8px"): 1296.0,
+    ("cpu", "generator", "16px"): 30.0,  # scaled
+    ("cpu", "generator", "32px-small"): 122.0,  # mnist preset: 51.2 kimg in ~7 min
+    ("cpu", "generator", "32px"): 3.8,
+    ("cpu", "generator", "64px"): 0.7,  # scaled
+    ("cpu", "sampling", "8px"): 198.0,
+    ("cpu", "sampling", "16px"): 8.0,  # scaled
+    ("cpu", "sampling", "32px-small"): 30.0,  # scaled
+    ("cpu", "sampling", "32px"): 1.0,
+    ("cpu", "sampling", "64px"): 0.2,  # scaled
+    ("cpu", "classifier", "smallcnn"): 45544.0,
+    ("cpu", "classifier", "resnet18"): 84.6,
+}
+REFERENCE_STEPS = 25  # sampling figures are at 25 network evaluations per image
+# sources whose class count and image shape are known without reading them
+KNOWN = {"digits": (10, (1, 8, 8)), "mnist": (10, (1, 28, 28)),
+         "fashion-mnist": (10, (1, 28, 28)), "kmnist": (10, (1, 28, 28)),
+         "cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32)),
+         "svhn": (10, (3, 32, 32))}
+
+
+def _data_facts(cfg, ds) -> dict:
+    if ds is not None:
+        counts = ds.labels.bincount(minlength=ds.num_classes).tolist()
+        return {"classes": ds.num_classes, "shape": list(ds.shape), "known": "read",
+                "official_test": ds.test_images is not None,
+                "per_class": dict(zip(ds.class_names, counts))}
+    k, shape = KNOWN.get(cfg.data.source, (None, None))
+    return {"classes": k, "shape": list(shape) if shape else None,
+            "known": "table" if k else "unknown", "official_test": cfg.data.source != "digits",
+            "per_class": None}
+
+
+def _counts(cfg) -> dict:
+    g, reps = cfg.grid, int(getattr(cfg.grid, "replicates", 1))
+    bases = list(cfg.splits.base_per_class)
+    syn_arms = [a for a in g.arms if a in ("closed", "open")] if g.syn_add_per_class else []
+    closed = len(bases) if "closed" in syn_arms else 0
+    open_gens = 1 if "open" in syn_arms and cfg.openset.kind != "pretrained" else 0
+    open_sets = 1 if "open" in syn_arms else 0
+    per_base = (1 + (len(g.real_add_per_class) if "real" in g.arms else 0)
+                + len(g.syn_add_per_class) * len(syn_arms))
+    return {"replicates": reps, "generators": (closed + open_gens) * reps,
+            "sample_sets": (closed + open_sets) * reps, "cells": per_base * len(bases)
+            * len(g.seeds) * reps, "cells_per_base": per_base, "syn_arms": syn_arms}
+
+
+def _generator_preset(cfg, shape) -> str:
+    if cfg.generator.preset != "auto":
+        return cfg.generator.preset
+    side = max(shape[1:]) if shape else 32
+    return next((p for p, r in (("8px", 8), ("16px", 16), ("32px", 32)) if side <= r), "64px")
+
+
+def _classifier_arch(cfg, shape) -> str:
+    arch = cfg.classifier.arch
+    if arch == "auto":
+        return "smallcnn" if shape and max(shape[1:]) <= 16 else "resnet18"
+    return "smallcnn" if arch == "smallcnn" else "resnet18"
+
+
+def _cell_images(cfg, classes: int) -> float:
+    """Training images one classifier cell processes, summed over every cell."""
+    c, g = cfg.classifier, cfg.grid
+    if c.budget == "steps":
+        return c.train_steps * c.batch_size
+    adds = [0] + list(g.real_add_per_class) + list(g.syn_add_per_class)
+    mean_pool = sum(n + m for n in cfg.splits.base_per_class for m in adds) / (
+        len(cfg.splits.base_per_class) * len(adds))
+    return c.epochs * mean_pool * classes
+
+
+def _cost(cfg, counts: dict, classes: int, shape) -> dict:
+    import torch
+
+    kind = "cuda" if cfg.device.startswith("cuda") or (
+        cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    gp, arch = _generator_preset(cfg, shape), _classifier_arch(cfg, shape)
+    evals = cfg.sampling.steps * (1 if cfg.sampling.cfg_scale in (0.0, 1.0) else 2)
+    work = {"generator": counts["generators"] * cfg.generator.train_kimg * 1000,
+            "sampling": counts["sample_sets"] * max(cfg.grid.syn_add_per_class or [0]) * classes
+            * evals / REFERENCE_STEPS,
+            "classifier": counts["cells"] * _cell_images(cfg, classes)}
+    key = {"generator": gp, "sampling": gp, "classifier": arch}
+    hours = {s: w / THROUGHPUT.get((kind, s, key[s]), math.nan) / 3600 for s, w in work.items()}
+    return {"device": kind, "generator_preset": gp, "classifier_arch": arch,
+            "images": work, "hours": hours, "total_hours": sum(hours.values())}
+
+
+def study_plan(cfg, ds=None) -> dict:
+    """Counts, data requirements and an estimated cost of the study `cfg` describes."""
+    facts, counts = _data_facts(cfg, ds), _counts(cfg)
+    real_reserve = max(cfg.grid.real_add_per_class or [0]) if "real" in cfg.grid.arms else 0
+    need = max(cfg.splits.base_per_class) + real_reserve
+    if not facts["official_test"]:
+        need += cfg.splits.test_per_class
+    short = ({c: n for c, n in facts["per_class"].items() if n < need}
+             if facts["per_class"] else {})
+    classes = facts["classes"] or 10
+    return {**counts, "generator_kimg": cfg.generator.train_kimg,
+            "samples_per_class": max(cfg.grid.syn_add_per_class or [0]),
+            "seeds": len(cfg.grid.seeds), "images_needed_per_class": need,
+            "data": {k: v for k, v in facts.items() if k != "per_class"},
+            "classes_short": short, "cost_estimate": _cost(cfg, counts, classes, facts["shape"])}
+
+
+def plan_lines(p: dict) -> list[str]:
+    d, c = p["data"], p["cost_estimate"]
+    h = c["hours"]
+    shape = "×".join(map(str, d["shape"])) if d["shape"] else "unknown shape"
+    classes = (f"{d['classes']} classes" if d["classes"]
+               else "class count unknown (10 assumed for the cost)")
+    need = (f"{p['images_needed_per_class']} real images per class (largest base set + real-"
+            f"arm reserve{' + hold-out test' if not d['official_test'] else ''})")
+    short = ("; too few in " + ", ".join(f"'{k}' ({v})" for k, v in p["classes_short"].items())
+             if p["classes_short"] else ("; every class has enough" if d["known"] == "read"
+                                         else ""))
+    return [
+        f"data: {classes}, {shape}; needs {need}{short}",
+        f"generators: {p['generators']} × {p['generator_kimg']:g} kimg "
+        f"({p['replicates']} replicate(s); preset {c['generator_preset']})",
+        f"sample sets: {p['sample_sets']} × {p['samples_per_class']}/class",
+        f"classifier cells: {p['cells']} ({p['cells_per_base']} per base size × "
+        f"{p['seeds']} seeds × {p['replicates']} replicate(s); {c['classifier_arch']})",
+        f"estimated cost on {c['device']} (default throughputs, an estimate): "
+        f"{_h(c['total_hours'])} — generators {_h(h['generator'])}, sampling "
+        f"{_h(h['sampling'])}, classifiers {_h(h['classifier'])}",
+    ]
+
+
+def _h(hours: float) -> str:
+    if not math.isfinite(hours):
+        return "unknown"
+    if hours * 60 < 1:
+        return f"{hours * 3600:.0f} s"
+    return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"

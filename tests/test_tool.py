@@ -1,0 +1,216 @@
+"""The tool around the study: logs when piped, dry-run plan, report rebuilt from files,
+fit on a results CSV, export, datasets --json, generator commands with presets."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthequiv import equivalence as eq
+from synthequiv.utils import to_jsonable
+from test_equivalence import rows_known
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "synthequiv"
+STAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+# smallest study that has every stage: 1 base size, real + closed arms, 2 seeds (~10 s)
+TINY = ["splits.base_per_class=[5]", "grid.seeds=[0,1]", "grid.arms=[real,closed]",
+        "grid.real_add_per_class=[5]", "grid.syn_add_per_class=[5]", "generator.train_kimg=0.64",
+        "generator.warmup_kimg=0.1", "sampling.steps=3", "classifier.train_steps=10",
+        "equivalence.bootstrap=20", "analysis.enabled=false", "device=cpu", "cpu_threads=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished tiny study, run through the CLI with stdout captured (= not a terminal)."""
+    import contextlib
+    import io
+
+    from synthequiv.cli import app
+
+    runs = tmp_path_factory.mktemp("runs")
+    args = ["study", "--name", "tiny", "--runs-dir", str(runs)]
+    for s in TINY:
+        args += ["--set", s]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        app(args, standalone_mode=False)
+    return runs / "tiny", out.getvalue()
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+def test_piped_study_prints_timestamped_plan_progress_and_stages(tiny_run):
+    run_dir, stdout = tiny_run
+    for text in (stdout, (run_dir / "log.txt").read_text()):
+        lines = text.splitlines()
+        for pattern in (r"plan: generators: 1 × 0.64 kimg", r"plan: classifier cells: 6 ",
+                        r"plan: estimated cost on cpu", r"generator \d+\.\d\d/0\.64 kimg, loss ",
+                        r"classifier grid 6/6: closed n=5\+5 s=1: acc",
+                        r"stage classifier_grid: \d+\.\d s", r"run finished in"):
+            assert any(re.search(STAMP + ".*" + pattern, ln) for ln in lines), pattern
+    events = [json.loads(ln)["event"] for ln in (run_dir / "metrics.jsonl").open()]
+    assert events[0] == "start" and events[-1] == "end"
+    assert {"plan", "generator", "progress", "stage"} <= set(events)
+    run = json.loads((run_dir / "summary.json").read_text())["run"]
+    assert set(run["timings"]) >= {"generators_and_sampling_s", "classifier_grid_s",
+                                   "equivalence_s"}
+    assert run["environment"]["device"] == "cpu" and run["environment"]["torch"]
+
+
+def test_dry_run_prints_the_plan_after_a_loadable_config(cli):
+    code, out, err = cli("study", "--preset", "quick", "--dry-run")
+    assert code == 0, err
+    assert yaml.safe_load(out)["grid"]["seeds"] == [0, 1, 2]  # the plan lines are comments
+    plan = [ln for ln in out.splitlines() if ln.startswith("# plan: ")]
+    assert any("generators: 4 × 25.6 kimg" in ln for ln in plan)
+    assert any("classifier cells: 63 (7 per base size × 3 seeds" in ln for ln in plan)
+    assert any("needs 130 real images per class" in ln and "every class has enough" in ln
+               for ln in plan)
+    assert any(re.search(r"estimated cost on (cpu|cuda) .*: \d", ln) for ln in plan)
+
+
+# ----------------------------------------------------------------------------- report / export
+
+
+def test_report_rebuild_trains_nothing_needs_no_data_and_ignores_the_lock(tiny_run, tmp_path,
+                                                                          cli, monkeypatch):
+    from synthequiv import classifier, data, distributed, generator, sampling, synthetic
+    from synthequiv.lock import RunLock
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(tiny_run[0], run_dir)
+    before = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "report.html").unlink()
+    calls = []
+    for mod, name in [(classifier, "train_classifier"), (generator, "train_generator"),
+                      (distributed, "train_distributed"), (data, "load_dataset"),
+                      (synthetic, "prepare_synthetic"), (sampling, "sample_images")]:
+        monkeypatch.setattr(mod, name, lambda *a, _n=name, **k: calls.append(_n))
+    with RunLock(run_dir):  # as if the study were still running
+        code, out, err = cli("report", run_dir)
+    assert code == 0, err
+    assert calls == []
+    after = json.loads((run_dir / "summary.json").read_text())
+    assert after["headline"] == before["headline"] and after["n_cells"] == before["n_cells"] == 6
+    assert after["run"]["timings"] == before["run"]["timings"]
+    assert (run_dir / "report.html").is_file() and "samples_n5" in after["figures"]
+
+
+def test_html_report_is_self_contained(tiny_run):
+    page = (tiny_run[0] / "report.html").read_text()
+    srcs = re.findall(r"""src=['"]([^'"]*)""", page)
+    assert len(srcs) >= 4 and all(s.startswith("data:image/") for s in srcs)
+    assert page.index("class='headline'") < page.index("<h2>Accuracy") < page.index(
+        "<h2>Setting")
+    summary = json.loads((tiny_run[0] / "summary.json").read_text())
+    for rel in summary["figures"].values():
+        assert not Path(rel).is_absolute()
+        assert (tiny_run[0] / rel).with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_export_stacks_runs_with_run_and_dataset_columns(tiny_run, tmp_path, cli):
+    second = tmp_path / "second"
+    shutil.copytree(tiny_run[0], second)
+    out = tmp_path / "all.csv"
+    code, _, err = cli("export", tiny_run[0], second, "--out", out)
+    assert code == 0, err
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:8] == ["run", "dataset", "n_base", "arm", "n_add", "baseline",
+                                 "replicate", "seed"]
+    assert sum(r["baseline"] == "True" for r in rows) == 4  # 2 seeds × 2 runs
+    assert len(rows) == 12 and {r["run"] for r in rows} == {"tiny", "second"}
+    assert {r["dataset"] for r in rows} == {"digits"} and {r["replicate"] for r in rows} == {"0"}
+    assert {"accuracy", "config_hash", "key"} <= set(rows[0])
+
+
+def test_export_parquet_without_pyarrow_is_one_error(tiny_run, tmp_path, cli):
+    code, _, err = cli("export", tiny_run[0], "--format", "parquet", "--out",
+                       tmp_path / "x.parquet")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert code == 2 and err.strip().startswith("error: ") and "pyarrow" in err
+    else:
+        assert code == 0 and (tmp_path / "x.parquet").stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def _write_csv(path: Path, rows: list[dict], baseline_arm: str = "baseline") -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["n_base", "arm", "n_add", "seed", "accuracy"])
+        w.writeheader()
+        for r in rows:
+            base = r["arm"] == "real" and r["n_add"] == 0
+            w.writerow({**{k: r[k] for k in ("n_base", "n_add", "seed", "accuracy")},
+                        "arm": baseline_arm if base else r["arm"]})
+    return path
+
+
+def test_fit_on_a_csv_reproduces_equivalence_analyse(tmp_path, cli):
+    rows = rows_known(noise=0.001)
+    csv_path = _write_csv(tmp_path / "mine.csv", rows)
+    code, out, err = cli("fit", csv_path, "--out", tmp_path / "fit")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "fit" / "summary.json").read_text())
+    expected = eq.analyse(rows, eq.EquivalenceConfig())
+    assert summary["equivalence"] == json.loads(json.dumps(to_jsonable(expected)))
+    assert summary["equivalence"]["arms"]["closed"]["fit"]["status"] == "ok"
+    assert (tmp_path / "fit" / "report.html").is_file() and summary["headline"] in out
+
+
+def test_fit_names_a_missing_column(tmp_path, cli):
+    path = tmp_path / "bad.csv"
+    path.write_text("n_base,arm,n_add,accuracy\n10,real,0,0.9\n")
+    code, _, err = cli("fit", path)
+    assert code == 2 and err.count("\n") == 1 and "missing column(s) seed" in err
+
+
+# ----------------------------------------------------------------------------- hygiene
+
+
+def test_datasets_json_and_untruncated_table(cli, tmp_path, monkeypatch):
+    root = tmp_path / ("a-rather-long-directory-name-" * 3)
+    code, out, _ = cli("datasets", "--root", root, "--json")
+    rows = json.loads(out)
+    assert code == 0 and rows[0]["source"] == "digits"
+    assert not [r for r in rows if r["source"].endswith("3d")]
+    monkeypatch.setenv("COLUMNS", "80")  # as when piped
+    code, out, _ = cli("datasets", "--root", root)
+    assert str(root / "cifar-10-batches-py") in out
+
+
+def _imports(path: Path) -> set[str]:
+    """synthequiv modules a module imports, at top level or inside functions."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            out |= {node.module} if node.module else {a.name for a in node.names}
+    return out
+
+
+@pytest.mark.parametrize("a, b", [("analyses", "report"), ("data", "folder"),
+                                  ("distributed", "generator"), ("analysis_report", "report")])
+def test_no_import_circle(a, b):
+    assert not (b in _imports(SRC / f"{a}.py") and a in _imports(SRC / f"{b}.py"))
+
+
+def test_generator_train_takes_preset_settings(tmp_path, cli):
+    code, _, err = cli("generator", "train", "digits", "--base-per-class", "2", "--out",
+                       tmp_path / "g", "--set", "generator.train_kimg=0.032",
+                       "--set", "generator.batch_size=16", "--device", "cpu")
+    assert code == 0, err
+    import torch
+
+    state = torch.load(tmp_path / "g" / "checkpoint.pt", weights_only=True)
+    assert state["config"]["batch_size"] == 16 and state["step"] == 2
