@@ -20,7 +20,7 @@ from test_equivalence import rows_known
 SRC = Path(__file__).resolve().parents[1] / "src" / "synthequiv"
 STAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
 # smallest study that has every stage: 1 base size, real + closed arms, 2 seeds (~10 s)
-TINY = ["splits.base_per_class=[5]", "grid.seeds=[0,1]", "grid.arms=[real,closed]",
+TINY = ["splits.base_per_class=[5]", "grid.seeds=[0,1]", "grid.arms=[real,closed]", "grid.replicates=1",
         "grid.real_add_per_class=[5]", "grid.syn_add_per_class=[5]", "generator.train_kimg=0.64",
         "generator.warmup_kimg=0.1", "sampling.steps=3", "classifier.train_steps=10",
         "equivalence.bootstrap=20", "analysis.enabled=false", "device=cpu", "cpu_threads=1"]
@@ -68,11 +68,12 @@ def test_piped_study_prints_timestamped_plan_progress_and_stages(tiny_run):
 def test_dry_run_prints_the_plan_after_a_loadable_config(cli):
     code, out, err = cli("study", "--preset", "quick", "--dry-run")
     assert code == 0, err
-    assert yaml.safe_load(out)["grid"]["seeds"] == [0, 1, 2]  # the plan lines are comments
+    assert yaml.safe_load(out)["grid"]["seeds"] == [0, 1]  # the plan lines are comments
     plan = [ln for ln in out.splitlines() if ln.startswith("# plan: ")]
-    assert any("generators: 4 × 25.6 kimg" in ln for ln in plan)
-    assert any("classifier cells: 63 (7 per base size × 3 seeds" in ln for ln in plan)
-    assert any("needs 130 real images per class" in ln and "every class has enough" in ln
+    assert any("generators: 9 × 25.6 kimg (3 replicate(s)" in ln for ln in plan)
+    assert any("classifier cells: 108 (9 per base size × 2 seeds × 3 replicate(s)" in ln
+               for ln in plan)
+    assert any("needs 110 real images per class" in ln and "every class has enough" in ln
                for ln in plan)
     assert any(re.search(r"estimated cost on (cpu|cuda) .*: \d", ln) for ln in plan)
 
@@ -148,11 +149,12 @@ def test_export_parquet_without_pyarrow_is_one_error(tiny_run, tmp_path, cli):
 
 def _write_csv(path: Path, rows: list[dict], baseline_arm: str = "baseline") -> Path:
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["n_base", "arm", "n_add", "seed", "accuracy"])
+        cols = ["n_base", "n_add", "seed", "replicate", "accuracy"]
+        w = csv.DictWriter(f, fieldnames=["arm", *cols])
         w.writeheader()
         for r in rows:
             base = r["arm"] == "real" and r["n_add"] == 0
-            w.writerow({**{k: r[k] for k in ("n_base", "n_add", "seed", "accuracy")},
+            w.writerow({**{k: r.get(k, 0) for k in cols},
                         "arm": baseline_arm if base else r["arm"]})
     return path
 
