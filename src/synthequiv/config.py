@@ -68,6 +68,9 @@ class StudyConfig:
     # CPU they are gloo processes. 1 = train in the worker itself
     generator_nproc: int = 1
     compile: bool = False  # torch.compile the generator for training and sampling (GPU runs)
+    # classifier cells trained at once as one batched computation (src/synthequiv/batched.py);
+    # 0 = auto: 1 on CPU (there batching measured slower), by architecture on CUDA
+    cell_group: int = 0
     ray: RayConfig = field(default_factory=RayConfig)
     data: DataConfig = field(default_factory=DataConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
@@ -235,6 +238,7 @@ def check_runtime(cfg: StudyConfig) -> None:
     check_positive("workers", cfg.workers, allow_zero=True)
     check_positive("cpu_threads", cfg.cpu_threads, allow_zero=True)
     check_positive("generator_nproc", cfg.generator_nproc)
+    check_positive("cell_group", cfg.cell_group, allow_zero=True)
     check_split(cfg.generator.batch_size, cfg.generator_nproc)
 
 
