@@ -204,6 +204,9 @@ def build_classifier(
     if arch == "smallcnn":
         return SmallCNN(in_channels, image_size, num_classes, width or 16)
     if arch == "airbench":
+        if image_size < 16:  # 2×2 stem + three 2× pools: 15 px → 1 px at the head
+            raise SynthequivError(f"classifier arch 'airbench' needs images ≥ 16 px, got "
+                                  f"{image_size} px (use smallcnn)")
         return AirbenchNet(in_channels, num_classes, width or 64)
     stem = "cifar" if arch == "resnet18" else "imagenet"
     return ResNet18(in_channels, num_classes, width or 64, stem)
