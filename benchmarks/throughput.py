@@ -4,13 +4,17 @@
     .venv/bin/python benchmarks/throughput.py --preset quick    # digits shapes
     .venv/bin/python benchmarks/throughput.py --device cpu --steps 3
     .venv/bin/python benchmarks/throughput.py --nproc 8        # + DDP generator training, 8 GPUs
+    .venv/bin/python benchmarks/throughput.py --set classifier.arch=airbench --set \
+        classifier.epochs=10                                    # another classifier recipe
 
 Measures on random data of the preset's image shape (no download needed):
   generator training images/s (the preset's backbone, batch and AMP policy),
   sampling images/s at the preset's NFE,
-  classifier training images/s (the preset's architecture and batch),
+  classifier training images/s (the preset's architecture and batch), one cell and
+    `cell_group` cells trained at once (auto: by architecture on CUDA, 1 on CPU),
 then projects the full grid: generators × train_kimg, sampling of every synthetic set, and
-every classifier cell's optimizer steps, in device-hours. The projection is throughput × work;
+every classifier cell's optimizer steps at the batched cell throughput, in device-hours.
+The projection is throughput × work;
 it ignores data loading and evaluation (small for in-memory 32 px data).
 
 --nproc N also times generator training on N DDP ranks (torchrun; one per GPU, gloo processes
@@ -29,6 +33,7 @@ from pathlib import Path
 import torch
 
 from synthequiv import config as C
+from synthequiv.batched import resolve_group, train_classifiers
 from synthequiv.classifier import num_train_steps, train_classifier
 from synthequiv.distributed import train_distributed
 from synthequiv.generator import load_generator, train_generator
@@ -90,15 +95,23 @@ def ddp_generator_ips(cfg, shape, device, steps, nproc) -> float:
     return steps * gcfg.batch_size / (times[1] - times[0])
 
 
-def classifier_ips(cfg, shape, device, steps) -> float:
+def classifier_ips(cfg, shape, device, steps, group: int = 1) -> float:
+    """Cell training images/s: one cell (group 1) or `group` cells trained at once."""
     x, y = _data(shape, 2048)
     ccfg = dataclasses.replace(cfg.classifier, budget="steps", train_steps=steps)
-    train_classifier(x, y, shape[3], dataclasses.replace(ccfg, train_steps=2), 0, device=device)
+
+    def run(c):
+        if group == 1:
+            return train_classifier(x, y, shape[3], c, 0, device=device)
+        return train_classifiers([(x, y, None, None)] * group, list(range(group)), shape[3], c,
+                                 device)
+
+    run(dataclasses.replace(ccfg, train_steps=2))  # warm-up: cudnn autotune, allocator
     _sync(device)
     t0 = time.perf_counter()
-    train_classifier(x, y, shape[3], ccfg, 0, device=device)
+    run(ccfg)
     _sync(device)
-    return steps * ccfg.batch_size / (time.perf_counter() - t0)
+    return group * steps * ccfg.batch_size / (time.perf_counter() - t0)
 
 
 def grid_work(cfg, k: int) -> dict:
@@ -124,14 +137,18 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", type=int, default=20, help="timed optimizer steps per stage")
     ap.add_argument("--nproc", type=int, default=0, help="also time DDP generator training")
+    ap.add_argument("--set", action="append", default=[], dest="overrides",
+                    help="config override, e.g. classifier.arch=airbench or cell_group=16")
     args = ap.parse_args()
     device = resolve_device(args.device)
-    cfg = C.resolve(args.preset, None, [f"device={device.type}"])
+    cfg = C.resolve(args.preset, None, [f"device={device.type}"] + args.overrides)
     shape = SHAPES[args.preset]
     print(f"preset {args.preset}: images {shape[:3]}, {shape[3]} classes, device {device} "
           f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'})")
     gen_ips, smp_ips = generator_ips(cfg, shape, device, args.steps)
-    clf_ips = classifier_ips(cfg, shape, device, args.steps)
+    group = resolve_group(cfg.cell_group, cfg.classifier.arch, shape[1], device)
+    one_ips = classifier_ips(cfg, shape, device, args.steps)
+    clf_ips = classifier_ips(cfg, shape, device, args.steps, group) if group > 1 else one_ips
     print(f"generator training   {gen_ips:10.1f} images/s (batch {cfg.generator.batch_size})")
     if args.nproc > 1:
         one, many = (ddp_generator_ips(cfg, shape, device, args.steps, n)
@@ -140,8 +157,10 @@ def main() -> None:
               f"images/s → scaling {many / one:.2f}× (ideal {args.nproc}×)")
     print(f"sampling             {smp_ips:10.1f} images/s ({cfg.sampling.sampler}, "
           f"{cfg.sampling.steps} steps, cfg {cfg.sampling.cfg_scale})")
-    print(f"classifier training  {clf_ips:10.1f} images/s (batch {cfg.classifier.batch_size}, "
-          f"arch {cfg.classifier.arch})")
+    print(f"classifier training  {one_ips:10.1f} images/s one cell (batch "
+          f"{cfg.classifier.batch_size}, arch {cfg.classifier.arch})")
+    print(f"  {group} cells at once {clf_ips:10.1f} images/s → {clf_ips / one_ips:.2f}× "
+          f"(cell_group {cfg.cell_group}; the projection uses this)")
     w = grid_work(cfg, shape[3])
     hours = {"generators": w["generator_imgs"] / gen_ips / 3600,
              "sampling": w["sample_imgs"] / smp_ips / 3600,

@@ -285,3 +285,17 @@ def test_bad_inputs_raise_one_line_error(digits, case):
     with pytest.raises(SynthequivError) as err:
         _bad_calls(x, y)[case]()
     assert "\n" not in str(err.value)
+
+
+def test_airbench_net_at_32_and_28_px_and_refused_below_16():
+    for size in (32, 28):
+        model = build_classifier("airbench", 3, size, 10, width=8)
+        x = torch.randn(4, 3, size, size)
+        assert model(x).shape == (4, 10) and model.features(x).shape == (4, 32)
+    with pytest.raises(SynthequivError, match="needs images ≥ 16 px"):
+        build_classifier("airbench", 1, 8, 10)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    cfg = ClassifierConfig(arch="airbench", width=8, train_steps=3, batch_size=16, hflip=True)
+    model = train_classifier(x, torch.arange(64) % 10, 10, cfg, seed=0)
+    assert isinstance(model, clf.AirbenchNet) and not model.training

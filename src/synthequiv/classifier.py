@@ -26,7 +26,7 @@ from torchvision.models.resnet import BasicBlock
 
 from .utils import SynthequivError, check_positive, resolve_device, seed_everything
 
-ARCHS = ("auto", "smallcnn", "resnet18", "torchvision-resnet18")
+ARCHS = ("auto", "smallcnn", "resnet18", "torchvision-resnet18", "airbench")
 MIXINGS = ("concat", "ratio")
 BUDGETS = ("steps", "epochs")
 OPTIMIZERS = ("sgd", "adamw")
@@ -38,8 +38,10 @@ PAD_MODES = ("replicate", "reflect", "constant")
 class ClassifierConfig:
     # auto (by image size) | smallcnn (≤ 16 px) | resnet18 (CIFAR stem, 17–64 px)
     # | torchvision-resnet18 (torchvision's ImageNet layout, > 64 px)
+    # | airbench (airbench94-style fast net for ~32 px natural images; not chosen by auto)
     arch: str = "auto"
-    width: int = 0  # channels of the first stage; 0 = arch default (smallcnn 16, resnets 64)
+    # channels of the first stage; 0 = arch default (smallcnn 16, resnets 64, airbench 64)
+    width: int = 0
     budget: str = "steps"  # steps: train_steps per cell (arms at equal compute) | epochs
     train_steps: int = 400  # optimizer steps per cell when budget == "steps"
     epochs: int = 30  # passes over the pooled real+synthetic set when budget == "epochs"
@@ -145,6 +147,41 @@ class ResNet18(nn.Module):
         return self.fc(self.features(x))  # [N, K]
 
 
+class AirbenchNet(nn.Module):
+    """airbench94's network (Jordan 2024, github.com/KellerJordan/cifar10-airbench) for ~32 px
+    natural images: a 2×2 stem conv (no padding), then three blocks [3×3 conv, 2×2 max-pool,
+    BN, GELU, 3×3 conv, BN, GELU] at widths w, 4w, 4w, a global max-pool and a bias-free linear
+    head scaled by 1/9. 32 px: 31 → 15 → 7 → 3 px. ~2M parameters at w = 64.
+
+    Differences from airbench94 (which reaches 94 % on CIFAR-10 in ~10 epochs): the stem is
+    learnt, not initialised by patch whitening; BN uses torch defaults; no lookahead/TTA. Its
+    accuracy under this package's recipe is unmeasured here (no CIFAR-10 offline): see README.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 64):
+        super().__init__()
+        stem = 2 * in_channels * 2 * 2  # airbench: 24 channels for RGB
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                    nn.BatchNorm2d(c_out), nn.GELU(),
+                    nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                    nn.GELU()]
+
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 2, bias=True), nn.GELU(),
+            *block(stem, width), *block(width, 4 * width), *block(4 * width, 4 * width),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(4 * width, num_classes, bias=False)
+        self.feature_dim = 4 * width
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # [N, 4·width]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x)) / 9.0  # [N, K]; airbench's logit scale
+
+
 def resolve_arch(arch: str, image_size: int) -> str:
     """'auto' → smallcnn up to 16 px, CIFAR-style resnet18 up to 64 px, else the ImageNet one."""
     if arch not in ARCHS:
@@ -166,6 +203,11 @@ def build_classifier(
     arch = resolve_arch(arch, image_size)
     if arch == "smallcnn":
         return SmallCNN(in_channels, image_size, num_classes, width or 16)
+    if arch == "airbench":
+        if image_size < 16:  # 2×2 stem + three 2× pools: 15 px → 1 px at the head
+            raise SynthequivError(f"classifier arch 'airbench' needs images ≥ 16 px, got "
+                                  f"{image_size} px (use smallcnn)")
+        return AirbenchNet(in_channels, num_classes, width or 64)
     stem = "cifar" if arch == "resnet18" else "imagenet"
     return ResNet18(in_channels, num_classes, width or 64, stem)
 
@@ -211,6 +253,49 @@ def mixed_batch_indices(
     return torch.cat([real.view(num_steps, batch_size - k), syn.view(num_steps, k)], dim=1)
 
 
+def augment_draws(
+    generator: torch.Generator, num_steps: int, batch_size: int, pad: int, hflip: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All steps' crop offsets [S, 2, B] (dy, dx) and flip flags [S, B] (None without hflip).
+
+    Drawn step by step in the order `augment_batch` draws them, so a loop over precomputed
+    draws sees the same numbers; done once before training, the draws reach the device in
+    one copy instead of one host→device transfer per step.
+    """
+    offsets, flips = [], []
+    for _ in range(num_steps if pad or hflip else 0):
+        offsets.append(torch.randint(0, 2 * pad + 1, (2, batch_size), generator=generator))
+        if hflip:
+            flips.append(torch.rand(batch_size, generator=generator) < 0.5)
+    if not offsets:
+        return torch.zeros(num_steps, 2, batch_size, dtype=torch.long), None
+    return torch.stack(offsets), torch.stack(flips) if hflip else None
+
+
+def crop_flip(batch: torch.Tensor, offsets: torch.Tensor, flip: torch.Tensor | None,
+              pad: int) -> torch.Tensor:
+    """Crops of a padded batch [B, C, H+2p, W+2p] at offsets [2, B], flipped where flip [B].
+
+    Leading dims other than B pass through: batch [..., B, C, H+2p, W+2p] with offsets
+    [..., 2, B] crops every group at once. Returns [..., B, C, H, W].
+    """
+    if pad == 0 and flip is None:
+        return batch
+    *lead, b, _, hp, wp = batch.shape
+    h, w = hp - 2 * pad, wp - 2 * pad
+    dev = batch.device
+    cols = offsets[..., 1, :, None] + torch.arange(w, device=dev)  # [..., B, W]
+    if flip is not None:  # reversing the column index of half the batch flips those images
+        cols = torch.where(flip[..., None], cols.flip(-1), cols)
+    rows = offsets[..., 0, :, None] + torch.arange(h, device=dev)  # [..., B, H]
+    flat = batch.reshape(-1, *batch.shape[-3:])  # [G·B, C, H+2p, W+2p]
+    n = torch.arange(flat.shape[0], device=dev)[:, None, None, None]
+    c = torch.arange(flat.shape[1], device=dev)[None, :, None, None]
+    rows, cols = rows.reshape(-1, h), cols.reshape(-1, w)
+    out = flat[n, c, rows[:, None, :, None], cols[:, None, None, :]]  # [G·B, C, H, W]
+    return out.view(*lead, b, *out.shape[1:])
+
+
 def augment_batch(
     padded: torch.Tensor, idx: torch.Tensor, pad: int, hflip: bool, generator: torch.Generator
 ) -> torch.Tensor:
@@ -219,20 +304,9 @@ def augment_batch(
     padded: [N, C, H+2p, W+2p] float on the device; idx: [B] → returns [B, C, H, W].
     """
     batch = padded[idx.to(padded.device)]  # [B, C, H+2p, W+2p]
-    if pad == 0 and not hflip:
-        return batch
-    b, _, hp, wp = batch.shape
-    h, w = hp - 2 * pad, wp - 2 * pad
-    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator)  # [2, B] dy, dx
-    cols = offsets[1][:, None] + torch.arange(w)  # [B, W]
-    if hflip:  # reversing the column index of half the batch flips those images
-        flip = torch.rand(b, generator=generator) < 0.5
-        cols = torch.where(flip[:, None], cols.flip(1), cols)
-    rows = (offsets[0][:, None] + torch.arange(h)).to(batch.device)  # [B, H]
-    cols = cols.to(batch.device)
-    n = torch.arange(b, device=batch.device)[:, None, None, None]
-    c = torch.arange(batch.shape[1], device=batch.device)[None, :, None, None]
-    return batch[n, c, rows[:, None, :, None], cols[:, None, None, :]]  # [B, C, H, W]
+    offsets, flips = augment_draws(generator, 1, len(idx), pad, hflip)
+    flip = None if flips is None else flips[0].to(batch.device)
+    return crop_flip(batch, offsets[0].to(batch.device), flip, pad)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -303,6 +377,14 @@ def build_optimizer(
     """Optimizer (weight decay on conv/linear weights only) and its per-step LR schedule."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BN affine, biases
+    return optimizer_for(decay, no_decay, cfg, num_steps)
+
+
+def optimizer_for(
+    decay: list[torch.Tensor], no_decay: list[torch.Tensor], cfg: ClassifierConfig,
+    num_steps: int,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """`build_optimizer` on explicit parameter lists (batched training passes stacked ones)."""
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
@@ -430,9 +512,13 @@ def _fit(
     fmt = memory_format(model, dev)
     model = model.to(dev, memory_format=fmt).train()
     opt, lr_sched = build_optimizer(model, cfg, len(schedule))
+    # every step's crop/flip draws up front, on the device: no host work or transfer per step
+    offsets, flips = (None if t is None else t.to(dev) for t in augment_draws(
+        g, len(schedule), schedule.shape[1], cfg.crop_pad_px, cfg.hflip))
     for step in _progress(len(schedule), progress):
         idx = schedule[step]  # [B]
-        x = augment_batch(pool, idx, cfg.crop_pad_px, cfg.hflip, g).contiguous(memory_format=fmt)
+        x = crop_flip(pool[idx], offsets[step], None if flips is None else flips[step],
+                      cfg.crop_pad_px).contiguous(memory_format=fmt)
         with torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
             logits = model(x)  # [B, K]
         loss = F.cross_entropy(logits.float(), labels[idx],

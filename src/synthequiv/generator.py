@@ -443,6 +443,9 @@ def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     return path
 
 
+LOSS_READ_STEPS = 25  # training steps between host reads of the (device-summed) loss
+
+
 def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim.Optimizer,
                 data: torch.Tensor, labels: torch.Tensor, cfg: GeneratorConfig, start: int,
                 save, progress: bool, rank: Rank):
@@ -457,6 +460,7 @@ def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim
         task = bar.add_task("generator", total=total * bsz / 1000, completed=start * bsz / 1000,
                             loss=float("nan"), ips=0.0)
         t0 = time.perf_counter()
+        loss_sum, since = torch.zeros((), device=device), 0  # losses summed on the device
         for step in range(start, total):
             d = draw_step(gen, cfg, step, len(data), device).part(rank.slice(bsz))
             x0, y = data[d.idx], labels[d.idx]  # [B/W, C, R, R], [B/W]
@@ -472,12 +476,20 @@ def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim
                 nn.utils.clip_grad_norm_(gen.parameters(), cfg.grad_clip)
             opt.step()
             ema_update(ema, gen, ema_beta(cfg, step))
-            loss_value = float(rank.mean(loss.detach()))  # every rank sees the same value
-            if not math.isfinite(loss_value):
-                raise SynthequivError(f"generator loss became {loss_value} at step {step}; "
-                                      f"lower generator.lr (now {cfg.lr:g})")
-            ips = (step + 1 - start) * bsz / (time.perf_counter() - t0)
-            bar.update(task, completed=(step + 1) * bsz / 1000, loss=loss_value, ips=ips)
+            loss_sum += loss.detach()
+            since += 1
+            # the host reads the loss every LOSS_READ_STEPS steps, not every step (a read waits
+            # for the GPU to drain, idling it while Python queues the next step), and before
+            # every checkpoint, so a diverged state is never saved
+            if since == LOSS_READ_STEPS or (step + 1) % ckpt_every == 0 or step + 1 == total:
+                loss_value = float(rank.mean(loss_sum)) / since  # same value on every rank
+                if not math.isfinite(loss_value):
+                    raise SynthequivError(f"generator loss became {loss_value} at step {step}; "
+                                          f"lower generator.lr (now {cfg.lr:g})")
+                loss_sum.zero_()
+                since = 0
+                ips = (step + 1 - start) * bsz / (time.perf_counter() - t0)
+                bar.update(task, completed=(step + 1) * bsz / 1000, loss=loss_value, ips=ips)
             if (step + 1) % ckpt_every == 0 and step + 1 < total:
                 save(step + 1, finished=False)
     save(total, finished=True)

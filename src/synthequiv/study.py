@@ -126,44 +126,72 @@ def cell_data(cell: Cell, reps: dict[int, Replicate]):
 # ----------------------------------------------------------------------------- one cell
 
 
-def train_cell(cell: Cell, data, test_x, test_y, num_classes: int, ccfg, device) -> dict:
-    """Train and evaluate one classifier; return its results row. Pure: safe as a Ray task."""
+def train_cell(cells: list[Cell], datas: list, test_x, test_y, num_classes: int, ccfg,
+               device) -> list[dict]:
+    """Train and evaluate a group of cells (one: `train_classifier`; several: one batched
+    computation, `batched.train_classifiers`); their results rows. Pure: safe as a Ray task."""
+    from .batched import train_classifiers
     from .classifier import evaluate, train_classifier
 
     t0 = time.time()
-    x, y, sx, sy = data
-    model = train_classifier(x, y, num_classes, ccfg, cell.seed, sx, sy, device=device)
-    metrics = evaluate(model, test_x, test_y, num_classes, device=device)
-    return {
-        "key": cell.key, "n_base": cell.n_base, "arm": cell.arm, "n_add": cell.n_add,
-        "seed": cell.seed, "replicate": cell.replicate, "accuracy": metrics["accuracy"],
-        "balanced_accuracy": metrics.get("balanced_accuracy"), "auc": metrics.get("auc"),
-        "n_train": len(y) + (0 if sy is None else len(sy)), "wall_s": time.time() - t0,
-        "version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
+    if len(cells) == 1:
+        (x, y, sx, sy), = datas
+        models = [train_classifier(x, y, num_classes, ccfg, cells[0].seed, sx, sy, device=device)]
+    else:
+        models = train_classifiers(datas, [c.seed for c in cells], num_classes, ccfg, device)
+    rows = []
+    for cell, (_, y, _, sy), model in zip(cells, datas, models):
+        metrics = evaluate(model, test_x, test_y, num_classes, device, ccfg.eval_batch_size)
+        rows.append({
+            "key": cell.key, "n_base": cell.n_base, "arm": cell.arm, "n_add": cell.n_add,
+            "seed": cell.seed, "replicate": cell.replicate, "accuracy": metrics["accuracy"],
+            "balanced_accuracy": metrics.get("balanced_accuracy"), "auc": metrics.get("auc"),
+            "n_train": len(y) + (0 if sy is None else len(sy)),
+            "version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
+    for row in rows:  # a group's wall time, shared equally by its cells
+        row["wall_s"] = (time.time() - t0) / len(rows)
+    return rows
 
 
 def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
               table: ResultsTable, device: torch.device, progress: bool = True) -> None:
+    """Cells not yet in the table, in groups of `cfg.cell_group` (0 = auto) trained at once
+    (a group never spans replicates: they have different test sets); each group is one task,
+    and each of its rows is written as soon as the group returns."""
+    from .batched import plan_groups, resolve_group
+    from .classifier import num_train_steps
     from .executor import map_tasks
 
     todo = [c for c in cells if c.key not in table.done_keys()]
     chash = config_hash(cfg)
-    # big inputs travel once (Ray puts them in the object store); each task gets a Cell
-    shared = {"reps": reps, "ccfg": cfg.classifier, "device": device}
+    ccfg = cfg.classifier
+    sp0 = reps[0].sp
+    size = resolve_group(cfg.cell_group, ccfg.arch, max(sp0.dataset.images.shape[-2:]), device)
+    groups = []
+    for r in sorted(reps):
+        mine = [c for c in todo if c.replicate == r]
+        steps = [ccfg.train_steps] * len(mine)
+        if ccfg.budget == "epochs" and size > 1:  # step counts follow pool sizes: group by them
+            steps = [num_train_steps(ccfg, sum(len(t) for t in cell_data(c, reps)[1::2]
+                                               if t is not None)) for c in mine]
+        groups += [[mine[i] for i in idx] for idx in plan_groups(steps, size)] if mine else []
+    # big inputs travel once (Ray puts them in the object store); each task gets a group
+    shared = {"reps": reps, "ccfg": ccfg, "device": device}
     with progress_bar("classifier grid", total=len(cells), enabled=progress) as bar:
         bar.advance(len(cells) - len(todo))
-        for row in map_tasks(_cell_task, todo, shared, cfg, kind="cell"):
-            row["config_hash"] = chash
-            table.add(row)  # the driver is the single writer
-            bar.advance(1, f"{row['arm']} n={row['n_base']}+{row['n_add']} s={row['seed']}: "
-                           f"acc {row['accuracy']:.3f}")
+        for rows in map_tasks(_cell_task, groups, shared, cfg, kind="cell"):
+            for row in rows:
+                row["config_hash"] = chash
+                table.add(row)  # the driver is the single writer
+                bar.advance(1, f"{row['arm']} n={row['n_base']}+{row['n_add']} "
+                               f"s={row['seed']}: acc {row['accuracy']:.3f}")
 
 
-def _cell_task(cell: Cell, reps: dict[int, Replicate], ccfg, device) -> dict:
-    data = cell_data(cell, reps)
-    sp = reps[cell.replicate].sp
-    return train_cell(cell, data, sp.test_images, sp.test_labels, sp.dataset.num_classes,
+def _cell_task(cells: list[Cell], reps: dict[int, Replicate], ccfg, device) -> list[dict]:
+    datas = [cell_data(cell, reps) for cell in cells]
+    sp = reps[cells[0].replicate].sp
+    return train_cell(cells, datas, sp.test_images, sp.test_labels, sp.dataset.num_classes,
                       ccfg, device)
 
 

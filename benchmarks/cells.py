@@ -1,0 +1,155 @@
+"""Classifier cells: one by one (old step, new step) vs groups trained at once, side by side.
+
+    .venv/bin/python benchmarks/cells.py                         # quick preset's 63 cells, CPU
+    .venv/bin/python benchmarks/cells.py --cells 12 --steps 100  # a shorter look
+    python3 benchmarks/cells.py --device cuda --groups 1,16,63   # on a GPU
+
+The cells are the `quick` preset's grid (base 10/20/40 per class; real +10/+40; closed and
+open +40/+160; seeds 0–2) on digits. The "synthetic" images of the generative arms are drawn
+from the digits pool (no generator is trained here): throughput depends on pool sizes, not on
+the pixels. Arms, interleaved in one run so load changes hit all of them:
+  old step    the loop before this change (per-step host augmentation draws + transfer)
+  sequential  train_classifier per cell (today's loop)
+  group G     batched.train_classifiers on groups of G cells
+Prints seconds, cells/s, images/s and the ratio to `sequential`, and each arm's mean test
+accuracy and mean |Δ accuracy| per cell against `sequential` beside the between-seed spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from synthequiv import classifier as clf
+from synthequiv import config as C
+from synthequiv.batched import plan_groups, train_classifiers
+from synthequiv.utils import resolve_device, seed_everything
+
+
+def quick_cells(cfg, n_cells: int):
+    """[(data, seed)] for the quick grid on digits, and the test set."""
+    from synthequiv.study import load_inputs
+
+    _, sp = load_inputs(cfg)
+    g = torch.Generator().manual_seed(0)
+    pool = sp.pool_indices()
+    out = []
+    for n in cfg.splits.base_per_class:
+        x, y = sp.base(n)
+        amounts = [("real", 0)] + [("real", m) for m in cfg.grid.real_add_per_class]
+        amounts += [(a, m) for a in ("closed", "open") for m in cfg.grid.syn_add_per_class]
+        for arm, m in amounts:
+            for seed in cfg.grid.seeds:
+                if arm == "real":
+                    rx, ry = (x, y) if m == 0 else (torch.cat([x, sp.reserve(m)[0]]),
+                                                    torch.cat([y, sp.reserve(m)[1]]))
+                    out.append(((rx, ry, None, None), seed))
+                else:
+                    idx = pool[torch.randint(len(pool), (m * 10,), generator=g)]
+                    sx, sy = sp.dataset.images[idx], sp.dataset.labels[idx]
+                    out.append(((x, y, sx, sy), seed))
+    return out[:n_cells], sp.test_images, sp.test_labels
+
+
+def old_step_train(x, y, num_classes, cfg, seed, sx=None, sy=None, device="cpu"):
+    """train_classifier as it was before this change: augmentation drawn on the host per step."""
+    images, labels, n_real = clf._pool(x, y, sx, sy, num_classes)
+    dev = resolve_device(str(device))
+    g = seed_everything(seed)
+    steps = clf.num_train_steps(cfg, len(images))
+    schedule = clf.mixed_batch_indices(n_real, len(images) - n_real, cfg.batch_size,
+                                       cfg.syn_fraction, g, steps, cfg.mixing).to(dev)
+    model = clf.build_classifier(cfg.arch, images.shape[1], images.shape[-1], num_classes,
+                                 cfg.width)
+    p = cfg.crop_pad_px
+    pool = F.pad(clf.normalize_images(images.to(dev)), (p, p, p, p), mode=cfg.pad_mode)
+    labels, fmt = labels.to(dev), clf.memory_format(model, dev)
+    model = model.to(dev, memory_format=fmt).train()
+    opt, sched = clf.build_optimizer(model, cfg, steps)
+    for step in range(steps):
+        idx = schedule[step]
+        xb = clf.augment_batch(pool, idx, p, cfg.hflip, g).contiguous(memory_format=fmt)
+        with torch.autocast(dev.type, torch.bfloat16, enabled=dev.type == "cuda"):
+            loss = F.cross_entropy(model(xb).float(), labels[idx],
+                                   label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss.item()  # the old loop's per-step read (progress bars, divergence checks)
+    return model.eval()
+
+
+def run_arm(arm: str, cells, cfg, device, k: int):
+    if arm == "old step":
+        return [old_step_train(*d[:2], k, cfg, s, *d[2:], device=device) for d, s in cells]
+    if arm == "sequential":
+        return [clf.train_classifier(*d[:2], k, cfg, s, *d[2:], device=device) for d, s in cells]
+    g = int(arm.split()[1])
+    steps = [clf.num_train_steps(cfg, len(d[1]) + (0 if d[3] is None else len(d[3])))
+             for d, _ in cells]
+    models = [None] * len(cells)
+    for idx in plan_groups(steps, g):
+        out = train_classifiers([cells[i][0] for i in idx], [cells[i][1] for i in idx], k, cfg,
+                                device)
+        for i, m in zip(idx, out):
+            models[i] = m
+    return models
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cells", type=int, default=63, help="first N cells of the quick grid")
+    ap.add_argument("--steps", type=int, default=0, help="steps per cell (0 = preset's 400)")
+    ap.add_argument("--groups", default="8,21", help="group sizes to time, comma-separated")
+    ap.add_argument("--no-old", action="store_true", help="skip the old-step arm")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--set", action="append", default=[], dest="overrides")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    cfg = C.resolve("quick", None, args.overrides)
+    ccfg = cfg.classifier
+    if args.steps:
+        ccfg = dataclasses.replace(ccfg, train_steps=args.steps)
+    cells, tx, ty = quick_cells(cfg, args.cells)
+    arms = ([] if args.no_old else ["old step"]) + ["sequential"]
+    arms += [f"group {g}" for g in args.groups.split(",") if g]
+    run_arm(arms[-1], cells[:2], dataclasses.replace(ccfg, train_steps=3), device, 10)  # warm-up
+    secs, accs = {}, {}
+    for arm in arms:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        models = run_arm(arm, cells, ccfg, device, 10)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        secs[arm] = time.perf_counter() - t0
+        accs[arm] = np.array([clf.evaluate(m, tx, ty, 10, device)["accuracy"] for m in models])
+    n_img = len(cells) * ccfg.train_steps * ccfg.batch_size
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{len(cells)} quick cells × {ccfg.train_steps} steps × batch {ccfg.batch_size}, "
+          f"device {device} ({name}), {torch.get_num_threads()} CPU thread(s)")
+    seeds = len(cfg.grid.seeds)
+    spread = accs["sequential"][: len(cells) // seeds * seeds].reshape(-1, seeds).std(1).mean()
+    ref = secs["sequential"]
+    print(f"{'arm':12s} {'seconds':>8s} {'cells/s':>8s} {'img/s':>10s} {'speed-up':>9s} "
+          f"{'mean acc':>9s} {'mean |Δacc|':>12s}")
+    for arm in arms:
+        d = np.abs(accs[arm] - accs["sequential"]).mean()
+        print(f"{arm:12s} {secs[arm]:8.2f} {len(cells) / secs[arm]:8.2f} "
+              f"{n_img / secs[arm]:10.0f} {ref / secs[arm]:8.2f}× {accs[arm].mean():9.4f} "
+              f"{d:12.4f}")
+    print(f"between-seed spread of accuracy (mean per-cell std over {seeds} seeds): "
+          f"{spread:.4f}" if not math.isnan(spread) else "")
+
+
+if __name__ == "__main__":
+    main()

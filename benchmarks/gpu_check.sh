@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One GPU check of the speed work (issue 14), < 5 min on one H100/H200. Run from the repo root:
+#     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
+# Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
+# Steps (each time-limited; a failure is logged and the next step runs):
+#   a) quick study wall time on CUDA                           (target ≤ 30 s)
+#   b) cifar10 projected grid at the batched cell throughput   (target ≤ 2 GPU-hours),
+#      then the same with the airbench classifier (--set classifier.arch=airbench)
+#   c) quick cells: old step vs one by one vs groups on the GPU
+# CPU smoke test of this script (shrunk work, ~3 min on 2 cores):
+#     GPU_CHECK_DEVICE=cpu OUT_DIR=/tmp/gc bash benchmarks/gpu_check.sh
+set -x
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+OUT_DIR=${OUT_DIR:-${OUT:-/tmp/gpu-check}}
+mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/gpu_check.log"
+export PYTHONPATH="src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
+  STUDY_SET=(--set splits.base_per_class=[5,10] --set grid.seeds=[0] --set generator.train_kimg=1.0
+             --set generator.warmup_kimg=0.2 --set sampling.steps=3 --set classifier.train_steps=20
+             --set analysis.enabled=false --set equivalence.bootstrap=20)
+  TP=(--preset quick --device cpu --steps 2); CELLS=(--cells 6 --steps 20 --groups 3,6)
+  T_STUDY=240; T_TP=120; T_CELLS=120
+else
+  STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10)
+  CELLS=(--device cuda --groups 16,63); T_STUDY=120; T_TP=70; T_CELLS=60
+fi
+step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
+  local name=$1 limit=$2; shift 2
+  echo "=== $name: $*" >>"$LOG"
+  local t0=$(date +%s.%N)
+  timeout "$limit" "$@" >>"$LOG" 2>&1
+  local rc=$?
+  echo "=== $name: rc=$rc wall_s=$(echo "$(date +%s.%N) - $t0" | bc)" >>"$LOG"
+}
+{ date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | head -3
+  git rev-parse --short HEAD 2>&1; $PY -c "import torch; print('torch', torch.__version__)"; } >"$LOG" 2>&1
+step "a) quick study" "$T_STUDY" $PY -m synthequiv.cli study --preset quick --device "$DEVICE" \
+  --name gpu-quick --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
+step "b) throughput (preset)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}"
+step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
+if [ "$DEVICE" != cpu ]; then  # airbench needs ≥ 16 px: not the CPU smoke's digits
+  step "b2) throughput (airbench)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}" \
+    --set classifier.arch=airbench
+fi
+grep -E "^=== |wall|img/s|images/s|speed-up|group|sequential|old step|total|grid|generators|sampling|classifier" "$LOG" | tail -60
+echo "full log: $LOG"
