@@ -24,7 +24,7 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
   T_STUDY=240; T_TP=120; T_CELLS=120
 else
   STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10)
-  CELLS=(--device cuda --groups 16,63); T_STUDY=120; T_TP=70; T_CELLS=60
+  CELLS=(--device cuda --groups 16,63); T_STUDY=200; T_TP=90; T_CELLS=60
 fi
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2

@@ -115,9 +115,10 @@ def classifier_ips(cfg, shape, device, steps, group: int = 1) -> float:
 
 
 def grid_work(cfg, k: int) -> dict:
-    """Images to push through each stage for the preset's whole grid."""
+    """Images to push through each stage for the preset's whole grid (every replicate)."""
     g, s = cfg.grid, cfg.splits
-    n_gen = len(s.base_per_class) * ("closed" in g.arms) + ("open" in g.arms)
+    reps = g.replicates  # each replicate trains its own generators and cells
+    n_gen = (len(s.base_per_class) * ("closed" in g.arms) + ("open" in g.arms)) * reps
     n_syn_sets = n_gen
     cells_imgs = 0
     for n in s.base_per_class:
@@ -128,7 +129,7 @@ def grid_work(cfg, k: int) -> dict:
             cells_imgs += num_train_steps(cfg.classifier, pool) * cfg.classifier.batch_size
     return {"generator_imgs": n_gen * cfg.generator.train_kimg * 1000,
             "sample_imgs": n_syn_sets * max(g.syn_add_per_class or [0]) * k,
-            "classifier_imgs": cells_imgs * len(g.seeds), "n_generators": n_gen}
+            "classifier_imgs": cells_imgs * len(g.seeds) * reps, "n_generators": n_gen}
 
 
 def main() -> None:
@@ -166,7 +167,7 @@ def main() -> None:
              "sampling": w["sample_imgs"] / smp_ips / 3600,
              "classifier grid": w["classifier_imgs"] / clf_ips / 3600}
     print(f"projected {args.preset} grid on this device ({w['n_generators']} generators, "
-          f"{len(cfg.grid.seeds)} seeds):")
+          f"{len(cfg.grid.seeds)} seeds × {cfg.grid.replicates} replicates):")
     for k, h in hours.items():
         print(f"  {k:18s} {h:9.2f} h")
     total = sum(hours.values())
