@@ -24,7 +24,7 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
   T_STUDY=240; T_TP=120; T_CELLS=120
 else
   STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10)
-  CELLS=(--device cuda --groups 16,63); T_STUDY=200; T_TP=90; T_CELLS=60
+  CELLS=(--device cuda --cells 16 --groups 16); T_STUDY=170; T_TP=75; T_CELLS=75
 fi
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
@@ -32,7 +32,7 @@ step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local t0=$(date +%s.%N)
   timeout "$limit" "$@" >>"$LOG" 2>&1
   local rc=$?
-  echo "=== $name: rc=$rc wall_s=$(echo "$(date +%s.%N) - $t0" | bc)" >>"$LOG"
+  echo "=== $name: rc=$rc wall_s=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{printf "%.1f", a - b}')" >>"$LOG"
 }
 { date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | head -3
   git rev-parse --short HEAD 2>&1; $PY -c "import torch; print('torch', torch.__version__)"; } >"$LOG" 2>&1

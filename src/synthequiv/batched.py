@@ -180,8 +180,9 @@ def _fit_group(cells: list, cfg: ClassifierConfig, dev: torch.device) -> list[nn
                       cfg.crop_pad_px)  # [G, B, C, H, W]
         if as_uint8:
             x = normalize_images(x)
-        with torch.autocast(dev.type, torch.bfloat16, enabled=dev.type == "cuda"):
-            logits = forward(params, buffers, x)  # [G, B, K]
+        # float32 (TF32 matmuls on CUDA), not bf16 autocast: vmap's batch-norm backward
+        # rejects bf16 activations with float32 running statistics (seen on an H100)
+        logits = forward(params, buffers, x)  # [G, B, K]
         loss = F.cross_entropy(logits.float().flatten(0, 1), label_pool[idx].flatten(),
                                reduction="none", label_smoothing=cfg.label_smoothing)
         loss = loss.view(g_count, b).mean(1)  # [G]: each cell's own mean loss
