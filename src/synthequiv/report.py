@@ -299,7 +299,10 @@ def _budget_text(cfg) -> str:
     if c.budget == "steps":
         return (f"fixed {c.train_steps} optimizer steps of batch {c.batch_size} per cell "
                 "(arms compared at equal compute)")
-    return f"fixed {c.epochs} epochs per cell (more data → more steps, as in the paper)"
+    return (f"fixed {c.epochs} epochs per cell (as in the paper): a cell with more images also "
+            "gets more optimizer steps, so data value is confounded with compute — the gain of "
+            "a large synthetic cell includes its extra training (use classifier.budget=steps "
+            "for arms at equal compute)")
 
 
 def _fit_notes(equivalence: dict) -> list[str]:
