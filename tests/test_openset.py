@@ -281,3 +281,21 @@ def test_config_validation(bad):
 def test_config_defaults_are_valid():
     OpenSetConfig()
     OpenSetConfig(kind="pretrained", model="x", guidance_scale=0.0)
+
+
+def test_open_set_source_holding_the_study_test_images_is_refused(tmp_path, digits):
+    """openset.kind=source pointed at data that contains the study's hold-out test images
+    would train the open-set generator on the test set: refused before any training."""
+    import numpy as np
+
+    from synthequiv import config as C
+    from synthequiv.study import run_study
+    from synthequiv.utils import SynthequivError
+
+    npz = tmp_path / "same.npz"
+    np.savez(npz, images=digits.images[:, 0].numpy(), labels=digits.labels.numpy())
+    cfg = C.resolve("quick", None, ["openset.kind=source", f"openset.source=npz:{npz}",
+                                     "grid.replicates=1", "device=cpu"])
+    with pytest.raises(SynthequivError, match=r"contains 500 of the study's 500 test images"):
+        run_study(cfg, tmp_path / "run", progress=False)
+    assert not list((tmp_path / "run").glob("generators/*/checkpoint.pt"))
