@@ -359,7 +359,11 @@ def _equivalence_section(doc: Doc, cfg, equivalence: dict, figs: dict) -> None:
           f"k = {cfg.equivalence.k:g} fixed (only ln c₁ / k is identifiable). c₂ sets how fast "
           "the synthetic images needed grow with the real gain to match; c₁ how that need "
           "scales with the base size; r (effective-data model) is the real images one synthetic "
-          "image is worth.")
+          "image is worth. Counts are per class, so with k = 1 c₁ is per class image; the paper "
+          "counts all C classes together, and its c₁ at its k_p equals c₁^(k_p / (C·k)) here. "
+          "The fit is in accuracy space: formula → n_real⁺ → real curve → predicted accuracy of "
+          "each synthetic cell, weighted by its standard error; cells outside the real curve "
+          "enter as bounds.")
     for note in _fit_notes(equivalence):
         doc.p(note)
     for arm in equivalence.get("arms", {}):
