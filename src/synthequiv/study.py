@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import StudyConfig, check_runtime, dump_yaml
-from .data import Dataset, load_dataset
+from .config import StudyConfig, dump_yaml, validate, validate_data
+from .data import Dataset, data_digest, load_dataset, note_data_digest
 from .executor import set_cpu_threads
 from .lock import RunLock
 from .progress import progress_bar
@@ -59,7 +59,7 @@ def check_grid(cfg: StudyConfig, sp: Splits) -> None:
 
 def config_hash(cfg: StudyConfig) -> str:
     """What every cell depends on: data, splits and the classifier recipe."""
-    return stable_hash(cfg.data, cfg.splits, cfg.classifier)
+    return stable_hash(cfg.data, data_digest(cfg.data), cfg.splits, cfg.classifier)
 
 
 def plan_cells(cfg: StudyConfig, synth: dict[tuple[str, int], SyntheticSet]) -> list[Cell]:
@@ -144,14 +144,16 @@ def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
-    check_runtime(cfg)
+    validate(cfg)  # every stage's config, then the data (read-only): bad input writes nothing
+    ds, sp = load_inputs(cfg)
+    validate_data(cfg, ds)
     run_dir = Path(run_dir)
     with RunLock(run_dir):
         sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay
+        note_data_digest(run_dir, ds)
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         device = resolve_device(cfg.device)
         set_cpu_threads(cfg)
-        ds, sp = load_inputs(cfg)
         timings = {}
         t0 = time.time()
         synth = prepare_synthetic(cfg, sp, run_dir, device, progress)
