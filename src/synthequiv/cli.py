@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -189,7 +191,10 @@ def generator_train(
     ds = load_dataset(_data_cfg(source, root))
     sp = make_splits(ds, SplitConfig((base_per_class,), test_per_class, seed))
     x, y = sp.base(base_per_class)
-    with RunLock(out, what="generator training"):  # two trainings into one --out: refused
+    # two trainings into one --out are refused; under the user's torchrun its ranks share
+    # --out, so rank 0 alone holds the lock for the group
+    lead = int(os.environ.get("RANK", "0")) == 0
+    with RunLock(out, what="generator training") if lead else contextlib.nullcontext():
         ckpt = train_distributed(x, y, ds.num_classes, cfg, out, dev, nproc, compile_)
     console.print(f"checkpoint: {ckpt}")
 
@@ -210,12 +215,12 @@ def generator_sample(
     from .generator import load_generator
     from .sampling import (
         SampleConfig,
+        check_sample_config,
         class_quota_labels,
         sample_images,
         save_grid_png,
         save_samples,
     )
-    from .sampling import check_sample_config
     from .utils import check_positive, check_replaceable, check_seed, resolve_device
 
     scfg = SampleConfig(sampler=sampler, steps=steps, cfg_scale=cfg_scale, seed=seed)
