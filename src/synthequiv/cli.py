@@ -260,7 +260,7 @@ def _usage_error(exc: Exception) -> None:
         message = " ".join(exc.format_message().split())
     hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     print(f"error: {message}{hint}", file=sys.stderr)
-    sys.exit(2 if getattr(exc, "exit_code", 2) in (0, 2) else exc.exit_code)
+    sys.exit(2)
 
 
 def _interrupted() -> None:

@@ -179,14 +179,6 @@ def to_labels(labels: np.ndarray, what: str) -> torch.Tensor:
 def validate(ds: Dataset) -> Dataset:
     """≥ 2 classes with printable names, lengths match, labels in [0, num_classes), no empty
     split: checked when loading, before any training."""
-    if ds.num_classes < 2:
-        raise SynthequivError(f"{ds.name}: {ds.num_classes} class(es); a classifier needs >= 2")
-    for name in ds.class_names:
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:  # e.g. a folder name in another encoding
-            raise SynthequivError(f"{ds.name}: class name {ascii(name)} is not valid UTF-8; "
-                                  "rename it") from None
     pairs = [("train", ds.images, ds.labels)]
     if ds.test_images is not None:
         pairs.append(("test", ds.test_images, ds.test_labels))
@@ -197,6 +189,15 @@ def validate(ds: Dataset) -> Dataset:
             )
         if len(y) == 0:
             raise SynthequivError(f"{ds.name}: the {split} split has no images")
+    if ds.num_classes < 2:
+        raise SynthequivError(f"{ds.name}: {ds.num_classes} class(es); a classifier needs >= 2")
+    for name in ds.class_names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # e.g. a folder name in another encoding
+            raise SynthequivError(f"{ds.name}: class name {ascii(name)} is not valid UTF-8; "
+                                  "rename it") from None
+    for split, _, y in pairs:
         if int(y.min()) < 0 or int(y.max()) >= ds.num_classes:
             bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
             raise SynthequivError(
@@ -315,7 +316,8 @@ def _class_names(arrays: dict, labels: torch.Tensor, test_labels, name: str) -> 
             raise SynthequivError(f"{name}: class_names must be a 1-d array of strings, got "
                                   f"shape {names.shape} dtype {names.dtype}")
         return [c.decode(errors="replace") if isinstance(c, bytes) else str(c) for c in names]
-    top = max(int(t.max()) for t in (labels, test_labels) if t is not None and len(t))
+    top = max((int(t.max()) for t in (labels, test_labels) if t is not None and len(t)),
+              default=-1)
     return [str(i) for i in range(top + 1)]
 
 
