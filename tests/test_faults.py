@@ -122,9 +122,17 @@ def _writes(run_dir: Path) -> frozenset:
     return frozenset(files | {("rows", _rows(run_dir), 0)})
 
 
+def _outside(root: Path, run_dir: Path) -> dict:
+    """Every file under root but outside run_dir (dotfiles too): bytes and mtime."""
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*")
+            if p.is_file() and run_dir not in p.parents}
+
+
 @pytest.mark.slow
 def test_kill_at_random_points(reference, tmp_path):
-    """Ten kills at random points; every rerun resumes; the final table equals the reference.
+    """Twenty kills at random points; every rerun resumes; the final table equals the
+    reference, and no file outside the run directory changed (the temp-file sweep of each
+    rerun touches only the run's own temp files).
 
     A kill lands after a random number (1–4) of observed writes plus a random 0–0.5 s, so the
     points are random but measured in the run's own progress: on a fast machine a fixed
@@ -133,7 +141,14 @@ def test_kill_at_random_points(reference, tmp_path):
     rng = random.Random(0)
     ref = _table(reference)
     run_dir, kills = tmp_path / "r", 0
-    for _ in range(10):
+    sibling = tmp_path / "sibling"  # another folder beside the run, full of dotfiles
+    (sibling / ".h").mkdir(parents=True)
+    for rel, text in [(".env.local", "S"), (".h/.key.pem", "k"), ("config.yaml", "mine"),
+                      ("a.b.c", "x"), (".lock", "123")]:
+        (sibling / rel).write_text(text)
+    (tmp_path / ".r.tmp.npz").write_text("a dotfile beside the run directory")
+    before = _outside(tmp_path, run_dir)
+    for _ in range(20):
         proc = subprocess.Popen(_cmd(tmp_path, "r"), env=_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         seen, changes, target = _writes(run_dir) if run_dir.exists() else frozenset(), 0, \
@@ -151,9 +166,10 @@ def test_kill_at_random_points(reference, tmp_path):
 
         kills += _kill_when(proc, ready)
     subprocess.run(_cmd(tmp_path, "r"), check=True, env=_env(), capture_output=True)
-    assert kills >= 7, kills
+    assert kills >= 14, kills
     assert _table(run_dir) == ref
     _assert_clean(run_dir)
+    assert _outside(tmp_path, run_dir) == before
 
 
 def test_second_study_on_same_dir_is_refused(tmp_path):

@@ -283,7 +283,7 @@ def analyse_study(cfg, run_dir: Path, sp, synth: dict, device, progress: bool = 
     run_dir = Path(run_dir)
     named = _distinct_sets(sp, synth)
     key = stable_hash("analysis", ANALYSIS_FORMAT, cfg.analysis, cfg.classifier, cfg.data,
-                      cfg.splits, {n: v[0].key for n, v in named.items()})
+                      sp.dataset.digest, cfg.splits, {n: v[0].key for n, v in named.items()})
     path = run_dir / "analysis.json"
     cached = _cached(path, key, run_dir)
     if cached is not None:

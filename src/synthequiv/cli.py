@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -67,7 +70,12 @@ def data_show(
     from .data import load_dataset
     from .sampling import save_grid_png
     from .splits import SplitConfig, make_splits
+    from .utils import check_positive, check_replaceable, check_seed
 
+    check_seed("--seed", seed)
+    check_positive("--image-size", image_size, allow_zero=True)
+    if out is not None:
+        check_replaceable(out)  # before loading anything: a directory or device is refused
     ds = load_dataset(_data_cfg(source, root, download, image_size))
     sp = make_splits(ds, SplitConfig(base_per_class=(1,), test_per_class=test_per_class,
                                      seed=seed))
@@ -80,6 +88,7 @@ def data_show(
         table.add_row(str(k), name, str(len(sp.order[k])), str(int(test_counts[k])))
     console.print(table)
     out = out or Path(f"{ds.name.replace(':', '_').replace('/', '_')}_examples.png")
+    check_replaceable(out)
     idx = sp.base_indices(min(10, min(len(o) for o in sp.order)))
     save_grid_png(out, ds.images[idx], ds.labels[idx], ds.num_classes)
     console.print(f"examples: {out}")
@@ -97,19 +106,22 @@ def study(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
 ) -> None:
     """Run the whole study: generators, samples, classifier grid, equivalence fit, report."""
+    import dataclasses
+
     from . import config as C
 
-    extra = [f"name={name}"] if name else []
-    extra += [f"executor={executor}"] if executor else []
-    extra += [f"device={device}"] if device else []
-    cfg = C.resolve(preset, config, list(set_) + extra)
+    cfg = C.resolve(preset, config, list(set_))
+    # taken as given, never parsed as YAML ("run #1" stays "run #1", "2024" a string)
+    given = {"name": name, "executor": executor, "device": device}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
     if dry_run:
         typer.echo(C.dump_yaml(cfg))
         typer.echo(_plan_text(cfg))
         return
     from .study import run_study
 
-    result = run_study(cfg, runs_dir / cfg.name)
+    C.validate(cfg)  # the name too: runs_dir / cfg.name never leaves runs_dir
+    result = run_study(cfg, runs_dir.expanduser() / cfg.name)
     console.print(f"\n[bold]report:[/] {result['report']}")
     console.print(f"[bold]headline:[/] {result['headline']}")
 
@@ -239,10 +251,12 @@ def generator_train(
 ) -> None:
     """Train a class-conditional generator on the base set B(n) of SOURCE only, with the
     generator settings of --preset / --config / --set (e.g. --preset cifar10)."""
+    from .config import validate
     from .data import load_dataset
-    from .distributed import train_distributed
+    from .distributed import check_split, train_distributed
+    from .lock import RunLock
     from .splits import SplitConfig, make_splits
-    from .utils import resolve_device
+    from .utils import check_positive, check_seed, resolve_device
 
     extra = [f"data.source={source}"] + ([f"data.root={root}"] if root else [])
     extra += [f"generator.train_kimg={kimg}"] if kimg is not None else []
@@ -251,12 +265,21 @@ def generator_train(
     extra += [f"device={device}"] if device else []
     extra += [f"generator_nproc={nproc}"] if nproc is not None else []
     cfg = _study_cfg(preset, config, set_, extra)
+    validate(cfg)  # before loading data or creating --out: --kimg nan fails at once
+    check_seed("--seed", cfg.generator.seed)
+    check_positive("--processes", cfg.generator_nproc)
+    check_split(cfg.generator.batch_size, cfg.generator_nproc)
+    dev = resolve_device(cfg.device)
     ds = load_dataset(cfg.data)
     sp = make_splits(ds, SplitConfig((base_per_class,), cfg.splits.test_per_class,
                                      cfg.splits.seed))
     x, y = sp.base(base_per_class)
-    ckpt = train_distributed(x, y, ds.num_classes, cfg.generator, out, resolve_device(cfg.device),
-                             cfg.generator_nproc, compile_ or cfg.compile)
+    # two trainings into one --out are refused; under the user's torchrun its ranks share
+    # --out, so rank 0 alone holds the lock for the group
+    lead = int(os.environ.get("RANK", "0")) == 0
+    with RunLock(out, what="generator training") if lead else contextlib.nullcontext():
+        ckpt = train_distributed(x, y, ds.num_classes, cfg.generator, out, dev,
+                                 cfg.generator_nproc, compile_ or cfg.compile)
     console.print(f"checkpoint: {ckpt}")
 
 
@@ -277,16 +300,29 @@ def generator_sample(
 ) -> None:
     """Sample PER_CLASS images of every class from a trained generator, with the sampling
     settings of --preset / --config / --set."""
+    from .config import validate
     from .generator import load_generator
-    from .sampling import class_quota_labels, sample_images, save_grid_png, save_samples
-    from .utils import resolve_device
+    from .sampling import (
+        check_sample_config,
+        class_quota_labels,
+        sample_images,
+        save_grid_png,
+        save_samples,
+    )
+    from .utils import check_positive, check_replaceable, check_seed, resolve_device
 
     given = {"steps": steps, "sampler": sampler, "cfg_scale": cfg_scale, "seed": seed}
     extra = [f"sampling.{k}={v}" for k, v in given.items() if v is not None]
     cfg = _study_cfg(preset, config, set_, extra + ([f"device={device}"] if device else []))
+    validate(cfg)
+    scfg = cfg.sampling
+    check_sample_config(scfg)
+    check_seed("--seed", scfg.seed)
+    check_positive("--per-class", per_class)
+    for path in (out, out.with_suffix(".png")):  # refused now, not after sampling
+        check_replaceable(path)
     dev = resolve_device(cfg.device)
     gen = load_generator(gen_dir, dev, compile=compile_ or cfg.compile)
-    scfg = cfg.sampling
     labels = class_quota_labels(per_class, gen.num_classes)
     images = sample_images(gen, labels, scfg, dev)
     save_samples(out, images, labels, {"generator": str(gen_dir), "sampling": vars(scfg)})
@@ -294,24 +330,54 @@ def generator_sample(
     console.print(f"samples: {out} ({len(labels)} images)")
 
 
+def _usage_error_types() -> tuple[type, ...]:
+    """Click's exception base, from click itself and from the copy that newer typer vendors
+    (typer._click): `except click.ClickException` alone misses the vendored one."""
+    types = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            types.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+def _usage_error(exc: Exception) -> None:
+    """One `error:` line (exit 2) for a click usage error; no-args prints the help first."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        typer.echo(ctx.get_help())
+        message = "missing command"
+    else:
+        message = " ".join(exc.format_message().split())
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    print(f"error: {message}{hint}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _interrupted() -> None:
+    print("interrupted; rerun the same command to resume", file=sys.stderr)
+    sys.exit(130)
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except SynthequivError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        _interrupted()
+    except _usage_error_types() as exc:
+        _usage_error(exc)
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(1)
+    # not standalone, typer returns the exit code: 130 for Ctrl-C, 0 after --help
+    if code == 130:
+        _interrupted()
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ the wrong type is an error naming the key and the expected type.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,10 +170,10 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         item = typing.get_args(typ)[0]
         return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _finite(float(value), key)
     if typ is float and isinstance(value, str):
         try:  # YAML 1.1 reads `2e-4` (no dot) as a string
-            return float(value)
+            return _finite(float(value), key)
         except ValueError:
             pass
     if typ in (int, str, bool) and type(value) is not typ:
@@ -180,6 +182,12 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         )
     if typ is float and not isinstance(value, float):
         raise SynthequivError(f"config key '{key}' must be a number, got {value!r}")
+    return value
+
+
+def _finite(value: float, key: str) -> float:
+    if not math.isfinite(value):
+        raise SynthequivError(f"config key '{key}' must be a finite number, got {value}")
     return value
 
 
@@ -217,9 +225,13 @@ def parse_override(text: str) -> dict[str, Any]:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(Path(path).read_text())
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise SynthequivError(f"config file not found: {path}") from exc
+    except UnicodeDecodeError as exc:
+        raise SynthequivError(f"config file {path} is not UTF-8 text (a binary file?)") from exc
+    except OSError as exc:  # a directory, no permission, a device…
+        raise SynthequivError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         raise SynthequivError(f"invalid YAML in {path}: {str(exc).splitlines()[0]}") from exc
     if loaded is None:
@@ -254,6 +266,138 @@ def check_runtime(cfg: StudyConfig) -> None:
     check_positive("generator_nproc", cfg.generator_nproc)
     check_positive("cell_group", cfg.cell_group, allow_zero=True)
     check_split(cfg.generator.batch_size, cfg.generator_nproc)
+
+
+# ----------------------------------------------------------------------------- validation
+
+MAX_PER_CLASS = 1_000_000  # any per-class count above this is a typo, not a study
+INT_MAX = 2**63 - 1  # every integer ends up in an int64 tensor or sqlite INTEGER
+MEDMNIST_SIZES = (28, 64, 128, 224)
+
+
+def validate(cfg: StudyConfig) -> None:
+    """Every check that needs no data, for every stage: run before anything is written or
+    trained, so a bad value is one error line at once, not a failure after hours of training."""
+    from . import classifier, generator, sampling
+    from .utils import check_positive, resolve_device
+
+    check_run_name(cfg.name)
+    _check_numbers(cfg, "")
+    check_runtime(cfg)
+    resolve_device(cfg.device)
+    _check_ray(cfg.ray, cfg.executor == "ray")
+    d = cfg.data
+    if not d.source:
+        raise SynthequivError("data.source is empty")
+    if d.medmnist_size not in MEDMNIST_SIZES:
+        raise SynthequivError(f"data.medmnist_size must be one of {MEDMNIST_SIZES}, got "
+                              f"{d.medmnist_size}")
+    check_positive("data.image_size", d.image_size, allow_zero=True)
+    _check_counts("splits.base_per_class", cfg.splits.base_per_class)
+    _check_counts("splits.test_per_class", (cfg.splits.test_per_class,))
+    generator.check_config(cfg.generator)
+    sampling.check_sample_config(cfg.sampling)
+    classifier._check_config(cfg.classifier)
+    _check_grid(cfg.grid)
+    check_positive("analysis.max_images", cfg.analysis.max_images)
+    check_positive("analysis.domain_train_steps", cfg.analysis.domain_train_steps)
+
+
+def check_run_name(name: str) -> None:
+    """A run name is one plain path component, so runs_dir / name stays inside runs_dir."""
+    bad = (not isinstance(name, str) or not name or name.startswith(".") or "/" in name
+           or "\\" in name or any(ord(ch) < 32 for ch in name) or len(os.fsencode(name)) > 200)
+    if bad:
+        raise SynthequivError(f"run name {name!r} must be a plain name: no '/' or '\\', not "
+                              "starting with '.', no control characters, at most 200 bytes")
+
+
+def _check_numbers(obj: Any, prefix: str) -> None:
+    """Every float finite, every int within int64, every seed in [0, 2**63) (walks the tree)."""
+    from .utils import check_seed
+
+    for f in dataclasses.fields(obj):
+        key, value = prefix + f.name, getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_numbers(value, key + ".")
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if f.name in ("seed", "seeds"):
+                check_seed(f"config key '{key}'", v)
+            elif isinstance(v, float) and not math.isfinite(v):
+                raise SynthequivError(f"config key '{key}' must be a finite number, got {v}")
+            elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT_MAX:
+                raise SynthequivError(f"config key '{key}' is out of range: {v}")
+
+
+def _check_counts(key: str, values: tuple[int, ...], allow_empty: bool = False) -> None:
+    if not values and not allow_empty:
+        raise SynthequivError(f"{key} is empty")
+    for v in values:
+        if not 0 < v <= MAX_PER_CLASS:
+            raise SynthequivError(f"{key} entries must be in [1, {MAX_PER_CLASS}], got {v}")
+    if len(set(values)) != len(values):
+        raise SynthequivError(f"{key} has duplicate entries: {list(values)}")
+
+
+def _check_grid(g: GridConfig) -> None:
+    if not g.arms:
+        raise SynthequivError("grid.arms is empty")
+    bad = [a for a in g.arms if a not in ARMS]
+    if bad:
+        raise SynthequivError(f"unknown arm '{bad[0]}' in grid.arms (use {', '.join(ARMS)})")
+    if len(set(g.arms)) != len(g.arms):
+        raise SynthequivError(f"grid.arms has duplicate entries: {list(g.arms)}")
+    _check_counts("grid.real_add_per_class", g.real_add_per_class, allow_empty=True)
+    _check_counts("grid.syn_add_per_class", g.syn_add_per_class, allow_empty=True)
+    if not g.seeds:
+        raise SynthequivError("grid.seeds is empty")
+    if len(set(g.seeds)) != len(g.seeds):
+        raise SynthequivError(f"grid.seeds has duplicate seeds: {list(g.seeds)} (a repeated "
+                              "seed repeats the same cell and narrows the CIs falsely)")
+
+
+def _check_ray(r: RayConfig, used: bool) -> None:
+    from .utils import check_positive
+
+    check_positive("ray.num_cpus", r.num_cpus, allow_zero=True)
+    check_positive("ray.cpus_per_task", r.cpus_per_task)
+    check_positive("ray.gpus_per_task", r.gpus_per_task, allow_zero=True)
+    check_positive("ray.gpus_per_generator", r.gpus_per_generator, allow_zero=True)
+    check_positive("ray.sample_shards", r.sample_shards)
+    if used and r.address not in ("", "auto"):
+        check_reachable(r.address)
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast on a Ray address nothing answers at (ray.init would wait for minutes)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep:
+        host, port = hostport, "6379"  # Ray's default head (GCS) port
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise SynthequivError(f"ray.address {address}: nothing answers there ({exc}); start "
+                              "the Ray head first or fix the address") from exc
+
+
+def validate_data(cfg: StudyConfig, ds) -> None:
+    """Checks that need the loaded data: the largest synthetic set must fit in memory."""
+    if not any(a in cfg.grid.arms for a in ("closed", "open")) or not cfg.grid.syn_add_per_class:
+        return
+    c, h, w = ds.shape
+    # uint8 images plus the float32 copy made while resizing them to the data's shape
+    need = max(cfg.grid.syn_add_per_class) * ds.num_classes * c * h * w * 5
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise SynthequivError(
+            f"grid.syn_add_per_class={max(cfg.grid.syn_add_per_class)} needs about "
+            f"{need / 2**30:.0f} GiB for one synthetic set; this machine has {have / 2**30:.0f} GiB")
 
 
 def to_dict(cfg: StudyConfig) -> dict[str, Any]:

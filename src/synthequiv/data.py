@@ -11,6 +11,7 @@ Sources (`SOURCE` strings):
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,9 @@ import numpy as np
 import torch
 
 from .dataset import Dataset  # noqa: F401 (re-exported: synthequiv.data.Dataset)
-from .utils import SynthequivError, load_npz
+from .utils import SynthequivError, atomic_write_text, load_npz
+
+MAX_CLASSES = 100_000  # labels beyond this are refused before any per-class allocation
 
 
 @dataclass(frozen=True)
@@ -64,15 +67,53 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         raise SynthequivError(
             f"unknown data source '{cfg.source}' (run `synthequiv datasets` for the list)"
         )
-    return validate(ds)
+    validate(ds)
+    _DIGESTS[cfg] = ds.digest
+    return ds
+
+
+# the digest of the data each DataConfig gave when last loaded in this process
+_DIGESTS: dict[DataConfig, str] = {}
+
+
+def data_digest(cfg: DataConfig) -> str:
+    """Content digest (Dataset.digest) of the data `cfg` names, as loaded last by this process
+    (loaded now if it never was): what the study's cell keys hash besides the config."""
+    if cfg not in _DIGESTS:
+        load_dataset(cfg)
+    return _DIGESTS[cfg]
+
+
+def note_data_digest(run_dir: Path, ds: Dataset) -> bool:
+    """Store ds.digest in run_dir/data_digest.txt; if the run was started on other data, say
+    so in one line (its cells are keyed by the old digest, so none is reused). True if changed."""
+    path = Path(run_dir) / "data_digest.txt"
+    try:
+        old = path.read_text().strip() if path.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        old = "?"
+    changed = bool(old) and old != ds.digest
+    if changed:
+        print(f"data at {ds.name} changed since this run started: earlier cells are not reused",
+              file=sys.stderr)
+    if old != ds.digest:
+        atomic_write_text(path, ds.digest + "\n")
+    return changed
 
 
 # ----------------------------------------------------------------------------- conversions
 
 
 def to_nchw_uint8(images: np.ndarray, what: str) -> torch.Tensor:
-    """[N,H,W] / [N,H,W,C] / [N,C,H,W] numpy → uint8 tensor [N, C, H, W] (C = 1 or 3)."""
+    """[N,H,W] / [N,H,W,C] / [N,C,H,W] numpy → uint8 tensor [N, C, H, W] (C = 1 or 3).
+
+    Integers are clipped to 0..255; floats in [0, 1] are scaled by 255. NaN/inf, complex,
+    bool or non-numeric images are refused: NaN would silently become 0."""
     a = np.asarray(images)
+    kind = a.dtype.kind
+    if kind not in "uif":
+        raise SynthequivError(f"{what}: images must be real numbers (uint8 or float), "
+                              f"got dtype {a.dtype}")
     if a.ndim == 3:
         a = a[:, None]
     elif a.ndim == 4 and a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):
@@ -80,26 +121,35 @@ def to_nchw_uint8(images: np.ndarray, what: str) -> torch.Tensor:
     if a.ndim != 4 or a.shape[1] not in (1, 3):
         raise SynthequivError(f"{what}: images must be [N,H,W], [N,H,W,C] or [N,C,H,W]; got {a.shape}")
     if a.dtype != np.uint8:
-        if np.issubdtype(a.dtype, np.floating) and a.size and a.max() <= 1.0:
+        if kind == "f" and a.size and not np.isfinite(a).all():
+            raise SynthequivError(f"{what}: images contain NaN or infinite values")
+        if kind == "f" and a.size and a.max() <= 1.0:
             a = a * 255.0  # float images in [0, 1]
         a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def to_labels(labels: np.ndarray, what: str) -> torch.Tensor:
+    """One integer class per image → int64 [N]; floats must hold whole numbers."""
     a = np.asarray(labels)
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
     if a.ndim != 1:
         raise SynthequivError(f"{what}: labels must be one integer per image; got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.integer):
-        if not np.all(np.equal(np.mod(a, 1), 0)):
+    if a.dtype.kind not in "uif":
+        raise SynthequivError(f"{what}: labels must be integers, got dtype {a.dtype}")
+    if a.dtype.kind == "f":
+        if not (np.isfinite(a).all() and np.all(np.mod(a, 1) == 0)):
             raise SynthequivError(f"{what}: labels must be integers")
+    if a.size and (a.min() < 0 or a.max() >= MAX_CLASSES):
+        bad = a.min() if a.min() < 0 else a.max()
+        raise SynthequivError(f"{what}: label {bad} out of range [0, {MAX_CLASSES})")
     return torch.from_numpy(a.astype(np.int64))
 
 
 def validate(ds: Dataset) -> Dataset:
-    """Lengths match, labels in [0, num_classes), every class present in the pool."""
+    """≥ 2 classes with printable names, lengths match, labels in [0, num_classes), no empty
+    split: checked when loading, before any training."""
     pairs = [("train", ds.images, ds.labels)]
     if ds.test_images is not None:
         pairs.append(("test", ds.test_images, ds.test_labels))
@@ -108,13 +158,22 @@ def validate(ds: Dataset) -> Dataset:
             raise SynthequivError(
                 f"{ds.name}: {split} has {len(x)} images but {len(y)} labels"
             )
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= ds.num_classes):
+        if len(y) == 0:
+            raise SynthequivError(f"{ds.name}: the {split} split has no images")
+    if ds.num_classes < 2:
+        raise SynthequivError(f"{ds.name}: {ds.num_classes} class(es); a classifier needs >= 2")
+    for name in ds.class_names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # e.g. a folder name in another encoding
+            raise SynthequivError(f"{ds.name}: class name {ascii(name)} is not valid UTF-8; "
+                                  "rename it") from None
+    for split, _, y in pairs:
+        if int(y.min()) < 0 or int(y.max()) >= ds.num_classes:
             bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
             raise SynthequivError(
                 f"{ds.name}: {split} label {bad} out of range [0, {ds.num_classes})"
             )
-    if len(ds.images) == 0:
-        raise SynthequivError(f"{ds.name}: no images")
     if ds.test_images is not None and ds.test_images.shape[1:] != ds.images.shape[1:]:
         raise SynthequivError(f"{ds.name}: train and test images differ in shape")
     return ds
@@ -212,17 +271,25 @@ def _load_npz(path: Path, name: str | None = None) -> Dataset:
             f"{name}: needs keys images+labels or train_images/train_labels/test_images/test_labels;"
             f" found {', '.join(arrays) or 'none'}"
         )
-    if len(x) != len(np.asarray(y)):
-        raise SynthequivError(f"{name}: {len(x)} images but {len(np.asarray(y))} labels")
-    labels = to_labels(y, name)
-    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    images, labels = to_nchw_uint8(x, name), to_labels(y, name)
+    if len(images) != len(labels):
+        raise SynthequivError(f"{name}: {len(images)} images but {len(labels)} labels")
+    test = (None, None) if xt is None else (to_nchw_uint8(xt, name), to_labels(yt, name))
+    return Dataset(name, images, labels, _class_names(arrays, labels, test[1], name), *test)
+
+
+def _class_names(arrays: dict, labels: torch.Tensor, test_labels, name: str) -> list[str]:
+    """The file's class_names (a 1-d array), else "0", "1", … up to the largest label (which
+    to_labels has bounded by MAX_CLASSES, so this never allocates without limit)."""
     if "class_names" in arrays:
-        names = [str(c) for c in arrays["class_names"]]
-    else:
-        names = [str(i) for i in range(n_classes)]
-    return Dataset(name, to_nchw_uint8(x, name), labels, names,
-                   None if xt is None else to_nchw_uint8(xt, name),
-                   None if yt is None else to_labels(yt, name))
+        names = arrays["class_names"]
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise SynthequivError(f"{name}: class_names must be a 1-d array of strings, got "
+                                  f"shape {names.shape} dtype {names.dtype}")
+        return [c.decode(errors="replace") if isinstance(c, bytes) else str(c) for c in names]
+    top = max((int(t.max()) for t in (labels, test_labels) if t is not None and len(t)),
+              default=-1)
+    return [str(i) for i in range(top + 1)]
 
 
 # ----------------------------------------------------------------------------- listing

@@ -4,8 +4,11 @@ build one without importing each other)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
+
+from .utils import tensor_digest
 
 
 @dataclass
@@ -26,3 +29,12 @@ class Dataset:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # (C, H, W)
+
+    @cached_property
+    def digest(self) -> str:
+        """Content hash of every image and label (pool and official test split): artifact
+        keys include it, so changed data at the same path never reuses old results."""
+        parts = [self.images, self.labels]
+        if self.test_images is not None:
+            parts += [self.test_images, self.test_labels]
+        return tensor_digest(*parts)

@@ -31,6 +31,9 @@ def _class_dirs(root: Path) -> list[Path]:
 def _open_all(dirs: list[Path]) -> list[tuple[Path, object, int]]:
     from PIL import Image, UnidentifiedImageError
 
+    # PIL refuses images over 2 × MAX_IMAGE_PIXELS (~179 Mpx) as decompression bombs
+    bad = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
     items = []
     for label, d in enumerate(dirs):
         files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -41,8 +44,10 @@ def _open_all(dirs: list[Path]) -> list[tuple[Path, object, int]]:
                 with Image.open(f) as im:
                     im.load()  # decode now so truncated files fail here
                     items.append((f, im.copy(), label))
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            except bad as exc:
                 raise SynthequivError(f"folder: cannot read image {f}: {exc}") from exc
+            except MemoryError:
+                raise SynthequivError(f"folder: image {f} is too large to load") from None
     return items
 
 

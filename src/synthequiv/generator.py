@@ -344,6 +344,11 @@ def run_meta(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
             "data_digest": tensor_digest(images, labels)}
 
 
+# what train_generator (resume) and load_generator read from a checkpoint
+CHECKPOINT_KEYS = ("config", "num_classes", "image_shape", "preset", "backbone", "model", "ema",
+                   "optimizer", "step", "finished")
+
+
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
@@ -353,6 +358,11 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
         raise SynthequivError(f"cannot read generator checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != 1:
         raise SynthequivError(f"{path} is not a synthequiv generator checkpoint")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing or not isinstance(state["config"], dict) or not isinstance(state["backbone"], dict):
+        raise SynthequivError(f"generator checkpoint {path} is damaged (missing "
+                              f"{', '.join(missing) or 'config/backbone mapping'}); delete it "
+                              "to train again")
     return state
 
 
@@ -511,9 +521,14 @@ def load_generator(out_dir: Path, device: torch.device | str = "cpu",
         raise SynthequivError(f"generator in {out_dir} has not finished training "
                               f"(step {state['step']}); rerun training to resume it")
     backbone = {k: tuple(v) if isinstance(v, list) else v for k, v in state["backbone"].items()}
-    gen = make_generator(BackbonePreset(**backbone), state["num_classes"],
-                         tuple(state["image_shape"]), state["config"]["prediction"])
-    gen.load_state_dict(state["ema"])
+    try:
+        gen = make_generator(BackbonePreset(**backbone), state["num_classes"],
+                             tuple(state["image_shape"]), state["config"]["prediction"])
+        gen.load_state_dict(state["ema"])
+    except (TypeError, KeyError, ValueError, RuntimeError) as exc:  # damaged or foreign entries
+        raise SynthequivError(f"generator checkpoint {path} does not fit its own architecture "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0]}); delete it "
+                              "to train again") from exc
     gen = gen.to(device).eval().requires_grad_(False)
     if compile:
         gen.backbone.compile()

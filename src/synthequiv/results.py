@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from .utils import SynthequivError
+from .utils import SynthequivError, check_replaceable
 
 COLUMNS = {
     "key": "TEXT PRIMARY KEY",  # hash of the cell and every input that made it
@@ -34,6 +34,7 @@ class ResultsTable:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_replaceable(self.path)  # sqlite would follow a symlink or open a FIFO
             self.db = sqlite3.connect(self.path)
             cols = ", ".join(f"{k} {t}" for k, t in COLUMNS.items())
             self.db.execute(f"CREATE TABLE IF NOT EXISTS cells ({cols})")
@@ -43,11 +44,20 @@ class ResultsTable:
                     default = " DEFAULT 0" if name == "replicate" else ""
                     self.db.execute(f"ALTER TABLE cells ADD COLUMN {name} {typ}{default}")
             self.db.commit()
+        except (sqlite3.Error, OSError) as exc:
+            raise SynthequivError(f"cannot open results table {self.path}: {exc}; "
+                                  "move it away to recompute its cells") from exc
+
+    def _read(self, sql: str) -> list[tuple]:
+        """A query; a damaged file (e.g. a bad page) is one error line, not a traceback."""
+        try:
+            return self.db.execute(sql).fetchall()
         except sqlite3.Error as exc:
-            raise SynthequivError(f"cannot open results table {self.path}: {exc}") from exc
+            raise SynthequivError(f"cannot read results table {self.path}: {exc}; "
+                                  "move it away to recompute its cells") from exc
 
     def done_keys(self) -> set[str]:
-        return {k for (k,) in self.db.execute("SELECT key FROM cells")}
+        return {k for (k,) in self._read("SELECT key FROM cells")}
 
     def add(self, row: dict) -> None:
         values = [row.get(k) for k in COLUMNS]
@@ -62,8 +72,9 @@ class ResultsTable:
             raise SynthequivError(f"cannot write results table {self.path}: {exc}") from exc
 
     def rows(self, keys: set[str] | None = None) -> list[dict]:
-        cur = self.db.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM cells ORDER BY replicate, n_base, arm, n_add, seed, key"
+        cur = self._read(
+            f"SELECT {', '.join(COLUMNS)} FROM cells "
+            "ORDER BY replicate, n_base, arm, n_add, seed, key"
         )
         out = [dict(zip(COLUMNS, r)) for r in cur]
         return out if keys is None else [r for r in out if r["key"] in keys]

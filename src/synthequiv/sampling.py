@@ -185,12 +185,26 @@ def save_samples(path: Path, images: torch.Tensor, labels: torch.Tensor, meta: d
                  meta_json=np.array(json.dumps(to_jsonable(meta), sort_keys=True)))
 
 
-def load_samples(path: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def load_samples(path: Path, key: str | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """images uint8 [N, C, H, W], labels int64 [N], meta. With `key`, the file must have been
+    written for that key (a file copied from another run or config is refused, not used)."""
     arrays = load_npz(path)
     if not {"images", "labels", "meta_json"} <= set(arrays):
         raise SynthequivError(f"{path} is not a samples file (needs images, labels, meta_json)")
-    return (torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"]).long(),
-            json.loads(str(arrays["meta_json"])))
+    images, labels = arrays["images"], arrays["labels"]
+    if images.dtype != np.uint8 or images.ndim != 4 or labels.dtype.kind not in "iu" \
+            or labels.shape != (len(images),):
+        raise SynthequivError(f"{path} is damaged: needs uint8 images [N, C, H, W] and integer "
+                              f"labels [N]; delete it to sample again")
+    try:
+        meta = json.loads(str(arrays["meta_json"]))
+    except ValueError as exc:
+        raise SynthequivError(f"{path} is damaged (meta_json: {exc}); delete it") from exc
+    if key is not None and (not isinstance(meta, dict) or meta.get("key") != key):
+        stored = meta.get("key") if isinstance(meta, dict) else None
+        raise SynthequivError(f"{path} holds samples for key {stored!r}, not {key!r} (copied "
+                              "from another run?); delete it to sample again")
+    return torch.from_numpy(images), torch.from_numpy(labels).long(), meta
 
 
 def save_grid_png(path: Path, images: torch.Tensor, labels: torch.Tensor, num_classes: int,

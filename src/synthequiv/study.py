@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import StudyConfig, check_runtime, dump_yaml
-from .data import Dataset, load_dataset
+from .config import StudyConfig, dump_yaml, validate, validate_data
+from .data import Dataset, data_digest, load_dataset, note_data_digest
 from .executor import set_cpu_threads
 from .lock import RunLock
 from .progress import progress_bar
@@ -87,7 +87,7 @@ def check_grid(cfg: StudyConfig, sp: Splits) -> None:
 
 def config_hash(cfg: StudyConfig) -> str:
     """What every cell depends on: data, splits and the classifier recipe."""
-    return stable_hash(cfg.data, cfg.splits, cfg.classifier)
+    return stable_hash(cfg.data, data_digest(cfg.data), cfg.splits, cfg.classifier)
 
 
 def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> list[Cell]:
@@ -208,6 +208,8 @@ def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
 def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
     """Every replicate's splits, checked before any training (a class too small for one
     replicate's draw fails now, naming the class)."""
+    if not 1 <= cfg.grid.replicates <= 1000:
+        raise SynthequivError(f"grid.replicates must be in [1, 1000], got {cfg.grid.replicates}")
     out = []
     for r in range(cfg.grid.replicates):
         sp = make_splits(ds, replicate_config(cfg, r).splits)
@@ -217,15 +219,17 @@ def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
-    check_runtime(cfg)
+    validate(cfg)  # every stage's config, then the data (read-only): bad input writes nothing
+    ds = load_dataset(cfg.data)
+    splits = make_replicates(cfg, ds)
+    validate_data(cfg, ds)
     run_dir = Path(run_dir)
     with RunLock(run_dir), run_log(run_dir):
         sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay
+        note_data_digest(run_dir, ds)
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         device = resolve_device(cfg.device)
         set_cpu_threads(cfg)
-        ds = load_dataset(cfg.data)
-        splits = make_replicates(cfg, ds)
         log_plan(cfg, ds)
         timings = Timings()  # each stage's time is logged as it is set
         t0 = time.time()

@@ -113,7 +113,7 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
     out, todo = {}, []
     for job in jobs:
         if job.path.exists():
-            images, labels, _ = load_samples(job.path)
+            images, labels, _ = load_samples(job.path, job.key)
             out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels,
                                          job.path, job.gen_dir)
         else:
@@ -150,7 +150,7 @@ def _pretrained(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> Synt
     key = stable_hash("pretrained", cfg.openset, ds.class_names, n_per_class, ds.shape)
     path = run_dir / "samples" / f"open-pretrained-{key}.npz"
     if path.exists():
-        images, labels, _ = load_samples(path)
+        images, labels, _ = load_samples(path, key)
         return SyntheticSet(key, "open", images, labels, path, None)
     pipe = load_text_to_image(cfg.openset.model, device)
     labels = class_quota_labels(n_per_class, ds.num_classes)

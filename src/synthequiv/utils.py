@@ -9,8 +9,10 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -31,18 +33,44 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+TEMP_PREFIX = ".sqtmp-"  # every temp file atomic_path makes; the sweep deletes only these
+# where a run directory's writers put files: the sweep looks here and nowhere else
+RUN_SUBDIRS = (".", "samples", "figures", "generators/*")
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """One-line error unless `path` is missing or a regular file (never follows a symlink).
+
+    A rename over a device node, FIFO, socket, symlink or directory would replace it (as root,
+    `--out /dev/null` would replace the system's), so writers refuse those.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SynthequivError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a symlink" if stat.S_ISLNK(mode)
+                else "not a regular file")
+        raise SynthequivError(f"refusing to write {path}: it is {kind}; choose another path")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success rename it over `path`, on error delete it.
 
     Readers never see a half-written file: the rename is atomic on POSIX file systems.
-    `suffix` keeps the extension for writers that insist on one (np.savez, savefig).
+    `suffix` keeps the extension for writers that insist on one (np.savez, savefig). Only a
+    missing path or a regular file is ever replaced (check_replaceable).
     """
     path = Path(path)
+    check_replaceable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp"
+            dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.",
+            suffix=suffix or path.suffix or ".tmp"
         )
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get normal modes
@@ -51,22 +79,29 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        check_replaceable(path)  # it may have changed while we wrote
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def sweep_temp_files(root: str | os.PathLike) -> int:
-    """Delete temp files that a killed writer left (`.<name>.*` from atomic_path).
+def sweep_temp_files(root: str | os.PathLike, subdirs: tuple[str, ...] = RUN_SUBDIRS) -> int:
+    """Delete temp files that a killed writer left (`.sqtmp-*` from atomic_path).
 
+    Looks only in `root`'s own known subfolders (not recursively, so a run directory placed
+    over other files never deletes them) and only at regular files with the temp prefix.
     Call only while holding the run directory's lock: then no writer is active.
     """
-    count = 0
-    for p in Path(root).rglob(".*"):
-        if p.is_file() and p.name != ".lock" and p.name.count(".") >= 2:
-            p.unlink(missing_ok=True)
-            count += 1
+    count, root = 0, Path(root)
+    for sub in subdirs:
+        for d in sorted(root.glob(sub)) if "*" in sub else [root / sub]:
+            if d.is_symlink() or not d.is_dir():
+                continue
+            for p in d.iterdir():
+                if p.name.startswith(TEMP_PREFIX) and not p.is_symlink() and p.is_file():
+                    p.unlink(missing_ok=True)
+                    count += 1
     return count
 
 
@@ -165,7 +200,21 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
-    """One-line error for a zero/negative count or size."""
-    if value is None or (value < 0 if allow_zero else value <= 0):
+    """One-line error for a zero/negative/non-finite count or size (NaN passes no comparison,
+    so it is refused explicitly; so are bools and non-numbers)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok and not math.isfinite(value):
+        ok = False
+    if not ok or (value < 0 if allow_zero else value <= 0):
         bound = ">= 0" if allow_zero else "> 0"
-        raise SynthequivError(f"{name} must be {bound}, got {value}")
+        raise SynthequivError(f"{name} must be {bound} (a finite number), got {value!r}")
+
+
+SEED_MAX = 2**63 - 1  # torch.manual_seed takes int64
+
+
+def check_seed(name: str, value: int) -> None:
+    """Seeds are plain integers in [0, 2**63): torch/numpy overflow beyond."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) \
+            or not 0 <= value <= SEED_MAX:
+        raise SynthequivError(f"{name} must be an integer in [0, 2**63), got {value!r}")
