@@ -199,6 +199,8 @@ def _point(t: UnitTable, means, curve: RealCurve, key: Key, ci: float) -> dict:
     inv = inversion_interval(t.values[key], real_u, curve.x, ci)
     lo = max(0.0, math.exp(inv["x_lo"]) - curve.n_base) if math.isfinite(inv["x_lo"]) else math.nan
     hi = max(0.0, math.exp(inv["x_hi"]) - curve.n_base) if math.isfinite(inv["x_hi"]) else math.nan
+    if inv["lower_open"]:
+        lo = 0.0  # the curve's start (exp∘log rounding would leave ~1e-15): "worth nothing"
     if inv["empty"] and flag == "above_range":
         lo, hi = curve.m_max, math.inf  # significantly beyond the largest real amount
     elif inv["upper_open"]:
@@ -377,6 +379,9 @@ def fit_paper(means: Mapping[Key, float], se: Mapping[Key, float], arm: str,
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         res = optimize.least_squares(resid, [lc1, math.log(lc2)], method="lm", xtol=1e-14,
                                      ftol=1e-14, gtol=1e-14, max_nfev=2000)
+    if not (np.isfinite(res.x).all() and res.x[1] < 6.5 and abs(res.x[0] * k) < 700):
+        out["status"] = "fit_failed"  # ln c₂ > e^6.5 ≈ 665 or c₁ beyond float range: no fit
+        return out
     lc1, lc2 = float(res.x[0]), float(math.exp(res.x[1]))
     if not (np.isfinite([lc1, lc2]).all() and np.isfinite(res.fun).all()):
         out["status"] = "fit_failed"
