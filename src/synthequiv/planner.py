@@ -11,14 +11,13 @@ size's real cell means gives the FURTHER gain, anchored at the curve's end:
 
     acc(m) = y_end + P(n_base + m) − P(n_base + m_max)        (m > m_max)
 
-so the two pieces meet, and M is flagged as extrapolated. A target at or above the power law's
-ceiling is "not reachable with real data" by that extrapolation.
+so the pieces meet; M is flagged as extrapolated. A target at or above the power law's ceiling
+is "not reachable with real data".
 
 Synthetic side, per arm and base size. With the paper's formula fitted (`fit_paper`),
 N = paper_n_syn(ln c₁/k, c₂, n_base, n_real⁺ = M): the synthetic amount worth the M real
-images the target needs. Without a fit, N is read off the arm's measured cells (baseline at
-n_syn = 0, then each synthetic amount; isotonic, linear in log(n_base + n_syn) like the real
-curve, so the baseline has a place on the axis); a target above every measured synthetic cell
+images the target needs. Without a fit, N is read off the arm's measured cells, baseline
+included (isotonic, linear in log(n_base + n_syn) like the real curve); a target above them all
 is "not reachable with synthetic data at the measured amounts". N beyond the largest measured
 synthetic amount is flagged as extrapolated.
 
@@ -28,17 +27,16 @@ amounts are positive and skewed, and M = 0 stays representable). Not test invers
 come out of a chain of fits (isotonic curve, power-law extrapolation, both formula
 coefficients), so there is no single unit-level contrast whose t-test could be inverted; the
 jackknife refits the chain without each unit, so it carries every stage's noise and the
-correlation of the cells within a unit, as the report's other fitted numbers do. Where the
-target is unreachable in a leave-one-out refit, the interval is open (∞) above.
+correlation of the cells within a unit, as the report's other fitted numbers do. A target
+unreachable in some leave-one-out refit leaves the interval open.
 
 Honesty is measured, not assumed (`heldout_check`): the largest real and the largest synthetic
 amount of every base size are left out, everything is refitted on the rest, and those cells'
 accuracies are predicted (real: the anchored power law; synthetic: formula → real curve, or
 the effective-data model when the formula does not fit). Each prediction's 95 % interval for
 the observed mean is pred ± t·se, se the jackknife over units of (prediction − observed mean):
-it covers both the refit's noise and the held-out cell's own, and their correlation within a
-unit. The check reports per cell predicted, observed, error and coverage; overall RMSE and
-coverage.
+the refit's noise, the held-out cell's own, and their correlation within a unit. Reported per
+cell: predicted, observed, error, covered; overall: RMSE and coverage.
 """
 
 from __future__ import annotations
@@ -92,9 +90,8 @@ class Target:
         return baseline + self.gain_pts / 100 if self.gain_pts is not None else self.accuracy
 
     def text(self) -> str:
-        if self.gain_pts is not None:
-            return f"+{self.gain_pts:g} pts over each base size's baseline"
-        return f"{self.accuracy:g}"
+        return (f"+{self.gain_pts:g} pts over each base size's baseline"
+                if self.gain_pts is not None else f"{self.accuracy:g}")
 
 
 # ----------------------------------------------------------------------------- real side
@@ -120,9 +117,6 @@ def fit_power(n_total, acc) -> dict:
     res = optimize.least_squares(resid, [a[i], b[i], _ALPHA_GRID[i]], x_scale="jac",
                                  bounds=([-np.inf, 0.0, ALPHA_BOUNDS[0]],
                                          [np.inf, np.inf, ALPHA_BOUNDS[1]]))
-    if not np.isfinite(res.x).all():
-        out["status"] = "fit_failed"
-        return out
     out.update(a=float(res.x[0]), b=float(res.x[1]), alpha=float(res.x[2]),
                rmse=float(np.sqrt(np.mean(res.fun**2))))
     return out
@@ -178,6 +172,14 @@ def real_models(means: dict[Key, float]) -> dict[int, RealModel]:
 # ----------------------------------------------------------------------------- synthetic side
 
 
+def _fit_formula(means, se, arm: str, k: float) -> dict:
+    """`fit_paper`; a fit whose ln c₂ ran past a float's range (it raises) counts as failed."""
+    try:
+        return fit_paper(means, se, arm, k)
+    except OverflowError:
+        return {"status": "fit_failed", "c2": math.inf, "ln_c1_over_k": math.nan}
+
+
 def _measured_syn(means, arm: str, nb: int, level: float) -> tuple[float, str]:
     """N read off the arm's measured cells at one base size (baseline at n_syn = 0)."""
     amounts = sorted(k[2] for k in means if k[:2] == (nb, arm) and k[2] > 0)
@@ -194,7 +196,8 @@ def _measured_syn(means, arm: str, nb: int, level: float) -> tuple[float, str]:
 def _syn_amount(fit: dict, means, arm: str, nb: int, level: float, m: float) -> tuple[float, str]:
     """N by the formula at n_real⁺ = m when it fitted and m is finite, else measured cells."""
     if fit["status"] == "ok" and math.isfinite(m):
-        n = float(paper_n_syn(fit["ln_c1_over_k"], fit["c2"], nb, m))
+        with np.errstate(over="ignore"):  # a far extrapolation may overflow: then inf
+            n = float(paper_n_syn(fit["ln_c1_over_k"], fit["c2"], nb, m))
         return (n, "formula") if math.isfinite(n) else (math.inf, "not_reached")
     return _measured_syn(means, arm, nb, level)  # the formula cannot map an unreachable m
 
@@ -205,7 +208,7 @@ def _estimates(t: UnitTable, target: Target, k: float) -> dict[tuple[str, int], 
     means, se = t.means(), _cell_se(t)
     models = real_models(means)
     arms = sorted({key[1] for key in means} - {REAL})
-    fits = {arm: fit_paper(means, se, arm, k) for arm in arms}
+    fits = {arm: _fit_formula(means, se, arm, k) for arm in arms}
     out = {}
     for nb, model in models.items():
         level = target.level(model.curve.y[0])
@@ -298,6 +301,8 @@ def _n(x: float) -> str:
 
 
 def _ci(e: dict, ci: float) -> str:
+    if e["lo"] != e["lo"] and e["hi"] == math.inf:
+        return f"{100 * ci:g} % CI open: out of reach in some leave-one-unit-out refit"
     return f"{100 * ci:g} % CI {_n(e['lo'])}–{_n(e['hi'])}"
 
 
@@ -375,7 +380,7 @@ def _predict(t: UnitTable, held: list[Key], k: float) -> tuple[np.ndarray, list[
     """Accuracy of each held-out cell predicted from `t` (which lacks them), and how."""
     means, se = t.means(), _cell_se(t)
     models = real_models(means)
-    fits = {arm: (fit_paper(means, se, arm, k), fit_effective(means, arm))
+    fits = {arm: (_fit_formula(means, se, arm, k), fit_effective(means, arm))
             for arm in sorted({key[1] for key in held} - {REAL})}
     out = [_predict_one(models.get(nb), fits.get(arm), nb, arm, n) for nb, arm, n in held]
     return np.array([p for p, _ in out], float), [h for _, h in out]
