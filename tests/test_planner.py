@@ -13,6 +13,7 @@ import pytest
 from synthequiv import config as C
 from synthequiv import equivalence as eq
 from synthequiv import planner as P
+from synthequiv.lock import RunLock
 from synthequiv.results import COLUMNS, ResultsTable
 from synthequiv.simulate import Truth
 from synthequiv.study import config_hash
@@ -84,6 +85,7 @@ def test_beyond_the_measured_range_m_is_extrapolated_by_the_power_law_and_says_s
     assert m > 20 and b["real"]["method"] == "power_law" and b["real"]["extrapolated"]
     assert b["real"]["amount"] == pytest.approx(m, rel=0.01)  # the truth IS a power law
     assert b["real"]["power_law"]["alpha"] == pytest.approx(TRUTH.alpha, rel=1e-3)
+    assert not b["real"]["power_law"]["at_bound"]
     syn = b["arms"]["closed"]  # formula at an extrapolated n_real+: looser
     assert syn["amount"] == pytest.approx(true_n(10, m), rel=0.10)
     assert syn["extrapolated"] and syn["amount"] > syn["largest_measured"] == 112
@@ -220,7 +222,8 @@ def run_dir(tmp_path):
 
 
 def test_plan_prints_per_base_lines_and_the_heldout_check(cli, run_dir):
-    code, out, err = cli("plan", run_dir, "--target-gain", "2")
+    with RunLock(run_dir):  # as if the study were still running
+        code, out, err = cli("plan", run_dir, "--target-gain", "2")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("target: +2 pts over each base size's baseline")

@@ -101,7 +101,7 @@ def fit_power(n_total, acc) -> dict:
     """Least squares of acc = a − b·n_total^(−alpha), b ≥ 0 (one base size's real cells)."""
     n, y = np.asarray(n_total, float), np.asarray(acc, float)
     out = {"a": math.nan, "b": math.nan, "alpha": math.nan, "rmse": math.nan,
-           "n_points": int(n.size), "status": "ok"}
+           "n_points": int(n.size), "status": "ok", "at_bound": False}
     if np.unique(n).size < 3:
         out["status"] = "too_few_points"
         return out
@@ -118,7 +118,8 @@ def fit_power(n_total, acc) -> dict:
                                  bounds=([-np.inf, 0.0, ALPHA_BOUNDS[0]],
                                          [np.inf, np.inf, ALPHA_BOUNDS[1]]))
     out.update(a=float(res.x[0]), b=float(res.x[1]), alpha=float(res.x[2]),
-               rmse=float(np.sqrt(np.mean(res.fun**2))))
+               rmse=float(np.sqrt(np.mean(res.fun**2))),
+               at_bound=bool(np.isclose(res.x[2], ALPHA_BOUNDS, rtol=1e-6).any()))
     return out
 
 
@@ -279,15 +280,15 @@ def plan(rows, target: Target, k: float = 1.0, ci: float = 0.95,
     return {"target": {"gain_pts": target.gain_pts, "accuracy": target.accuracy},
             "target_text": target.text(), "metric": metric, "unit": t.unit,
             "n_units": t.n_units, "ci": ci,
-            "ci_method": f"jackknife over {t.n_units} {t.unit}s on log(n_base + amount)",
+            "ci_method": (f"jackknife over {t.n_units} {t.unit}s on log(n_base + amount)"
+                          if t.n_units > 1 else "none (one unit)"),
             "bases": bases}
 
 
 def _with_ci(full: dict, loo: list[dict], key, ci: float) -> dict:
-    e = dict(full[key])
     values = [d.get(key, {}).get("amount", math.nan) for d in loo]
-    e["lo"], e["hi"] = _jackknife_amount(key[1], e["amount"], values, ci)
-    return e
+    return {**full[key], **dict(zip(("lo", "hi"), _jackknife_amount(key[1], full[key]["amount"],
+                                                                    values, ci)))}
 
 
 def _n(x: float) -> str:
@@ -321,7 +322,8 @@ def _real_line(r: dict, ci: float) -> str:
     text = f"real: collect about {_n(r['amount'])} real images/class ({_ci(r, ci)})"
     if r["extrapolated"]:
         return (text + f" — EXTRAPOLATED beyond the largest measured +{r['largest_measured']:g}"
-                f"/class (power law a − b·n^−α, α = {r['power_law']['alpha']:.2f})")
+                f"/class (power law a − b·n^−α, α = {r['power_law']['alpha']:.2f}"
+                + (" at its bound: a rough guess" if r["power_law"]["at_bound"] else "") + ")")
     return text + f", inside the measured range (up to +{r['largest_measured']:g}/class)"
 
 
@@ -400,8 +402,7 @@ def _predict_one(model: RealModel | None, fits, nb: int, arm: str, n: int) -> tu
 
 
 def _error_interval(pred_full, obs_full, pred_loo, obs_loo, ci: float) -> dict:
-    """Jackknife over units of (prediction − observed mean): se and the interval for the
-    observed mean it implies."""
+    """The observed mean's interval: jackknife over units of (prediction − observed mean)."""
     err = pred_full - obs_full
     jk = jackknife(err, list(np.asarray(pred_loo) - np.asarray(obs_loo)), ci)
     if not math.isfinite(jk["se"]):
@@ -430,7 +431,7 @@ def heldout_check(rows, k: float = 1.0, ci: float = 0.95, metric: str = "accurac
                    "added amount to leave out")
         return out
     pred, how = _predict(rest, held, k)
-    units = range(t.n_units) if t.n_units > 1 else range(0)
+    units = range(t.n_units if t.n_units > 1 else 0)
     pred_loo = np.array([_predict(rest.drop_unit(i), held, k)[0] for i in units]).reshape(
         len(units), len(held))
     for j, key in enumerate(held):
