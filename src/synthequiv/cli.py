@@ -204,6 +204,34 @@ def fit(
     console.print(f"[bold]headline:[/] {result['headline']}")
 
 
+@app.command("plan")
+def plan_cmd(
+    source: Path = typer.Argument(..., help="A run directory, or a results CSV (as for fit)."),
+    target_gain: float | None = typer.Option(
+        None, "--target-gain", help="Points over each base size's baseline, e.g. 2."),
+    target_accuracy: float | None = typer.Option(
+        None, "--target-accuracy", help="Absolute level in (0, 1], e.g. 0.97."),
+    metric: str = typer.Option("accuracy", help="Column holding the metric."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan and check as JSON."),
+) -> None:
+    """Per base size: about how many synthetic images/class to generate, or real images/class
+    to collect, to reach a target (95 % CI), from the run's fitted curves; flags extrapolation
+    and reports how well those curves predicted held-out cells. Trains nothing."""
+    import json
+
+    from .planner import Target, heldout_check, heldout_text, plan, plan_lines, read_source
+    from .utils import to_jsonable
+
+    target = Target(target_gain, target_accuracy)
+    rows, k, ci = read_source(source, metric)
+    result, check = plan(rows, target, k, ci, metric), heldout_check(rows, k, ci, metric)
+    if as_json:
+        typer.echo(json.dumps(to_jsonable({"plan": result, "heldout": check}), indent=2))
+        return
+    for line in [*plan_lines(result), heldout_text(check)]:
+        typer.echo(line)
+
+
 @app.command()
 def export(
     runs: list[Path] = typer.Argument(..., help="Run directories."),

@@ -13,7 +13,8 @@ from scipy import stats as sstats
 from . import __version__, figures
 from .config import to_dict
 from .document import Doc
-from .utils import atomic_write_json, atomic_write_text
+from .planner import heldout_check, heldout_text
+from .utils import SynthequivError, atomic_write_json, atomic_write_text
 
 # ----------------------------------------------------------------------------- numbers
 
@@ -280,12 +281,13 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
         stored = {**analysis, "figures": {k: _relative(v, run_dir)
                                           for k, v in analysis["figures"].items()}}
     headline, lines = findings(cfg, equivalence)
+    planner = planner_check(rows, cfg, metric)
     summary = {
         "version": __version__, "name": cfg.name, "headline": headline, "recommendation": lines,
         "budget": _budget_text(cfg), "metric": metric, "n_cells": len(rows), "accuracy": stats,
         "equivalence": equivalence, "analysis": stored, "config": to_dict(cfg),
         "figures": {k: _relative(v, run_dir) for k, v in figs.items()},
-        "run": run_info or {},
+        "planner": planner, "run": run_info or {},
     }
     atomic_write_json(run_dir / "summary.json", summary)
     md, page = _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs)
@@ -338,6 +340,7 @@ def _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs) -> tup
     doc.table(["base/class", "arm", "added/class", summary["metric"], "95 % CI", "units",
                "classifiers"], _accuracy_rows(stats))
     _equivalence_section(doc, cfg, equivalence, figs)
+    _planner_section(doc, summary.get("planner"))
     if analysis:
         from .analysis_report import add_section
 
@@ -372,6 +375,36 @@ def _equivalence_section(doc: Doc, cfg, equivalence: dict, figs: dict) -> None:
                    "exchange rates with 95 % jackknife CIs over replicates)")
     doc.table(["arm", "coefficient", "estimate", "95 % CI", "points", "status"],
               _coef_rows(equivalence))
+
+
+def planner_check(rows: list[dict], cfg, metric: str = "accuracy") -> dict:
+    """The planner's held-out check (`planner.heldout_check`) for summary.json["planner"]."""
+    try:
+        return heldout_check(rows, cfg.equivalence.k, cfg.equivalence.ci, metric)
+    except SynthequivError as exc:  # rows the check cannot use must not cost the report
+        return {"status": "not_possible", "reason": str(exc), "cells": []}
+
+
+def _planner_section(doc: Doc, check: dict | None) -> None:
+    if not check:
+        return
+    doc.h2("Planner check")
+    doc.p("`synthequiv plan RUN --target-gain POINTS` turns the fitted curves into 'generate "
+          "about N synthetic or collect about M real images/class'. How far to trust it is "
+          "measured here: the largest real and the largest synthetic amount of every base size "
+          "were left out, everything was refitted on the rest, and those cells' accuracy was "
+          "predicted (real: the power law beyond the rest's curve; synthetic: the fitted "
+          "formula, or the effective-data model without one). Interval: prediction ± t·se, se "
+          "the jackknife over units of (prediction − observed mean).")
+    doc.p(heldout_text(check))
+    rows = [[str(c["n_base"]), c["arm"], str(c["n_add"]), c["method"], _fmt(c["predicted"], 4),
+             _fmt(c["observed"], 4), _pct(c["error"]), f"{_fmt(c['lo'], 4)}–{_fmt(c['hi'], 4)}",
+             {True: "yes", False: "NO", None: "n/a"}[c["covered"]]]
+            for c in check.get("cells", [])]
+    if rows:
+        doc.table(["base/class", "arm", "held out/class", "predicted by", "predicted",
+                   "observed", "error (pts)", f"{100 * check.get('ci', 0.95):g} % interval",
+                   "covered"], rows)
 
 
 def _setting_section(doc: Doc, cfg, summary: dict) -> None:
