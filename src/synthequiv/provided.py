@@ -52,8 +52,7 @@ def load_provided(cfg, splits: list[Splits]) -> list[Provided]:
     out = []
     for e in entries:
         if e.kind == "set":
-            x, y = _load_set(e, splits[0].dataset, m)
-            _check_no_test(x, e, splits)
+            x, y = _load_set(e, splits, m)
             p = Provided(e, x, y, tensor_digest(x, y))
             info(f"provided set {e.arm}{'' if e.n_base is None else f':{e.n_base}'}: "
                  f"{len(y)} images ({m}/class) from {e.source}, digest {p.digest}")
@@ -69,10 +68,13 @@ def load_provided(cfg, splits: list[Splits]) -> list[Provided]:
 # ----------------------------------------------------------------------------- image sets
 
 
-def _load_set(e: ProvidedEntry, ds, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first m images of every study class (matched by name), in the study's shape."""
+def _load_set(e: ProvidedEntry, splits: list[Splits], m: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first m images of every study class (matched by name), in the study's shape; the
+    whole file is refused if any of its images is one of any replicate's test images."""
     from .data import DataConfig, load_dataset
 
+    ds = splits[0].dataset
     c, h, w = ds.shape
     try:  # a folder of mixed sizes is resized on load when the study's images are square
         other = load_dataset(DataConfig(source=e.source, image_size=h if h == w else 0))
@@ -93,9 +95,10 @@ def _load_set(e: ProvidedEntry, ds, m: int) -> tuple[torch.Tensor, torch.Tensor]
             raise SynthequivError(f"{_where(e)}: class '{name}' has {len(ids)} images, fewer "
                                   f"than the grid's largest syn_add_per_class ({m})")
         idx.append(ids[:m])
-    x = match_shape(other.images[torch.cat(idx)], (c, h, w))  # uint8 [K·m, C, H, W]
+    every = match_shape(other.images, (c, h, w))  # uint8 [N, C, H, W]
+    _check_no_test(every, e, splits)
     y = torch.arange(ds.num_classes).repeat_interleave(m)  # int64 [K·m]
-    return x, y
+    return every[torch.cat(idx)], y
 
 
 def _check_no_test(x: torch.Tensor, e: ProvidedEntry, splits: list[Splits]) -> None:
