@@ -16,8 +16,17 @@ from matplotlib.lines import Line2D  # noqa: E402
 from .utils import atomic_path  # noqa: E402
 
 ARM_COLORS = {"real": "tab:blue", "closed": "tab:orange", "open": "tab:green"}
+EXTRA_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 DPI = 150
 MAX_GRID_CLASSES = 20  # sample grids show at most this many classes (readable at page width)
+
+
+def arm_color(arm: str) -> str:
+    """A provided arm's own label (e.g. sd15) gets a colour of its own, the same in every
+    figure and run (a hash of the label, not its order of appearance)."""
+    import zlib
+
+    return ARM_COLORS.get(arm) or EXTRA_COLORS[zlib.crc32(arm.encode()) % len(EXTRA_COLORS)]
 
 
 def _save(fig, path: Path) -> Path:
@@ -53,7 +62,7 @@ def accuracy_curves(stats: list[dict], path: Path, metric: str = "accuracy") -> 
             if len(pts) < 2:
                 continue
             x = np.array([p["n_add"] for p in pts], float)
-            color = ARM_COLORS.get(arm, "tab:gray")
+            color = arm_color(arm)
             ax.plot(x, [p["mean"] for p in pts], "o-", color=color, label=arm, ms=4)
             ax.fill_between(x, [p["lo"] for p in pts], [p["hi"] for p in pts], color=color,
                             alpha=0.18, lw=0)
@@ -80,7 +89,7 @@ def gain_curves(gains: list[dict], path: Path) -> Path:
                         key=lambda g: g["n_add"])
             if not gs:
                 continue
-            color = ARM_COLORS.get(arm, "tab:gray")
+            color = arm_color(arm)
             x = np.array([g["n_add"] for g in gs], float) * (1 + 0.04 * (j - 1))  # dodge arms
             y = 100 * np.array([g["gain"] for g in gs])
             err = 100 * np.abs(np.array([[g["gain"] - g["lo"], g["hi"] - g["gain"]]
@@ -95,7 +104,8 @@ def gain_curves(gains: list[dict], path: Path) -> Path:
         ax.set_xlabel("added images per class")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("gain over baseline (pts, 95 % CI)")
-    handles = [Line2D([], [], color=c, marker="o", label=a) for a, c in ARM_COLORS.items()
+    order = [*ARM_COLORS, *sorted({g["arm"] for g in gains} - set(ARM_COLORS))]
+    handles = [Line2D([], [], color=arm_color(a), marker="o", label=a) for a in order
                if any(g["arm"] == a for g in gains)]
     handles += [Line2D([], [], ls="", marker="o", color="k", label="significant"),
                 Line2D([], [], ls="", marker="o", mfc="white", color="k", label="not significant")]
@@ -210,7 +220,7 @@ def pca_maps(panels: list[tuple[np.ndarray, np.ndarray, str]], arm: str, path: P
         z = pca.fit_transform(feats)  # [N, 2]
         ax.scatter(z[~is_fake, 0], z[~is_fake, 1], s=5, alpha=0.5, c="tab:blue", label="real")
         ax.scatter(z[is_fake, 0], z[is_fake, 1], s=5, alpha=0.5,
-                   c=ARM_COLORS.get(arm, "tab:red"), label="synthetic")
+                   c=arm_color(arm), label="synthetic")
         ev = 100 * pca.explained_variance_ratio_
         ax.set_xlabel(f"principal component 1 ({ev[0]:.0f} % of variance)", fontsize=8)
         ax.set_ylabel(f"principal component 2 ({ev[1]:.0f} % of variance)", fontsize=8)

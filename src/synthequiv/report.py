@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats as sstats
 
 from . import __version__, figures
-from .config import to_dict
+from .config import provided_note, to_dict
 from .document import Doc
 from .planner import heldout_check, heldout_text
 from .utils import SynthequivError, atomic_write_json, atomic_write_text
@@ -119,7 +119,8 @@ def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
     lines = rate_lines(equivalence)
     fitted = _exchange_lines(equivalence)
     lines.insert(0, _recommendation(gains))
-    return _headline(gains, lines[1:]), lines + fitted
+    note = provided_note(cfg)  # what provided arms' intervals leave out
+    return _headline(gains, lines[1:]), lines + fitted + ([note] if note else [])
 
 
 def _recommendation(gains: list[dict]) -> str:
@@ -183,7 +184,7 @@ def _exchange_lines(equivalence: dict) -> list[str]:
 
 
 def _headline(gains: list[dict], rate_texts: list[str]) -> str:
-    syn = [g for g in gains if g["arm"] in ("closed", "open")]
+    syn = [g for g in gains if g["arm"] != "real"]  # closed, open and provided arms
     if not syn:
         return "No synthetic arm was run."
     rated = [t for t in rate_texts if "1 real image ≈" in t]

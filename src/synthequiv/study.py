@@ -21,11 +21,19 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import StudyConfig, dump_yaml, validate, validate_data
+from .config import (
+    StudyConfig,
+    dump_yaml,
+    provided_entries,
+    study_arms,
+    validate,
+    validate_data,
+)
 from .data import Dataset, data_digest, load_dataset, note_data_digest
 from .executor import set_cpu_threads
 from .lock import RunLock
 from .progress import progress_bar
+from .provided import load_provided
 from .results import ResultsTable
 from .runlog import Timings, environment, log_plan, run_log
 from .splits import Splits, make_splits
@@ -71,9 +79,11 @@ def replicate_config(cfg: StudyConfig, r: int) -> StudyConfig:
 
 def check_grid(cfg: StudyConfig, sp: Splits) -> None:
     """Fail before any training if the grid asks for data the splits cannot give."""
-    bad = [a for a in cfg.grid.arms if a not in ("real", "closed", "open")]
+    known = ("real", "closed", "open", *(e.arm for e in provided_entries(cfg)))
+    bad = [a for a in cfg.grid.arms if a not in known]
     if bad:
-        raise SynthequivError(f"unknown arm '{bad[0]}' (use real, closed, open)")
+        raise SynthequivError(f"unknown arm '{bad[0]}' (use real, closed, open or a provided "
+                              "arm: provided.sets / provided.generators)")
     if len(cfg.grid.seeds) < 1:
         raise SynthequivError("grid.seeds is empty")
     if cfg.grid.replicates < 1:
@@ -98,7 +108,9 @@ def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> lis
     for rep in reps:
         for n in cfg.splits.base_per_class:
             amounts = [("real", 0)]
-            for arm in cfg.grid.arms:
+            for arm in study_arms(cfg):  # grid.arms plus provided arms
+                if arm != "real" and (arm, n) not in rep.synth:
+                    continue  # a provided arm given for other base sizes only
                 adds = cfg.grid.real_add_per_class if arm == "real" else cfg.grid.syn_add_per_class
                 amounts += [(arm, m) for m in adds]
             for arm, m in amounts:
@@ -223,6 +235,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
     ds = load_dataset(cfg.data)
     splits = make_replicates(cfg, ds)
     validate_data(cfg, ds)
+    provided = load_provided(cfg, splits)  # checked for every replicate before training
     run_dir = Path(run_dir)
     with RunLock(run_dir), run_log(run_dir):
         sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay
@@ -236,7 +249,8 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
         reps = {}
         for r, sp in enumerate(splits):
             rcfg = replicate_config(cfg, r)
-            synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=f"-r{r}")
+            synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=f"-r{r}",
+                                      provided=provided)
             reps[r] = Replicate(r, rcfg, sp, synth)
         timings["generators_and_sampling_s"] = time.time() - t0
         cells = plan_cells(cfg, list(reps.values()), ds_digest(ds))

@@ -161,18 +161,20 @@ def _pretrained(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> Synt
     return SyntheticSet(key, "open", images, labels, path, None)
 
 
+def image_hashes(x: torch.Tensor) -> set[bytes]:
+    """One hash per image of uint8 [N, C, H, W]: sets of images compared by exact pixels."""
+    import hashlib
+
+    flat = x.reshape(len(x), -1).numpy()
+    return {hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat}
+
+
 def check_no_test_images(images: torch.Tensor, sp: Splits, what: str) -> None:
     """Refuse open-set training data that contains any of the study's test images (compared
     by exact pixel content): a generator trained on them would leak the test set."""
     if images.shape[1:] != sp.test_images.shape[1:]:
         return  # another shape: no image can be identical
-    import hashlib
-
-    def hashes(x: torch.Tensor) -> set[bytes]:
-        flat = x.reshape(len(x), -1).numpy()
-        return {hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat}
-
-    shared = hashes(images) & hashes(sp.test_images)
+    shared = image_hashes(images) & image_hashes(sp.test_images)
     if shared:
         raise SynthequivError(
             f"{what} contains {len(shared)} of the study's {len(sp.test_images)} test images: an "
@@ -203,28 +205,33 @@ def _open_job(cfg, sp: Splits, n_per_class, run_dir, tag: str = "") -> GenJob:
 
 
 def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = True,
-                      tag: str = "") -> dict[tuple[str, int], SyntheticSet]:
+                      tag: str = "", provided=None) -> dict[tuple[str, int], SyntheticSet]:
     """{(arm, n_base): SyntheticSet} for the generative arms in the grid; `tag` (e.g. "-r1")
-    names one replicate's generators and samples (cfg then carries that replicate's seeds)."""
-    arms = [a for a in cfg.grid.arms if a in ("closed", "open")]
+    names one replicate's generators and samples (cfg then carries that replicate's seeds).
+    Provided arms (provided.py; `provided` = load_provided's list) replace generated ones."""
+    from .provided import provided_sets
+
+    given = provided_sets(cfg, sp, Path(run_dir), device, progress, tag, provided)
+    bases = cfg.splits.base_per_class
+    arms = [a for a in cfg.grid.arms if a in ("closed", "open")
+            and not all((a, n) in given for n in bases)]  # fully provided: nothing to generate
     if not arms or not cfg.grid.syn_add_per_class:
-        return {}
+        return given
     n_per_class, run_dir, ds = max(cfg.grid.syn_add_per_class), Path(run_dir), sp.dataset
     jobs = []
-    if "closed" in arms:
-        for n in cfg.splits.base_per_class:
-            x, y = sp.base(n)  # B(n) only: never reserve or test images
-            jobs.append(make_job(f"closed-n{n}{tag}", x, y, ds.num_classes, ds.shape, n_per_class,
-                                 cfg, run_dir))
+    closed = [n for n in bases if "closed" in arms and ("closed", n) not in given]
+    for n in closed:
+        x, y = sp.base(n)  # B(n) only: never reserve or test images
+        jobs.append(make_job(f"closed-n{n}{tag}", x, y, ds.num_classes, ds.shape, n_per_class,
+                             cfg, run_dir))
     pretrained = "open" in arms and cfg.openset.kind == "pretrained"
     if "open" in arms and not pretrained:
         jobs.append(_open_job(cfg, sp, n_per_class, run_dir, tag))
     sets = run_jobs(jobs, ds.num_classes, ds.shape, n_per_class, cfg, device, progress)
     if pretrained:
         sets["open"] = _pretrained(cfg, sp, n_per_class, run_dir, device, progress)
-    out = {("closed", n): sets[f"closed-n{n}{tag}"] for n in cfg.splits.base_per_class
-           if "closed" in arms}
+    out = {("closed", n): sets[f"closed-n{n}{tag}"] for n in closed}
     if "open" in arms:
         shared = sets["open"] if pretrained else sets[f"open-{cfg.openset.kind}{tag}"]
-        out.update({("open", n): shared for n in cfg.splits.base_per_class})
-    return out
+        out.update({("open", n): shared for n in bases})
+    return {**out, **given}
