@@ -15,6 +15,7 @@ SMALL = [
     "splits.base_per_class=[5,10]",
     "grid.arms=[real,closed]",
     "grid.seeds=[0,1]",
+    "grid.replicates=1",
     "grid.real_add_per_class=[5]",
     "grid.syn_add_per_class=[5]",
     "generator.train_kimg=1.0",

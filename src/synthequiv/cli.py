@@ -286,6 +286,8 @@ def generator_train(
     from .splits import SplitConfig, make_splits
     from .utils import check_positive, check_seed, resolve_device
 
+    if seed is not None:
+        check_seed("--seed", seed)
     extra = [f"data.source={source}"] + ([f"data.root={root}"] if root else [])
     extra += [f"generator.train_kimg={kimg}"] if kimg is not None else []
     extra += [f"splits.test_per_class={test_per_class}"] if test_per_class is not None else []
@@ -339,6 +341,8 @@ def generator_sample(
     )
     from .utils import check_positive, check_replaceable, check_seed, resolve_device
 
+    if seed is not None:
+        check_seed("--seed", seed)
     given = {"steps": steps, "sampler": sampler, "cfg_scale": cfg_scale, "seed": seed}
     extra = [f"sampling.{k}={v}" for k, v in given.items() if v is not None]
     cfg = _study_cfg(preset, config, set_, extra + ([f"device={device}"] if device else []))

@@ -106,7 +106,7 @@ class StudyConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # 3 replicates × 2 base sizes × (1 + 4 real + 2 closed + 2 open amounts) × 2 seeds = 108
     # cells and 9 generators: the design whose interval coverage benchmarks/coverage.py measured
-    "quick": {"splits": {"base_per_class": [10, 20]}},
+    "quick": {},
     "mnist": {
         "name": "mnist",
         "data": {"source": "npz:../shared/data/mnist10k.npz"},

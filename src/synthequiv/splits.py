@@ -20,7 +20,7 @@ from .utils import SynthequivError, check_positive
 
 @dataclass(frozen=True)
 class SplitConfig:
-    base_per_class: tuple[int, ...] = (10, 20, 40)  # base-set sizes n (images per class)
+    base_per_class: tuple[int, ...] = (10, 20)  # base-set sizes n (images per class)
     test_per_class: int = 50  # hold-out size when the source has no official test split
     seed: int = 0
 
