@@ -37,6 +37,13 @@ class GridConfig:
     syn_add_per_class: tuple[int, ...] = (40, 160)  # synthetic images/class per generative arm
     replicates: int = 3  # independent draws of the design (base sets, generators, test set)
     seeds: tuple[int, ...] = (0, 1)  # classifier seeds per cell within each replicate
+    # levers (levers.py): each setting is its own synthetic arm, e.g. closed@cfg2, closed+top0.5;
+    # off in the quick study (cost), on in the `levers` preset
+    filters: tuple[float, ...] = ()  # keep-top fractions q in (0, 1] by base-set classifier score
+    guidance: tuple[float, ...] = ()  # CFG scales; () = only sampling.cfg_scale
+    sampler_steps: tuple[int, ...] = ()  # sampler steps; () = only sampling.steps
+    lever_arms: tuple[str, ...] = ("closed",)  # generative arms that get the variants
+    cross_levers: bool = False  # every combination; False = one lever at a time around plain
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 3 replicates × 2 base sizes × (1 + 4 real + 2 closed + 2 open amounts) × 2 seeds = 108
     # cells and 9 generators: the design whose interval coverage benchmarks/coverage.py measured
     "quick": {"splits": {"base_per_class": [10, 20]}},
+    # quick + the levers (issue 15): keep-top-50 % filtering and a 3-value guidance sweep on the
+    # closed arm. Extra generator+sampling work per replicate, measured on the quick generator
+    # (one CPU thread): +2×2 guided sets of 1,600 images and +1 set of 1,600 for the filter pool
+    "levers": {"name": "levers", "splits": {"base_per_class": [10, 20]},
+               "grid": {"filters": [0.5], "guidance": [1.0, 2.0, 4.0]}},
     "mnist": {
         "name": "mnist",
         "data": {"source": "npz:../shared/data/mnist10k.npz"},

@@ -24,6 +24,7 @@ from . import __version__
 from .config import StudyConfig, check_runtime, dump_yaml
 from .data import Dataset, load_dataset
 from .executor import set_cpu_threads
+from .levers import check_levers, variant_arms
 from .lock import RunLock
 from .progress import progress_bar
 from .results import ResultsTable
@@ -74,6 +75,7 @@ def check_grid(cfg: StudyConfig, sp: Splits) -> None:
     bad = [a for a in cfg.grid.arms if a not in ("real", "closed", "open")]
     if bad:
         raise SynthequivError(f"unknown arm '{bad[0]}' (use real, closed, open)")
+    check_levers(cfg)
     if len(cfg.grid.seeds) < 1:
         raise SynthequivError("grid.seeds is empty")
     if cfg.grid.replicates < 1:
@@ -98,7 +100,7 @@ def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> lis
     for rep in reps:
         for n in cfg.splits.base_per_class:
             amounts = [("real", 0)]
-            for arm in cfg.grid.arms:
+            for arm in cfg.grid.arms + tuple(variant_arms(cfg)):  # levers: closed@cfg2, …
                 adds = cfg.grid.real_add_per_class if arm == "real" else cfg.grid.syn_add_per_class
                 amounts += [(arm, m) for m in adds]
             for arm, m in amounts:
