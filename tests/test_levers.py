@@ -79,10 +79,10 @@ def test_labels_round_trip_and_one_lever_at_a_time():
     assert parse_label("open+top0.25", 1.0, 25) == Variant("open", 1.0, 25, 0.25)
     assert parse_label("real", 1.0, 25) is None
     cfg = C.resolve("levers")
-    assert variant_arms(cfg) == ["closed@cfg2", "closed@cfg4", "closed+top0.5"]
+    assert variant_arms(cfg) == ["closed@cfg2", "closed@cfg4", "closed+top0.8"]
     assert variant_arms(C.resolve("quick")) == []  # off by default
     crossed = variant_arms(C.resolve("levers", None, ["grid.cross_levers=true"]))
-    assert len(crossed) == 2 + 3 and "closed@cfg4+top0.5" in crossed
+    assert len(crossed) == 2 + 3 and "closed@cfg4+top0.8" in crossed
 
 
 @pytest.mark.parametrize("override,match", [
@@ -188,3 +188,15 @@ def test_rerun_trains_and_samples_nothing_new(lever_run, monkeypatch):
     assert {p: p.stat().st_mtime_ns for p in files} == files
     assert set(run_dir.glob("samples/*.npz")) == {p for p in files if p.suffix == ".npz"
                                                   and p.parent.name == "samples"}
+
+
+def test_results_csv_accepts_variant_arms_and_refuses_others(tmp_path):
+    from synthequiv.rebuild import read_results_csv
+
+    path = tmp_path / "r.csv"
+    path.write_text("n_base,arm,n_add,seed,accuracy\n10,baseline,0,0,0.5\n"
+                    "10,closed@cfg2+top0.5,40,0,0.6\n")
+    assert [r["arm"] for r in read_results_csv(path)] == ["real", "closed@cfg2+top0.5"]
+    path.write_text("n_base,arm,n_add,seed,accuracy\n10,closed@fast,40,0,0.6\n")
+    with pytest.raises(SynthequivError, match="line 2: arm 'closed@fast'"):
+        read_results_csv(path)

@@ -5,8 +5,9 @@ Each variant of a generative arm is its own synthetic arm, labelled from the bas
   closed@s10           10 sampler steps (sampling.steps is the plain arm's)
   closed+top0.5        the plain arm's samples filtered to the top 50 % per class (filtering.py)
   closed@cfg2+top0.5   both (only with grid.cross_levers)
-The plain arm keeps its label (`closed`). A guidance or steps variant is a new sample set from
-the SAME generator (no retraining), keyed by its sampling config. The equivalence stage then
+The plain arm keeps its label (`closed`); study.py adds the variants to each replicate's plain
+sets (prepare_levers). A guidance or steps variant is a new sample set from the SAME generator
+(no retraining), keyed by its sampling config. The equivalence stage then
 analyses every variant as an arm (same intervals; the Holm family is every synthetic cell), so
 gains and exchange rates of the settings sit side by side.
 
@@ -22,9 +23,11 @@ import dataclasses
 import itertools
 import math
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .runlog import info, metric
 from .utils import SynthequivError, check_positive
 
 GENERATIVE = ("closed", "open")
@@ -55,6 +58,11 @@ def arm_label(v: Variant, plain_cfg: float, plain_steps: int) -> str:
     if v.keep_top is not None:
         out += f"+top{v.keep_top:g}"
     return out
+
+
+def is_variant(label: str) -> bool:
+    """A lever variant's label (closed@cfg2, open+top0.5), not a plain arm's."""
+    return base_arm(label) != label and parse_label(label, 1.0, 1) is not None
 
 
 def parse_label(label: str, plain_cfg: float, plain_steps: int) -> Variant | None:
@@ -125,8 +133,8 @@ def variant_arms(cfg) -> list[str]:
 
 def _plain_cfg(cfg, arms: tuple[str, ...], scale: float, steps: int, seed_offset: int = 0,
                per_class: int | None = None):
-    """cfg for the plain preparation of `arms` at one sampling setting (levers off, so the
-    preparation does not recurse); seed_offset draws other images from the same generators."""
+    """cfg for synthetic.prepare_synthetic of `arms` at one sampling setting (levers off: a
+    plain preparation); seed_offset draws other images from the same generators."""
     rep = dataclasses.replace
     s = cfg.sampling
     grid = rep(cfg.grid, arms=arms, filters=(), guidance=(), sampler_steps=(),
@@ -162,17 +170,21 @@ def prepare_levers(cfg, sp, run_dir: Path, device, progress: bool, tag: str,
 
     out = {}
     for v in todo:
-        label = arm_label(v, p_cfg, p_steps)
+        t0, label = time.time(), arm_label(v, p_cfg, p_steps)
         own = {n: s for (a, n), s in sets_at(v).items() if a == v.base}
         if v.keep_top is None:
             out.update({(label, n): dataclasses.replace(s, arm=label) for n, s in own.items()})
-            continue
-        extra = ({n: s for (a, n), s in sets_at(v, EXTRA_SEED_OFFSET, extra_n).items()
-                  if a == v.base} if extra_n else {})
-        for n, s in own.items():
-            out[(label, n)] = filtered_set(
-                s, extra.get(n), v.keep_top, max_add, sp.base(n), label, f"{label}-n{n}{tag}",
-                sp.dataset.num_classes, cfg.classifier, run_dir, device)
+        else:
+            extra = ({n: s for (a, n), s in sets_at(v, EXTRA_SEED_OFFSET, extra_n).items()
+                      if a == v.base} if extra_n else {})
+            for n, s in own.items():  # the scorer sees B(n) only: never reserve or test images
+                out[(label, n)] = filtered_set(
+                    s, extra.get(n), v.keep_top, max_add, sp.base(n), label,
+                    f"{label}-n{n}{tag}", sp.dataset.num_classes, cfg.classifier, run_dir,
+                    device)
+        info(f"lever {label}{tag}: {len(own)} set(s) ready in {time.time() - t0:.1f} s",
+             echo="plain")
+        metric("lever", arm=label, tag=tag, seconds=time.time() - t0)
     return out
 
 
@@ -214,6 +226,7 @@ def lever_rows(cfg, equivalence: dict, analysis: dict | None) -> list[dict]:
                 "significant": top["significant"] if top else None,
                 "rate": point.get("rate") if point and point.get("usable") else None,
                 "rate_lo": point.get("rate_lo") if point and point.get("usable") else None,
-                "rate_hi": point.get("rate_hi") if point and point.get("usable") else None})
+                "rate_hi": point.get("rate_hi") if point and point.get("usable") else None,
+                "rate_flag": point.get("flag") if point else None})
     return sorted(rows, key=lambda r: (r["base"], r["n_base"], r["keep_top"] or 0.0,
                                        r["cfg_scale"], r["steps"]))

@@ -393,7 +393,8 @@ def _lever_row(r: dict) -> list[str]:
     gain = "n/a" if r["gain"] is None else (
         f"+{r['n_add']}: {_pct(r['gain'])} ({_pct(r['gain_lo'])} to {_pct(r['gain_hi'])})"
         + (" *" if r["significant"] else ""))
-    rate = "n/a" if r["rate"] is None else (
+    why = f" ({r['rate_flag'].replace('_', ' ')})" if r.get("rate_flag") else ""
+    rate = f"n/a{why}" if r["rate"] is None else (
         f"{_rate(r['rate'])} ({_rate(r['rate_lo'])}–{_rate(r['rate_hi'])})")
     return [str(r["n_base"]), r["arm"], f"{r['cfg_scale']:g}", str(r["steps"]),
             "none" if r["keep_top"] is None else f"top {r['keep_top']:g}", _fmt(r["fidelity"], 3),

@@ -24,7 +24,7 @@ from . import __version__
 from .config import StudyConfig, check_runtime, dump_yaml
 from .data import Dataset, load_dataset
 from .executor import set_cpu_threads
-from .levers import check_levers, variant_arms
+from .levers import check_levers, prepare_levers, variant_arms
 from .lock import RunLock
 from .progress import progress_bar
 from .results import ResultsTable
@@ -235,6 +235,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
         for r, sp in enumerate(splits):
             rcfg = replicate_config(cfg, r)
             synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=f"-r{r}")
+            synth |= prepare_levers(rcfg, sp, run_dir, device, progress, f"-r{r}", synth)
             reps[r] = Replicate(r, rcfg, sp, synth)
         timings["generators_and_sampling_s"] = time.time() - t0
         cells = plan_cells(cfg, list(reps.values()), ds_digest(ds))
@@ -313,4 +314,5 @@ def analyse_run(run_dir: Path, progress: bool = True) -> dict:
         device = resolve_device(cfg.device)
         _, sp = load_inputs(cfg)  # replicate 0: the analyses describe its synthetic sets
         synth = prepare_synthetic(cfg, sp, run_dir, device, progress, tag="-r0")
+        synth |= prepare_levers(cfg, sp, run_dir, device, progress, "-r0", synth)
         return analyse_study(cfg, run_dir, sp, synth, device, progress)

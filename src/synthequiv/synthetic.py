@@ -227,6 +227,4 @@ def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = T
     if "open" in arms:
         shared = sets["open"] if pretrained else sets[f"open-{cfg.openset.kind}{tag}"]
         out.update({("open", n): shared for n in cfg.splits.base_per_class})
-    from .levers import prepare_levers  # variant arms (guidance, steps, filters) from these
-
-    return out | prepare_levers(cfg, sp, run_dir, device, progress, tag, out)
+    return out
