@@ -171,19 +171,19 @@ def _distinct_sets(sp, synth: dict) -> dict:
     """{name: (SyntheticSet, real_x, real_y, reference)} — a shared open-set set once."""
     out, seen = {}, set()
     ds = sp.dataset
-    n_open = len({s.key for (arm, _), s in synth.items() if arm != "closed"})
     for (arm, n) in sorted(synth, key=lambda k: (k[0], k[1])):
         s = synth[(arm, n)]
         if s.key in seen:
             continue
         seen.add(s.key)
-        if arm == "closed":
+        # lever variants (closed@cfg2, open+top0.5) have their base arm's real reference
+        if arm.split("+")[0].split("@")[0] == "closed":
             x, y = sp.base(n)
-            out[f"closed-n{n}"] = (s, x, y, f"B({n})")
+            out[f"{arm}-n{n}"] = (s, x, y, f"B({n})")
         else:
             idx = sp.pool_indices()
-            out[arm if n_open == 1 else f"{arm}-n{n}"] = (s, ds.images[idx], ds.labels[idx],
-                                                          "pool")
+            shared = len({v.key for (a, _), v in synth.items() if a == arm}) == 1
+            out[arm if shared else f"{arm}-n{n}"] = (s, ds.images[idx], ds.labels[idx], "pool")
     return out
 
 

@@ -40,6 +40,14 @@ class GridConfig:
     syn_add_per_class: tuple[int, ...] = (40, 160)  # synthetic images/class per generative arm
     replicates: int = 3  # independent draws of the design (base sets, generators, test set)
     seeds: tuple[int, ...] = (0, 1)  # classifier seeds per cell within each replicate
+    # levers (levers.py): each setting is its own synthetic arm, e.g. closed@cfg2, closed+top0.5;
+    # off in the quick study (cost), on in the `levers` preset. A filtered arm keeps the top q
+    # per class of a pool of ceil(max syn_add_per_class / q) images/class (filtering.py)
+    filters: tuple[float, ...] = ()  # keep-top fractions q in (0, 1] by base-set classifier score
+    guidance: tuple[float, ...] = ()  # CFG scales; () = only sampling.cfg_scale
+    sampler_steps: tuple[int, ...] = ()  # sampler steps; () = only sampling.steps
+    lever_arms: tuple[str, ...] = ("closed",)  # generative arms that get the variants
+    cross_levers: bool = False  # every combination; False = one lever at a time around plain
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 3 replicates × 2 base sizes × (1 + 4 real + 2 closed + 2 open amounts) × 2 seeds = 108
     # cells and 9 generators: the design whose interval coverage benchmarks/coverage.py measured
     "quick": {},
+    # quick + the levers (issue 15) on the closed arm: a 3-value guidance sweep and the paper's
+    # filter (drop the bottom 20 %, q = 0.8: its pool needs only 40 extra images/class; q = 0.5
+    # needs 160). Measured generator+sampling time of one replicate, one thread on the shared
+    # 2-vCPU machine: quick 102 s / 106 s, levers' extra 107 s / 132 s (guidance 97 s / 121 s:
+    # every guided image costs 2 network evaluations per step; filter 10 s), i.e. 2.05–2.24×
+    "levers": {"name": "levers",
+               "grid": {"filters": [0.8], "guidance": [1.0, 2.0, 4.0]}},
     "mnist": {
         "name": "mnist",
         "data": {"source": "npz:../shared/data/mnist10k.npz"},

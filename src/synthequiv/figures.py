@@ -17,6 +17,10 @@ from .utils import atomic_path  # noqa: E402
 
 ARM_COLORS = {"real": "tab:blue", "closed": "tab:orange", "open": "tab:green"}
 EXTRA_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+# lever variants (closed@cfg2, closed+top0.5, …): shades of their base arm's family
+VARIANT_COLORS = {"closed": ("tab:red", "tab:brown", "tab:pink", "darkgoldenrod", "maroon",
+                             "coral", "sienna", "orchid"),
+                  "open": ("tab:olive", "tab:cyan", "darkgreen", "teal", "yellowgreen", "navy")}
 DPI = 150
 MAX_GRID_CLASSES = 20  # sample grids show at most this many classes (readable at page width)
 
@@ -27,6 +31,29 @@ def arm_color(arm: str) -> str:
     import zlib
 
     return ARM_COLORS.get(arm) or EXTRA_COLORS[zlib.crc32(arm.encode()) % len(EXTRA_COLORS)]
+
+
+def _base(arm: str) -> str:
+    return arm.split("+")[0].split("@")[0]  # closed@cfg2+top0.5 → closed
+
+
+def arm_colors(arms) -> dict[str, str]:
+    """A color per arm label, in legend order: the base arms' own colors; variants get shades
+    of their base arm's family, in label order."""
+    order = list(ARM_COLORS)
+    rank = {a: (order.index(_base(a)) if _base(a) in order else len(order), a) for a in arms}
+    out, used = {}, {}
+    for arm in sorted(rank, key=rank.get):
+        if arm in ARM_COLORS:
+            out[arm] = ARM_COLORS[arm]
+            continue
+        if _base(arm) not in VARIANT_COLORS:  # a provided arm's own label (e.g. sd15)
+            out[arm] = arm_color(arm)
+            continue
+        shades = VARIANT_COLORS[_base(arm)]
+        used[_base(arm)] = i = used.get(_base(arm), -1) + 1
+        out[arm] = shades[i % len(shades)]
+    return out
 
 
 def _save(fig, path: Path) -> Path:
@@ -54,6 +81,7 @@ def accuracy_curves(stats: list[dict], path: Path, metric: str = "accuracy") -> 
     bases = sorted({s["n_base"] for s in stats})
     fig, axes = _panels(bases)
     arms = sorted({s["arm"] for s in stats}, key=lambda a: (a not in ARM_COLORS, a))
+    colors = arm_colors(arms)
     for ax, n in zip(axes, bases):
         base = [s for s in stats if s["n_base"] == n and s["n_add"] == 0]
         for arm in arms:
@@ -62,7 +90,7 @@ def accuracy_curves(stats: list[dict], path: Path, metric: str = "accuracy") -> 
             if len(pts) < 2:
                 continue
             x = np.array([p["n_add"] for p in pts], float)
-            color = arm_color(arm)
+            color = colors[arm]
             ax.plot(x, [p["mean"] for p in pts], "o-", color=color, label=arm, ms=4)
             ax.fill_between(x, [p["lo"] for p in pts], [p["hi"] for p in pts], color=color,
                             alpha=0.18, lw=0)
@@ -82,6 +110,7 @@ def gain_curves(gains: list[dict], path: Path) -> Path:
     filled markers where the interval excludes zero."""
     bases = sorted({g["n_base"] for g in gains}) or [0]
     fig, axes = _panels(bases)
+    colors = arm_colors(g["arm"] for g in gains)
     for ax, n in zip(axes, bases):
         ax.axhline(0.0, color="black", lw=0.8)
         for j, arm in enumerate(sorted({g["arm"] for g in gains})):
@@ -89,7 +118,7 @@ def gain_curves(gains: list[dict], path: Path) -> Path:
                         key=lambda g: g["n_add"])
             if not gs:
                 continue
-            color = arm_color(arm)
+            color = colors[arm]
             x = np.array([g["n_add"] for g in gs], float) * (1 + 0.04 * (j - 1))  # dodge arms
             y = 100 * np.array([g["gain"] for g in gs])
             err = 100 * np.abs(np.array([[g["gain"] - g["lo"], g["hi"] - g["gain"]]
@@ -104,9 +133,7 @@ def gain_curves(gains: list[dict], path: Path) -> Path:
         ax.set_xlabel("added images per class")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("gain over baseline (pts, 95 % CI)")
-    order = [*ARM_COLORS, *sorted({g["arm"] for g in gains} - set(ARM_COLORS))]
-    handles = [Line2D([], [], color=arm_color(a), marker="o", label=a) for a in order
-               if any(g["arm"] == a for g in gains)]
+    handles = [Line2D([], [], color=c, marker="o", label=a) for a, c in colors.items()]
     handles += [Line2D([], [], ls="", marker="o", color="k", label="significant"),
                 Line2D([], [], ls="", marker="o", mfc="white", color="k", label="not significant")]
     axes[-1].legend(handles=handles, fontsize=7, loc="best")
@@ -220,7 +247,7 @@ def pca_maps(panels: list[tuple[np.ndarray, np.ndarray, str]], arm: str, path: P
         z = pca.fit_transform(feats)  # [N, 2]
         ax.scatter(z[~is_fake, 0], z[~is_fake, 1], s=5, alpha=0.5, c="tab:blue", label="real")
         ax.scatter(z[is_fake, 0], z[is_fake, 1], s=5, alpha=0.5,
-                   c=arm_color(arm), label="synthetic")
+                   c=arm_color(_base(arm)), label="synthetic")
         ev = 100 * pca.explained_variance_ratio_
         ax.set_xlabel(f"principal component 1 ({ev[0]:.0f} % of variance)", fontsize=8)
         ax.set_ylabel(f"principal component 2 ({ev[1]:.0f} % of variance)", fontsize=8)

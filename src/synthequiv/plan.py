@@ -67,10 +67,14 @@ def _counts(cfg) -> dict:
     closed = len(bases) if "closed" in syn_arms else 0
     open_gens = 1 if "open" in syn_arms and cfg.openset.kind != "pretrained" else 0
     open_sets = 1 if "open" in syn_arms else 0
+    from .levers import variants
+
+    levers = variants(cfg)  # variant arms (closed@cfg2, …): cells, and sets for new settings
     per_base = (1 + (len(g.real_add_per_class) if "real" in g.arms else 0)
-                + len(g.syn_add_per_class) * len(syn_arms))
+                + len(g.syn_add_per_class) * (len(syn_arms) + len(levers)))
+    resampled = sum(len(bases) if v.base == "closed" else 1 for v in levers if v.keep_top is None)
     return {"replicates": reps, "generators": (closed + open_gens) * reps,
-            "sample_sets": (closed + open_sets) * reps, "cells": per_base * len(bases)
+            "sample_sets": (closed + open_sets + resampled) * reps, "cells": per_base * len(bases)
             * len(g.seeds) * reps, "cells_per_base": per_base, "syn_arms": syn_arms}
 
 

@@ -20,6 +20,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+from .levers import is_variant
 from .utils import SynthequivError, atomic_path
 
 REQUIRED = ("n_base", "arm", "n_add", "seed")
@@ -109,9 +110,9 @@ def read_results_csv(path: Path, metric: str = "accuracy") -> list[dict]:
     rows = []
     for i, r in enumerate(raw, start=2):  # line 1 is the header
         arm = str(r["arm"]).strip()
-        if arm not in (*ARMS, "baseline"):
-            raise SynthequivError(f"{path} line {i}: arm '{arm}' (use real, closed, open or "
-                                  "baseline)")
+        if arm not in (*ARMS, "baseline") and not is_variant(arm):
+            raise SynthequivError(f"{path} line {i}: arm '{arm}' (use real, closed, open, "
+                                  "baseline or a lever variant such as closed@cfg2+top0.5)")
         row = {"n_base": _cell(r, i, "n_base", int), "arm": "real" if arm == "baseline" else arm,
                "n_add": 0 if arm == "baseline" else _cell(r, i, "n_add", int),
                "seed": _cell(r, i, "seed", int), metric: _cell(r, i, metric, float)}

@@ -13,6 +13,7 @@ from scipy import stats as sstats
 from . import __version__, figures
 from .config import provided_note, to_dict
 from .document import Doc
+from .levers import lever_rows
 from .planner import heldout_check, heldout_text
 from .utils import SynthequivError, atomic_write_json, atomic_write_text
 
@@ -120,7 +121,10 @@ def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
     fitted = _exchange_lines(equivalence)
     lines.insert(0, _recommendation(gains))
     note = provided_note(cfg)  # what provided arms' intervals leave out
-    return _headline(gains, lines[1:]), lines + fitted + ([note] if note else [])
+    # the headline answers for the plain arms; lever variants (closed@cfg2, closed+top0.8) are
+    # listed below it and compared in the levers table
+    plain = [t for t in lines[1:] if t.split(" at ")[0].removesuffix("-set").isidentifier()]
+    return _headline(gains, plain), lines + fitted + ([note] if note else [])
 
 
 def _recommendation(gains: list[dict]) -> str:
@@ -289,6 +293,7 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
         "equivalence": equivalence, "analysis": stored, "config": to_dict(cfg),
         "figures": {k: _relative(v, run_dir) for k, v in figs.items()},
         "planner": planner, "run": run_info or {},
+        "levers": lever_rows(cfg, equivalence, analysis),
     }
     atomic_write_json(run_dir / "summary.json", summary)
     md, page = _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs)
@@ -341,6 +346,7 @@ def _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs) -> tup
     doc.table(["base/class", "arm", "added/class", summary["metric"], "95 % CI", "units",
                "classifiers"], _accuracy_rows(stats))
     _equivalence_section(doc, cfg, equivalence, figs)
+    _levers_section(doc, summary["levers"])
     _planner_section(doc, summary.get("planner"))
     if analysis:
         from .analysis_report import add_section
@@ -406,6 +412,37 @@ def _planner_section(doc: Doc, check: dict | None) -> None:
         doc.table(["base/class", "arm", "held out/class", "predicted by", "predicted",
                    "observed", "error (pts)", f"{100 * check.get('ci', 0.95):g} % interval",
                    "covered"], rows)
+
+
+def _levers_section(doc: Doc, rows: list[dict]) -> None:
+    """Per lever setting: what the synthetic images look like (replicate 0's sets) beside what
+    they are worth (gain and measured rate at the largest amount, intervals over replicates)."""
+    if not rows:
+        return
+    doc.h2("Levers: guidance, sampler steps and filtering")
+    doc.p("Each setting is its own synthetic arm with the same intervals as every other cell "
+          "(its cells are in the Holm family). Fidelity: agreement of a real-trained classifier "
+          "with the conditioning labels; recall and coverage: how much of the real feature "
+          "distribution the set covers (diversity); memorized: share of synthetic images nearer "
+          "a training image than 95 % of held-out real images are (5 % expected). Filtered "
+          "arms (top q) keep the top fraction q per class of a pool of ⌈largest amount / q⌉ "
+          "images/class, ranked by a classifier trained on the base set only. * = significant "
+          "after Holm adjustment.")
+    doc.table(["base/class", "setting", "guidance", "steps", "filter", "fidelity", "recall",
+               "coverage", "memorized", "gain at largest (pts, 95 % CI)",
+               "1 real ≈ synthetic (95 % CI)"], [_lever_row(r) for r in rows])
+
+
+def _lever_row(r: dict) -> list[str]:
+    gain = "n/a" if r["gain"] is None else (
+        f"+{r['n_add']}: {_pct(r['gain'])} ({_pct(r['gain_lo'])} to {_pct(r['gain_hi'])})"
+        + (" *" if r["significant"] else ""))
+    why = f" ({r['rate_flag'].replace('_', ' ')})" if r.get("rate_flag") else ""
+    rate = f"n/a{why}" if r["rate"] is None else (
+        f"{_rate(r['rate'])} ({_rate(r['rate_lo'])}–{_rate(r['rate_hi'])})")
+    return [str(r["n_base"]), r["arm"], f"{r['cfg_scale']:g}", str(r["steps"]),
+            "none" if r["keep_top"] is None else f"top {r['keep_top']:g}", _fmt(r["fidelity"], 3),
+            _fmt(r["recall"], 3), _fmt(r["coverage"], 3), _fmt(r["memorized"], 3), gain, rate]
 
 
 def _setting_section(doc: Doc, cfg, summary: dict) -> None:

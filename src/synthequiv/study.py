@@ -31,6 +31,7 @@ from .config import (
 )
 from .data import Dataset, data_digest, load_dataset, note_data_digest
 from .executor import set_cpu_threads
+from .levers import check_levers, prepare_levers, variant_arms
 from .lock import RunLock
 from .progress import progress_bar
 from .provided import load_provided
@@ -84,6 +85,7 @@ def check_grid(cfg: StudyConfig, sp: Splits) -> None:
     if bad:
         raise SynthequivError(f"unknown arm '{bad[0]}' (use real, closed, open or a provided "
                               "arm: provided.sets / provided.generators)")
+    check_levers(cfg)
     if len(cfg.grid.seeds) < 1:
         raise SynthequivError("grid.seeds is empty")
     if cfg.grid.replicates < 1:
@@ -108,7 +110,7 @@ def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> lis
     for rep in reps:
         for n in cfg.splits.base_per_class:
             amounts = [("real", 0)]
-            for arm in study_arms(cfg):  # grid.arms plus provided arms
+            for arm in study_arms(cfg) + tuple(variant_arms(cfg)):  # + provided, + levers
                 if arm != "real" and (arm, n) not in rep.synth:
                     continue  # a provided arm given for other base sizes only
                 adds = cfg.grid.real_add_per_class if arm == "real" else cfg.grid.syn_add_per_class
@@ -251,6 +253,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
             rcfg = replicate_config(cfg, r)
             synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=f"-r{r}",
                                       provided=provided)
+            synth |= prepare_levers(rcfg, sp, run_dir, device, progress, f"-r{r}", synth)
             reps[r] = Replicate(r, rcfg, sp, synth)
         timings["generators_and_sampling_s"] = time.time() - t0
         cells = plan_cells(cfg, list(reps.values()), ds_digest(ds))
@@ -328,5 +331,8 @@ def analyse_run(run_dir: Path, progress: bool = True) -> dict:
     with RunLock(run_dir):
         device = resolve_device(cfg.device)
         _, sp = load_inputs(cfg)  # replicate 0: the analyses describe its synthetic sets
-        synth = prepare_synthetic(cfg, sp, run_dir, device, progress, tag="-r0")
+        provided = load_provided(cfg, [sp])
+        synth = prepare_synthetic(cfg, sp, run_dir, device, progress, tag="-r0",
+                                  provided=provided)
+        synth |= prepare_levers(cfg, sp, run_dir, device, progress, "-r0", synth)
         return analyse_study(cfg, run_dir, sp, synth, device, progress)
