@@ -108,3 +108,17 @@ def test_memorization_above_its_expected_rate_is_said_in_words():
     assert "2.100 ± 0.400" in md  # KID ×10³ with its spread
     calm, _ = report_section(_analysis(0.06))  # within 3 binomial SEs of 5 % (n = 300)
     assert "No sign of memorization in closed-n10: 6 %" in calm
+
+
+def test_fitted_rates_far_beyond_the_measured_amounts_are_not_reported():
+    from synthequiv.report import _exchange_lines
+
+    eqv = {"cells": [{"arm": "closed", "n_base": 10, "n_add": 160}],
+           "arms": {"closed": {"fit": {"status": "ok"}, "exchange": [
+               {"n_base": 10, "frac": 0.5, "n_real_plus": 5, "n_syn": 400.0, "rate": 80.0,
+                "lo": 20.0, "hi": 1e9, "supported": True},
+               {"n_base": 10, "frac": 1.0, "n_real_plus": 10, "n_syn": 1.1e6, "rate": 1.1e5,
+                "lo": 0.0, "hi": 1e37, "supported": True}]}}}
+    first, second = _exchange_lines(eqv)
+    assert "1 real ≈ 80 synthetic (95 % CI 20–1e+09) [extrapolated" in first
+    assert "not reported" in second and "1 real ≈" not in second

@@ -50,7 +50,14 @@ def _rate(x: float) -> str:
         return "n/a"
     if x == math.inf:
         return "∞"
-    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+    if x >= 1e5:
+        return f"{x:.0e}"
+    return f"{x:.0f}" if x >= 10 or x == 0 else f"{x:.1f}"
+
+
+# a fitted rate whose synthetic amount exceeds the largest measured one by more than this is
+# not printed as an estimate: the formula's curvature is then unconstrained by the data
+MAX_EXTRAPOLATION = 10.0
 
 
 def _arm_base_line(arm: str, n: int, points: list[dict], gains: list[dict]) -> str:
@@ -177,6 +184,12 @@ def _exchange_lines(equivalence: dict) -> list[str]:
             if not x.get("supported"):
                 continue
             max_syn = measured.get((arm, x["n_base"]), 0)
+            if not x["n_syn"] <= MAX_EXTRAPOLATION * max_syn:
+                out.append(f"{arm}-set, {x['n_base']} images/class (fitted formula): matching "
+                           f"+{x['n_real_plus']:g} real/class would take more than "
+                           f"{MAX_EXTRAPOLATION:g}× the largest measured {max_syn}/class — "
+                           "not reported (an extrapolation the data do not constrain).")
+                continue
             beyond = (f" [extrapolated: beyond the largest measured {max_syn}/class]"
                       if x["n_syn"] > max_syn else "")
             out.append(
