@@ -2,6 +2,10 @@
 
 Loading is strict: an unknown key is an error naming the key (e.g. `grid.sedes`), a value of
 the wrong type is an error naming the key and the expected type.
+
+Length (~530 lines): one dataclass per stage lives with its stage; this module holds the
+composition, the presets, strict YAML loading and the up-front validation of every stage, which
+belong together so that a config is checked in one place before anything runs.
 """
 
 from __future__ import annotations

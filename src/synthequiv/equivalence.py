@@ -33,6 +33,10 @@ units; t-intervals of within-unit contrasts, Fieller-type test inversion, jackkn
 4. The effective-data model acc = a − b·(n_base + n_real⁺ + r·n_syn)^(−α) (r: one synthetic
    image's worth in real images) is the alternative, compared with the formula by
    leave-one-cell-out prediction error, with an interval on the paired difference.
+
+Length (~590 lines): the measured points, the formula fit, the effective-data model and their
+comparison share the real-curve machinery and the unit table; split apart, one estimator would
+be spread over several files. The interval methods themselves live in intervals.py.
 """
 
 from __future__ import annotations

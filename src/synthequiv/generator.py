@@ -11,6 +11,10 @@ Every random draw of training step k comes from a generator seeded by (seed, k),
 resumed from a checkpoint continues exactly as an uninterrupted one would. Under DDP
 (distributed.py) every rank makes the same draws for the global batch and trains on its slice,
 so W ranks take the step one process would (up to float summation order).
+
+Length (~535 lines): the backbone presets, the diffusion wrapper, the training loop and the
+checkpoint format are one unit (a checkpoint is only meaningful with the code that wrote it);
+sampling and distributed training are in sampling.py and distributed.py.
 """
 
 from __future__ import annotations
