@@ -15,20 +15,10 @@ from synthequiv import config as C
 from synthequiv.provided import load_provided, provided_sets
 from synthequiv.study import Replicate, make_replicates, plan_cells, replicate_config, run_study
 from synthequiv.utils import SynthequivError
+from test_study import TINY as STUDY_TINY
 
-TINY = [  # tests/test_study.py's tiny study, one replicate, no generator trained
-    "splits.base_per_class=[5,10]",
-    "grid.seeds=[0,1]",
-    "grid.replicates=1",
-    "grid.real_add_per_class=[5,20]",
-    "grid.syn_add_per_class=[5,20]",
-    "generator.train_kimg=2.0",
-    "generator.warmup_kimg=0.5",
-    "sampling.steps=5",
-    "classifier.train_steps=30",
-    "analysis.enabled=false",
-    "device=cpu",
-]
+# tests/test_study.py's tiny study, one replicate, no generator trained
+TINY = [s for s in STUDY_TINY if not s.startswith("grid.replicates")] + ["grid.replicates=1"]
 PER_CLASS = 30  # images per class in the synthetic files (the grid uses the first 20)
 
 

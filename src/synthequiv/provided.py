@@ -101,15 +101,23 @@ def _load_set(e: ProvidedEntry, splits: list[Splits], m: int
     return every[torch.cat(idx)], y
 
 
-def _check_no_test(x: torch.Tensor, e: ProvidedEntry, splits: list[Splits]) -> None:
-    """Refuse a set holding any replicate's test images: its classifiers would train on them."""
+def _test_overlap(x: torch.Tensor, splits: list[Splits]) -> tuple[int, int]:
+    """(replicate, count) of the first replicate whose test images x contains; (-1, 0) if none."""
     mine = image_hashes(x)
     for r, sp in enumerate(splits):
         shared = len(mine & image_hashes(sp.test_images))
         if shared:
-            raise SynthequivError(
-                f"{_where(e)}: contains {shared} of the study's test images (replicate {r}): "
-                "classifiers trained on it would see the test set")
+            return r, shared
+    return -1, 0
+
+
+def _check_no_test(x: torch.Tensor, e: ProvidedEntry, splits: list[Splits]) -> None:
+    """Refuse a set holding any replicate's test images: its classifiers would train on them."""
+    r, shared = _test_overlap(x, splits)
+    if shared:
+        raise SynthequivError(
+            f"{_where(e)}: contains {shared} of the study's test images (replicate {r}): "
+            "classifiers trained on it would see the test set")
 
 
 # ----------------------------------------------------------------------------- generators
@@ -174,14 +182,12 @@ def _trained_on(e: ProvidedEntry, digest: str, splits: list[Splits], sizes: list
             x, y = ds.images[idx], ds.labels[idx]
             if tensor_digest(x, y) != digest:
                 continue
-            mine = image_hashes(x)
-            for r, other in enumerate(splits):
-                shared = len(mine & image_hashes(other.test_images))
-                if shared:
-                    raise SynthequivError(
-                        f"{_where(e)}: it was trained on {name} of replicate {r0}, which holds "
-                        f"{shared} of replicate {r}'s test images (each replicate draws its own "
-                        "hold-out test set); use grid.replicates=1 or data with a test split")
+            r, shared = _test_overlap(x, splits)
+            if shared:
+                raise SynthequivError(
+                    f"{_where(e)}: it was trained on {name} of replicate {r0}, which holds "
+                    f"{shared} of replicate {r}'s test images (each replicate draws its own "
+                    "hold-out test set); use grid.replicates=1 or data with a test split")
             return f"trained on {name} of replicate {r0}"
     info(f"{_where(e)}: its training images are none of this study's base sets or pools, so "
          "they were not checked against the test sets")
