@@ -193,26 +193,43 @@ def equivalence_curves(eq_arm: dict, arm: str, k: float, path: Path) -> Path:
     pts, fit = eq_arm.get("points", []), eq_arm.get("fit", {})
     bases = sorted({p["n_base"] for p in pts})
     cmap, ok_fit = plt.get_cmap("viridis"), fit.get("status") == "ok"
+    # the fitted formula is drawn, and its rates shown, only up to 10× the largest measured
+    # synthetic amount (as in the report): beyond that the data do not constrain it
+    cap = 10.0 * max([p["n_syn"] for p in pts] or [1])
     for i, n in enumerate(bases):
         color = cmap(i / max(1, len(bases) - 1))
-        ok = [p for p in pts if p["n_base"] == n and p["flag"] == "ok" and p["n_real_eq"] > 0]
+        ok = [p for p in pts if p["n_base"] == n and p.get("usable", p["flag"] == "ok")]
         bad = [p for p in pts if p["n_base"] == n and p not in ok]
-        ax.plot([p["n_real_eq"] for p in ok], [p["n_syn"] for p in ok], "o", color=color)
+        for p in ok:  # n_real_eq with its interval; an open upper end runs to the largest
+            # real amount measured and ends in an arrowhead (">": it may be larger still)
+            lo, hi = p.get("n_real_eq_lo", np.nan), p.get("n_real_eq_hi", np.nan)
+            xerr = None
+            if np.isfinite(lo):
+                if not np.isfinite(hi):
+                    hi = p.get("largest_real", p["n_real_eq"])
+                    ax.plot([hi], [p["n_syn"]], ">", color=color, ms=5)
+                xerr = [[max(p["n_real_eq"] - lo, 0)], [max(hi - p["n_real_eq"], 0)]]
+            ax.errorbar([p["n_real_eq"]], [p["n_syn"]], xerr=xerr, fmt="o", color=color,
+                        capsize=2, lw=0.8)
         ax.plot([max(p["n_real_eq"] or 0, 0) for p in bad], [p["n_syn"] for p in bad], "x",
                 color=color, alpha=0.6)
         if ok_fit:
             r = np.linspace(0.01, 1.5, 60) * n
-            ax.plot(r, n * fit["c1"] ** (n / k) * (fit["c2"] ** (r / n) - 1), "-", color=color,
-                    alpha=0.8)
+            syn = n * fit["c1"] ** (n / k) * (fit["c2"] ** (r / n) - 1)
+            keep = syn <= cap
+            ax.plot(r[keep], syn[keep], "-", color=color, alpha=0.8)
             ex = [x for x in eq_arm.get("exchange", []) if x["n_base"] == n
+                  and x.get("supported", True) and x["n_syn"] <= cap
                   and np.isfinite(x.get("lo") or np.nan)]
             for x in ex:
-                lo, hi = x["lo"] * x["n_real_plus"], x["hi"] * x["n_real_plus"]
+                lo = x["lo"] * x["n_real_plus"]
+                hi = min(x["hi"] * x["n_real_plus"], cap)
                 ax.errorbar([x["n_real_plus"]], [x["n_syn"]], fmt="s", color=color, ms=4,
                             yerr=[[max(x["n_syn"] - lo, 0)], [max(hi - x["n_syn"], 0)]],
                             capsize=3)
     if any(p["n_syn"] > 0 for p in pts):
         ax.set_yscale("log")
+        ax.set_ylim(min(p["n_syn"] for p in pts if p["n_syn"] > 0) / 3, cap)
     if not ok_fit:
         ax.text(0.5, 0.5, f"fit failed: {fit.get('status', 'no data')}\n(too few matched "
                 "points; the report gives the measured gains)", transform=ax.transAxes,
@@ -220,11 +237,13 @@ def equivalence_curves(eq_arm: dict, arm: str, k: float, path: Path) -> Path:
                 bbox={"facecolor": "white", "edgecolor": "tab:red"})
     handles = [Line2D([], [], ls="", marker="s", color=cmap(i / max(1, len(bases) - 1)),
                       label=f"base {n}/class") for i, n in enumerate(bases)]
-    handles += [Line2D([], [], ls="", marker="o", color="gray", label="matched a real gain"),
+    handles += [Line2D([], [], ls="", marker="o", color="gray",
+                       label="matched a real gain (n_real⁺, 95 % CI)"),
                 Line2D([], [], ls="", marker="x", color="gray", label="flagged (no gain / "
                        "beyond real range)")]
     if ok_fit:
-        handles += [Line2D([], [], color="gray", label="fitted formula (■ 95 % CI)")]
+        handles += [Line2D([], [], color="gray", label="fitted formula (■ rate, 95 % CI; "
+                           "shown up to 10× the largest measured amount)")]
     ax.legend(handles=handles, fontsize=7, loc="best")
     ax.set_xlabel("equivalent extra real images per class (n_real⁺)")
     ax.set_ylabel("synthetic images per class (n_syn)")
