@@ -209,7 +209,7 @@ def run_dir(tmp_path):
     d.mkdir()
     (d / "config.yaml").write_text(C.dump_yaml(cfg))
     ResultsTable(d / "results.sqlite").close()  # the study's schema
-    chash = config_hash(cfg)
+    chash = config_hash(cfg, "")  # no data_digest.txt in this run directory
     rows = [{**r, "key": f"k{i}", "config_hash": chash}
             for i, r in enumerate(rows_truth(real_add=(5, 10, 20, 40), noise=0.002))]
     rows.append({"key": "other", "config_hash": "x", "n_base": 10, "arm": "real", "n_add": 0,

@@ -120,7 +120,8 @@ def study(
         return
     from .study import run_study
 
-    C.validate(cfg)  # the name too: runs_dir / cfg.name never leaves runs_dir
+    # run_study validates the whole config (the name too: runs_dir / cfg.name never leaves
+    # runs_dir) before it writes anything
     result = run_study(cfg, runs_dir.expanduser() / cfg.name)
     console.print(f"\n[bold]report:[/] {result['report']}")
     console.print(f"[bold]headline:[/] {result['headline']}")

@@ -311,6 +311,7 @@ def validate(cfg: StudyConfig) -> None:
     """Every check that needs no data, for every stage: run before anything is written or
     trained, so a bad value is one error line at once, not a failure after hours of training."""
     from . import classifier, generator, sampling
+    from .levers import check_levers
     from .utils import check_positive, resolve_device
 
     check_run_name(cfg.name)
@@ -331,6 +332,7 @@ def validate(cfg: StudyConfig) -> None:
     sampling.check_sample_config(cfg.sampling)
     classifier._check_config(cfg.classifier)
     _check_grid(cfg.grid)
+    check_levers(cfg)
     check_positive("analysis.max_images", cfg.analysis.max_images)
     check_positive("analysis.domain_train_steps", cfg.analysis.domain_train_steps)
 
@@ -385,6 +387,8 @@ def _check_grid(g: GridConfig) -> None:
     _check_counts("grid.syn_add_per_class", g.syn_add_per_class, allow_empty=True)
     if not g.seeds:
         raise SynthequivError("grid.seeds is empty")
+    if not 1 <= g.replicates <= 1000:
+        raise SynthequivError(f"grid.replicates must be in [1, 1000], got {g.replicates}")
     if len(set(g.seeds)) != len(g.seeds):
         raise SynthequivError(f"grid.seeds has duplicate seeds: {list(g.seeds)} (a repeated "
                               "seed repeats the same cell and narrows the CIs falsely)")

@@ -68,20 +68,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             f"unknown data source '{cfg.source}' (run `synthequiv datasets` for the list)"
         )
     validate(ds)
-    _DIGESTS[cfg] = ds.digest
     return ds
-
-
-# the digest of the data each DataConfig gave when last loaded in this process
-_DIGESTS: dict[DataConfig, str] = {}
-
-
-def data_digest(cfg: DataConfig) -> str:
-    """Content digest (Dataset.digest) of the data `cfg` names, as loaded last by this process
-    (loaded now if it never was): what the study's cell keys hash besides the config."""
-    if cfg not in _DIGESTS:
-        load_dataset(cfg)
-    return _DIGESTS[cfg]
 
 
 def note_data_digest(run_dir: Path, ds: Dataset) -> bool:
@@ -99,6 +86,16 @@ def note_data_digest(run_dir: Path, ds: Dataset) -> bool:
     if old != ds.digest:
         atomic_write_text(path, ds.digest + "\n")
     return changed
+
+
+def read_data_digest(run_dir: Path) -> str:
+    """The digest note_data_digest stored for a run ("" when there is none): what its cell keys
+    and config hash were made with, read without loading the data."""
+    path = Path(run_dir) / "data_digest.txt"
+    try:
+        return path.read_text().strip() if path.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 # ----------------------------------------------------------------------------- conversions

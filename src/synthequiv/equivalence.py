@@ -376,8 +376,8 @@ def fit_paper(means: Mapping[Key, float], se: Mapping[Key, float], arm: str,
 
     cells = _FitCells(keys, curves)
 
-    def resid(p):
-        return (obs - cells.predict(p[0], math.exp(p[1]))) * w
+    def resid(p):  # np.exp: a step far out gives inf (a flat prediction), never OverflowError
+        return (obs - cells.predict(p[0], np.exp(p[1]))) * w
 
     lc1, lc2 = _fit_start(cells, obs, w)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -515,11 +515,14 @@ def _cell_se(t: UnitTable) -> dict[Key, float]:
     return {k: s if math.isfinite(s) and s > 0 else floor for k, s in se.items()}
 
 
-def _fitted_numbers(t: UnitTable, arm: str, cfg: EquivalenceConfig, grid) -> np.ndarray:
-    """[c₂, ln c₁/k, r, rate at each (n_base, frac) of grid] from one unit table."""
-    means, se = t.means(), _cell_se(t)
-    fit = fit_paper(means, se, arm, cfg.k)
-    eff = fit_effective(means, arm)
+def _fits(t: UnitTable, arm: str, k: float) -> tuple[dict, dict]:
+    """(paper formula, effective-data model) fitted to one unit table's cell means."""
+    means = t.means()
+    return fit_paper(means, _cell_se(t), arm, k), fit_effective(means, arm)
+
+
+def _fitted_numbers(fit: dict, eff: dict, grid) -> np.ndarray:
+    """[c₂, ln c₁/k, r, rate at each (n_base, frac) of grid] of one pair of fits."""
     rates = [exchange_rate(fit, nb, f) if fit["status"] == "ok" else math.nan for nb, f in grid]
     return np.array([fit["c2"], fit["ln_c1_over_k"], eff["r"], *rates], float)
 
@@ -527,19 +530,17 @@ def _fitted_numbers(t: UnitTable, arm: str, cfg: EquivalenceConfig, grid) -> np.
 def _arm_analysis(t: UnitTable, arm: str, cfg: EquivalenceConfig) -> dict:
     means, se = t.means(), _cell_se(t)
     points = measured_points(t, arm, cfg.ci)
-    fit = fit_paper(means, se, arm, cfg.k)
-    eff = fit_effective(means, arm)
+    fit, eff = _fits(t, arm, cfg.k)
     bases = sorted({p["n_base"] for p in points})
     grid = [(nb, f) for nb in bases for f in cfg.exchange_points]
-    full = _fitted_numbers(t, arm, cfg, grid)
-    loo = np.array([_fitted_numbers(t.drop_unit(i), arm, cfg, grid) for i in range(t.n_units)])
-    loo = loo.reshape(t.n_units, len(full))
+    full = _fitted_numbers(fit, eff, grid)
+    loo = np.array([_fitted_numbers(*_fits(t.drop_unit(i), arm, cfg.k), grid)
+                    for i in range(t.n_units)]).reshape(t.n_units, len(full))
     jk = [jackknife(full[j], loo[:, j].tolist(), cfg.ci, log=(j != 1)) for j in range(len(full))]
     fitted = fit["status"] == "ok"
     supported = {p["n_base"] for p in points if p["usable"]}
     exchange = []
-    for (nb, f), j in zip(grid, jk[3:]):
-        rate = exchange_rate(fit, nb, f) if fitted else math.nan
+    for (nb, f), rate, j in zip(grid, full[3:].tolist(), jk[3:]):
         exchange.append({"n_base": nb, "frac": f, "n_real_plus": f * nb,
                          "n_syn": rate * f * nb, "rate": rate,
                          "lo": j["lo"] if fitted else math.nan,

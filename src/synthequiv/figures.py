@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from .levers import base_arm  # noqa: E402  (closed@cfg2+top0.5 → closed)
 from .utils import atomic_path  # noqa: E402
 
 ARM_COLORS = {"real": "tab:blue", "closed": "tab:orange", "open": "tab:green"}
@@ -33,25 +34,21 @@ def arm_color(arm: str) -> str:
     return ARM_COLORS.get(arm) or EXTRA_COLORS[zlib.crc32(arm.encode()) % len(EXTRA_COLORS)]
 
 
-def _base(arm: str) -> str:
-    return arm.split("+")[0].split("@")[0]  # closed@cfg2+top0.5 → closed
-
-
 def arm_colors(arms) -> dict[str, str]:
     """A color per arm label, in legend order: the base arms' own colors; variants get shades
     of their base arm's family, in label order."""
     order = list(ARM_COLORS)
-    rank = {a: (order.index(_base(a)) if _base(a) in order else len(order), a) for a in arms}
+    rank = {a: (order.index(base_arm(a)) if base_arm(a) in order else len(order), a) for a in arms}
     out, used = {}, {}
     for arm in sorted(rank, key=rank.get):
         if arm in ARM_COLORS:
             out[arm] = ARM_COLORS[arm]
             continue
-        if _base(arm) not in VARIANT_COLORS:  # a provided arm's own label (e.g. sd15)
+        if base_arm(arm) not in VARIANT_COLORS:  # a provided arm's own label (e.g. sd15)
             out[arm] = arm_color(arm)
             continue
-        shades = VARIANT_COLORS[_base(arm)]
-        used[_base(arm)] = i = used.get(_base(arm), -1) + 1
+        shades = VARIANT_COLORS[base_arm(arm)]
+        used[base_arm(arm)] = i = used.get(base_arm(arm), -1) + 1
         out[arm] = shades[i % len(shades)]
     return out
 
@@ -266,7 +263,7 @@ def pca_maps(panels: list[tuple[np.ndarray, np.ndarray, str]], arm: str, path: P
         z = pca.fit_transform(feats)  # [N, 2]
         ax.scatter(z[~is_fake, 0], z[~is_fake, 1], s=5, alpha=0.5, c="tab:blue", label="real")
         ax.scatter(z[is_fake, 0], z[is_fake, 1], s=5, alpha=0.5,
-                   c=arm_color(_base(arm)), label="synthetic")
+                   c=arm_color(base_arm(arm)), label="synthetic")
         ev = 100 * pca.explained_variance_ratio_
         ax.set_xlabel(f"principal component 1 ({ev[0]:.0f} % of variance)", fontsize=8)
         ax.set_ylabel(f"principal component 2 ({ev[1]:.0f} % of variance)", fontsize=8)

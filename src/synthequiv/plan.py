@@ -61,7 +61,7 @@ def _data_facts(cfg, ds) -> dict:
 
 
 def _counts(cfg) -> dict:
-    g, reps = cfg.grid, int(getattr(cfg.grid, "replicates", 1))
+    g, reps = cfg.grid, cfg.grid.replicates
     bases = list(cfg.splits.base_per_class)
     syn_arms = [a for a in g.arms if a in ("closed", "open")] if g.syn_add_per_class else []
     closed = len(bases) if "closed" in syn_arms else 0
@@ -79,16 +79,20 @@ def _counts(cfg) -> dict:
 
 
 def _generator_preset(cfg, shape) -> str:
+    from .generator import resolve_preset
+
     if cfg.generator.preset != "auto":
-        return cfg.generator.preset
-    side = max(shape[1:]) if shape else 32
-    return next((p for p, r in (("8px", 8), ("16px", 16), ("32px", 32)) if side <= r), "64px")
+        return cfg.generator.preset  # the dry run prices it before the config is validated
+    return resolve_preset("auto", shape or (1, 32, 32))
 
 
 def _classifier_arch(cfg, shape) -> str:
+    """The throughput table's classifier row: smallcnn, or resnet18 for every larger net."""
+    from .networks import resolve_arch
+
     arch = cfg.classifier.arch
     if arch == "auto":
-        return "smallcnn" if shape and max(shape[1:]) <= 16 else "resnet18"
+        arch = resolve_arch("auto", max(shape[1:]) if shape else 32)
     return "smallcnn" if arch == "smallcnn" else "resnet18"
 
 

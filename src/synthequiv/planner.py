@@ -173,14 +173,6 @@ def real_models(means: dict[Key, float]) -> dict[int, RealModel]:
 # ----------------------------------------------------------------------------- synthetic side
 
 
-def _fit_formula(means, se, arm: str, k: float) -> dict:
-    """`fit_paper`; a fit whose ln c₂ ran past a float's range (it raises) counts as failed."""
-    try:
-        return fit_paper(means, se, arm, k)
-    except OverflowError:
-        return {"status": "fit_failed", "c2": math.inf, "ln_c1_over_k": math.nan}
-
-
 def _measured_syn(means, arm: str, nb: int, level: float) -> tuple[float, str]:
     """N read off the arm's measured cells at one base size (baseline at n_syn = 0)."""
     amounts = sorted(k[2] for k in means if k[:2] == (nb, arm) and k[2] > 0)
@@ -209,7 +201,7 @@ def _estimates(t: UnitTable, target: Target, k: float) -> dict[tuple[str, int], 
     means, se = t.means(), _cell_se(t)
     models = real_models(means)
     arms = sorted({key[1] for key in means} - {REAL})
-    fits = {arm: _fit_formula(means, se, arm, k) for arm in arms}
+    fits = {arm: fit_paper(means, se, arm, k) for arm in arms}
     out = {}
     for nb, model in models.items():
         level = target.level(model.curve.y[0])
@@ -382,7 +374,7 @@ def _predict(t: UnitTable, held: list[Key], k: float) -> tuple[np.ndarray, list[
     """Accuracy of each held-out cell predicted from `t` (which lacks them), and how."""
     means, se = t.means(), _cell_se(t)
     models = real_models(means)
-    fits = {arm: (_fit_formula(means, se, arm, k), fit_effective(means, arm))
+    fits = {arm: (fit_paper(means, se, arm, k), fit_effective(means, arm))
             for arm in sorted({key[1] for key in held} - {REAL})}
     out = [_predict_one(models.get(nb), fits.get(arm), nb, arm, n) for nb, arm, n in held]
     return np.array([p for p, _ in out], float), [h for _, h in out]
@@ -482,10 +474,10 @@ def read_source(source: Path, metric: str = "accuracy") -> tuple[list[dict], flo
     source = Path(source)
     if source.is_dir():
         from .rebuild import read_results
-        from .study import config_hash, read_run_config
+        from .study import read_run_config, run_config_hash
 
         cfg = read_run_config(source)
-        chash = config_hash(cfg)
+        chash = run_config_hash(source, cfg)
         rows = [r for r in read_results(source / "results.sqlite")
                 if r.get("config_hash") == chash]
         if not rows:

@@ -235,25 +235,17 @@ def _set(p: Provided, sp: Splits, run_dir: Path) -> SyntheticSet:
 def _generated(p: Provided, cfg, sp: Splits, run_dir: Path, device, progress: bool,
                tag: str) -> SyntheticSet:
     """Samples of a provided generator with this replicate's sampling config (its seed)."""
-    from .executor import local_workers, map_tasks
-    from .sampling import class_quota_labels, load_samples, save_grid_png, save_samples
-    from .synthetic import _sample_task, shards
+    from .sampling import load_samples
+    from .synthetic import sample_to_files
 
     ds, gen_dir, m = sp.dataset, Path(p.entry.source), max(cfg.grid.syn_add_per_class)
     key = stable_hash("provided-generator", p.digest, cfg.sampling, m, ds.shape)
     path = run_dir / "samples" / f"{_name(p.entry, 'generator')}{tag}-{key}.npz"
     if path.exists():
-        images, labels, _ = load_samples(path)
+        images, labels, _ = load_samples(path, key)
         return SyntheticSet(key, p.entry.arm, images, labels, path, gen_dir)
-    labels = class_quota_labels(m, ds.num_classes)
-    count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
-    items = [(gen_dir, a, b) for a, b in shards(len(labels), count)]
-    shared = {"labels": labels, "scfg": cfg.sampling, "device": device, "progress": progress,
-              "compile": cfg.compile}
-    chunks = {start: x for _, start, x in map_tasks(_sample_task, items, shared, cfg,
-                                                    kind="sample")}
-    images = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), ds.shape)
-    save_samples(path, images, labels, {"generator": str(gen_dir), "key": key,
-                                        "entry": p.entry.text, "trained_on": p.trained_on})
-    save_grid_png(path.with_suffix(".png"), images, labels, ds.num_classes)
+    meta = {"generator": str(gen_dir), "key": key, "entry": p.entry.text,
+            "trained_on": p.trained_on}
+    images, labels = sample_to_files([(gen_dir, path, meta)], m, ds.num_classes, ds.shape, cfg,
+                                     device, progress)[path]
     return SyntheticSet(key, p.entry.arm, images, labels, path, gen_dir)

@@ -134,9 +134,8 @@ def fit_config(rows: list[dict], name: str, ci: float, k: float):
                 real_add_per_class=tuple(sorted({r["n_add"] for r in rows
                                                  if r["arm"] == "real" and r["n_add"]})),
                 syn_add_per_class=tuple(sorted({r["n_add"] for r in rows if r["arm"] != "real"})),
-                seeds=tuple(sorted({r["seed"] for r in rows})))
-    if "replicates" in {f.name for f in dataclasses.fields(C.GridConfig)}:
-        grid["replicates"] = len({r.get("replicate", 0) for r in rows})
+                seeds=tuple(sorted({r["seed"] for r in rows})),
+                replicates=len({r.get("replicate", 0) for r in rows}))
     base = C.StudyConfig()
     return dataclasses.replace(
         base, name=name, data=dataclasses.replace(base.data, source=f"results file {name}"),

@@ -8,33 +8,15 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sstats
 
 from . import __version__, figures
 from .config import provided_note, to_dict
 from .document import Doc
-from .levers import lever_rows
+from .levers import is_variant, lever_rows
 from .planner import heldout_check, heldout_text
 from .utils import SynthequivError, atomic_write_json, atomic_write_text
 
 # ----------------------------------------------------------------------------- numbers
-
-
-def cell_stats(rows: list[dict], metric: str = "accuracy", ci: float = 0.95) -> list[dict]:
-    """Mean and t-interval over seeds for every (n_base, arm, n_add)."""
-    groups: dict[tuple, list[float]] = {}
-    for r in rows:
-        if r.get(metric) is not None:
-            groups.setdefault((r["n_base"], r["arm"], r["n_add"]), []).append(r[metric])
-    out = []
-    for (n, arm, m), vals in sorted(groups.items()):
-        v = np.asarray(vals, float)
-        half = (sstats.t.ppf(0.5 + ci / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-                if len(v) > 1 else float("nan"))
-        out.append({"n_base": n, "arm": arm, "n_add": m, "mean": float(v.mean()),
-                    "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
-                    "n_seeds": len(v), "lo": float(v.mean() - half), "hi": float(v.mean() + half)})
-    return out
 
 
 def _pct(x: float) -> str:
@@ -86,10 +68,13 @@ def _arm_base_line(arm: str, n: int, points: list[dict], gains: list[dict]) -> s
     return f"{where}: no rate — no synthetic cell was measured"
 
 
-def rate_lines(equivalence: dict) -> list[str]:
-    """One line per generative arm and base size (the report's headline box)."""
+def rate_lines(equivalence: dict, plain_only: bool = False) -> list[str]:
+    """One line per generative arm and base size (the report's headline box); `plain_only`
+    leaves out the lever variants (closed@cfg2, closed+top0.8)."""
     out = []
     for arm, eq in sorted(equivalence.get("arms", {}).items()):
+        if plain_only and is_variant(arm):
+            continue
         for n in sorted({p["n_base"] for p in eq.get("points", [])}):
             pts = [p for p in eq["points"] if p["n_base"] == n]
             out.append(_arm_base_line(arm, n, pts, equivalence.get("gains", [])))
@@ -128,9 +113,9 @@ def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
     fitted = _exchange_lines(equivalence)
     lines.insert(0, _recommendation(gains))
     note = provided_note(cfg)  # what provided arms' intervals leave out
-    # the headline answers for the plain arms; lever variants (closed@cfg2, closed+top0.8) are
-    # listed below it and compared in the levers table
-    plain = [t for t in lines[1:] if t.split(" at ")[0].removesuffix("-set").isidentifier()]
+    # the headline answers for the plain arms; lever variants are listed below it and
+    # compared in the levers table
+    plain = rate_lines(equivalence, plain_only=True)
     return _headline(gains, plain), lines + fitted + ([note] if note else [])
 
 
@@ -289,7 +274,7 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
     synthetic sets) draw the sample grids; run_info (timings, environment) goes to summary.json.
     Every path in summary.json is relative to run_dir."""
     run_dir = Path(run_dir)
-    stats = equivalence.get("cells") or cell_stats(rows, metric)  # intervals over replicates
+    stats = equivalence["cells"]  # mean and t-interval over units (replicates) per cell
     figs = _figures(cfg, run_dir, stats, equivalence, sp, synth, metric)
     stored = analysis
     if analysis:  # absolute paths for drawing the page, relative ones in summary.json
@@ -460,7 +445,7 @@ def _lever_row(r: dict) -> list[str]:
 
 def _setting_section(doc: Doc, cfg, summary: dict) -> None:
     doc.h2("Setting")
-    reps = getattr(cfg.grid, "replicates", 1)
+    reps = cfg.grid.replicates
     doc.p(f"Data: {cfg.data.source}; base sizes {list(cfg.splits.base_per_class)} images/class; "
           f"seeds {list(cfg.grid.seeds)}; replicates {reps}; classifier budget: "
           f"{summary['budget']}; mixing: {cfg.classifier.mixing}; open-set arm: "

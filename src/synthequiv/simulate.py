@@ -93,7 +93,6 @@ def coverage(truth: Truth = Truth(), design: Design = Design(), studies: int = 5
         for arm in design.arms:
             for p in measured_points(t, arm, ci):
                 true_eq = truth.n_real(p["n_base"], p["n_syn"])
-                hi = p["n_real_eq_hi"] if p["n_real_eq_hi"] == p["n_real_eq_hi"] else math.nan
-                hits["n_real_eq"].append(_covers(p["n_real_eq_lo"], hi, true_eq))
+                hits["n_real_eq"].append(_covers(p["n_real_eq_lo"], p["n_real_eq_hi"], true_eq))
     return {name: float(np.mean(v)) if v else math.nan for name, v in hits.items()} | {
         "studies": studies, "cells": len(hits["gain"]) // max(studies, 1)}

@@ -21,17 +21,10 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import (
-    StudyConfig,
-    dump_yaml,
-    provided_entries,
-    study_arms,
-    validate,
-    validate_data,
-)
-from .data import Dataset, data_digest, load_dataset, note_data_digest
+from .config import StudyConfig, dump_yaml, study_arms, validate, validate_data
+from .data import Dataset, load_dataset, note_data_digest, read_data_digest
 from .executor import set_cpu_threads
-from .levers import check_levers, prepare_levers, variant_arms
+from .levers import prepare_levers, variant_arms
 from .lock import RunLock
 from .progress import progress_bar
 from .provided import load_provided
@@ -79,33 +72,27 @@ def replicate_config(cfg: StudyConfig, r: int) -> StudyConfig:
 
 
 def check_grid(cfg: StudyConfig, sp: Splits) -> None:
-    """Fail before any training if the grid asks for data the splits cannot give."""
-    known = ("real", "closed", "open", *(e.arm for e in provided_entries(cfg)))
-    bad = [a for a in cfg.grid.arms if a not in known]
-    if bad:
-        raise SynthequivError(f"unknown arm '{bad[0]}' (use real, closed, open or a provided "
-                              "arm: provided.sets / provided.generators)")
-    check_levers(cfg)
-    if len(cfg.grid.seeds) < 1:
-        raise SynthequivError("grid.seeds is empty")
-    if cfg.grid.replicates < 1:
-        raise SynthequivError(f"grid.replicates must be >= 1, got {cfg.grid.replicates}")
-    for m in cfg.grid.real_add_per_class + cfg.grid.syn_add_per_class:
-        if m <= 0:
-            raise SynthequivError(f"grid added amounts must be > 0, got {m}")
+    """Fail before any training if the grid asks for data the splits cannot give (the grid's
+    own values are checked with the rest of the config, config.validate)."""
     if "real" in cfg.grid.arms and cfg.grid.real_add_per_class:
         sp.reserve_indices(max(cfg.grid.real_add_per_class))
 
 
-def config_hash(cfg: StudyConfig) -> str:
-    """What every cell depends on: data, splits and the classifier recipe."""
-    return stable_hash(cfg.data, data_digest(cfg.data), cfg.splits, cfg.classifier)
+def config_hash(cfg: StudyConfig, digest: str) -> str:
+    """What every cell depends on: the data (its source and content digest, `Dataset.digest`),
+    splits and the classifier recipe."""
+    return stable_hash(cfg.data, digest, cfg.splits, cfg.classifier)
+
+
+def run_config_hash(run_dir: Path, cfg: StudyConfig) -> str:
+    """config_hash of a run directory's study, from its files alone (no data is loaded)."""
+    return config_hash(cfg, read_data_digest(run_dir))
 
 
 def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> list[Cell]:
-    """Every (replicate, base size, arm, amount, seed); keys hash the data, the classifier
-    recipe, the replicate's splits and the synthetic set a cell uses."""
-    base = config_hash(cfg)
+    """Every (replicate, base size, arm, amount, seed); keys hash the data (`digest`: its
+    content), the classifier recipe, the replicate's splits and the synthetic set a cell uses."""
+    base = config_hash(cfg, digest)
     cells = []
     for rep in reps:
         for n in cfg.splits.base_per_class:
@@ -118,7 +105,7 @@ def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> lis
             for arm, m in amounts:
                 samples_key = rep.synth[(arm, n)].key if arm != "real" else ""
                 for seed in cfg.grid.seeds:
-                    key = stable_hash(base, digest, rep.cfg.splits, samples_key, n, arm, m, seed)
+                    key = stable_hash(base, rep.cfg.splits, samples_key, n, arm, m, seed)
                     cells.append(Cell(n, arm, m, seed, key, rep.index))
     return cells
 
@@ -169,16 +156,17 @@ def train_cell(cells: list[Cell], datas: list, test_x, test_y, num_classes: int,
 
 
 def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
-              table: ResultsTable, device: torch.device, progress: bool = True) -> None:
+              table: ResultsTable, device: torch.device, chash: str,
+              progress: bool = True) -> None:
     """Cells not yet in the table, in groups of `cfg.cell_group` (0 = auto) trained at once
     (a group never spans replicates: they have different test sets); each group is one task,
-    and each of its rows is written as soon as the group returns."""
+    and each of its rows is written as soon as the group returns, stamped with `chash`
+    (config_hash: what report/plan use to pick this config's rows)."""
     from .batched import plan_groups, resolve_group
     from .classifier import num_train_steps
     from .executor import map_tasks
 
     todo = [c for c in cells if c.key not in table.done_keys()]
-    chash = config_hash(cfg)
     ccfg = cfg.classifier
     sp0 = reps[0].sp
     size = resolve_group(cfg.cell_group, ccfg.arch, max(sp0.dataset.images.shape[-2:]), device)
@@ -222,8 +210,6 @@ def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
 def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
     """Every replicate's splits, checked before any training (a class too small for one
     replicate's draw fails now, naming the class)."""
-    if not 1 <= cfg.grid.replicates <= 1000:
-        raise SynthequivError(f"grid.replicates must be in [1, 1000], got {cfg.grid.replicates}")
     out = []
     for r in range(cfg.grid.replicates):
         sp = make_splits(ds, replicate_config(cfg, r).splits)
@@ -256,27 +242,14 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
             synth |= prepare_levers(rcfg, sp, run_dir, device, progress, f"-r{r}", synth)
             reps[r] = Replicate(r, rcfg, sp, synth)
         timings["generators_and_sampling_s"] = time.time() - t0
-        cells = plan_cells(cfg, list(reps.values()), ds_digest(ds))
+        cells = plan_cells(cfg, list(reps.values()), ds.digest)
         table = ResultsTable(run_dir / "results.sqlite")
         t0 = time.time()
-        run_cells(cfg, cells, reps, table, device, progress)
+        run_cells(cfg, cells, reps, table, device, config_hash(cfg, ds.digest), progress)
         timings["classifier_grid_s"] = time.time() - t0
         rows = table.rows({c.key for c in cells})
         table.close()
         return finish(cfg, run_dir, rows, reps[0].sp, reps[0].synth, device, timings, progress)
-
-
-def ds_digest(ds: Dataset) -> str:
-    """Content hash of the loaded data (a changed file at the same path is new data)."""
-    digest = getattr(ds, "digest", None)
-    if isinstance(digest, str):
-        return digest
-    from .utils import tensor_digest
-
-    parts = [ds.images, ds.labels]
-    if ds.test_images is not None:
-        parts += [ds.test_images, ds.test_labels]
-    return tensor_digest(*parts)
 
 
 def finish(cfg, run_dir, rows, sp, synth, device, timings, progress) -> dict:
@@ -315,7 +288,7 @@ def rebuild_report(run_dir: Path) -> Path:
     from .rebuild import rebuild_run_report
 
     cfg = read_run_config(run_dir)
-    return rebuild_run_report(Path(run_dir), cfg, config_hash(cfg))
+    return rebuild_run_report(Path(run_dir), cfg, run_config_hash(run_dir, cfg))
 
 
 def analyse_run(run_dir: Path, progress: bool = True) -> dict:

@@ -106,9 +106,9 @@ def shards(n: int, count: int) -> list[tuple[int, int]]:
 
 def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, device,
              progress) -> dict[str, SyntheticSet]:
-    from .executor import local_workers, map_tasks
+    from .executor import map_tasks
     from .progress import progress_bar
-    from .sampling import class_quota_labels, load_samples, save_grid_png, save_samples
+    from .sampling import load_samples
 
     out, todo = {}, []
     for job in jobs:
@@ -119,26 +119,46 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
         else:
             todo.append(job)
     shared = {"num_classes": num_classes, "cfg": cfg, "device": device, "progress": progress}
-    count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
     with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
         trained = []
         for job in map_tasks(_train_task, todo, shared, cfg, kind="generator"):
             trained.append(job)
             bar.advance(1, job.name)
+    samples = sample_to_files(
+        [(job.gen_dir, job.path, {"generator": job.gen_dir.name, "key": job.key})
+         for job in trained], n_per_class, num_classes, out_shape, cfg, device, progress)
+    for job in trained:
+        images, labels = samples[job.path]
+        out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels, job.path,
+                                     job.gen_dir)
+    return out
+
+
+def sample_to_files(targets: list[tuple[Path, Path, dict]], n_per_class: int, num_classes: int,
+                    out_shape, cfg, device, progress) -> dict[Path, tuple[torch.Tensor,
+                                                                          torch.Tensor]]:
+    """Sample n_per_class images/class from each (generator dir, samples path, metadata),
+    sharded over the executor (per-sample seeds: any sharding gives the same images), matched
+    to `out_shape` and saved to its samples path (+ a .png grid). {samples path: (images,
+    labels)}."""
+    from .executor import local_workers, map_tasks
+    from .sampling import class_quota_labels, save_grid_png, save_samples
+
     labels = class_quota_labels(n_per_class, num_classes)
-    items = [(job.gen_dir, a, b) for job in trained for a, b in shards(len(labels), count)]
+    count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
+    items = [(gen_dir, a, b) for gen_dir, _, _ in targets for a, b in shards(len(labels), count)]
     parts: dict[Path, dict[int, torch.Tensor]] = {}
     for gen_dir, start, images in map_tasks(
             _sample_task, items, {"labels": labels, "scfg": cfg.sampling, "device": device,
                                   "progress": progress, "compile": cfg.compile}, cfg, kind="sample"):
         parts.setdefault(gen_dir, {})[start] = images
-    for job in trained:
-        chunks = parts[job.gen_dir]
+    out = {}
+    for gen_dir, path, meta in targets:
+        chunks = parts[gen_dir]
         images = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), out_shape)
-        save_samples(job.path, images, labels, {"generator": job.gen_dir.name, "key": job.key})
-        save_grid_png(job.path.with_suffix(".png"), images, labels, num_classes)
-        out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels, job.path,
-                                     job.gen_dir)
+        save_samples(path, images, labels, meta)
+        save_grid_png(path.with_suffix(".png"), images, labels, num_classes)
+        out[path] = (images, labels)
     return out
 
 
