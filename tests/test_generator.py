@@ -246,17 +246,22 @@ def test_default_generator_fidelity_on_digits(digits, judge, tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_training_and_sampling_match_eager(digits, tiny_run, tmp_path):
+def test_compiled_training_and_sampling_match_eager(digits, tiny_run, tmp_path, monkeypatch):
     """torch.compile (inductor; ~40 s to compile on CPU) changes rounding only: the same
-    16 steps land on the eager weights, and compiled sampling draws the eager images."""
+    16 steps land on the eager weights, and compiled sampling draws the eager images. In
+    float32 (bf16 autocast would turn rounding differences into 1e-2 weight differences)."""
     import shutil
+
+    from synthequiv.utils import BF16_ENV
 
     if not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("torch.compile's CPU backend needs a C compiler (cc/gcc)")
+    monkeypatch.setenv(BF16_ENV, "0")
     x, y, *_ = digits
-    compiled = torch.load(train_generator(x, y, 10, TINY, tmp_path, progress=False,
+    compiled = torch.load(train_generator(x, y, 10, TINY, tmp_path / "c", progress=False,
                                           compile=True), weights_only=True)
-    eager = torch.load(tiny_run, weights_only=True)
+    eager = torch.load(train_generator(x, y, 10, TINY, tmp_path / "e", progress=False),
+                       weights_only=True)
     assert list(compiled["model"]) == list(eager["model"])  # no "_orig_mod." keys
     for k, v in eager["ema"].items():
         torch.testing.assert_close(compiled["ema"][k], v, atol=1e-4, rtol=1e-4)
@@ -266,3 +271,50 @@ def test_compiled_training_and_sampling_match_eager(digits, tiny_run, tmp_path):
     b = sample_images(load_generator(tiny_run.parent, compile=True), labels, cfg,
                       progress=False).int()
     assert (a == b).float().mean() > 0.99 and (a - b).abs().max() <= 8
+
+
+def test_cpu_bf16_autocast_choice(monkeypatch):
+    """auto follows the CPU's bf16 instructions; 0/1 force it; anything else is refused by
+    config.validate before work starts; CUDA always autocasts."""
+    from synthequiv import utils
+    from synthequiv.config import StudyConfig, validate
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(utils.BF16_ENV, "auto")
+    assert utils.generator_autocast(cpu)._enabled == utils.cpu_has_native_bf16()
+    monkeypatch.setenv(utils.BF16_ENV, "0")
+    assert not utils.generator_autocast(cpu)._enabled
+    monkeypatch.setenv(utils.BF16_ENV, "1")
+    assert utils.generator_autocast(cpu)._enabled
+    assert utils.generator_autocast(cpu).fast_dtype == torch.bfloat16
+    monkeypatch.setenv(utils.BF16_ENV, "yes")
+    with pytest.raises(SynthequivError, match="SYNTHEQUIV_CPU_BF16 must be auto, 0 or 1"):
+        validate(StudyConfig())
+
+
+def test_cpu_bf16_training_is_close_to_float32(digits, tmp_path, monkeypatch):
+    """bf16 autocast on the CPU trains the same model up to bf16 rounding: finite, close to
+    the float32 weights, not equal to them (so the switch really changes the arithmetic),
+    and a resumed bf16 run equals an uninterrupted one exactly."""
+    from synthequiv.utils import BF16_ENV
+
+    x, y, *_ = digits
+    monkeypatch.setenv(BF16_ENV, "0")
+    f32 = torch.load(train_generator(x, y, 10, TINY, tmp_path / "f", progress=False),
+                     weights_only=True)["ema"]
+    monkeypatch.setenv(BF16_ENV, "1")
+    bf = torch.load(train_generator(x, y, 10, TINY, tmp_path / "b", progress=False),
+                    weights_only=True)["ema"]
+    diff = max(float((bf[k] - v).abs().max()) for k, v in f32.items() if v.is_floating_point())
+    scale = max(float(v.abs().max()) for v in f32.values() if v.is_floating_point())
+    assert 0 < diff < 0.05 * scale
+    half = dataclasses.replace(TINY, train_kimg=TINY.train_kimg / 2)
+    train_generator(x, y, 10, half, tmp_path / "r", progress=False)
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    state["config"] = dataclasses.asdict(TINY)  # as if killed halfway through the TINY run
+    state["finished"] = False
+    torch.save(state, tmp_path / "r" / "checkpoint.pt")
+    resumed = torch.load(train_generator(x, y, 10, TINY, tmp_path / "r", progress=False),
+                         weights_only=True)["ema"]
+    for k, v in bf.items():
+        assert torch.equal(resumed[k], v), k

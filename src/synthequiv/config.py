@@ -312,12 +312,13 @@ def validate(cfg: StudyConfig) -> None:
     trained, so a bad value is one error line at once, not a failure after hours of training."""
     from . import classifier, generator, sampling
     from .levers import check_levers
-    from .utils import check_positive, resolve_device
+    from .utils import check_positive, cpu_bf16_choice, resolve_device
 
     check_run_name(cfg.name)
     _check_numbers(cfg, "")
     check_runtime(cfg)
     resolve_device(cfg.device)
+    cpu_bf16_choice()
     _check_ray(cfg.ray, cfg.executor == "ray")
     d = cfg.data
     if not d.source:

@@ -34,6 +34,7 @@ from .ranks import Rank, check_split, current
 from .utils import (
     SynthequivError,
     atomic_torch_save,
+    generator_autocast,
     check_positive,
     stable_hash,
     tensor_digest,
@@ -468,8 +469,7 @@ def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim
     scheduler = DDPMScheduler(**gen.scheduler_config())
     device, total, bsz = data.device, num_train_steps(cfg), cfg.batch_size
     ckpt_every = max(1, round(cfg.checkpoint_every_kimg * 1000 / bsz))
-    # bf16 autocast only on CUDA; on CPU it is slower and changes results
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = generator_autocast(device)  # bf16 on CUDA and on CPUs with native bf16
     with _progress_bar(progress) as bar:
         task = bar.add_task("generator", total=total * bsz / 1000, completed=start * bsz / 1000,
                             loss=float("nan"), ips=0.0)
