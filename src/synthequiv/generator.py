@@ -35,6 +35,7 @@ from .utils import (
     SynthequivError,
     atomic_torch_save,
     check_positive,
+    generator_autocast,
     stable_hash,
     tensor_digest,
 )
@@ -404,6 +405,15 @@ def _save_checkpoint(path: Path, meta: dict, gen: Generator, ema: Generator, opt
 # ----------------------------------------------------------------------------- training
 
 
+def init_generator(meta: dict, cfg: GeneratorConfig) -> Generator:
+    """The freshly initialised network of the run `meta` describes (`run_meta`), its weights
+    drawn from cfg.seed; the caller's RNG is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return make_generator(meta["preset"], meta["num_classes"], tuple(meta["image_shape"]),
+                              cfg.prediction)
+
+
 def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                     cfg: GeneratorConfig, out_dir: Path, device: torch.device | str = "cpu",
                     progress: bool = True, compile: bool = False) -> Path:
@@ -425,10 +435,7 @@ def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     if state is not None and state["finished"]:
         return path
 
-    with torch.random.fork_rng(devices=[]):  # seeded weight init, caller's RNG untouched
-        torch.manual_seed(cfg.seed)
-        gen = make_generator(meta["preset"], num_classes, tuple(meta["image_shape"]),
-                             cfg.prediction)
+    gen = init_generator(meta, cfg)
     ema = copy.deepcopy(gen)
     gen, ema = gen.to(device).train(), ema.to(device).eval().requires_grad_(False)
     if device.type == "cuda":  # decided once: NHWC convolutions for tensor cores
@@ -468,8 +475,7 @@ def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim
     scheduler = DDPMScheduler(**gen.scheduler_config())
     device, total, bsz = data.device, num_train_steps(cfg), cfg.batch_size
     ckpt_every = max(1, round(cfg.checkpoint_every_kimg * 1000 / bsz))
-    # bf16 autocast only on CUDA; on CPU it is slower and changes results
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = generator_autocast(device)  # bf16 on CUDA, float32 on the CPU
     with _progress_bar(progress) as bar:
         task = bar.add_task("generator", total=total * bsz / 1000, completed=start * bsz / 1000,
                             loss=float("nan"), ips=0.0)

@@ -199,6 +199,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def generator_autocast(device: torch.device):
+    """The autocast context of generator training (generator.py and gengroup.py decide it here,
+    once): bf16 on CUDA; float32 on the CPU, where bf16 is slower and changes results."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
 def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
     """One-line error for a zero/negative/non-finite count or size (NaN passes no comparison,
     so it is refused explicitly; so are bools and non-numbers)."""
