@@ -158,14 +158,18 @@ def test_per_generator_clipping_equals_clip_grad_norm():
             torch.testing.assert_close(t[i], w)
 
 
-def test_group_size_and_key():
-    assert resolve_group(0, "cpu") == 1 and resolve_group(5, "cpu") == 5
+def test_group_size_key_and_plan():
+    assert resolve_group(0, "cpu") == 1 and resolve_group(5, "cpu", "32px") == 5
     with pytest.raises(SynthequivError, match="generator_group must be >= 0"):
         resolve_group(-1, "cpu")
     x = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
-    assert group_key(x, 3, TINY) == group_key(x[:2], 3, dataclasses.replace(TINY, seed=7))
-    assert group_key(x, 3, TINY) != group_key(x, 4, TINY)
-    assert group_key(x, 3, TINY) != group_key(x, 3, dataclasses.replace(TINY, lr=1e-3))
+    key = group_key(x, 3, TINY)
+    assert key == group_key(x[:2], 3, dataclasses.replace(TINY, seed=7))  # seed, size: same
+    assert key != group_key(x, 4, TINY)
+    assert key != group_key(x, 3, dataclasses.replace(TINY, lr=1e-3))
+    other = group_key(torch.zeros(4, 1, 12, 12, dtype=torch.uint8), 3, TINY)  # 16px preset
+    assert GG.plan_groups([key, key, other, key, other], 2, "cpu") == [[0, 1], [3], [2, 4]]
+    assert GG.plan_groups([key] * 3, 0, "cpu") == [[0], [1], [2]]  # auto on a CPU: alone
 
 
 # ----------------------------------------------------------------------------- the study

@@ -99,8 +99,8 @@ class StudyConfig:
     # classifier cells trained at once as one batched computation (src/synthequiv/batched.py);
     # 0 = auto: 1 on CPU (there batching measured slower), by architecture on CUDA
     cell_group: int = 0
-    # diffusion generators trained at once as one batched computation (gengroup.py): all
-    # replicates' compatible ones; 0 = auto: 1 on CPU (compute-bound there), 16 on CUDA
+    # diffusion generators trained at once as one batched computation (gengroup.py), over all
+    # replicates; 0 = auto: 1 on CPU (compute-bound there), by preset on CUDA (16 for 8px)
     generator_group: int = 0
     ray: RayConfig = field(default_factory=RayConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -24,7 +24,8 @@ Checkpoints are `train_generator`'s files (`run_meta` + unstacked model, EMA and
 via `_save_checkpoint`): `train_generator` resumes or reuses them, `load_generator` loads them,
 and a group resumes what either wrote. Finished generators are skipped; unfinished ones are
 grouped by the step they resume from. On the CPU a group measured no faster than one after
-another (benchmarks/generators.py), so the study's `generator_group: 0` (auto) is 1 there.
+another (benchmarks/generators.py), so the study's `generator_group: 0` (auto) is 1 there,
+and AUTO_GROUP_CUDA on CUDA.
 """
 
 from __future__ import annotations
@@ -63,15 +64,32 @@ from .generator import (
 from .ranks import current
 from .utils import SynthequivError, check_positive, generator_autocast, resolve_device
 
-AUTO_GROUP_CUDA = 16  # generators per group on CUDA when generator_group is 0 (auto)
+# generators per group on CUDA when generator_group is 0 (auto), by backbone preset: the small
+# nets are launch-bound alone; the 32/64-px ones at the GPU presets' batch 256 already fill
+# much of a GPU and G of them need G× the activation memory. Chosen, not yet measured on a GPU
+AUTO_GROUP_CUDA = {"8px": 16, "16px": 8, "32px-small": 8, "32px": 1, "64px": 1}
 
 
-def resolve_group(generator_group: int, device) -> int:
-    """Generators per group: generator_group if > 0; auto (0) = 1 on CPU, 16 on CUDA."""
+def resolve_group(generator_group: int, device, preset: str = "8px") -> int:
+    """Generators per group: generator_group if > 0; auto (0) = 1 on CPU, AUTO_GROUP_CUDA on
+    CUDA (by the resolved preset)."""
     check_positive("generator_group", generator_group, allow_zero=True)
     if generator_group > 0:
         return generator_group
-    return AUTO_GROUP_CUDA if resolve_device(str(device)).type == "cuda" else 1
+    return AUTO_GROUP_CUDA.get(preset, 1) if resolve_device(str(device)).type == "cuda" else 1
+
+
+def plan_groups(keys: Sequence[tuple], generator_group: int, device) -> list[list[int]]:
+    """Indices of generators grouped by equal `group_key`, at most `resolve_group` of the
+    key's preset per group, in the order given."""
+    from .batched import plan_groups as chunk
+
+    out = []
+    for preset in dict.fromkeys(k[0] for k in keys):
+        idx = [i for i, k in enumerate(keys) if k[0] == preset]
+        size = resolve_group(generator_group, device, preset)
+        out += [[idx[i] for i in g] for g in chunk([keys[i] for i in idx], size)]
+    return out
 
 
 def group_key(images: torch.Tensor, num_classes: int, cfg: GeneratorConfig) -> tuple:

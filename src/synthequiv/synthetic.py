@@ -112,18 +112,16 @@ def _train_group_task(jobs: list[GenJob], num_classes, cfg, device, progress) ->
 
 def train_jobs(jobs: list[GenJob], num_classes, cfg, device, progress) -> Iterator[GenJob]:
     """Train (or resume, or find finished) every job's generator; yields each job when its
-    group is done. `cfg.generator_group` compatible generators (`gengroup.group_key`) train at
-    once, one executor task per group; under generator_nproc > 1 each trains alone with DDP."""
-    from .batched import plan_groups
+    group is done. Up to `cfg.generator_group` compatible generators (`gengroup.plan_groups`)
+    train at once, one executor task per group; under generator_nproc > 1 each trains alone
+    (with DDP)."""
     from .executor import map_tasks
-    from .gengroup import group_key, resolve_group
+    from .gengroup import group_key, plan_groups
 
-    size = 1 if cfg.generator_nproc > 1 else resolve_group(cfg.generator_group, device)
-    if size == 1:
-        groups = [[job] for job in jobs]
-    else:
-        keys = [group_key(j.x, num_classes, j.generator) for j in jobs]
-        groups = [[jobs[i] for i in idx] for idx in plan_groups(keys, size)]
+    keys = [group_key(j.x, num_classes, j.generator) for j in jobs]
+    groups = [[jobs[i] for i in idx] for idx in plan_groups(keys, cfg.generator_group, device)]
+    if cfg.generator_nproc > 1 or all(len(g) == 1 for g in groups):
+        groups = [[job] for job in jobs]  # one by one, in the order given, as before
     shared = {"num_classes": num_classes, "cfg": cfg, "device": device, "progress": progress}
     for done in map_tasks(_train_group_task, groups, shared, cfg, kind="generator"):
         yield from done
