@@ -11,8 +11,9 @@ Arms, in one run (a short warm-up of both first, so imports and first calls are 
   group        gengroup.train_generators on all of them at once
 Prints seconds, images/s (generators × steps × batch / s), the speed-up of the group and the
 largest relative weight difference ‖w_group − w_alone‖ / ‖w_alone‖ over generators (model and
-EMA weights). On CUDA the one-by-one arm uses bf16 autocast and channels_last and the group
-bf16 autocast, NCHW, so there the difference is bf16-sized, not float32-sized.
+EMA weights): float32-sized (~1e-5) in float32; where `utils.generator_autocast` turns bf16
+on (CUDA) it is bf16-sized (~1e-2), and on CUDA the one-by-one arm runs channels_last, the
+group NCHW.
 """
 
 from __future__ import annotations

@@ -25,9 +25,14 @@ SEEDS, SIZES = (0, 1, 2), (30, 20, 25)  # own seeds and own training-set sizes
 CLOSE = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def float32_on_cpu(monkeypatch):
-    monkeypatch.setenv("SYNTHEQUIV_CPU_BF16", "0")  # float32: the tolerance above is float32's
+@pytest.fixture(scope="module", autouse=True)
+def float32_on_cpu():
+    """Generator training in float32 on CPUs with native bf16 too (utils.generator_autocast
+    reads this variable once merged with that change): the tolerance above is float32's.
+    Module scope, so that the module-scoped trainings below run under it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNTHEQUIV_CPU_BF16", "0")
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +122,6 @@ def test_killed_group_resumes_to_the_uninterrupted_result(jobs, alone, tmp_path,
     with pytest.raises(Killed):
         train_generators(jobs, 3, cfgs(), dirs, progress=False)
     monkeypatch.undo()
-    monkeypatch.setenv("SYNTHEQUIV_CPU_BF16", "0")
     assert [torch.load(d / "checkpoint.pt", weights_only=True)["step"] for d in dirs] == [12] * 3
     # three states: g0 finished by train_generator (it resumes a group's checkpoint), g1 at
     # step 12, g2 never started; the group skips g0 and trains g1 and g2 apart (other steps)

@@ -18,7 +18,8 @@ Each generator is the one `generator.train_generator` trains alone, to float tol
     (`ema_beta`) depend on the step and the config except the seed, hence shared;
   - autocast: `utils.generator_autocast`, as in `generator._train_loop`.
 Not equal alone: backbones with dropout > 0 (vmap draws its own masks: same distribution,
-other draws); on CUDA the group runs NCHW (a 5-D stacked weight has no channels_last).
+other draws); on CUDA the group runs NCHW (a 5-D stacked weight has no channels_last) and
+without torch.compile (the study's `compile` applies to generators trained alone).
 
 Checkpoints are `train_generator`'s files (`run_meta` + unstacked model, EMA and Adam state
 via `_save_checkpoint`): `train_generator` resumes or reuses them, `load_generator` loads them,
