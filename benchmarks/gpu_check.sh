@@ -7,6 +7,7 @@
 #   b) cifar10 projected grid at the batched cell throughput   (target ≤ 2 GPU-hours),
 #      then the same with the airbench classifier (--set classifier.arch=airbench)
 #   c) quick cells: old step vs one by one vs groups on the GPU
+#   d) quick generators: 9 one by one vs one group (benchmarks/generators.py, 1.6 kimg each)
 # CPU smoke test of this script (shrunk work, ~3 min on 2 cores):
 #     GPU_CHECK_DEVICE=cpu OUT_DIR=/tmp/gc bash benchmarks/gpu_check.sh
 set -x
@@ -21,10 +22,11 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
              --set generator.warmup_kimg=0.2 --set sampling.steps=3 --set classifier.train_steps=20
              --set analysis.enabled=false --set equivalence.bootstrap=20)
   TP=(--preset quick --device cpu --steps 2); CELLS=(--cells 6 --steps 20 --groups 3,6)
-  T_STUDY=240; T_TP=120; T_CELLS=120
+  GENS=(--device cpu --gens 3 --kimg 0.32); T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
 else
   STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10)
   CELLS=(--device cuda --cells 16 --groups 16); T_STUDY=170; T_TP=75; T_CELLS=75
+  GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=45
 fi
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
@@ -40,9 +42,10 @@ step "a) quick study" "$T_STUDY" $PY -m synthequiv.cli study --preset quick --de
   --name gpu-quick --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
 step "b) throughput (preset)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}"
 step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
+step "d) generators" "$T_GENS" $PY benchmarks/generators.py "${GENS[@]}"
 if [ "$DEVICE" != cpu ]; then  # airbench needs ≥ 16 px: not the CPU smoke's digits
   step "b2) throughput (airbench)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}" \
     --set classifier.arch=airbench
 fi
-grep -E "^=== |wall|img/s|images/s|speed-up|group|sequential|old step|total|grid|generators|sampling|classifier" "$LOG" | tail -60
+grep -E "^=== |wall|img/s|images/s|speed-up|group|sequential|old step|alone|weight difference|total|grid|generators|sampling|classifier" "$LOG" | tail -60
 echo "full log: $LOG"

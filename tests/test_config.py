@@ -140,6 +140,7 @@ def test_configs_are_frozen():
     ("workers=-1", "workers must be >= 0"),
     ("cpu_threads=-2", "cpu_threads must be >= 0"),
     ("generator_nproc=0", "generator_nproc must be > 0"),
+    ("generator_group=-1", "generator_group must be >= 0"),
     ("generator_nproc=3", r"generator.batch_size \(64\) must be divisible by generator_nproc"),
 ])
 def test_runtime_section_is_checked_before_anything_is_written(tmp_path, override, match):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,11 +65,12 @@ def resolve_group(cell_group: int, arch: str, image_size: int, device) -> int:
     return AUTO_GROUP_CUDA[resolve_arch(arch, image_size)]
 
 
-def plan_groups(num_steps: Sequence[int], group: int) -> list[list[int]]:
+def plan_groups(num_steps: Sequence[Hashable], group: int) -> list[list[int]]:
     """Indices of cells, grouped: equal step counts only (one LR schedule per group), at most
-    `group` per group, in the order given (cells of one grid point stay together)."""
+    `group` per group, in the order given (cells of one grid point stay together). Any equal
+    keys group alike (gengroup.group_key for generators)."""
     check_positive("group", group)
-    buckets: dict[int, list[int]] = {}
+    buckets: dict[Hashable, list[int]] = {}
     for i, s in enumerate(num_steps):
         buckets.setdefault(s, []).append(i)
     return [idx[i:i + group] for idx in buckets.values() for i in range(0, len(idx), group)]

@@ -99,6 +99,9 @@ class StudyConfig:
     # classifier cells trained at once as one batched computation (src/synthequiv/batched.py);
     # 0 = auto: 1 on CPU (there batching measured slower), by architecture on CUDA
     cell_group: int = 0
+    # diffusion generators trained at once as one batched computation (gengroup.py), over all
+    # replicates; 0 = auto: 1 on CPU (compute-bound there), by preset on CUDA (16 for 8px)
+    generator_group: int = 0
     ray: RayConfig = field(default_factory=RayConfig)
     data: DataConfig = field(default_factory=DataConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
@@ -297,6 +300,7 @@ def check_runtime(cfg: StudyConfig) -> None:
     check_positive("cpu_threads", cfg.cpu_threads, allow_zero=True)
     check_positive("generator_nproc", cfg.generator_nproc)
     check_positive("cell_group", cfg.cell_group, allow_zero=True)
+    check_positive("generator_group", cfg.generator_group, allow_zero=True)
     check_split(cfg.generator.batch_size, cfg.generator_nproc)
 
 

@@ -34,8 +34,8 @@ from .ranks import Rank, check_split, current
 from .utils import (
     SynthequivError,
     atomic_torch_save,
-    generator_autocast,
     check_positive,
+    generator_autocast,
     stable_hash,
     tensor_digest,
 )
@@ -405,6 +405,15 @@ def _save_checkpoint(path: Path, meta: dict, gen: Generator, ema: Generator, opt
 # ----------------------------------------------------------------------------- training
 
 
+def init_generator(meta: dict, cfg: GeneratorConfig) -> Generator:
+    """The freshly initialised network of the run `meta` describes (`run_meta`), its weights
+    drawn from cfg.seed; the caller's RNG is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return make_generator(meta["preset"], meta["num_classes"], tuple(meta["image_shape"]),
+                              cfg.prediction)
+
+
 def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                     cfg: GeneratorConfig, out_dir: Path, device: torch.device | str = "cpu",
                     progress: bool = True, compile: bool = False) -> Path:
@@ -426,10 +435,7 @@ def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     if state is not None and state["finished"]:
         return path
 
-    with torch.random.fork_rng(devices=[]):  # seeded weight init, caller's RNG untouched
-        torch.manual_seed(cfg.seed)
-        gen = make_generator(meta["preset"], num_classes, tuple(meta["image_shape"]),
-                             cfg.prediction)
+    gen = init_generator(meta, cfg)
     ema = copy.deepcopy(gen)
     gen, ema = gen.to(device).train(), ema.to(device).eval().requires_grad_(False)
     if device.type == "cuda":  # decided once: NHWC convolutions for tensor cores

@@ -210,9 +210,18 @@ def provided_sets(cfg, sp: Splits, run_dir: Path, device, progress: bool, tag: s
             s = _set(p, sp, Path(run_dir))
         else:
             s = _generated(p, cfg, sp, Path(run_dir), device, progress, tag)
-        bases = cfg.splits.base_per_class if e.n_base is None else (e.n_base,)
-        out.update({(e.arm, n): s for n in bases})
+        out.update({(e.arm, n): s for n in _bases(cfg, e)})
     return out
+
+
+def _bases(cfg, e: ProvidedEntry) -> tuple[int, ...]:
+    """The base sizes an entry serves: its own, or every one when it names none."""
+    return cfg.splits.base_per_class if e.n_base is None else (e.n_base,)
+
+
+def provided_keys(cfg, provided: list[Provided]) -> set[tuple[str, int]]:
+    """The (arm, n_base) keys `provided_sets` fills, known without sampling anything."""
+    return {(p.entry.arm, n) for p in provided for n in _bases(cfg, p.entry)}
 
 
 def _name(e: ProvidedEntry, what: str) -> str:

@@ -200,6 +200,24 @@ def _cell_task(cells: list[Cell], reps: dict[int, Replicate], ccfg, device) -> l
 # ----------------------------------------------------------------------------- the study
 
 
+def train_study_generators(cfg: StudyConfig, splits: list[Splits], run_dir: Path, device,
+                     provided, progress: bool = True) -> None:
+    """Every replicate's generators (not yet sampled), trained before any sampling so that
+    compatible ones train at once (`generator_group`, gengroup.py), one task per group.
+    Directories, keys and trained_on.json are those `prepare_synthetic` makes, which then
+    finds them finished; lever sets reuse these generators (they only sample)."""
+    from .provided import provided_keys
+    from .synthetic import generator_jobs, train_jobs
+
+    given = provided_keys(cfg, provided)
+    jobs = [job for r, sp in enumerate(splits)
+            for job in generator_jobs(replicate_config(cfg, r), sp, run_dir, f"-r{r}", given)
+            if not job.path.exists()]  # its samples exist: nothing to train
+    with progress_bar("generators", total=len(jobs), enabled=progress and len(jobs) > 1) as bar:
+        for job in train_jobs(jobs, splits[0].dataset.num_classes, cfg, device, progress):
+            bar.advance(1, job.name)
+
+
 def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
     ds = load_dataset(cfg.data)
     sp = make_splits(ds, cfg.splits)
@@ -234,8 +252,9 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
         log_plan(cfg, ds)
         timings = Timings()  # each stage's time is logged as it is set
         t0 = time.time()
+        train_study_generators(cfg, splits, run_dir, device, provided, progress)
         reps = {}
-        for r, sp in enumerate(splits):
+        for r, sp in enumerate(splits):  # generators trained: samples (and lever sets)
             rcfg = replicate_config(cfg, r)
             synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=f"-r{r}",
                                       provided=provided)

@@ -9,12 +9,14 @@ open    one set shared by every base size:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .generator import GeneratorConfig
 from .splits import Splits
 from .utils import SynthequivError, atomic_write_json, stable_hash, tensor_digest
 
@@ -68,6 +70,7 @@ class GenJob:
     path: Path  # samples .npz
     key: str  # samples key
     digest: str  # content hash of the training images + labels
+    generator: GeneratorConfig  # what it trains with (a replicate's own seed)
 
 
 def make_job(name, x, y, num_classes, out_shape, n_per_class, cfg, run_dir: Path) -> GenJob:
@@ -75,18 +78,53 @@ def make_job(name, x, y, num_classes, out_shape, n_per_class, cfg, run_dir: Path
     gen_key = stable_hash("generator", cfg.generator, digest, num_classes)
     sample_key = stable_hash(gen_key, cfg.sampling, n_per_class, out_shape)
     return GenJob(name, x, y, run_dir / "generators" / f"{name}-{gen_key}",
-                  run_dir / "samples" / f"{name}-{sample_key}.npz", sample_key, digest)
+                  run_dir / "samples" / f"{name}-{sample_key}.npz", sample_key, digest,
+                  cfg.generator)
+
+
+def _write_trained_on(job: GenJob) -> None:
+    # provenance: the exact images this generator saw (tests check it is B(n) only)
+    atomic_write_json(job.gen_dir / "trained_on.json",
+                      {"name": job.name, "train_digest": job.digest, "n_images": len(job.y)})
 
 
 def _train_task(job: GenJob, num_classes, cfg, device, progress) -> GenJob:
     from .distributed import train_distributed
 
-    train_distributed(job.x, job.y, num_classes, cfg.generator, job.gen_dir, device,
+    train_distributed(job.x, job.y, num_classes, job.generator, job.gen_dir, device,
                       cfg.generator_nproc, cfg.compile, progress)
-    # provenance: the exact images this generator saw (tests check it is B(n) only)
-    atomic_write_json(job.gen_dir / "trained_on.json",
-                      {"name": job.name, "train_digest": job.digest, "n_images": len(job.y)})
+    _write_trained_on(job)
     return job
+
+
+def _train_group_task(jobs: list[GenJob], num_classes, cfg, device, progress) -> list[GenJob]:
+    """One group of compatible generators (gengroup.py); a group of one trains as before."""
+    from .gengroup import train_generators
+
+    if len(jobs) == 1:
+        return [_train_task(jobs[0], num_classes, cfg, device, progress)]
+    train_generators([(j.x, j.y) for j in jobs], num_classes, [j.generator for j in jobs],
+                     [j.gen_dir for j in jobs], device, progress)
+    for job in jobs:
+        _write_trained_on(job)
+    return jobs
+
+
+def train_jobs(jobs: list[GenJob], num_classes, cfg, device, progress) -> Iterator[GenJob]:
+    """Train (or resume, or find finished) every job's generator; yields each job when its
+    group is done. Up to `cfg.generator_group` compatible generators (`gengroup.plan_groups`)
+    train at once, one executor task per group; under generator_nproc > 1 each trains alone
+    (with DDP)."""
+    from .executor import map_tasks
+    from .gengroup import group_key, plan_groups
+
+    keys = [group_key(j.x, num_classes, j.generator) for j in jobs]
+    groups = [[jobs[i] for i in idx] for idx in plan_groups(keys, cfg.generator_group, device)]
+    if cfg.generator_nproc > 1 or all(len(g) == 1 for g in groups):
+        groups = [[job] for job in jobs]  # one by one, in the order given, as before
+    shared = {"num_classes": num_classes, "cfg": cfg, "device": device, "progress": progress}
+    for done in map_tasks(_train_group_task, groups, shared, cfg, kind="generator"):
+        yield from done
 
 
 def _sample_task(shard: tuple[Path, int, int], labels, scfg, device, progress, compile):
@@ -106,7 +144,6 @@ def shards(n: int, count: int) -> list[tuple[int, int]]:
 
 def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, device,
              progress) -> dict[str, SyntheticSet]:
-    from .executor import map_tasks
     from .progress import progress_bar
     from .sampling import load_samples
 
@@ -118,10 +155,9 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
                                          job.path, job.gen_dir)
         else:
             todo.append(job)
-    shared = {"num_classes": num_classes, "cfg": cfg, "device": device, "progress": progress}
     with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
         trained = []
-        for job in map_tasks(_train_task, todo, shared, cfg, kind="generator"):
+        for job in train_jobs(todo, num_classes, cfg, device, progress):
             trained.append(job)
             bar.advance(1, job.name)
     samples = sample_to_files(
@@ -224,6 +260,34 @@ def _open_job(cfg, sp: Splits, n_per_class, run_dir, tag: str = "") -> GenJob:
                     run_dir)
 
 
+def _generated_arms(cfg, given) -> list[str]:
+    """The generative arms this study makes itself: not fully given by provided arms."""
+    if not cfg.grid.syn_add_per_class:
+        return []
+    return [a for a in cfg.grid.arms if a in ("closed", "open")
+            and not all((a, n) in given for n in cfg.splits.base_per_class)]
+
+
+def generator_jobs(cfg, sp: Splits, run_dir: Path, tag: str = "", given=()) -> list[GenJob]:
+    """The generators `prepare_synthetic` trains for one replicate (cfg carries its seeds):
+    closed per base size, and the open one (pool or source); `given` holds the (arm, n_base)
+    keys of provided arms, which need none. The study collects every replicate's jobs first
+    and trains them in groups (gengroup.py)."""
+    arms, ds = _generated_arms(cfg, given), sp.dataset
+    if not arms:
+        return []
+    n_per_class, run_dir = max(cfg.grid.syn_add_per_class), Path(run_dir)
+    jobs = []
+    for n in cfg.splits.base_per_class:
+        if "closed" in arms and ("closed", n) not in given:
+            x, y = sp.base(n)  # B(n) only: never reserve or test images
+            jobs.append(make_job(f"closed-n{n}{tag}", x, y, ds.num_classes, ds.shape,
+                                 n_per_class, cfg, run_dir))
+    if "open" in arms and cfg.openset.kind != "pretrained":
+        jobs.append(_open_job(cfg, sp, n_per_class, run_dir, tag))
+    return jobs
+
+
 def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = True,
                       tag: str = "", provided=None) -> dict[tuple[str, int], SyntheticSet]:
     """{(arm, n_base): SyntheticSet} for the generative arms in the grid; `tag` (e.g. "-r1")
@@ -232,26 +296,19 @@ def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = T
     from .provided import provided_sets
 
     given = provided_sets(cfg, sp, Path(run_dir), device, progress, tag, provided)
-    bases = cfg.splits.base_per_class
-    arms = [a for a in cfg.grid.arms if a in ("closed", "open")
-            and not all((a, n) in given for n in bases)]  # fully provided: nothing to generate
-    if not arms or not cfg.grid.syn_add_per_class:
+    arms = _generated_arms(cfg, given)
+    if not arms:
         return given
     n_per_class, run_dir, ds = max(cfg.grid.syn_add_per_class), Path(run_dir), sp.dataset
-    jobs = []
-    closed = [n for n in bases if "closed" in arms and ("closed", n) not in given]
-    for n in closed:
-        x, y = sp.base(n)  # B(n) only: never reserve or test images
-        jobs.append(make_job(f"closed-n{n}{tag}", x, y, ds.num_classes, ds.shape, n_per_class,
-                             cfg, run_dir))
-    pretrained = "open" in arms and cfg.openset.kind == "pretrained"
-    if "open" in arms and not pretrained:
-        jobs.append(_open_job(cfg, sp, n_per_class, run_dir, tag))
+    jobs = generator_jobs(cfg, sp, run_dir, tag, given)
     sets = run_jobs(jobs, ds.num_classes, ds.shape, n_per_class, cfg, device, progress)
+    pretrained = "open" in arms and cfg.openset.kind == "pretrained"
     if pretrained:
         sets["open"] = _pretrained(cfg, sp, n_per_class, run_dir, device, progress)
+    closed = [n for n in cfg.splits.base_per_class
+              if "closed" in arms and ("closed", n) not in given]
     out = {("closed", n): sets[f"closed-n{n}{tag}"] for n in closed}
     if "open" in arms:
         shared = sets["open"] if pretrained else sets[f"open-{cfg.openset.kind}{tag}"]
-        out.update({("open", n): shared for n in bases})
+        out.update({("open", n): shared for n in cfg.splits.base_per_class})
     return {**out, **given}
