@@ -53,8 +53,8 @@ def test_precedence_preset_then_file_then_set(tmp_path):
     cfg = C.resolve("mnist", tmp_path / "o.yaml", ["splits.seed=9"])
     assert cfg.splits.seed == 9  # --set beats the file
     assert cfg.splits.test_per_class == 7  # the file beats the preset (100)
-    assert cfg.splits.base_per_class == (10, 20, 50)  # untouched preset value kept
-    assert C.PRESETS["mnist"]["splits"] == {"base_per_class": [10, 20, 50], "test_per_class": 100}
+    assert cfg.splits.base_per_class == (10, 50)  # untouched preset value kept
+    assert C.PRESETS["mnist"]["splits"] == {"base_per_class": [10, 50], "test_per_class": 100}
 
 
 def test_set_parsing():
