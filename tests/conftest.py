@@ -22,6 +22,20 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+# ----------------------------------------------------------------------------- precision
+
+
+def float32_generator_training():
+    """Generator training in float32 also on CPUs with native bf16 (utils.generator_autocast),
+    for tests whose tolerances are float32's (DDP vs one process, group vs alone): bf16 turns
+    summation-order differences into 1e-2-sized weight differences. The variable reaches
+    worker and torchrun processes too. Use as a module-scoped autouse fixture's body:
+    `yield from float32_generator_training()`."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNTHEQUIV_CPU_BF16", "0")
+        yield
+
+
 # ----------------------------------------------------------------------------- offline data
 
 

@@ -14,9 +14,17 @@ import pytest
 import torch
 
 import synthequiv.generator as G
+from conftest import float32_generator_training
 from synthequiv.distributed import JOB_NAME, Rank, train_distributed
 from synthequiv.generator import GeneratorConfig, draw_step, make_generator, train_generator
 from synthequiv.utils import SynthequivError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def float32_generators():
+    """Float32 generator training (conftest.float32_generator_training): DDP/worker processes
+    are compared with one process to float32 tolerance."""
+    yield from float32_generator_training()
 
 # 16 steps of 32 images with flips on (every draw kind), a checkpoint after 8
 TINY = GeneratorConfig(train_kimg=0.512, batch_size=32, warmup_kimg=0.128,

@@ -7,9 +7,17 @@ import sqlite3
 
 import pytest
 
+from conftest import float32_generator_training
 from synthequiv import config as C
 from synthequiv.study import run_study
 from synthequiv.synthetic import shards
+
+
+@pytest.fixture(scope="module", autouse=True)
+def float32_generators():
+    """Float32 generator training (conftest.float32_generator_training): DDP/worker processes
+    are compared with one process to float32 tolerance."""
+    yield from float32_generator_training()
 
 SMALL = [
     "splits.base_per_class=[5,10]",

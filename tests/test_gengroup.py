@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import synthequiv.gengroup as GG
+from conftest import float32_generator_training
 from synthequiv import config as C
 from synthequiv.generator import GeneratorConfig, load_generator, train_generator
 from synthequiv.gengroup import group_key, resolve_group, train_generators
@@ -27,12 +28,9 @@ CLOSE = 1e-4
 
 @pytest.fixture(scope="module", autouse=True)
 def float32_on_cpu():
-    """Generator training in float32 on CPUs with native bf16 too (utils.generator_autocast
-    reads this variable once merged with that change): the tolerance above is float32's.
-    Module scope, so that the module-scoped trainings below run under it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYNTHEQUIV_CPU_BF16", "0")
-        yield
+    """Float32 generator training (conftest.float32_generator_training): the tolerance above is
+    float32's. Module scope, so that the module-scoped trainings below run under it."""
+    yield from float32_generator_training()
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,13 @@ THROUGHPUT = {
     ("cuda", "classifier", "resnet18"): 9321.0,
     ("cpu", "generator", "8px"): 1296.0,
     ("cpu", "generator", "16px"): 30.0,  # scaled
-    ("cpu", "generator", "32px-small"): 122.0,  # mnist preset: 51.2 kimg in ~7 min
+    # mnist preset, bf16 autocast (benchmarks/stages.py; float32: 168, a CPU without bf16)
+    ("cpu", "generator", "32px-small"): 271.0,
     ("cpu", "generator", "32px"): 3.8,
     ("cpu", "generator", "64px"): 0.7,  # scaled
     ("cpu", "sampling", "8px"): 198.0,
     ("cpu", "sampling", "16px"): 8.0,  # scaled
-    ("cpu", "sampling", "32px-small"): 30.0,  # scaled
+    ("cpu", "sampling", "32px-small"): 23.6,  # benchmarks/stages.py --preset mnist
     ("cpu", "sampling", "32px"): 1.0,
     ("cpu", "sampling", "64px"): 0.2,  # scaled
     ("cpu", "classifier", "smallcnn"): 45544.0,
