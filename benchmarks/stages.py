@@ -12,29 +12,21 @@ Prints each arm's median images/s and the new/old ratio. Classifier cells: bench
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 
 import torch
-from throughput import SHAPES, generator_ips
+from throughput import generator_ips, preset_args, resolve_args
 
-from synthequiv import config as C
 from synthequiv import sampling
-from synthequiv.utils import BF16_ENV, cpu_has_native_bf16, resolve_device
+from synthequiv.utils import BF16_ENV, cpu_has_native_bf16
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="mnist")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=20, help="timed generator steps per arm")
+    ap = preset_args("mnist", "timed generator steps per arm")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds per arm")
-    ap.add_argument("--set", action="append", default=[], dest="overrides")
     args = ap.parse_args()
-    device = resolve_device(args.device)
-    cfg = C.resolve(args.preset, None, [f"device={device.type}"] + args.overrides)
-    shape = SHAPES[args.preset]
+    device, cfg, shape = resolve_args(args)
     print(f"preset {args.preset}: images {shape[:3]}, device {device}, "
           f"{torch.get_num_threads()} threads, native bf16 on this CPU: {cpu_has_native_bf16()}")
     arms = {"old": ("0", torch.contiguous_format), "new": ("1", torch.channels_last)}

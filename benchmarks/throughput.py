@@ -132,18 +132,29 @@ def grid_work(cfg, k: int) -> dict:
             "classifier_imgs": cells_imgs * len(g.seeds) * reps, "n_generators": n_gen}
 
 
-def main() -> None:
+def preset_args(preset: str, steps_help: str) -> argparse.ArgumentParser:
+    """--preset, --device, --steps and --set, shared by the stage benchmarks."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="cifar10")
+    ap.add_argument("--preset", default=preset)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=20, help="timed optimizer steps per stage")
-    ap.add_argument("--nproc", type=int, default=0, help="also time DDP generator training")
+    ap.add_argument("--steps", type=int, default=20, help=steps_help)
     ap.add_argument("--set", action="append", default=[], dest="overrides",
                     help="config override, e.g. classifier.arch=airbench or cell_group=16")
-    args = ap.parse_args()
+    return ap
+
+
+def resolve_args(args) -> tuple[torch.device, C.StudyConfig, tuple]:
+    """The device, the preset's config on it (+ overrides) and its image shape."""
     device = resolve_device(args.device)
     cfg = C.resolve(args.preset, None, [f"device={device.type}"] + args.overrides)
-    shape = SHAPES[args.preset]
+    return device, cfg, SHAPES[args.preset]
+
+
+def main() -> None:
+    ap = preset_args("cifar10", "timed optimizer steps per stage")
+    ap.add_argument("--nproc", type=int, default=0, help="also time DDP generator training")
+    args = ap.parse_args()
+    device, cfg, shape = resolve_args(args)
     print(f"preset {args.preset}: images {shape[:3]}, {shape[3]} classes, device {device} "
           f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'})")
     gen_ips, smp_ips = generator_ips(cfg, shape, device, args.steps)

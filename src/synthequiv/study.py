@@ -205,14 +205,14 @@ def train_study_generators(cfg: StudyConfig, splits: list[Splits], run_dir: Path
     """Every replicate's generators (not yet sampled), trained before any sampling so that
     compatible ones train at once (`generator_group`, gengroup.py), one task per group.
     Directories, keys and trained_on.json are those `prepare_synthetic` makes, which then
-    finds them finished; lever sets reuse these generators (they only sample)."""
+    skips them (`GenJob.trained`); lever sets reuse these generators (they only sample)."""
     from .provided import provided_keys
     from .synthetic import generator_jobs, train_jobs
 
     given = provided_keys(cfg, provided)
     jobs = [job for r, sp in enumerate(splits)
             for job in generator_jobs(replicate_config(cfg, r), sp, run_dir, f"-r{r}", given)
-            if not job.path.exists()]  # its samples exist: nothing to train
+            if not job.path.exists() and not job.trained]  # samples or generator exist
     with progress_bar("generators", total=len(jobs), enabled=progress and len(jobs) > 1) as bar:
         for job in train_jobs(jobs, splits[0].dataset.num_classes, cfg, device, progress):
             bar.advance(1, job.name)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .generator import GeneratorConfig
+from .generator import CHECKPOINT_NAME, GeneratorConfig
 from .splits import Splits
 from .utils import SynthequivError, atomic_write_json, stable_hash, tensor_digest
 
@@ -71,6 +71,13 @@ class GenJob:
     key: str  # samples key
     digest: str  # content hash of the training images + labels
     generator: GeneratorConfig  # what it trains with (a replicate's own seed)
+
+    @property
+    def trained(self) -> bool:
+        """Finished: trained_on.json is written only after training ends, in a directory keyed
+        by the generator config and data, beside its checkpoint (read again when sampling)."""
+        return (self.gen_dir / "trained_on.json").exists() and \
+            (self.gen_dir / CHECKPOINT_NAME).exists()
 
 
 def make_job(name, x, y, num_classes, out_shape, n_per_class, cfg, run_dir: Path) -> GenJob:
@@ -155,8 +162,9 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
                                          job.path, job.gen_dir)
         else:
             todo.append(job)
+    trained = [job for job in todo if job.trained]  # e.g. by the study's train-all pass
+    todo = [job for job in todo if not job.trained]
     with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
-        trained = []
         for job in train_jobs(todo, num_classes, cfg, device, progress):
             trained.append(job)
             bar.advance(1, job.name)
