@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# One GPU check of the speed work (issue 14), < 5 min on one H100/H200. Run from the repo root:
+# One GPU check of the speed work (issue 14), < 8 min on one H100/H200. Run from the repo root:
 #     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
 # Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
-# Steps (each time-limited; a failure is logged and the next step runs):
-#   a) quick study wall time on CUDA                           (target ≤ 30 s)
-#   b) cifar10 projected grid at the batched cell throughput   (target ≤ 2 GPU-hours),
-#      then the same with the airbench classifier (--set classifier.arch=airbench)
-#   c) quick cells: old step vs one by one vs groups on the GPU
+# Steps (each time-limited; a failure is logged and the next step runs), most wanted first:
+#   a) quick study wall time on CUDA (generator groups, batched cells)   (target ≤ 30 s)
 #   d) quick generators: 9 one by one vs one group (benchmarks/generators.py, 1.6 kimg each)
-# CPU smoke test of this script (shrunk work, ~3 min on 2 cores):
+#   b) cifar10 projected grid with the airbench classifier               (target ≤ 2 GPU-hours)
+#   e) cifar10 generator training: eager/foreach Adam vs fused Adam vs torch.compile
+#   c) quick cells: old step vs one by one vs groups (only if GPU_CHECK_STEPS names c)
+# The quick run's log.txt and summary.json are copied to $OUT_DIR (quick_log.txt, quick.json).
+# CPU smoke test of this script (shrunk work, ~4 min on 2 cores):
 #     GPU_CHECK_DEVICE=cpu OUT_DIR=/tmp/gc bash benchmarks/gpu_check.sh
 set -x
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
@@ -22,14 +23,19 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
              --set generator.warmup_kimg=0.2 --set sampling.steps=3 --set classifier.train_steps=20
              --set analysis.enabled=false --set equivalence.bootstrap=20)
   TP=(--preset quick --device cpu --steps 2); CELLS=(--cells 6 --steps 20 --groups 3,6)
+  STAGES=(--preset quick --device cpu --steps 2 --repeats 1)
   GENS=(--device cpu --gens 3 --kimg 0.32); T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
+  T_STAGES=120
 else
-  STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10)
-  CELLS=(--device cuda --cells 16 --groups 16); T_STUDY=170; T_TP=75; T_CELLS=75
-  GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=45
+  STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10 --set classifier.arch=airbench)
+  CELLS=(--device cuda --cells 16 --groups 16); T_STUDY=150; T_TP=80; T_CELLS=75
+  STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
+  GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=60; T_STAGES=180
 fi
+STEPS=${GPU_CHECK_STEPS:-a d b e}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
+  [[ " $STEPS " == *" ${name%%)*} "* ]] || return 0
   echo "=== $name: $*" >>"$LOG"
   local t0=$(date +%s.%N)
   timeout "$limit" "$@" >>"$LOG" 2>&1
@@ -40,12 +46,14 @@ step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   git rev-parse --short HEAD 2>&1; $PY -c "import torch; print('torch', torch.__version__)"; } >"$LOG" 2>&1
 step "a) quick study" "$T_STUDY" $PY -m synthequiv.cli study --preset quick --device "$DEVICE" \
   --name gpu-quick --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
-step "b) throughput (preset)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}"
-step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
+cp "$OUT_DIR"/runs/gpu-quick/log.txt "$OUT_DIR"/quick_log.txt 2>>"$LOG"
+cp "$OUT_DIR"/runs/gpu-quick/summary.json "$OUT_DIR"/quick.json 2>>"$LOG"
 step "d) generators" "$T_GENS" $PY benchmarks/generators.py "${GENS[@]}"
-if [ "$DEVICE" != cpu ]; then  # airbench needs ≥ 16 px: not the CPU smoke's digits
-  step "b2) throughput (airbench)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}" \
-    --set classifier.arch=airbench
-fi
-grep -E "^=== |wall|img/s|images/s|speed-up|group|sequential|old step|alone|weight difference|total|grid|generators|sampling|classifier" "$LOG" | tail -60
+step "b) throughput (preset)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}"
+step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
+step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
+rm -rf "$OUT_DIR/runs"  # only the copied files come back
+grep -E "^=== |stage |wall|img/s|images/s|speed-up|group|sequential|old step|alone|weight \
+difference|total|grid|generators|sampling|classifier|Error|error" "$LOG" |
+  grep -v "classifier grid [0-9]" | tail -80
 echo "full log: $LOG"

@@ -56,23 +56,33 @@ def _data(shape, n):
             torch.arange(n) % k)
 
 
-def generator_ips(cfg, shape, device, steps) -> tuple[float, float]:
+def generator_ips(cfg, shape, device, steps, compile_sampling: bool | None = None
+                  ) -> tuple[float, float]:
+    """(training, sampling) images/s of the preset's generator; cfg.compile compiles both
+    (`compile_sampling` can override it for sampling). Training is timed by differencing a
+    1-step and a (steps + 1)-step run, so model set-up, checkpoint writing and (with compile)
+    the per-module compilation cancel out; a first 1-step run warms imports and autotuning."""
     x, y = _data(shape, 512)
-    gcfg = cfg.generator
+    gcfg, bsz = cfg.generator, cfg.generator.batch_size
+    compile_sampling = cfg.compile if compile_sampling is None else compile_sampling
     with tempfile.TemporaryDirectory() as tmp:
-        short = dataclasses.replace(gcfg, train_kimg=steps * gcfg.batch_size / 1000,
-                                    warmup_kimg=0.0, checkpoint_every_kimg=1e9)
-        train_generator(x, y, shape[3], dataclasses.replace(short, train_kimg=gcfg.batch_size
-                                                            / 1000), Path(tmp) / "w", device,
-                        False)  # warm-up: imports, cudnn autotune
-        _sync(device)
-        t0 = time.perf_counter()
-        train_generator(x, y, shape[3], short, Path(tmp) / "g", device, False)
-        _sync(device)
-        train_ips = steps * gcfg.batch_size / (time.perf_counter() - t0)
-        gen = load_generator(Path(tmp) / "g", device)
+        def train(n: int, name: str) -> float:
+            run = dataclasses.replace(gcfg, train_kimg=n * bsz / 1000, warmup_kimg=0.0,
+                                      checkpoint_every_kimg=1e9)
+            _sync(device)
+            t0 = time.perf_counter()
+            train_generator(x, y, shape[3], run, Path(tmp) / name, device, False,
+                            compile=cfg.compile)
+            _sync(device)
+            return time.perf_counter() - t0
+
+        train(1, "warm")  # imports, cudnn autotune, the first compilation
+        train_ips = steps * bsz / (train(steps + 1, "g") - train(1, "one"))
+        gen = load_generator(Path(tmp) / "g", device, compile=compile_sampling)
         labels = torch.arange(min(cfg.sampling.batch_size, 256)) % shape[3]
-        sample_images(gen, labels[:8], cfg.sampling, device, False)
+        # a compiled network is specialised to the batch shape: warm up on the timed one
+        sample_images(gen, labels if compile_sampling else labels[:8], cfg.sampling, device,
+                      False)
         _sync(device)
         t0 = time.perf_counter()
         sample_images(gen, labels, cfg.sampling, device, False)

@@ -89,6 +89,31 @@ def test_group_equals_each_generator_trained_alone(grouped, alone):
     assert rel_diff(alone[0]["model"], alone[1]["model"]) > 0.1
 
 
+def test_group_with_the_cuda_kernel_choices_equals_alone(jobs, alone, tmp_path, monkeypatch):
+    """On CUDA a group runs the math attention kernel without autocast (the fused kernels and a
+    bf16 softmax fail under vmap there, H200): forced here on the CPU, the group still equals
+    each generator trained alone to float32 tolerance."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # (building a context runs nothing)
+    assert type(GG._group_autocast(cuda)).__name__ == "nullcontext"
+    assert type(GG._group_autocast(cpu)).__name__ == "autocast"  # generator_autocast's choice
+    assert type(GG._vmap_safe_attention(cpu)).__name__ == "nullcontext"
+    assert type(GG._vmap_safe_attention(cuda)).__name__ != "nullcontext"  # sdpa_kernel(MATH)
+    seen = []
+
+    def math_only(device):
+        seen.append(device.type)
+        return sdpa_kernel([SDPBackend.MATH])
+
+    monkeypatch.setattr(GG, "_vmap_safe_attention", math_only)
+    monkeypatch.setattr(GG, "_group_autocast", lambda device: GG.contextlib.nullcontext())
+    dirs = [tmp_path / f"g{i}" for i in range(3)]
+    train_generators(jobs, 3, cfgs(), dirs, progress=False)
+    assert seen == ["cpu"]
+    assert_equal_to_alone(dirs, alone)
+
+
 def test_group_checkpoints_load_and_are_reused_by_train_generator(grouped, jobs, monkeypatch):
     import synthequiv.generator as G
 

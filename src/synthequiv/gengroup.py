@@ -16,10 +16,11 @@ Each generator is the one `generator.train_generator` trains alone, to float tol
   - Adam is elementwise, so one Adam over the stacked tensors takes every generator's own step
     (its state unstacks to torch.optim.Adam's state_dict layout); lr (`lr_at`) and EMA decay
     (`ema_beta`) depend on the step and the config except the seed, hence shared;
-  - autocast: `utils.generator_autocast`, as in `generator._train_loop`.
+  - autocast: `utils.generator_autocast`, as in `generator._train_loop`, on the CPU; float32
+    on CUDA (`_group_autocast`), so there a group equals bf16 generators to bf16 tolerance.
 Not equal alone: backbones with dropout > 0 (vmap draws its own masks: same distribution,
-other draws); on CUDA the group runs NCHW (a 5-D stacked weight has no channels_last) and
-without torch.compile (the study's `compile` applies to generators trained alone).
+other draws); on CUDA the group runs NCHW (a 5-D stacked weight has no channels_last), with
+the math attention kernel (`_vmap_safe_attention`) and without torch.compile (the study's `compile` applies to generators trained alone).
 
 Checkpoints are `train_generator`'s files (`run_meta` + unstacked model, EMA and Adam state
 via `_save_checkpoint`): `train_generator` resumes or reuses them, `load_generator` loads them,
@@ -31,6 +32,7 @@ and AUTO_GROUP_CUDA on CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -58,6 +60,7 @@ from .generator import (
     existing_checkpoint,
     init_generator,
     lr_at,
+    make_adam,
     num_train_steps,
     resolve_preset,
     run_meta,
@@ -213,7 +216,7 @@ def _train_group(runs: list[_Run], device: torch.device, progress: bool) -> None
             ema.load_state_dict(r.state["ema"])
     params, buffers = _stack(gens, device, grad=True)
     ema_params, ema_buffers = _stack(emas, device, grad=False)
-    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr)  # = gen.parameters() order
+    opt = make_adam(list(params.values()), cfg.lr, device)  # = gen.parameters() order
     if start:
         opt.load_state_dict(_stack_adam([r.state["optimizer"] for r in runs]))
     base = copy.deepcopy(gens[0]).to("meta").train()  # the architecture; weights come stacked
@@ -231,9 +234,29 @@ def _train_group(runs: list[_Run], device: torch.device, progress: bool) -> None
                              current())
 
     state = (params, buffers, ema_params, ema_buffers, opt)
-    with warnings.catch_warnings():  # CPU flash attention has no vmap rule: a slower loop
+    with warnings.catch_warnings(), _vmap_safe_attention(device):
         warnings.filterwarnings("ignore", message="There is a performance drop")
         _group_loop(runs, base, state, data, labels, offsets, start, device, save, progress)
+
+
+def _group_autocast(device: torch.device):
+    """generator._train_loop's autocast (`generator_autocast`) on the CPU; none on CUDA: under
+    vmap a bf16 attention's softmax backward fails there ("expected input and grad types to
+    match", H200, torch 2.11) and the small nets a group trains are launch-bound, not bound by
+    float32 arithmetic."""
+    return contextlib.nullcontext() if device.type == "cuda" else generator_autocast(device)
+
+
+def _vmap_safe_attention(device: torch.device):
+    """On CUDA the fused attention kernels fail under vmap (flash/efficient backward: "LSE is
+    not correctly aligned (strideH)", seen on an H200 with torch 2.11): the group runs the math
+    kernel there (the small nets' attention is a few percent of a step). On the CPU, vmap
+    already falls back to a loop over the group (the warning filtered above)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def _clip_per_generator(grads: list[torch.Tensor], max_norm: float) -> None:
@@ -252,7 +275,7 @@ def _group_loop(runs, base, state, data, labels, offsets, start, device, save, p
     scheduler = DDPMScheduler(**base.scheduler_config())
     total, bsz = num_train_steps(cfg), cfg.batch_size
     ckpt_every = max(1, round(cfg.checkpoint_every_kimg * 1000 / bsz))
-    autocast = generator_autocast(device)  # the decision generator._train_loop makes
+    autocast = _group_autocast(device)
 
     def loss_one(p, b, x0, y, t, eps, drop):  # one generator's diffusion_loss, vmapped
         net = lambda *args: torch.func.functional_call(base, (p, b), args)  # noqa: E731

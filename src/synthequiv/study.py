@@ -253,6 +253,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
         timings = Timings()  # each stage's time is logged as it is set
         t0 = time.time()
         train_study_generators(cfg, splits, run_dir, device, provided, progress)
+        timings["generators_s"] = time.time() - t0  # training alone (sampling is the rest)
         reps = {}
         for r, sp in enumerate(splits):  # generators trained: samples (and lever sets)
             rcfg = replicate_config(cfg, r)
