@@ -54,14 +54,16 @@ def test_piped_study_prints_timestamped_plan_progress_and_stages(tiny_run):
         for pattern in (r"plan: generators: 1 × 0.64 kimg", r"plan: classifier cells: 6 ",
                         r"plan: estimated cost on cpu", r"generator \d+\.\d\d/0\.64 kimg, loss ",
                         r"classifier grid 6/6: closed n=5\+5 s=1: acc",
-                        r"stage classifier_grid: \d+\.\d s", r"run finished in"):
+                        r"stage classifier_grid: \d+\.\d s", r"run finished in",
+                        r"sampling (\d+)/\1 images \(elapsed ", r"stage generators: "):
             assert any(re.search(STAMP + ".*" + pattern, ln) for ln in lines), pattern
+        assert "━" not in text  # no progress bar frames in a pipe or a log file
     events = [json.loads(ln)["event"] for ln in (run_dir / "metrics.jsonl").open()]
     assert events[0] == "start" and events[-1] == "end"
     assert {"plan", "generator", "progress", "stage"} <= set(events)
     run = json.loads((run_dir / "summary.json").read_text())["run"]
-    assert set(run["timings"]) >= {"generators_and_sampling_s", "classifier_grid_s",
-                                   "equivalence_s"}
+    assert set(run["timings"]) >= {"generators_s", "generators_and_sampling_s",
+                                   "classifier_grid_s", "equivalence_s"}
     assert run["environment"]["device"] == "cpu" and run["environment"]["torch"]
 
 

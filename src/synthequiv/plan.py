@@ -15,18 +15,19 @@ import math
 # "scaled" entries have no measurement: scaled from the nearest measured preset by
 # parameters × pixels, so read them as an order of magnitude.
 THROUGHPUT = {
-    ("cuda", "generator", "8px"): 2200.0,  # quick study on H200: 102 kimg in 47 s incl. sampling
+    ("cuda", "generator", "8px"): 1694.0,  # alone (benchmarks/generators.py --device cuda)
     ("cuda", "generator", "16px"): 2000.0,  # scaled
     ("cuda", "generator", "32px-small"): 1475.0,  # mnist preset
-    ("cuda", "generator", "32px"): 1813.0,  # cifar10 preset, batch 256
+    ("cuda", "generator", "32px"): 2642.0,  # cifar10 preset, batch 256, eager (throughput.py)
     ("cuda", "generator", "64px"): 450.0,  # scaled
-    ("cuda", "sampling", "8px"): 2000.0,  # scaled
+    ("cuda", "sampling", "8px"): 3064.0,  # quick study: 9 × 1,600 images in 4.7 s
     ("cuda", "sampling", "16px"): 1000.0,  # scaled
     ("cuda", "sampling", "32px-small"): 695.0,
-    ("cuda", "sampling", "32px"): 328.0,
+    ("cuda", "sampling", "32px"): 247.0,  # eager; 733 compiled (below)
     ("cuda", "sampling", "64px"): 80.0,  # scaled
     ("cuda", "classifier", "smallcnn"): 45786.0,  # batch 128 microbenchmark
     ("cuda", "classifier", "resnet18"): 9321.0,
+    ("cuda", "classifier", "airbench"): 42987.0,  # 16 cells at once (cell_group auto), 20 steps
     ("cpu", "generator", "8px"): 1296.0,
     ("cpu", "generator", "16px"): 30.0,  # scaled
     # mnist preset, bf16 autocast (benchmarks/stages.py; float32: 168, a CPU without bf16)
@@ -40,7 +41,14 @@ THROUGHPUT = {
     ("cpu", "sampling", "64px"): 0.2,  # scaled
     ("cpu", "classifier", "smallcnn"): 45544.0,
     ("cpu", "classifier", "resnet18"): 84.6,
+    ("cpu", "classifier", "airbench"): 599.0,  # throughput.classifier_ips, 32 px, 5 steps
 }
+# the same stages where the study speeds them up (H200, torch 2.11, this project's benchmarks):
+# G generators trained as one group (gengroup.py; the quick study's 9 in one group) and
+# `compile: true` (benchmarks/throughput.py --preset cifar10 --set compile=true)
+# (and 108 quick cells in 9.8 s, groups of 64: 5.5 M training images at 564k img/s)
+GROUPED = {("cuda", "generator", "8px"): 12127.0, ("cuda", "classifier", "smallcnn"): 564000.0}
+COMPILED = {("cuda", "generator", "32px"): 3541.0, ("cuda", "sampling", "32px"): 733.0}
 REFERENCE_STEPS = 25  # sampling figures are at 25 network evaluations per image
 # sources whose class count and image shape are known without reading them
 KNOWN = {"digits": (10, (1, 8, 8)), "mnist": (10, (1, 28, 28)),
@@ -88,13 +96,13 @@ def _generator_preset(cfg, shape) -> str:
 
 
 def _classifier_arch(cfg, shape) -> str:
-    """The throughput table's classifier row: smallcnn, or resnet18 for every larger net."""
+    """The throughput table's classifier row: smallcnn, airbench, or resnet18 for the rest."""
     from .networks import resolve_arch
 
     arch = cfg.classifier.arch
     if arch == "auto":
         arch = resolve_arch("auto", max(shape[1:]) if shape else 32)
-    return "smallcnn" if arch == "smallcnn" else "resnet18"
+    return arch if arch in ("smallcnn", "airbench") else "resnet18"
 
 
 def _cell_images(cfg, classes: int) -> float:
@@ -120,7 +128,18 @@ def _cost(cfg, counts: dict, classes: int, shape) -> dict:
             * evals / REFERENCE_STEPS,
             "classifier": counts["cells"] * _cell_images(cfg, classes)}
     key = {"generator": gp, "sampling": gp, "classifier": arch}
-    hours = {s: w / THROUGHPUT.get((kind, s, key[s]), math.nan) / 3600 for s, w in work.items()}
+    rates = {s: THROUGHPUT.get((kind, s, key[s]), math.nan) for s in work}
+    if cfg.compile:
+        rates |= {s: COMPILED[(kind, s, gp)] for s in ("generator", "sampling")
+                  if (kind, s, gp) in COMPILED}
+    from .gengroup import AUTO_GROUP_CUDA  # the study's group size (gengroup.resolve_group)
+
+    group = cfg.generator_group or (AUTO_GROUP_CUDA.get(gp, 1) if kind == "cuda" else 1)
+    if counts["generators"] > 1 and group > 1:
+        rates["generator"] = GROUPED.get((kind, "generator", gp), rates["generator"])
+    if counts["cells"] > 1 and cfg.cell_group != 1:  # auto (0) groups on CUDA only
+        rates["classifier"] = GROUPED.get((kind, "classifier", arch), rates["classifier"])
+    hours = {s: w / rates[s] / 3600 for s, w in work.items()}
     return {"device": kind, "generator_preset": gp, "classifier_arch": arch,
             "images": work, "hours": hours, "total_hours": sum(hours.values())}
 

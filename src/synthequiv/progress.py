@@ -7,6 +7,9 @@ Two shapes:
                                      rich's Progress API the training loop uses (`add_task`,
                                      `update`); a log line every LOG_FRACTION of the run or
                                      LOG_EVERY_S seconds, whichever comes first
+  count_bar(enabled, unit)           counted items inside one task (sampled images), the same
+                                     API; a log line every COUNT_FRACTION, LOG_EVERY_S and at
+                                     the end
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from . import runlog
 
 LOG_FRACTION = 0.05  # a generator log line every 5 % of its kimg …
 LOG_EVERY_S = 300.0  # … or every 5 minutes, whichever comes first
+COUNT_FRACTION = 0.25  # count_bar: a line every quarter of tasks running over COUNT_QUIET_S,
+COUNT_QUIET_S = 10.0  # and one at the end (a short sampling set logs one line)
 
 
 def _eta(done: float, total: float, elapsed: float) -> str:
@@ -146,6 +151,52 @@ def kimg_bar(enabled: bool, description: str = "generator") -> KimgLog:
         TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.0f} img/s"),
         TimeRemainingColumn(), transient=False))
 
+
+
+class CountLog(KimgLog):
+    """KimgLog for counted items: "sampling 800/1600 images (elapsed 0:00:02, eta 0:00:02)",
+    no start line; a line at the end, and every COUNT_FRACTION of the total or LOG_EVERY_S once
+    the task has run COUNT_QUIET_S."""
+
+    def __init__(self, bar: Progress | None = None, echo: str = "plain", unit: str = "images"):
+        super().__init__(bar, echo)
+        self.unit = unit
+
+    def add_task(self, description: str, total: float, completed: float = 0.0, **fields):
+        task = self.bar.add_task(description, total=total, completed=completed, **fields) \
+            if self.bar is not None else len(self.tasks)
+        self.tasks[task] = {"description": description, "total": total, "start": completed,
+                            "last": completed, "t_last": time.time(), "t0": time.time()}
+        return task
+
+    def update(self, task, completed: float | None = None, advance: float = 0.0,
+               **fields) -> None:
+        if self.bar is not None:
+            self.bar.update(task, completed=completed, advance=advance, **fields)
+        t = self.tasks[task]
+        done = completed if completed is not None else t["last"] + advance
+        now, step = time.time(), max(t["total"] * COUNT_FRACTION, 1e-9)
+        crossed = math.floor(done / step) > math.floor(t["last"] / step)
+        el = now - t["t0"]
+        if done >= t["total"] or (el >= COUNT_QUIET_S and (crossed or now - t["t_last"]
+                                                           >= LOG_EVERY_S)):
+            eta = _eta(done - t["start"], t["total"] - t["start"], el)
+            runlog.info(f"{t['description']} {done:g}/{t['total']:g} {self.unit} "
+                        f"(elapsed {_hms(el)}{eta})", self.echo)
+            t["t_last"] = now
+        t["last"] = done
+
+
+def count_bar(enabled: bool, unit: str = "images") -> KimgLog:
+    """Counted items inside one task: a rich bar (with M/N) on a terminal, timestamped lines
+    when piped (never a bar's final frame in a log); log.txt gets the lines in every case."""
+    if not _main_rank():
+        return _Silent()
+    if not enabled:
+        return CountLog(None, echo="never", unit=unit)
+    if runlog.plain():
+        return CountLog(None, unit=unit)
+    return CountLog(Progress(*Progress.get_default_columns(), MofNCompleteColumn()), unit=unit)
 
 
 def _main_rank() -> bool:

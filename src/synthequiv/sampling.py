@@ -150,9 +150,9 @@ def sample_images(generator: Generator, labels: torch.Tensor, cfg: SampleConfig,
 
 
 def _progress(enabled: bool):
-    from rich.progress import MofNCompleteColumn, Progress
+    from .progress import count_bar  # a bar on a terminal, log lines otherwise
 
-    return Progress(*Progress.get_default_columns(), MofNCompleteColumn(), disable=not enabled)
+    return count_bar(enabled)
 
 
 def _check_labels(labels: torch.Tensor, num_classes: int) -> None:
