@@ -69,21 +69,48 @@ def _data_facts(cfg, ds) -> dict:
             "per_class": None}
 
 
+def _evals(scale: float, steps: int) -> float:
+    """Network evaluations per sampled image, in units of the table's REFERENCE_STEPS: a
+    guided image (scale not 0 or 1) costs a conditional and an unconditional pass per step."""
+    return steps * (1 if scale in (0.0, 1.0) else 2) / REFERENCE_STEPS
+
+
 def _counts(cfg) -> dict:
-    g, reps = cfg.grid, cfg.grid.replicates
-    bases = list(cfg.splits.base_per_class)
-    syn_arms = [a for a in g.arms if a in ("closed", "open")] if g.syn_add_per_class else []
-    closed = len(bases) if "closed" in syn_arms else 0
-    open_gens = 1 if "open" in syn_arms and cfg.openset.kind != "pretrained" else 0
-    open_sets = 1 if "open" in syn_arms else 0
+    """Generators to train, sample sets to draw (and their cost in reference images per class),
+    cells to train: per replicate × replicates. Provided arms (config.provided) train no
+    generator; provided image sets are not sampled; a new provided label is one more arm."""
+    from .config import provided_entries, study_arms
+    from .filtering import pool_per_class
     from .levers import variants
 
+    g, reps, s = cfg.grid, cfg.grid.replicates, cfg.sampling
+    bases = list(cfg.splits.base_per_class)
+    entries = provided_entries(cfg)
+    syn_arms = [a for a in study_arms(cfg) if a != "real"] if g.syn_add_per_class else []
+    given = {e.arm for e in entries}
+    closed_given = {e.n_base for e in entries if e.arm == "closed"}
+    closed = len([n for n in bases if n not in closed_given]) if "closed" in syn_arms else 0
+    open_gens = int("open" in syn_arms and "open" not in given
+                    and cfg.openset.kind != "pretrained")
+    m = max(g.syn_add_per_class or [0])
+    # plain sets: own generators' and provided generators' (provided image sets are given)
+    sampled = closed + (1 if "open" in syn_arms and "open" not in given else 0) + sum(
+        e.kind == "generator" for e in entries)
+    work = sampled * m * _evals(s.cfg_scale, s.steps)
     levers = variants(cfg)  # variant arms (closed@cfg2, …): cells, and sets for new settings
+    per_arm = {"closed": len(bases), "open": 1}  # sets a lever prepares for its base arm
+    resampled = sum(per_arm[v.base] for v in levers if v.keep_top is None)
+    work += sum(per_arm[v.base] * m * _evals(v.cfg_scale, v.steps)
+                for v in levers if v.keep_top is None)
+    if g.filters:  # one extra pool per base arm and setting, shared by every q
+        extra = max(pool_per_class(m, q) for q in g.filters) - m
+        pools = {(v.base, v.cfg_scale, v.steps) for v in levers if v.keep_top is not None}
+        work += sum(per_arm[b] * extra * _evals(c, st) for b, c, st in pools)
     per_base = (1 + (len(g.real_add_per_class) if "real" in g.arms else 0)
                 + len(g.syn_add_per_class) * (len(syn_arms) + len(levers)))
-    resampled = sum(len(bases) if v.base == "closed" else 1 for v in levers if v.keep_top is None)
     return {"replicates": reps, "generators": (closed + open_gens) * reps,
-            "sample_sets": (closed + open_sets + resampled) * reps, "cells": per_base * len(bases)
+            "sample_sets": (sampled + resampled) * reps,
+            "sample_work_per_class": work * reps, "cells": per_base * len(bases)
             * len(g.seeds) * reps, "cells_per_base": per_base, "syn_arms": syn_arms}
 
 
@@ -122,10 +149,8 @@ def _cost(cfg, counts: dict, classes: int, shape) -> dict:
     kind = "cuda" if cfg.device.startswith("cuda") or (
         cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     gp, arch = _generator_preset(cfg, shape), _classifier_arch(cfg, shape)
-    evals = cfg.sampling.steps * (1 if cfg.sampling.cfg_scale in (0.0, 1.0) else 2)
     work = {"generator": counts["generators"] * cfg.generator.train_kimg * 1000,
-            "sampling": counts["sample_sets"] * max(cfg.grid.syn_add_per_class or [0]) * classes
-            * evals / REFERENCE_STEPS,
+            "sampling": counts["sample_work_per_class"] * classes,  # reference images
             "classifier": counts["cells"] * _cell_images(cfg, classes)}
     key = {"generator": gp, "sampling": gp, "classifier": arch}
     rates = {s: THROUGHPUT.get((kind, s, key[s]), math.nan) for s in work}
