@@ -12,7 +12,7 @@ resumed from a checkpoint continues exactly as an uninterrupted one would. Under
 (distributed.py) every rank makes the same draws for the global batch and trains on its slice,
 so W ranks take the step one process would (up to float summation order).
 
-Length (~535 lines): the backbone presets, the diffusion wrapper, the training loop and the
+Length (~555 lines): the backbone presets, the diffusion wrapper, the training loop and the
 checkpoint format are one unit (a checkpoint is only meaningful with the code that wrote it);
 sampling and distributed training are in sampling.py and distributed.py.
 """
