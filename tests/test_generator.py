@@ -250,12 +250,10 @@ def test_compiled_training_and_sampling_match_eager(digits, tiny_run, tmp_path, 
     """torch.compile (inductor; ~40 s to compile on CPU) changes rounding only: the same
     16 steps land on the eager weights, and compiled sampling draws the eager images. In
     float32 (bf16 autocast would turn rounding differences into 1e-2 weight differences)."""
-    import shutil
+    from synthequiv.utils import BF16_ENV, compile_unavailable
 
-    from synthequiv.utils import BF16_ENV
-
-    if not (shutil.which("cc") or shutil.which("gcc")):
-        pytest.skip("torch.compile's CPU backend needs a C compiler (cc/gcc)")
+    if compile_unavailable("cpu"):
+        pytest.skip(f"torch.compile cannot run here: {compile_unavailable('cpu')}")
     monkeypatch.setenv(BF16_ENV, "0")
     x, y, *_ = digits
     compiled = torch.load(train_generator(x, y, 10, TINY, tmp_path / "c", progress=False,
@@ -271,6 +269,31 @@ def test_compiled_training_and_sampling_match_eager(digits, tiny_run, tmp_path, 
     b = sample_images(load_generator(tiny_run.parent, compile=True), labels, cfg,
                       progress=False).int()
     assert (a == b).float().mean() > 0.99 and (a - b).abs().max() <= 8
+
+
+def test_compile_where_it_cannot_run_is_eager_with_one_log_line(digits, tmp_path, monkeypatch):
+    """A preset that compiles (cifar10, bloodmnist) still runs where torch.compile cannot
+    (no C++ compiler on a CPU, no Triton, a pre-Volta GPU): eager, said once in the log."""
+    from torch import nn
+
+    from synthequiv import utils
+    from synthequiv.runlog import run_log
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no compiler on the PATH
+    monkeypatch.delenv("CXX", raising=False)
+    assert "no C++ compiler" in utils.compile_unavailable.__wrapped__("cpu")
+    monkeypatch.setattr(G, "compile_unavailable", lambda *a: "no C++ compiler found (test)")
+    monkeypatch.setattr(G, "_COMPILE_WARNED", set())
+    monkeypatch.setattr(nn.Module, "compile", lambda self, *a, **k: pytest.fail("compiled"))
+    x, y, *_ = digits
+    short = dataclasses.replace(TINY, train_kimg=0.064)
+    with run_log(tmp_path / "run"):
+        path = train_generator(x, y, 10, short, tmp_path / "g", progress=False, compile=True)
+        G.load_generator(path.parent, compile=True)
+    lines = [ln for ln in (tmp_path / "run" / "log.txt").read_text().splitlines()
+             if "compile: off" in ln]
+    assert len(lines) == 1 and "no C++ compiler found (test)" in lines[0]
+    assert not G.use_compile(False, "cpu")
 
 
 def test_cpu_bf16_autocast_choice(monkeypatch):

@@ -35,6 +35,7 @@ from .utils import (
     SynthequivError,
     atomic_torch_save,
     check_positive,
+    compile_unavailable,
     generator_autocast,
     stable_hash,
     tensor_digest,
@@ -452,7 +453,7 @@ def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(gen, device_ids=[device] if device.type == "cuda" else None)
-    if compile:
+    if use_compile(compile, device):
         net.compile()  # in place: state_dict keys stay those of the plain module
 
     def save(step: int, finished: bool) -> None:
@@ -551,6 +552,24 @@ def load_generator(out_dir: Path, device: torch.device | str = "cpu",
                               f"({type(exc).__name__}: {str(exc).splitlines()[0]}); delete it "
                               "to train again") from exc
     gen = gen.to(device).eval().requires_grad_(False)
-    if compile:
+    if use_compile(compile, device):
         gen.backbone.compile()
     return gen
+
+
+def use_compile(requested: bool, device: torch.device | str) -> bool:
+    """`compile` where torch.compile can run on `device`; where it cannot (no Triton, a GPU
+    older than Volta, no C++ compiler on a CPU) one log line says so and the network runs
+    eager (same numbers up to rounding), so a preset that compiles also runs there."""
+    device = torch.device(device)
+    why = compile_unavailable(device.type, device.index) if requested else None
+    if why is not None:
+        from .runlog import info
+
+        if why not in _COMPILE_WARNED:
+            _COMPILE_WARNED.add(why)
+            info(f"compile: off on {device} ({why}); the generator runs eager")
+    return requested and why is None
+
+
+_COMPILE_WARNED: set[str] = set()

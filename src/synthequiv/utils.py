@@ -14,6 +14,7 @@ import math
 import os
 import random
 import re
+import shutil
 import stat
 import tempfile
 import zipfile
@@ -233,6 +234,25 @@ def generator_autocast(device: torch.device):
     choice = cpu_bf16_choice()
     on = cpu_has_native_bf16() if choice == "auto" else choice == "1"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on and device.type == "cpu")
+
+
+@functools.cache
+def compile_unavailable(device_type: str, index: int | None = None) -> str | None:
+    """Why torch.compile cannot run on this device (a short reason), or None. CUDA needs
+    Triton and a GPU of compute capability ≥ 7.0; the CPU needs a C++ compiler."""
+    if device_type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "Triton is not installed"
+        major, minor = torch.cuda.get_device_capability(index)
+        if major < 7:
+            return f"compute capability {major}.{minor} < 7.0 (Triton needs Volta or newer)"
+        return None
+    compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    if not any(c and shutil.which(c) for c in compilers):
+        return "no C++ compiler found (torch.compile needs one on the CPU)"
+    return None
 
 
 def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
