@@ -28,15 +28,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthequiv import classifier as clf
 from synthequiv import config as C
-from synthequiv.batched import plan_groups, train_classifiers
+from synthequiv.classification import classifier as clf
+from synthequiv.classification.batched import plan_groups, train_classifiers
 from synthequiv.utils import resolve_device, seed_everything
 
 
 def quick_cells(cfg, n_cells: int):
     """[(data, seed)] for the quick grid on digits, and the test set."""
-    from synthequiv.study import load_inputs
+    from synthequiv.orchestration.study import load_inputs
 
     _, sp = load_inputs(cfg)
     g = torch.Generator().manual_seed(0)

@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from synthequiv.classifier import (
+from synthequiv.classification.classifier import (
     ClassifierConfig,
     build_classifier,
     build_optimizer,

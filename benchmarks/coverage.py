@@ -5,8 +5,9 @@
 Prints, for the default design and two harder variants (generator variance tripled; one seed
 per replicate), the fraction of nominal-95 % intervals that contained the truth — for the gain
 of each synthetic cell and for n_real_eq (the exchange rate n_syn / n_real_eq covers exactly
-when it does) — and the share of cells called significant (power). See synthequiv/simulate.py
-for the model; intervals.MEASURED_COVERAGE quotes the default-design line.
+when it does) — and the share of cells called significant (power). See
+synthequiv/stats/simulate.py for the model; intervals.MEASURED_COVERAGE quotes the default-design
+line.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import dataclasses
 import time
 
-from synthequiv.simulate import Design, Truth, coverage
+from synthequiv.stats.simulate import Design, Truth, coverage
 
 
 def main() -> None:

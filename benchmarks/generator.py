@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from synthequiv.generator import (
+from synthequiv.generation.generator import (
     GENERATOR_PRESETS,
     BackbonePreset,
     GeneratorConfig,
@@ -43,7 +43,7 @@ from synthequiv.generator import (
     make_generator,
     train_generator,
 )
-from synthequiv.sampling import SampleConfig, class_quota_labels, sample_images
+from synthequiv.generation.sampling import SampleConfig, class_quota_labels, sample_images
 
 # the reference recipe the 8-px default is measured against (see GeneratorConfig)
 REFERENCE_PRESET = BackbonePreset(8, (32, 64), (False, True), layers_per_block=2)
@@ -73,7 +73,7 @@ def _cpu() -> float:
 
 def digits_sets():
     """Base set B(20) (seeded, 20 per class) and the other digits, uint8 [N, 1, 8, 8]."""
-    from synthequiv.data import DataConfig, load_dataset
+    from synthequiv.inputs.data import DataConfig, load_dataset
 
     ds = load_dataset(DataConfig())  # the data stage's digits: uint8 [N, 1, 8, 8], int64 labels
     x, y = ds.images, ds.labels
@@ -189,8 +189,8 @@ def bench_study_generator(preset: str, overrides: list[str], base_n: int, per_cl
     from sklearn.linear_model import LogisticRegression
 
     from synthequiv import config as C
-    from synthequiv.data import load_dataset
-    from synthequiv.splits import make_splits
+    from synthequiv.inputs.data import load_dataset
+    from synthequiv.inputs.splits import make_splits
 
     cfg = C.resolve(preset, None, overrides)
     ds = load_dataset(cfg.data)

@@ -28,16 +28,16 @@ from pathlib import Path
 import torch
 
 from synthequiv import config as C
-from synthequiv.generator import num_train_steps, train_generator
-from synthequiv.gengroup import train_generators
+from synthequiv.generation.generator import num_train_steps, train_generator
+from synthequiv.generation.gengroup import train_generators
 from synthequiv.utils import resolve_device
 
 
 def quick_jobs(n_gens: int, kimg: float) -> tuple[list[tuple], int]:
     """([(images, labels, GeneratorConfig)] of the quick study's first n_gens generators,
     number of classes)."""
-    from synthequiv.study import load_inputs, make_replicates, replicate_config
-    from synthequiv.synthetic import generator_jobs
+    from synthequiv.generation.synthetic import generator_jobs
+    from synthequiv.orchestration.study import load_inputs, make_replicates, replicate_config
 
     reps = max(1, math.ceil(n_gens / 3))
     cfg = C.resolve("quick", None, [f"grid.replicates={reps}", f"generator.train_kimg={kimg}"])

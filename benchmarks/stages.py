@@ -25,7 +25,7 @@ import statistics
 import torch
 from throughput import generator_ips, preset_args, resolve_args
 
-from synthequiv import generator, sampling
+from synthequiv.generation import generator, sampling
 from synthequiv.utils import BF16_ENV, cpu_has_native_bf16
 
 

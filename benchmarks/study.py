@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from synthequiv import config as C
-from synthequiv.study import run_study
+from synthequiv.orchestration.study import run_study
 
 
 def main() -> None:

@@ -33,11 +33,11 @@ from pathlib import Path
 import torch
 
 from synthequiv import config as C
-from synthequiv.batched import resolve_group, train_classifiers
-from synthequiv.classifier import num_train_steps, train_classifier
-from synthequiv.distributed import train_distributed
-from synthequiv.generator import load_generator, train_generator
-from synthequiv.sampling import sample_images
+from synthequiv.classification.batched import resolve_group, train_classifiers
+from synthequiv.classification.classifier import num_train_steps, train_classifier
+from synthequiv.generation.distributed import train_distributed
+from synthequiv.generation.generator import load_generator, train_generator
+from synthequiv.generation.sampling import sample_images
 from synthequiv.utils import resolve_device
 
 SHAPES = {"cifar10": (3, 32, 32, 10), "bloodmnist": (3, 28, 28, 8), "quick": (1, 8, 8, 10),

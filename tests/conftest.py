@@ -66,7 +66,7 @@ def pneumonia_root(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def digits():
-    from synthequiv.data import DataConfig, load_dataset
+    from synthequiv.inputs.data import DataConfig, load_dataset
 
     return load_dataset(DataConfig(source="digits"))
 
@@ -78,7 +78,7 @@ def indexed_dataset(counts: list[int], test_counts: list[int] | None = None):
     """Dataset whose image i encodes i in its pixels (uint8 [N, 1, 2, 2]): lets tests compare
     image sets, e.g. a hold-out test split against the pool. Labels: `counts[c]` images of
     class c, interleaved so indices of one class are not contiguous."""
-    from synthequiv.data import Dataset
+    from synthequiv.inputs.data import Dataset
 
     labels = torch.tensor(
         [c for c, n in enumerate(counts) for _ in range(n)], dtype=torch.int64

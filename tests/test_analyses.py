@@ -11,11 +11,11 @@ import pytest
 import scipy.linalg
 import torch
 
-from synthequiv import analyses as A
-from synthequiv.classifier import ClassifierConfig, train_classifier
-from synthequiv.data import DataConfig, load_dataset
-from synthequiv.splits import SplitConfig, make_splits
-from synthequiv.synthetic import SyntheticSet
+from synthequiv.classification.classifier import ClassifierConfig, train_classifier
+from synthequiv.generation.synthetic import SyntheticSet
+from synthequiv.inputs.data import DataConfig, load_dataset
+from synthequiv.inputs.splits import SplitConfig, make_splits
+from synthequiv.measures import analyses as A
 from synthequiv.utils import SynthequivError
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from synthequiv import config as C
-from synthequiv.batched import plan_groups, resolve_group, train_classifiers
-from synthequiv.classifier import ClassifierConfig, evaluate, train_classifier
-from synthequiv.study import run_study
+from synthequiv.classification.batched import plan_groups, resolve_group, train_classifiers
+from synthequiv.classification.classifier import ClassifierConfig, evaluate, train_classifier
+from synthequiv.orchestration.study import run_study
 from synthequiv.utils import SynthequivError
 
 

@@ -12,8 +12,14 @@ import pytest
 import torch
 
 from synthequiv import config as C
-from synthequiv.provided import load_provided, provided_sets
-from synthequiv.study import Replicate, make_replicates, plan_cells, replicate_config, run_study
+from synthequiv.generation.provided import load_provided, provided_sets
+from synthequiv.orchestration.study import (
+    Replicate,
+    make_replicates,
+    plan_cells,
+    replicate_config,
+    run_study,
+)
 from synthequiv.utils import SynthequivError
 from test_study import TINY as STUDY_TINY
 
@@ -110,7 +116,7 @@ def test_provided_arm_flows_through_a_study(byo_study):
 
 
 def test_the_set_used_is_the_first_m_images_per_class(byo_study):
-    from synthequiv.sampling import load_samples
+    from synthequiv.generation.sampling import load_samples
 
     cfg, run_dir, _, (x, y) = byo_study
     path, = run_dir.glob("samples/sd-provided-n10-*.npz")
@@ -132,7 +138,7 @@ def test_analyses_run_on_the_provided_set(byo_study):
 
 
 def test_rerun_reuses_every_cell(byo_study, monkeypatch):
-    import synthequiv.classifier as clf
+    import synthequiv.classification.classifier as clf
 
     cfg, run_dir, _, _ = byo_study
     monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
@@ -235,7 +241,7 @@ def test_bad_set_is_one_error_line_before_training(cli, tmp_path, digits, case, 
 @pytest.fixture(scope="module")
 def generator_dir(tmp_path_factory, digits):
     """A tiny generator trained on B(10) of split seed 0, as `generator train` makes one."""
-    from synthequiv.generator import train_generator
+    from synthequiv.generation.generator import train_generator
 
     cfg = tiny_cfg("generator.train_kimg=0.3", "generator.warmup_kimg=0.1")
     sp = make_replicates(cfg, digits)[0]
@@ -245,7 +251,7 @@ def generator_dir(tmp_path_factory, digits):
 
 
 def test_generator_is_sampled_per_replicate_with_its_seed(generator_dir, tmp_path, digits):
-    from synthequiv.splits import make_splits
+    from synthequiv.inputs.splits import make_splits
 
     cfg = tiny_cfg(f'provided.generators=["closed:10={generator_dir}"]')
     sp = make_splits(digits, cfg.splits)

@@ -10,8 +10,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from synthequiv import classifier as clf
-from synthequiv.classifier import (
+from synthequiv.classification import classifier as clf
+from synthequiv.classification.classifier import (
     ClassifierConfig,
     augment_batch,
     build_classifier,

@@ -144,7 +144,7 @@ def test_configs_are_frozen():
     ("generator_nproc=3", r"generator.batch_size \(64\) must be divisible by generator_nproc"),
 ])
 def test_runtime_section_is_checked_before_anything_is_written(tmp_path, override, match):
-    from synthequiv.study import run_study
+    from synthequiv.orchestration.study import run_study
 
     with pytest.raises(SynthequivError, match=match):
         run_study(C.resolve(overrides=[override]), tmp_path / "run", progress=False)

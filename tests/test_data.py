@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthequiv.data import DataConfig, load_dataset
+from synthequiv.inputs.data import DataConfig, load_dataset
 from synthequiv.utils import SynthequivError
 
 DIGITS_COUNTS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # sklearn load_digits

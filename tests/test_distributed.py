@@ -13,10 +13,15 @@ import time
 import pytest
 import torch
 
-import synthequiv.generator as G
+import synthequiv.generation.generator as G
 from conftest import float32_generator_training
-from synthequiv.distributed import JOB_NAME, Rank, train_distributed
-from synthequiv.generator import GeneratorConfig, draw_step, make_generator, train_generator
+from synthequiv.generation.distributed import JOB_NAME, Rank, train_distributed
+from synthequiv.generation.generator import (
+    GeneratorConfig,
+    draw_step,
+    make_generator,
+    train_generator,
+)
 from synthequiv.utils import SynthequivError
 
 
@@ -33,7 +38,7 @@ TINY = GeneratorConfig(train_kimg=0.512, batch_size=32, warmup_kimg=0.128,
 
 @pytest.fixture(scope="module")
 def data():
-    from synthequiv.data import DataConfig, load_dataset
+    from synthequiv.inputs.data import DataConfig, load_dataset
 
     ds = load_dataset(DataConfig())
     return ds.images[:200], ds.labels[:200]
@@ -131,9 +136,9 @@ def test_batch_must_split_over_ranks(data, tmp_path):
 DRIVER = """
 import sys, torch
 from pathlib import Path
-from synthequiv.data import DataConfig, load_dataset
-from synthequiv.distributed import train_distributed
-from synthequiv.generator import GeneratorConfig
+from synthequiv.inputs.data import DataConfig, load_dataset
+from synthequiv.generation.distributed import train_distributed
+from synthequiv.generation.generator import GeneratorConfig
 ds = load_dataset(DataConfig())
 cfg = GeneratorConfig(**eval(sys.argv[2]))
 train_distributed(ds.images[:200], ds.labels[:200], 10, cfg, Path(sys.argv[1]), "cpu", 2,

@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 from sklearn.isotonic import IsotonicRegression
 
-from synthequiv import equivalence as eq
-from synthequiv.intervals import holm, unit_table
-from synthequiv.simulate import Design, Truth, coverage, simulate_rows
+from synthequiv.stats import equivalence as eq
+from synthequiv.stats.intervals import holm, unit_table
+from synthequiv.stats.simulate import Design, Truth, coverage, simulate_rows
 from synthequiv.utils import SynthequivError, to_jsonable
 
 N_BASES = (10, 20, 40)

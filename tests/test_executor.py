@@ -9,8 +9,8 @@ import pytest
 
 from conftest import float32_generator_training
 from synthequiv import config as C
-from synthequiv.study import run_study
-from synthequiv.synthetic import shards
+from synthequiv.generation.synthetic import shards
+from synthequiv.orchestration.study import run_study
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -109,7 +109,7 @@ def test_two_local_workers_give_the_one_process_table(local, tmp_path):
 def test_local_workers_take_one_gpu_each(monkeypatch):
     import torch
 
-    from synthequiv.executor import local_workers, worker_gpus
+    from synthequiv.orchestration.executor import local_workers, worker_gpus
 
     cfg = C.resolve("quick", None, ["workers=0"])
     assert worker_gpus(cfg, 3) == [None] * 3  # CPU: no GPU to take

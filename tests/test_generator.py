@@ -7,15 +7,15 @@ import dataclasses
 import pytest
 import torch
 
-import synthequiv.generator as G
-from synthequiv.generator import (
+import synthequiv.generation.generator as G
+from synthequiv.generation.generator import (
     GENERATOR_PRESETS,
     GeneratorConfig,
     load_generator,
     resolve_preset,
     train_generator,
 )
-from synthequiv.sampling import SampleConfig, class_quota_labels, sample_images
+from synthequiv.generation.sampling import SampleConfig, class_quota_labels, sample_images
 from synthequiv.utils import SynthequivError
 
 # 16 steps of 32 images, a checkpoint every 8 steps: enough to exercise every code path
@@ -26,7 +26,7 @@ TINY = GeneratorConfig(train_kimg=0.512, batch_size=32, warmup_kimg=0.128,
 @pytest.fixture(scope="module")
 def digits():
     """sklearn digits as uint8 [N, 1, 8, 8]; base = 20/class (seeded), rest = the others."""
-    from synthequiv.data import DataConfig, load_dataset
+    from synthequiv.inputs.data import DataConfig, load_dataset
 
     ds = load_dataset(DataConfig())  # the data stage's digits: uint8 [N, 1, 8, 8], int64 labels
     x, y = ds.images, ds.labels
@@ -277,7 +277,7 @@ def test_compile_where_it_cannot_run_is_eager_with_one_log_line(digits, tmp_path
     from torch import nn
 
     from synthequiv import utils
-    from synthequiv.runlog import run_log
+    from synthequiv.orchestration.runlog import run_log
 
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no compiler on the PATH
     monkeypatch.delenv("CXX", raising=False)

@@ -9,11 +9,11 @@ import shutil
 import pytest
 import torch
 
-import synthequiv.gengroup as GG
+import synthequiv.generation.gengroup as GG
 from conftest import float32_generator_training
 from synthequiv import config as C
-from synthequiv.generator import GeneratorConfig, load_generator, train_generator
-from synthequiv.gengroup import group_key, resolve_group, train_generators
+from synthequiv.generation.generator import GeneratorConfig, load_generator, train_generator
+from synthequiv.generation.gengroup import group_key, resolve_group, train_generators
 from synthequiv.utils import SynthequivError
 
 # 24 steps of 16 images, a checkpoint at step 12, flips on: every code path of the loop
@@ -115,7 +115,7 @@ def test_group_with_the_cuda_kernel_choices_equals_alone(jobs, alone, tmp_path, 
 
 
 def test_group_checkpoints_load_and_are_reused_by_train_generator(grouped, jobs, monkeypatch):
-    import synthequiv.generator as G
+    import synthequiv.generation.generator as G
 
     gen = load_generator(grouped[1])
     ema = torch.load(grouped[1] / "checkpoint.pt", weights_only=True)["ema"]
@@ -211,7 +211,7 @@ STUDY = ["grid.arms=[real,closed]", "splits.base_per_class=[5,10]", "grid.replic
 def test_study_groups_every_replicates_generators_with_the_same_keys(tmp_path, monkeypatch):
     """generator_group is a runtime knob: same directories, provenance and (to float
     tolerance) weights; the 4 generators of 2 replicates train as one group."""
-    from synthequiv.study import run_study
+    from synthequiv.orchestration.study import run_study
 
     sizes = []
     real = GG._train_group

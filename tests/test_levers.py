@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from synthequiv import config as C
-from synthequiv.filtering import filtered_set, keep_top, pool_per_class
-from synthequiv.levers import Variant, arm_label, check_levers, parse_label, variant_arms
-from synthequiv.synthetic import SyntheticSet
+from synthequiv.generation.filtering import filtered_set, keep_top, pool_per_class
+from synthequiv.generation.levers import Variant, arm_label, check_levers, parse_label, variant_arms
+from synthequiv.generation.synthetic import SyntheticSet
 from synthequiv.utils import SynthequivError, tensor_digest
 
 # ----------------------------------------------------------------------------- filtering
@@ -48,9 +48,9 @@ def test_pool_size_and_bad_fractions():
 def test_filter_keeps_the_correctly_labelled_images(tmp_path):
     """A pool of real digits, half with their true label and half mislabelled: the keep-top-50 %
     filter scored by a classifier trained on the base set keeps mostly the true ones."""
-    from synthequiv.data import load_dataset
-    from synthequiv.sampling import load_samples
-    from synthequiv.splits import make_splits
+    from synthequiv.generation.sampling import load_samples
+    from synthequiv.inputs.data import load_dataset
+    from synthequiv.inputs.splits import make_splits
 
     cfg = C.resolve("quick", None, ["device=cpu"])
     sp = make_splits(load_dataset(cfg.data), cfg.splits)
@@ -106,7 +106,7 @@ TINY = ["splits.base_per_class=[5]", "grid.seeds=[0,1]", "grid.replicates=1",
 
 @pytest.fixture(scope="module")
 def lever_run(tmp_path_factory):
-    from synthequiv.study import run_study
+    from synthequiv.orchestration.study import run_study
 
     run_dir = tmp_path_factory.mktemp("runs") / "levers"
     cfg = C.resolve("quick", None, TINY)
@@ -144,8 +144,8 @@ def test_variant_arms_are_cells_and_analysed_arms(lever_run):
 
 
 def test_guidance_resamples_the_same_generator_and_filter_scorer_sees_only_base(lever_run):
-    from synthequiv.sampling import load_samples
-    from synthequiv.study import load_inputs
+    from synthequiv.generation.sampling import load_samples
+    from synthequiv.orchestration.study import load_inputs
 
     cfg, run_dir = lever_run
     trained = [json.loads(p.read_text()) for p in run_dir.glob("generators/*/trained_on.json")]
@@ -167,10 +167,10 @@ def test_guidance_resamples_the_same_generator_and_filter_scorer_sees_only_base(
 
 
 def test_rerun_trains_and_samples_nothing_new(lever_run, monkeypatch):
-    import synthequiv.classifier as clf
-    import synthequiv.distributed as dist
-    import synthequiv.sampling as smp
-    from synthequiv.study import run_study
+    import synthequiv.classification.classifier as clf
+    import synthequiv.generation.distributed as dist
+    import synthequiv.generation.sampling as smp
+    from synthequiv.orchestration.study import run_study
 
     cfg, run_dir = lever_run
     before = _rows(run_dir)
@@ -191,7 +191,7 @@ def test_rerun_trains_and_samples_nothing_new(lever_run, monkeypatch):
 
 
 def test_results_csv_accepts_variant_arms_and_refuses_others(tmp_path):
-    from synthequiv.rebuild import read_results_csv
+    from synthequiv.reporting.rebuild import read_results_csv
 
     path = tmp_path / "r.csv"
     path.write_text("n_base,arm,n_add,seed,accuracy\n10,baseline,0,0,0.5\n"

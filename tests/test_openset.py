@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthequiv.openset import (
+from synthequiv.generation.openset import (
     OpenSetConfig,
     build_prompts,
     load_text_to_image,
@@ -289,7 +289,7 @@ def test_open_set_source_holding_the_study_test_images_is_refused(tmp_path, digi
     import numpy as np
 
     from synthequiv import config as C
-    from synthequiv.study import run_study
+    from synthequiv.orchestration.study import run_study
     from synthequiv.utils import SynthequivError
 
     npz = tmp_path / "same.npz"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from synthequiv import config as C
-from synthequiv import plan as P
+from synthequiv.orchestration import plan as P
 
 
 def plan(preset="quick", *sets):

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from synthequiv import config as C
-from synthequiv import equivalence as eq
-from synthequiv import planner as P
-from synthequiv.lock import RunLock
-from synthequiv.results import COLUMNS, ResultsTable
-from synthequiv.simulate import Truth
-from synthequiv.study import config_hash
+from synthequiv.orchestration.lock import RunLock
+from synthequiv.orchestration.results import COLUMNS, ResultsTable
+from synthequiv.orchestration.study import config_hash
+from synthequiv.stats import equivalence as eq
+from synthequiv.stats import planner as P
+from synthequiv.stats.simulate import Truth
 
 # real accuracy a − b·N^(−α) (N = n_base + real added), synthetic cells by the paper's formula
 TRUTH = Truth(a=1.0, b=0.5, alpha=0.7, ln_c1_over_k=0.02, c2=2.53)
@@ -270,7 +270,7 @@ def test_plan_of_a_missing_source_is_one_error_line(cli, tmp_path):
 
 
 def test_report_carries_the_heldout_check_in_summary_and_a_section(tmp_path):
-    from synthequiv.rebuild import fit_results
+    from synthequiv.reporting.rebuild import fit_results
 
     rows = rows_truth(noise=0.002, shift=-0.02)  # at −5 pts analyse's own fit overflows
     path = tmp_path / "wrong.csv"

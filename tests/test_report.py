@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from synthequiv import config as C
-from synthequiv import equivalence as eq
-from synthequiv.report import findings
+from synthequiv.reporting.report import findings
+from synthequiv.stats import equivalence as eq
 from test_equivalence import rows_known
 
 REAL = {0: (0.90, 0.91, 0.92), 10: (0.95, 0.96, 0.97), 40: (0.97, 0.98, 0.99)}
@@ -90,7 +90,7 @@ def _analysis(frac_below: float) -> dict:
     s = {"reference": "B(10)", "overlap": overlap, "domain": {"accuracy": 0.95, "auc": 0.97},
          "cas": {"accuracy": 0.8, "real_accuracy": 0.85, "per_class": [0.8, 0.8]},
          "fidelity": {"accuracy": 0.9, "per_class": [0.9, 0.9]}, "memorization": mem}
-    from synthequiv.domaingap import f4_verdict
+    from synthequiv.measures.domaingap import f4_verdict
 
     base = {"overlap": {**overlap, "fd": 0.5}, "domain": {"accuracy": 0.5, "auc": 0.52}}
     return {"sets": {"closed-n10": s}, "baseline": base, "class_names": ["a", "b"],
@@ -99,7 +99,7 @@ def _analysis(frac_below: float) -> dict:
 
 
 def test_memorization_above_its_expected_rate_is_said_in_words():
-    from synthequiv.analysis_report import report_section
+    from synthequiv.reporting.analysis_report import report_section
 
     md, html = report_section(_analysis(0.27))
     assert "27 % of synthetic images lie closer to a generator training image than 95 % of " \
@@ -111,7 +111,7 @@ def test_memorization_above_its_expected_rate_is_said_in_words():
 
 
 def test_fitted_rates_far_beyond_the_measured_amounts_are_not_reported():
-    from synthequiv.report import _exchange_lines
+    from synthequiv.reporting.report import _exchange_lines
 
     eqv = {"cells": [{"arm": "closed", "n_base": 10, "n_add": 160}],
            "arms": {"closed": {"fit": {"status": "ok"}, "exchange": [

@@ -48,7 +48,7 @@ def one_error_line(code: int, err: str) -> str:
 
 def digits_npz(path: Path, flip: bool = False, **extra) -> Path:
     """The bundled digits as an npz source (images/labels); flip=True inverts every image."""
-    from synthequiv.data import DataConfig, load_dataset
+    from synthequiv.inputs.data import DataConfig, load_dataset
 
     ds = load_dataset(DataConfig(source="digits"))
     images = ds.images.numpy()[:, 0]
@@ -177,7 +177,7 @@ def test_out_special_file_is_one_error_line(cli, tmp_path, kind):
 
 
 def test_lock_symlink_is_refused_and_target_untouched(tmp_path):
-    from synthequiv.lock import RunLock
+    from synthequiv.orchestration.lock import RunLock
 
     target = tmp_path / "precious"
     target.write_text("keep")
@@ -282,7 +282,7 @@ def test_config_binary_file_or_directory_is_one_line(cli, tmp_path):
 
 
 def test_damaged_results_table_is_one_error(tmp_path):
-    from synthequiv.results import COLUMNS, ResultsTable
+    from synthequiv.orchestration.results import COLUMNS, ResultsTable
 
     path = tmp_path / "results.sqlite"
     table = ResultsTable(path)
@@ -330,7 +330,7 @@ def test_bad_command_value_is_one_line(cli, tmp_path, args, match):
 
 
 def test_checkpoint_without_backbone_is_one_line(cli, tmp_path):
-    from synthequiv.generator import CHECKPOINT_NAME
+    from synthequiv.generation.generator import CHECKPOINT_NAME
 
     (tmp_path / "g").mkdir()
     torch.save({"format": 1, "config": {"prediction": "epsilon"}, "num_classes": 2,
@@ -379,7 +379,7 @@ def test_nan_images_fail_a_study_before_training(cli, tmp_path):
 
 
 def test_second_generator_training_into_same_out_is_refused(cli, tmp_path):
-    from synthequiv.lock import RunLock
+    from synthequiv.orchestration.lock import RunLock
 
     with RunLock(tmp_path / "g", what="generator training"):
         code, _, err = cli("generator", "train", "digits", "--base-per-class", "2", "--kimg",
@@ -389,7 +389,7 @@ def test_second_generator_training_into_same_out_is_refused(cli, tmp_path):
 
 
 def test_samples_file_of_another_key_is_refused(tmp_path):
-    from synthequiv.sampling import load_samples, save_samples
+    from synthequiv.generation.sampling import load_samples, save_samples
 
     path = tmp_path / "closed-n2-aaaa.npz"
     save_samples(path, torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]),

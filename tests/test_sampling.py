@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-import synthequiv.sampling as S
-from synthequiv.generator import BackbonePreset, Generator, build_backbone, make_generator
-from synthequiv.sampling import (
+import synthequiv.generation.sampling as S
+from synthequiv.generation.generator import (
+    BackbonePreset,
+    Generator,
+    build_backbone,
+    make_generator,
+)
+from synthequiv.generation.sampling import (
     SampleConfig,
     blocked_forward,
     class_quota_labels,

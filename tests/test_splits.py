@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthequiv.splits import SplitConfig, make_splits
+from synthequiv.inputs.splits import SplitConfig, make_splits
 from synthequiv.utils import SynthequivError
 
 
@@ -112,7 +112,7 @@ def test_official_test_split_is_used(make_indexed, decode):
 
 
 def test_pneumonia_official_split(pneumonia_root):
-    from synthequiv.data import DataConfig, load_dataset
+    from synthequiv.inputs.data import DataConfig, load_dataset
 
     ds = load_dataset(DataConfig(source="medmnist:pneumoniamnist", root=str(pneumonia_root)))
     sp = make_splits(ds, SplitConfig(base_per_class=(25, 50, 100), seed=0))

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from synthequiv import config as C
-from synthequiv.study import load_inputs, run_study
+from synthequiv.orchestration.study import load_inputs, run_study
 from synthequiv.utils import SynthequivError, tensor_digest
 
 TINY = [
@@ -69,8 +69,8 @@ def test_every_cell_recorded_once(finished):
 
 
 def test_each_replicate_trains_its_own_generators_on_its_own_base_sets(finished):
-    from synthequiv.splits import make_splits
-    from synthequiv.study import replicate_config
+    from synthequiv.inputs.splits import make_splits
+    from synthequiv.orchestration.study import replicate_config
 
     cfg, run_dir, _ = finished
     ds, _ = load_inputs(cfg)
@@ -100,8 +100,8 @@ def test_rows_carry_their_replicate(finished):
 
 
 def _count_training(monkeypatch) -> dict:
-    import synthequiv.classifier as clf
-    import synthequiv.distributed as dist
+    import synthequiv.classification.classifier as clf
+    import synthequiv.generation.distributed as dist
 
     calls = {"classifier": 0, "generator": 0}
     real_clf, real_gen = clf.train_classifier, dist.train_distributed
@@ -169,8 +169,8 @@ def test_too_large_real_arm_is_refused_before_training(tmp_path):
 def test_report_numbers_equal_a_recomputation_from_the_results_table(finished):
     """summary.json's equivalence block, headline and the report's tables are what the rows in
     results.sqlite give when the statistics are run again from scratch."""
-    from synthequiv.equivalence import analyse
-    from synthequiv.report import findings
+    from synthequiv.reporting.report import findings
+    from synthequiv.stats.equivalence import analyse
     from synthequiv.utils import to_jsonable
 
     cfg, run_dir, _ = finished

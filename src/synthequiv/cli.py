@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .utils import SynthequivError
+from synthequiv.utils import SynthequivError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="How many synthetic images are worth one real image?")
@@ -26,7 +26,7 @@ ROOT_OPT = typer.Option("", "--root", help="Data root ($SYNTHEQUIV_DATA or ./dat
 
 
 def _data_cfg(source: str, root: str, download: bool = False, image_size: int = 0):
-    from .data import DataConfig
+    from synthequiv.inputs.data import DataConfig
 
     return DataConfig(source=source, root=root, download=download, image_size=image_size)
 
@@ -39,7 +39,7 @@ def datasets(
     """Every data source, whether it is available offline here, and where it looks."""
     import json
 
-    from .data import list_sources
+    from synthequiv.inputs.data import list_sources
 
     # MedMNIST's 3D volumes (…3d flags) are not images the loader accepts: not listed
     rows = [r for r in list_sources(_data_cfg("digits", root))
@@ -67,10 +67,10 @@ def data_show(
     out: Path | None = typer.Option(None, "--out", help="PNG grid of examples."),
 ) -> None:
     """Per-class counts per split, image size/channels, and a PNG grid of examples."""
-    from .data import load_dataset
-    from .sampling import save_grid_png
-    from .splits import SplitConfig, make_splits
-    from .utils import check_positive, check_replaceable, check_seed
+    from synthequiv.generation.sampling import save_grid_png
+    from synthequiv.inputs.data import load_dataset
+    from synthequiv.inputs.splits import SplitConfig, make_splits
+    from synthequiv.utils import check_positive, check_replaceable, check_seed
 
     check_seed("--seed", seed)
     check_positive("--image-size", image_size, allow_zero=True)
@@ -108,7 +108,7 @@ def study(
     """Run the whole study: generators, samples, classifier grid, equivalence fit, report."""
     import dataclasses
 
-    from . import config as C
+    from synthequiv import config as C
 
     cfg = C.resolve(preset, config, list(set_))
     # taken as given, never parsed as YAML ("run #1" stays "run #1", "2024" a string)
@@ -118,7 +118,7 @@ def study(
         typer.echo(C.dump_yaml(cfg))
         typer.echo(_plan_text(cfg))
         return
-    from .study import run_study
+    from synthequiv.orchestration.study import run_study
 
     # run_study validates the whole config (the name too: runs_dir / cfg.name never leaves
     # runs_dir) before it writes anything
@@ -129,8 +129,8 @@ def study(
 
 def _plan_text(cfg) -> str:
     """The plan as YAML comments, so the dry run's output stays a usable --config file."""
-    from .data import load_dataset
-    from .plan import plan_lines, study_plan
+    from synthequiv.inputs.data import load_dataset
+    from synthequiv.orchestration.plan import plan_lines, study_plan
 
     try:
         ds = load_dataset(cfg.data)
@@ -145,7 +145,7 @@ def _plan_text(cfg) -> str:
 def report(run_dir: Path) -> None:
     """Rebuild the report of a run from its files (results.sqlite, config.yaml,
     analysis.json, figures): no training, no data, works while the study runs."""
-    from .study import rebuild_report
+    from synthequiv.orchestration.study import rebuild_report
 
     console.print(f"report: {rebuild_report(run_dir)}")
 
@@ -160,11 +160,11 @@ def analyze(
     domain_steps: int = typer.Option(300, help="Domain classifier training steps."),
 ) -> None:
     """Real/synthetic gap: of a run directory's generators, or of any two .npz image sets."""
-    from .analyses import analyse_dirs
-    from .utils import resolve_device
+    from synthequiv.measures.analyses import analyse_dirs
+    from synthequiv.utils import resolve_device
 
     if synthetic is None:
-        from .study import analyse_run
+        from synthequiv.orchestration.study import analyse_run
 
         analysis = analyse_run(target)
     else:
@@ -198,7 +198,7 @@ def fit(
     k: float = typer.Option(1.0, help="Fixed scale k of the fitted formula (per-class counts)."),
 ) -> None:
     """Equivalence statistics and report for results from any training pipeline."""
-    from .rebuild import fit_results
+    from synthequiv.reporting.rebuild import fit_results
 
     result = fit_results(results, out, metric, ci, k)
     console.print(f"report: {result['report']}")
@@ -220,8 +220,15 @@ def plan_cmd(
     and reports how well those curves predicted held-out cells. Trains nothing."""
     import json
 
-    from .planner import Target, heldout_check, heldout_text, plan, plan_lines, read_source
-    from .utils import to_jsonable
+    from synthequiv.stats.planner import (
+        Target,
+        heldout_check,
+        heldout_text,
+        plan,
+        plan_lines,
+        read_source,
+    )
+    from synthequiv.utils import to_jsonable
 
     target = Target(target_gain, target_accuracy)
     rows, k, ci = read_source(source, metric)
@@ -240,7 +247,7 @@ def export(
     out: Path | None = typer.Option(None, "--out", help="Output file (default results.FORMAT)."),
 ) -> None:
     """Every results row of the runs, stacked, with run and dataset columns."""
-    from .rebuild import export_rows, write_export
+    from synthequiv.reporting.rebuild import export_rows, write_export
 
     if fmt not in ("csv", "parquet"):
         raise SynthequivError(f"unknown export format '{fmt}' (use csv or parquet)")
@@ -250,7 +257,7 @@ def export(
 
 
 def _study_cfg(preset: str, config: Path | None, set_: list[str], extra: list[str]):
-    from . import config as C
+    from synthequiv import config as C
 
     return C.resolve(preset, config, list(set_) + extra)
 
@@ -280,12 +287,12 @@ def generator_train(
 ) -> None:
     """Train a class-conditional generator on the base set B(n) of SOURCE only, with the
     generator settings of --preset / --config / --set (e.g. --preset cifar10)."""
-    from .config import validate
-    from .data import load_dataset
-    from .distributed import check_split, train_distributed
-    from .lock import RunLock
-    from .splits import SplitConfig, make_splits
-    from .utils import check_positive, check_seed, resolve_device
+    from synthequiv.config import validate
+    from synthequiv.generation.distributed import check_split, train_distributed
+    from synthequiv.inputs.data import load_dataset
+    from synthequiv.inputs.splits import SplitConfig, make_splits
+    from synthequiv.orchestration.lock import RunLock
+    from synthequiv.utils import check_positive, check_seed, resolve_device
 
     if seed is not None:
         check_seed("--seed", seed)
@@ -331,16 +338,16 @@ def generator_sample(
 ) -> None:
     """Sample PER_CLASS images of every class from a trained generator, with the sampling
     settings of --preset / --config / --set."""
-    from .config import validate
-    from .generator import load_generator
-    from .sampling import (
+    from synthequiv.config import validate
+    from synthequiv.generation.generator import load_generator
+    from synthequiv.generation.sampling import (
         check_sample_config,
         class_quota_labels,
         sample_images,
         save_grid_png,
         save_samples,
     )
-    from .utils import check_positive, check_replaceable, check_seed, resolve_device
+    from synthequiv.utils import check_positive, check_replaceable, check_seed, resolve_device
 
     if seed is not None:
         check_seed("--seed", seed)

@@ -21,14 +21,14 @@ from typing import Any
 
 import yaml
 
-from .classifier import ClassifierConfig
-from .data import DataConfig
-from .equivalence import EquivalenceConfig
-from .generator import GeneratorConfig
-from .openset import OpenSetConfig
-from .sampling import SampleConfig
-from .splits import SplitConfig
-from .utils import SynthequivError, to_jsonable
+from synthequiv.classification.classifier import ClassifierConfig
+from synthequiv.generation.generator import GeneratorConfig
+from synthequiv.generation.openset import OpenSetConfig
+from synthequiv.generation.sampling import SampleConfig
+from synthequiv.inputs.data import DataConfig
+from synthequiv.inputs.splits import SplitConfig
+from synthequiv.stats.equivalence import EquivalenceConfig
+from synthequiv.utils import SynthequivError, to_jsonable
 
 ARMS = ("real", "closed", "open")
 
@@ -97,7 +97,8 @@ class StudyConfig:
     # CPU they are gloo processes. 1 = train in the worker itself
     generator_nproc: int = 1
     compile: bool = False  # torch.compile the generator for training and sampling (GPU runs)
-    # classifier cells trained at once as one batched computation (src/synthequiv/batched.py);
+    # classifier cells trained at once as one batched computation
+    # (src/synthequiv/classification/batched.py);
     # 0 = auto: 1 on CPU (there batching measured slower), by architecture on CUDA
     cell_group: int = 0
     # diffusion generators trained at once as one batched computation (gengroup.py), over all
@@ -302,8 +303,8 @@ def resolve(preset: str = "quick", path: Path | None = None,
 
 def check_runtime(cfg: StudyConfig) -> None:
     """One-line errors for the run-time section (how the study runs, not what it measures)."""
-    from .distributed import check_split
-    from .utils import check_positive
+    from synthequiv.generation.distributed import check_split
+    from synthequiv.utils import check_positive
 
     if cfg.executor not in ("local", "ray"):
         raise SynthequivError(f"unknown executor '{cfg.executor}' (use local or ray)")
@@ -325,9 +326,10 @@ MEDMNIST_SIZES = (28, 64, 128, 224)
 def validate(cfg: StudyConfig) -> None:
     """Every check that needs no data, for every stage: run before anything is written or
     trained, so a bad value is one error line at once, not a failure after hours of training."""
-    from . import classifier, generator, sampling
-    from .levers import check_levers
-    from .utils import check_positive, cpu_bf16_choice, resolve_device
+    from synthequiv.classification import classifier
+    from synthequiv.generation import generator, sampling
+    from synthequiv.generation.levers import check_levers
+    from synthequiv.utils import check_positive, cpu_bf16_choice, resolve_device
 
     check_run_name(cfg.name)
     _check_numbers(cfg, "")
@@ -364,7 +366,7 @@ def check_run_name(name: str) -> None:
 
 def _check_numbers(obj: Any, prefix: str) -> None:
     """Every float finite, every int within int64, every seed in [0, 2**63) (walks the tree)."""
-    from .utils import check_seed
+    from synthequiv.utils import check_seed
 
     for f in dataclasses.fields(obj):
         key, value = prefix + f.name, getattr(obj, f.name)
@@ -411,7 +413,7 @@ def _check_grid(g: GridConfig) -> None:
 
 
 def _check_ray(r: RayConfig, used: bool) -> None:
-    from .utils import check_positive
+    from synthequiv.utils import check_positive
 
     check_positive("ray.num_cpus", r.num_cpus, allow_zero=True)
     check_positive("ray.cpus_per_task", r.cpus_per_task)

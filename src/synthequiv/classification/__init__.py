@@ -1,0 +1,6 @@
+"""Classification: one grid cell = a classifier trained on a real (+ synthetic) mix.
+
+  classifier    the training recipe, data path and evaluation of one cell
+  networks      SmallCNN, ResNet-18 (CIFAR stem / torchvision), airbench
+  batched       many cells trained as one batched computation on one device
+"""

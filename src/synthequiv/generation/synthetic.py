@@ -1,0 +1,327 @@
+"""Synthetic sets for the study's generative arms, cached in the run directory.
+
+closed  one generator per base size n, trained on B(n) only (never reserve or test images)
+open    one set shared by every base size:
+          kind=pool        the same generator trained on the whole training pool B ∪ R
+          kind=source      the same generator trained on another data source
+          kind=pretrained  a text-to-image pipeline (openset.py) prompted with class names
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from synthequiv.generation.generator import CHECKPOINT_NAME, GeneratorConfig
+from synthequiv.inputs.splits import Splits
+from synthequiv.utils import SynthequivError, atomic_write_json, stable_hash, tensor_digest
+
+
+@dataclass
+class SyntheticSet:
+    key: str  # hash of everything that made these samples
+    arm: str  # closed | open
+    images: torch.Tensor  # uint8 [N, C, H, W], the dataset's shape
+    labels: torch.Tensor  # int64 [N]
+    path: Path  # samples .npz (a .png grid beside it)
+    generator_dir: Path | None  # None for a pretrained pipeline
+
+    def first_per_class(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first m samples of every class: nested subsets S(10) ⊂ S(40) ⊂ …"""
+        idx = []
+        for c in torch.unique(self.labels).tolist():
+            ids = torch.nonzero(self.labels == c).flatten()
+            if len(ids) < m:
+                raise SynthequivError(f"synthetic set {self.path.name} has {len(ids)} images "
+                                      f"of class {c}, fewer than {m}")
+            idx.append(ids[:m])
+        idx = torch.cat(idx)
+        return self.images[idx], self.labels[idx]
+
+
+def match_shape(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 [N, C', H', W'] → uint8 [N, C, H, W]: resize (bilinear, antialiased), fix channels."""
+    c, h, w = shape
+    x = images.float()
+    if x.shape[2:] != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    if x.shape[1] == 3 and c == 1:
+        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    elif x.shape[1] == 1 and c == 3:
+        x = x.expand(-1, 3, -1, -1)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+@dataclass
+class GenJob:
+    """One generator to train on (x, y) and sample n_per_class images/class from."""
+
+    name: str  # e.g. closed-n20, open-pool
+    x: torch.Tensor
+    y: torch.Tensor
+    gen_dir: Path
+    path: Path  # samples .npz
+    key: str  # samples key
+    digest: str  # content hash of the training images + labels
+    generator: GeneratorConfig  # what it trains with (a replicate's own seed)
+
+    @property
+    def trained(self) -> bool:
+        """Finished: trained_on.json is written only after training ends, in a directory keyed
+        by the generator config and data, beside its checkpoint (read again when sampling)."""
+        return (self.gen_dir / "trained_on.json").exists() and \
+            (self.gen_dir / CHECKPOINT_NAME).exists()
+
+
+def make_job(name, x, y, num_classes, out_shape, n_per_class, cfg, run_dir: Path) -> GenJob:
+    digest = tensor_digest(x, y)
+    gen_key = stable_hash("generator", cfg.generator, digest, num_classes)
+    sample_key = stable_hash(gen_key, cfg.sampling, n_per_class, out_shape)
+    return GenJob(name, x, y, run_dir / "generators" / f"{name}-{gen_key}",
+                  run_dir / "samples" / f"{name}-{sample_key}.npz", sample_key, digest,
+                  cfg.generator)
+
+
+def _write_trained_on(job: GenJob) -> None:
+    # provenance: the exact images this generator saw (tests check it is B(n) only)
+    atomic_write_json(job.gen_dir / "trained_on.json",
+                      {"name": job.name, "train_digest": job.digest, "n_images": len(job.y)})
+
+
+def _train_task(job: GenJob, num_classes, cfg, device, progress) -> GenJob:
+    from synthequiv.generation.distributed import train_distributed
+
+    train_distributed(job.x, job.y, num_classes, job.generator, job.gen_dir, device,
+                      cfg.generator_nproc, cfg.compile, progress)
+    _write_trained_on(job)
+    return job
+
+
+def _train_group_task(jobs: list[GenJob], num_classes, cfg, device, progress) -> list[GenJob]:
+    """One group of compatible generators (gengroup.py); a group of one trains as before."""
+    from synthequiv.generation.gengroup import train_generators
+
+    if len(jobs) == 1:
+        return [_train_task(jobs[0], num_classes, cfg, device, progress)]
+    train_generators([(j.x, j.y) for j in jobs], num_classes, [j.generator for j in jobs],
+                     [j.gen_dir for j in jobs], device, progress)
+    for job in jobs:
+        _write_trained_on(job)
+    return jobs
+
+
+def train_jobs(jobs: list[GenJob], num_classes, cfg, device, progress) -> Iterator[GenJob]:
+    """Train (or resume, or find finished) every job's generator; yields each job when its
+    group is done. Up to `cfg.generator_group` compatible generators (`gengroup.plan_groups`)
+    train at once, one executor task per group; under generator_nproc > 1 each trains alone
+    (with DDP)."""
+    from synthequiv.generation.gengroup import group_key, plan_groups
+    from synthequiv.orchestration.executor import map_tasks
+
+    keys = [group_key(j.x, num_classes, j.generator) for j in jobs]
+    groups = [[jobs[i] for i in idx] for idx in plan_groups(keys, cfg.generator_group, device)]
+    if cfg.generator_nproc > 1 or all(len(g) == 1 for g in groups):
+        groups = [[job] for job in jobs]  # one by one, in the order given, as before
+    shared = {"num_classes": num_classes, "cfg": cfg, "device": device, "progress": progress}
+    for done in map_tasks(_train_group_task, groups, shared, cfg, kind="generator"):
+        yield from done
+
+
+def _sample_task(shard: tuple[Path, int, int], labels, scfg, device, progress, compile):
+    from synthequiv.generation.generator import load_generator
+    from synthequiv.generation.sampling import sample_images
+
+    gen_dir, start, stop = shard
+    gen = load_generator(gen_dir, device, compile=compile)
+    # index_offset keeps per-sample seeds global: N shards give exactly one call's images
+    return gen_dir, start, sample_images(gen, labels[start:stop], scfg, device, progress, start)
+
+
+def shards(n: int, count: int) -> list[tuple[int, int]]:
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, device,
+             progress) -> dict[str, SyntheticSet]:
+    from synthequiv.generation.sampling import load_samples
+    from synthequiv.orchestration.progress import progress_bar
+
+    out, todo = {}, []
+    for job in jobs:
+        if job.path.exists():
+            images, labels, _ = load_samples(job.path, job.key)
+            out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels,
+                                         job.path, job.gen_dir)
+        else:
+            todo.append(job)
+    trained = [job for job in todo if job.trained]  # e.g. by the study's train-all pass
+    todo = [job for job in todo if not job.trained]
+    with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
+        for job in train_jobs(todo, num_classes, cfg, device, progress):
+            trained.append(job)
+            bar.advance(1, job.name)
+    samples = sample_to_files(
+        [(job.gen_dir, job.path, {"generator": job.gen_dir.name, "key": job.key})
+         for job in trained], n_per_class, num_classes, out_shape, cfg, device, progress)
+    for job in trained:
+        images, labels = samples[job.path]
+        out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels, job.path,
+                                     job.gen_dir)
+    return out
+
+
+def sample_to_files(targets: list[tuple[Path, Path, dict]], n_per_class: int, num_classes: int,
+                    out_shape, cfg, device, progress) -> dict[Path, tuple[torch.Tensor,
+                                                                          torch.Tensor]]:
+    """Sample n_per_class images/class from each (generator dir, samples path, metadata),
+    sharded over the executor (per-sample seeds: any sharding gives the same images), matched
+    to `out_shape` and saved to its samples path (+ a .png grid). {samples path: (images,
+    labels)}."""
+    from synthequiv.generation.sampling import class_quota_labels, save_grid_png, save_samples
+    from synthequiv.orchestration.executor import local_workers, map_tasks
+
+    labels = class_quota_labels(n_per_class, num_classes)
+    count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
+    items = [(gen_dir, a, b) for gen_dir, _, _ in targets for a, b in shards(len(labels), count)]
+    parts: dict[Path, dict[int, torch.Tensor]] = {}
+    for gen_dir, start, images in map_tasks(
+            _sample_task, items, {"labels": labels, "scfg": cfg.sampling, "device": device,
+                                  "progress": progress, "compile": cfg.compile}, cfg, kind="sample"):
+        parts.setdefault(gen_dir, {})[start] = images
+    out = {}
+    for gen_dir, path, meta in targets:
+        chunks = parts[gen_dir]
+        images = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), out_shape)
+        save_samples(path, images, labels, meta)
+        save_grid_png(path.with_suffix(".png"), images, labels, num_classes)
+        out[path] = (images, labels)
+    return out
+
+
+def _pretrained(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> SyntheticSet:
+    from synthequiv.generation.openset import load_text_to_image, sample_pretrained
+    from synthequiv.generation.sampling import (
+        class_quota_labels,
+        load_samples,
+        save_grid_png,
+        save_samples,
+    )
+
+    ds = sp.dataset
+    key = stable_hash("pretrained", cfg.openset, ds.class_names, n_per_class, ds.shape)
+    path = run_dir / "samples" / f"open-pretrained-{key}.npz"
+    if path.exists():
+        images, labels, _ = load_samples(path, key)
+        return SyntheticSet(key, "open", images, labels, path, None)
+    pipe = load_text_to_image(cfg.openset.model, device)
+    labels = class_quota_labels(n_per_class, ds.num_classes)
+    images = sample_pretrained(pipe, ds.class_names, labels, cfg.openset, ds.shape, device,
+                               progress)
+    save_samples(path, images, labels, {"model": cfg.openset.model, "key": key})
+    save_grid_png(path.with_suffix(".png"), images, labels, ds.num_classes)
+    return SyntheticSet(key, "open", images, labels, path, None)
+
+
+def image_hashes(x: torch.Tensor) -> set[bytes]:
+    """One hash per image of uint8 [N, C, H, W]: sets of images compared by exact pixels."""
+    import hashlib
+
+    flat = x.reshape(len(x), -1).numpy()
+    return {hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat}
+
+
+def check_no_test_images(images: torch.Tensor, sp: Splits, what: str) -> None:
+    """Refuse open-set training data that contains any of the study's test images (compared
+    by exact pixel content): a generator trained on them would leak the test set."""
+    if images.shape[1:] != sp.test_images.shape[1:]:
+        return  # another shape: no image can be identical
+    shared = image_hashes(images) & image_hashes(sp.test_images)
+    if shared:
+        raise SynthequivError(
+            f"{what} contains {len(shared)} of the study's {len(sp.test_images)} test images: an "
+            "open-set generator trained on it would see the test set; use a source without them "
+            "(or openset.kind=pool)")
+
+
+def _open_job(cfg, sp: Splits, n_per_class, run_dir, tag: str = "") -> GenJob:
+    ds, kind = sp.dataset, cfg.openset.kind
+    if kind == "pool":
+        idx = sp.pool_indices()  # B ∪ R: never the test split
+        x, y = ds.images[idx], ds.labels[idx]
+    elif kind == "source":
+        from dataclasses import replace
+
+        from synthequiv.inputs.data import load_dataset
+
+        other = load_dataset(replace(cfg.data, source=cfg.openset.source))
+        if other.num_classes != ds.num_classes:
+            raise SynthequivError(f"openset.source {cfg.openset.source} has {other.num_classes} "
+                                  f"classes, the study's data has {ds.num_classes}")
+        x, y = other.images, other.labels
+        check_no_test_images(x, sp, f"openset.source {cfg.openset.source}")
+    else:
+        raise SynthequivError(f"unknown openset.kind '{kind}' (use pool, source or pretrained)")
+    return make_job(f"open-{kind}{tag}", x, y, ds.num_classes, ds.shape, n_per_class, cfg,
+                    run_dir)
+
+
+def _generated_arms(cfg, given) -> list[str]:
+    """The generative arms this study makes itself: not fully given by provided arms."""
+    if not cfg.grid.syn_add_per_class:
+        return []
+    return [a for a in cfg.grid.arms if a in ("closed", "open")
+            and not all((a, n) in given for n in cfg.splits.base_per_class)]
+
+
+def generator_jobs(cfg, sp: Splits, run_dir: Path, tag: str = "", given=()) -> list[GenJob]:
+    """The generators `prepare_synthetic` trains for one replicate (cfg carries its seeds):
+    closed per base size, and the open one (pool or source); `given` holds the (arm, n_base)
+    keys of provided arms, which need none. The study collects every replicate's jobs first
+    and trains them in groups (gengroup.py)."""
+    arms, ds = _generated_arms(cfg, given), sp.dataset
+    if not arms:
+        return []
+    n_per_class, run_dir = max(cfg.grid.syn_add_per_class), Path(run_dir)
+    jobs = []
+    for n in cfg.splits.base_per_class:
+        if "closed" in arms and ("closed", n) not in given:
+            x, y = sp.base(n)  # B(n) only: never reserve or test images
+            jobs.append(make_job(f"closed-n{n}{tag}", x, y, ds.num_classes, ds.shape,
+                                 n_per_class, cfg, run_dir))
+    if "open" in arms and cfg.openset.kind != "pretrained":
+        jobs.append(_open_job(cfg, sp, n_per_class, run_dir, tag))
+    return jobs
+
+
+def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = True,
+                      tag: str = "", provided=None) -> dict[tuple[str, int], SyntheticSet]:
+    """{(arm, n_base): SyntheticSet} for the generative arms in the grid; `tag` (e.g. "-r1")
+    names one replicate's generators and samples (cfg then carries that replicate's seeds).
+    Provided arms (provided.py; `provided` = load_provided's list) replace generated ones."""
+    from synthequiv.generation.provided import provided_sets
+
+    given = provided_sets(cfg, sp, Path(run_dir), device, progress, tag, provided)
+    arms = _generated_arms(cfg, given)
+    if not arms:
+        return given
+    n_per_class, run_dir, ds = max(cfg.grid.syn_add_per_class), Path(run_dir), sp.dataset
+    jobs = generator_jobs(cfg, sp, run_dir, tag, given)
+    sets = run_jobs(jobs, ds.num_classes, ds.shape, n_per_class, cfg, device, progress)
+    pretrained = "open" in arms and cfg.openset.kind == "pretrained"
+    if pretrained:
+        sets["open"] = _pretrained(cfg, sp, n_per_class, run_dir, device, progress)
+    closed = [n for n in cfg.splits.base_per_class
+              if "closed" in arms and ("closed", n) not in given]
+    out = {("closed", n): sets[f"closed-n{n}{tag}"] for n in closed}
+    if "open" in arms:
+        shared = sets["open"] if pretrained else sets[f"open-{cfg.openset.kind}{tag}"]
+        out.update({("open", n): shared for n in cfg.splits.base_per_class})
+    return {**out, **given}

@@ -1,0 +1,373 @@
+"""Analyses stage: how do synthetic images differ from real ones? (the study driver)
+
+The measures live in features.py (FD, KID, PRDC), domaingap.py (real-vs-synthetic
+classifier, "separable yet overlapping"), memorization.py (nearest training images) and
+analysis_report.py (the report section); this module runs them per synthetic set and caches
+the result in analysis.json. Its names stay importable from here.
+
+Per synthetic set (one per closed-set generator, one shared open-set set):
+  domain        a real-vs-synthetic classifier (2 classes, balanced, 70/30 held-out split):
+                accuracy and ROC AUC — can the two be told apart at all?
+  overlap       in the feature space of a classifier trained on REAL data only (the paper's
+                feature extractor; Inception weights are not available offline): Fréchet
+                distance, KID, precision / recall / density / coverage (Naeem et al. 2020)
+  cas           classification accuracy score: train on synthetic only, test on real test
+  fidelity      the real-trained classifier's agreement with the conditioning labels
+  memorization  nearest generator-training image per synthetic image (pixels and features)
+
+Every number sits beside a real-vs-real baseline so it has a scale: the real test split is cut
+into two stratified halves A and B; synthetic features are compared with A at |B| images, and
+the baseline is B vs A (same sizes, so the finite-sample bias of FD/KID/PRDC is the same).
+
+Feature-level metrics take numpy [N, D] arrays and are tested against analytic values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthequiv import __version__
+from synthequiv.classification.classifier import (
+    ClassifierConfig,
+    evaluate,
+    extract_features,
+    predict_proba,
+    train_classifier,
+)
+from synthequiv.measures.domaingap import _train_domain, domain_gap, f4_verdict
+from synthequiv.measures.features import (
+    PRDC_K,
+    SEED,
+    _same_shape,
+    _subsample,
+    feature_metrics,
+    frechet_distance,
+    kid,
+    prdc,
+    split_halves,
+)
+from synthequiv.measures.memorization import memorization, nearest
+from synthequiv.reporting.analysis_report import report_section
+from synthequiv.reporting.figures import pca_maps
+from synthequiv.utils import atomic_write_json, check_positive, stable_hash
+
+__all__ = ["analyse_study", "analyse_dirs", "compare_sets", "real_baseline", "read_analysis",
+           "report_section", "frechet_distance", "kid", "prdc", "feature_metrics",
+           "memorization", "nearest", "domain_gap", "f4_verdict", "split_halves"]
+
+ANALYSIS_FORMAT = 1  # bump when the contents of analysis.json change: invalidates caches
+
+
+# ----------------------------------------------------------------------------- one generator
+
+
+def _per_class(pred: np.ndarray, y: np.ndarray, num_classes: int) -> list[float | None]:
+    """Accuracy within each true class (None for a class with no images)."""
+    return [float((pred[y == c] == c).mean()) if (y == c).any() else None
+            for c in range(num_classes)]
+
+
+def _predict(model: nn.Module, x: torch.Tensor, device) -> np.ndarray:
+    return predict_proba(model, x, device).argmax(1).numpy()
+
+
+def _cas(fake_x, fake_y, real_x, real_y, test_x, test_y, num_classes, ccfg, seed, device,
+         real_model: nn.Module | None) -> dict:
+    """Train on synthetic only, test on real; beside it the same recipe trained on real_x."""
+    syn = train_classifier(fake_x, fake_y, num_classes, ccfg, seed, device=device)
+    if real_model is None:
+        real_model = train_classifier(real_x, real_y, num_classes, ccfg, seed, device=device)
+    y = test_y.numpy()
+    syn_pred, real_pred = _predict(syn, test_x, device), _predict(real_model, test_x, device)
+    syn_eval = evaluate(syn, test_x, test_y, num_classes, device)
+    return {"accuracy": float((syn_pred == y).mean()),
+            "balanced_accuracy": syn_eval["balanced_accuracy"],
+            "per_class": _per_class(syn_pred, y, num_classes),
+            "real_accuracy": float((real_pred == y).mean()),
+            "real_per_class": _per_class(real_pred, y, num_classes)}
+
+
+def _fidelity(extractor, fake_x, fake_y, num_classes, device) -> dict:
+    pred, y = _predict(extractor, fake_x, device), fake_y.numpy()
+    return {"accuracy": float((pred == y).mean()), "per_class": _per_class(pred, y, num_classes)}
+
+
+def compare_sets(real_x, real_y, fake_x, fake_y, train_x, test_x, test_y,
+                 extractor_model: nn.Module, num_classes: int, *,
+                 ccfg: ClassifierConfig | None = None, domain_steps: int = 300,
+                 max_images: int = 1000, quantile: float = 0.05, seed: int = SEED,
+                 device="cpu", figdir: Path | None = None, name: str = "synthetic",
+                 arm: str = "closed", real_model: nn.Module | None = None) -> dict:
+    """Every analysis of one synthetic set (fake_x, fake_y).
+
+    real_x/real_y: the generator's real reference (B(n), or the pool for open-set) — the
+    domain classifier's real side and the CAS reference recipe's training set.
+    train_x: the generator's training images (memorization). test_x/test_y: the real test split
+    (overlap halves, CAS test, memorization reference). extractor_model: classifier trained on
+    real data only. real_model: an already trained classifier on (real_x, real_y) with ccfg.
+    Returns metrics plus "figures" {figure key: path} (empty without figdir).
+    """
+    ccfg = ccfg or ClassifierConfig()
+    _same_shape(name, real_x, fake_x)
+    t0 = time.time()
+    out = {"arm": arm, "n_real": len(real_x), "n_synthetic": len(fake_x)}
+    dom, dom_feats, dom_fake = _train_domain(real_x, fake_x, domain_steps, seed, device, ccfg,
+                                             max_images)
+    out["domain"] = dom
+    half_a, half_b = split_halves(test_y, seed)
+    m = min(len(half_b), max_images, len(fake_x))
+    fake_sub = fake_x[_subsample(len(fake_x), m, seed)]
+    ref_f = extract_features(extractor_model, test_x[half_a[:max_images]], device).numpy()
+    fake_f = extract_features(extractor_model, fake_sub, device).numpy()
+    out["overlap"] = feature_metrics(ref_f, fake_f, seed)
+    out["fidelity"] = _fidelity(extractor_model, fake_x, fake_y, num_classes, device)
+    out["cas"] = _cas(fake_x, fake_y, real_x, real_y, test_x, test_y, num_classes, ccfg, seed,
+                      device, real_model)
+    mem_x = fake_x[_subsample(len(fake_x), max_images, seed + 2)]  # every training image stays
+    mem_test = test_x[_subsample(len(test_x), max_images, seed + 3)]
+    mem_feats = tuple(extract_features(extractor_model, x, device).numpy()
+                      for x in (mem_x, train_x, mem_test))
+    mem_png = None if figdir is None else Path(figdir) / f"analysis_{name}_nearest.png"
+    out["memorization"] = memorization(mem_x, train_x, mem_test, quantile, mem_feats, mem_png,
+                                       device)
+    out["memorization"]["flagged_idx"] = out["memorization"]["flagged_idx"][:32]  # keep JSON small
+    out["figures"] = {}
+    if figdir is not None:
+        panels = [(dom_feats, dom_fake, f"domain classifier (AUC {dom['auc']:.2f})"),
+                  (np.concatenate([ref_f, fake_f]),
+                   np.r_[np.zeros(len(ref_f), bool), np.ones(len(fake_f), bool)],
+                   f"real-trained classifier (coverage {out['overlap']['coverage']:.2f})")]
+        maps = pca_maps(panels, arm, Path(figdir) / f"analysis_{name}_maps.png")
+        out["figures"] = {f"analysis_{name}_maps": str(maps), f"analysis_{name}_nearest":
+                          out["memorization"]["figure"]}
+    out["wall_s"] = time.time() - t0
+    return out
+
+
+def real_baseline(extractor_model, test_x, test_y, *, ccfg=None, domain_steps: int = 300,
+                  max_images: int = 1000, seed: int = SEED, device="cpu") -> dict:
+    """Real-vs-real scale: test half B against half A (features) and A vs B (domain)."""
+    half_a, half_b = split_halves(test_y, seed)
+    a, b = test_x[half_a[:max_images]], test_x[half_b[:max_images]]
+    fa = extract_features(extractor_model, a, device).numpy()
+    fb = extract_features(extractor_model, b, device).numpy()
+    dom, _, _ = _train_domain(a, b, domain_steps, seed, device, ccfg, max_images)
+    return {"what": "real test split, stratified halves A vs B", "overlap": feature_metrics(
+        fa, fb, seed), "domain": dom}
+
+
+# ----------------------------------------------------------------------------- study driver
+
+
+def _distinct_sets(sp, synth: dict) -> dict:
+    """{name: (SyntheticSet, real_x, real_y, reference)} — a shared open-set set once."""
+    out, seen = {}, set()
+    ds = sp.dataset
+    for (arm, n) in sorted(synth, key=lambda k: (k[0], k[1])):
+        s = synth[(arm, n)]
+        if s.key in seen:
+            continue
+        seen.add(s.key)
+        # lever variants (closed@cfg2, open+top0.5) have their base arm's real reference
+        if arm.split("+")[0].split("@")[0] == "closed":
+            x, y = sp.base(n)
+            out[f"{arm}-n{n}"] = (s, x, y, f"B({n})")
+        else:
+            idx = sp.pool_indices()
+            shared = len({v.key for (a, _), v in synth.items() if a == arm}) == 1
+            out[arm if shared else f"{arm}-n{n}"] = (s, ds.images[idx], ds.labels[idx], "pool")
+    return out
+
+
+def _with_paths(analysis: dict, run_dir: Path) -> dict:
+    """analysis.json stores figure paths relative to the run dir; callers get run_dir/rel."""
+    return {**analysis, "figures": {k: str(run_dir / v) for k, v in analysis["figures"].items()}}
+
+
+def _write(path: Path, analysis: dict, run_dir: Path) -> dict:
+    """Write analysis.json; return what a cached rerun would return (NaN → None, lists)."""
+    atomic_write_json(path, analysis)
+    return _with_paths(json.loads(path.read_text()), run_dir)
+
+
+def _cached(path: Path, key: str, run_dir: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if old.get("key") != key or not all((run_dir / v).exists() for v in old["figures"].values()):
+        return None
+    return _with_paths(old, run_dir)
+
+
+class ScaledExtractor(nn.Module):
+    """A real-trained classifier whose features are centred and divided by one scalar.
+
+    mean [D] and scale are those of the real test features (scale: RMS per-dimension std), so
+    features are O(1) around 0: KID's cubic kernel (x·y/D + 1)³ is then not dominated by the
+    features' offset and magnitude (raw post-ReLU features gave KID values of ±0.5 with the
+    same signal-to-noise), and FD reads in units of the real features' variance. FD is
+    translation-invariant; PRDC and the PCA maps are unchanged. Logits are untouched.
+    """
+
+    def __init__(self, model: nn.Module, mean: torch.Tensor, scale: float):
+        super().__init__()
+        self.model, self.scale = model, float(scale)
+        self.register_buffer("mean", mean.float().clone())  # [D]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.model.features(x) - self.mean) / self.scale  # [N, D]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)  # [N, K]
+
+
+def standardized_extractor(model: nn.Module, real_images: torch.Tensor, device
+                           ) -> ScaledExtractor:
+    f = extract_features(model, real_images, device).double()  # [N, D]
+    s = float(f.var(0).mean().sqrt()) if len(f) > 1 else 0.0
+    return ScaledExtractor(model, f.mean(0), s if math.isfinite(s) and s > 0 else 1.0)
+
+
+def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg, figdir: Path,
+             device, progress: bool) -> dict:
+    """Shared by analyse_study and analyse_dirs: extractor, baseline, then every set."""
+    from synthequiv.orchestration.progress import progress_bar
+
+    pool_x, pool_y = pool
+    test_x, test_y = test
+    kw = {"ccfg": ccfg, "domain_steps": acfg["domain_train_steps"],
+          "max_images": acfg["max_images"], "seed": SEED, "device": device}
+    with progress_bar("analyses", total=2 + len(named), enabled=progress) as bar:
+        extractor = train_classifier(pool_x, pool_y, num_classes, ccfg, SEED, device=device)
+        extractor = standardized_extractor(extractor, test_x, device)
+        ext = evaluate(extractor, test_x, test_y, num_classes, device)
+        bar.advance(1, f"feature extractor: test accuracy {ext['accuracy']:.3f}")
+        baseline = real_baseline(extractor, test_x, test_y, **kw)
+        bar.advance(1, "real-vs-real baseline")
+        sets, figs = {}, {}
+        for name, (s, rx, ry, ref) in named.items():
+            same = rx.shape == pool_x.shape and torch.equal(rx, pool_x)
+            r = compare_sets(rx, ry, s.images, s.labels, rx, test_x, test_y, extractor,
+                             num_classes, figdir=figdir, name=name, arm=s.arm,
+                             real_model=extractor if same else None, **kw)
+            figs.update(r.pop("figures"))
+            sets[name] = {"reference": ref, **r}
+            bar.advance(1, f"{name}: domain AUC {r['domain']['auc']:.2f}")
+    extractor_info = {"trained_on": f"{len(pool_x)} real images", "seed": SEED,
+                      "feature_scale": extractor.scale,
+                      "test_accuracy": ext["accuracy"],
+                      "test_per_class": _per_class(_predict(extractor, test_x, device),
+                                                   test_y.numpy(), num_classes)}
+    return {"extractor": extractor_info, "baseline": baseline, "sets": sets, "figures": figs,
+            "paper_finding_f4": f4_verdict(sets, baseline)}
+
+
+def analyse_study(cfg, run_dir: Path, sp, synth: dict, device, progress: bool = True) -> dict:
+    """Analyse every distinct synthetic set of a study; cached in run_dir/analysis.json.
+
+    Real reference: B(n) for the closed-set generator of base size n, the pool for open-set.
+    Returns {"key", "sets", "baseline", "extractor", "figures" {key: path}, "paper_finding_f4",
+    ...}; figure paths are run_dir/figures/…; the JSON file stores them relative to run_dir.
+    """
+    run_dir = Path(run_dir)
+    named = _distinct_sets(sp, synth)
+    key = stable_hash("analysis", ANALYSIS_FORMAT, cfg.analysis, cfg.classifier, cfg.data,
+                      sp.dataset.digest, cfg.splits, {n: v[0].key for n, v in named.items()})
+    path = run_dir / "analysis.json"
+    cached = _cached(path, key, run_dir)
+    if cached is not None:
+        return cached
+    t0 = time.time()
+    acfg = {"max_images": cfg.analysis.max_images,
+            "domain_train_steps": cfg.analysis.domain_train_steps}
+    check_positive("analysis.max_images", acfg["max_images"])
+    ds = sp.dataset
+    if named:
+        idx = sp.pool_indices()
+        body = _analyse(named, (ds.images[idx], ds.labels[idx]), (sp.test_images, sp.test_labels),
+                        ds.num_classes, cfg.classifier, acfg, run_dir / "figures", device,
+                        progress)
+    else:
+        body = {"extractor": None, "baseline": None, "sets": {}, "figures": {},
+                "paper_finding_f4": f4_verdict({}, None)}
+    body["figures"] = {k: str(Path(v).relative_to(run_dir)) for k, v in body["figures"].items()}
+    analysis = {"key": key, "version": __version__, "class_names": list(ds.class_names),
+                "settings": {**acfg, "quantile": 0.05, "prdc_k": PRDC_K, "seed": SEED}, **body,
+                "wall_s": time.time() - t0}
+    return _write(path, analysis, run_dir)
+
+
+# ----------------------------------------------------------------------------- two .npz sets
+
+
+@dataclasses.dataclass
+class _Set:  # the fields of SyntheticSet that _analyse reads
+    images: torch.Tensor
+    labels: torch.Tensor
+    arm: str = "synthetic"
+
+
+def _holdout(labels: torch.Tensor, fraction: float, seed: int = SEED) -> torch.Tensor:
+    """Boolean mask [N] of a stratified hold-out: ⌊fraction·n_c⌋ (≥ 1) images of each class."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for c in torch.unique(labels).tolist():
+        ids = torch.nonzero(labels == c).flatten()
+        mask[ids[torch.randperm(len(ids), generator=g)][:max(1, int(fraction * len(ids)))]] = True
+    return mask
+
+
+def analyse_dirs(real_npz: Path, fake_npz: Path, out_dir: Path, device="cpu",
+                 max_images: int = 1000, domain_train_steps: int = 300,
+                 ccfg: ClassifierConfig | None = None, test_fraction: float = 0.3,
+                 progress: bool = False) -> dict:
+    """Analyse a synthetic .npz against a real .npz (for a `synthequiv analyze` command).
+
+    Both files: keys images + labels, or the MedMNIST layout. The real file's test split is the
+    test set, else a stratified `test_fraction` hold-out; the rest trains the feature extractor
+    and is the memorization reference. Writes out_dir/analysis.json and out_dir/figures/*.png;
+    returns the same layout as analyse_study.
+    """
+    from synthequiv.inputs.data import _load_npz, validate
+
+    out_dir = Path(out_dir)
+    ccfg = ccfg or ClassifierConfig()
+    real, fake = validate(_load_npz(Path(real_npz))), validate(_load_npz(Path(fake_npz)))
+    _same_shape("analyze", real.images, fake.images)
+    x, y, tx, ty = real.images, real.labels, real.test_images, real.test_labels
+    if tx is None:
+        held = _holdout(y, test_fraction)
+        x, y, tx, ty = x[~held], y[~held], x[held], y[held]
+    num_classes = max(real.num_classes, fake.num_classes)
+    named = {"synthetic": (_Set(fake.images, fake.labels), x, y, Path(real_npz).name)}
+    acfg = {"max_images": max_images, "domain_train_steps": domain_train_steps}
+    t0 = time.time()
+    body = _analyse(named, (x, y), (tx, ty), num_classes, ccfg, acfg, out_dir / "figures",
+                    device, progress)
+    body["figures"] = {k: str(Path(v).relative_to(out_dir)) for k, v in body["figures"].items()}
+    analysis = {"key": stable_hash("analyze", str(real_npz), str(fake_npz), acfg, ccfg),
+                "version": __version__, "class_names": list(real.class_names),
+                "settings": {**acfg, "quantile": 0.05, "prdc_k": PRDC_K, "seed": SEED},
+                **body, "wall_s": time.time() - t0}
+    return _write(out_dir / "analysis.json", analysis, out_dir)
+
+
+def read_analysis(run_dir: Path) -> dict | None:
+    """A run directory's analysis.json with figure paths under run_dir (None without one):
+    what the report shows, read without data or training."""
+    path = Path(run_dir) / "analysis.json"
+    try:
+        return _with_paths(json.loads(path.read_text()), Path(run_dir))
+    except (OSError, ValueError, KeyError):
+        return None

@@ -1,0 +1,104 @@
+"""Run independent tasks locally (in-process or a process pool) or as Ray tasks.
+
+`map_tasks(fn, items, shared, cfg, kind)` yields fn(item, **shared) for every item, in
+completion order. The driver consumes the results and is the only writer of the run
+directory's results table, so a cell is never recorded twice.
+
+Local runs use `cfg.workers` processes with `cfg.cpu_threads` torch threads each: on CPU,
+small convolutions scale better across processes than across threads, and a task's numbers
+do not depend on how many tasks share the machine (same seed → same row, any worker count).
+On a machine with several GPUs, each worker process takes one GPU (round-robin).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+
+from synthequiv.utils import SynthequivError
+
+_SHARED: dict[str, Any] = {}
+
+
+def _on_gpu(cfg) -> bool:
+    return cfg.device != "cpu" and torch.cuda.is_available()
+
+
+def local_workers(cfg) -> int:
+    if cfg.workers > 0:
+        return cfg.workers
+    if _on_gpu(cfg):
+        return torch.cuda.device_count()  # one process per GPU
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def worker_gpus(cfg, workers: int) -> list[int | None]:
+    """The GPU each local worker process takes (round-robin), None on CPU or an explicit
+    cuda:N device."""
+    if not _on_gpu(cfg) or cfg.device not in ("auto", "cuda"):
+        return [None] * workers
+    return [i % torch.cuda.device_count() for i in range(workers)]
+
+
+def set_cpu_threads(cfg) -> None:
+    """Decide torch's CPU threads once per process (cfg.cpu_threads; 0 = leave as is)."""
+    if cfg.cpu_threads > 0:
+        torch.set_num_threads(cfg.cpu_threads)
+
+
+def _init_worker(shared: dict, cpu_threads: int, gpus) -> None:
+    _SHARED.clear()
+    _SHARED.update(shared)
+    if cpu_threads > 0:
+        torch.set_num_threads(cpu_threads)
+    gpu = gpus.get()  # each worker takes one entry of worker_gpus
+    if gpu is not None:
+        torch.cuda.set_device(gpu)  # the "cuda" device of this process's tasks
+
+
+def _run_in_worker(fn: Callable, item: Any) -> Any:
+    return fn(item, **_SHARED)
+
+
+def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
+              kind: str = "cell") -> Iterator[Any]:
+    items = list(items)
+    if not items:
+        return
+    if cfg.executor == "ray":
+        from synthequiv.orchestration.ray_executor import ray_map
+
+        yield from ray_map(fn, items, shared, cfg, kind)
+        return
+    if cfg.executor != "local":
+        raise SynthequivError(f"unknown executor '{cfg.executor}' (use local or ray)")
+    workers = min(local_workers(cfg), len(items))
+    if kind == "generator" and cfg.generator_nproc > 1:
+        workers = 1  # each training already spans generator_nproc processes (torchrun)
+    if workers == 1:
+        for item in items:
+            yield fn(item, **shared)
+        return
+    if "progress" in shared:
+        shared = {**shared, "progress": False}  # one bar, the driver's
+    import multiprocessing as mp
+
+    # spawn: no fork of a process that already holds torch threads / a CUDA context
+    # threads per worker: as configured, else the cores divided among the workers
+    threads = cfg.cpu_threads or max(1, len(os.sched_getaffinity(0)) // workers)
+    ctx = mp.get_context("spawn")
+    gpus = ctx.Queue()
+    for gpu in worker_gpus(cfg, workers):
+        gpus.put(gpu)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(shared, threads, gpus)) as pool:
+        futures = [pool.submit(_run_in_worker, fn, item) for item in items]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()

@@ -1,0 +1,220 @@
+"""The study plan: what a config will train and sample, the data it needs, and what it costs.
+
+`study_plan(cfg, ds)` counts generators, sample sets and classifier cells from the config
+alone; the dataset (when it could be read) gives the class count, image shape and per-class
+availability. The cost is an ESTIMATE: images each stage processes ÷ a default throughput
+from the table below (measured on the project's code, PERF.md / README), scaled where no
+figure was measured. `benchmarks/throughput.py` measures the device at hand.
+"""
+
+from __future__ import annotations
+
+import math
+
+# img/s per stage, measured: cuda = one H200 (bf16), cpu = the 2-core development machine.
+# "scaled" entries have no measurement: scaled from the nearest measured preset by
+# parameters × pixels, so read them as an order of magnitude.
+THROUGHPUT = {
+    ("cuda", "generator", "8px"): 1694.0,  # alone (benchmarks/generators.py --device cuda)
+    ("cuda", "generator", "16px"): 2000.0,  # scaled
+    ("cuda", "generator", "32px-small"): 1475.0,  # mnist preset
+    ("cuda", "generator", "32px"): 2642.0,  # cifar10 preset, batch 256, eager (throughput.py)
+    ("cuda", "generator", "64px"): 450.0,  # scaled
+    ("cuda", "sampling", "8px"): 3064.0,  # quick study: 9 × 1,600 images in 4.7 s
+    ("cuda", "sampling", "16px"): 1000.0,  # scaled
+    ("cuda", "sampling", "32px-small"): 695.0,
+    ("cuda", "sampling", "32px"): 247.0,  # eager; 733 compiled (below)
+    ("cuda", "sampling", "64px"): 80.0,  # scaled
+    ("cuda", "classifier", "smallcnn"): 45786.0,  # batch 128 microbenchmark
+    ("cuda", "classifier", "resnet18"): 9321.0,
+    ("cuda", "classifier", "airbench"): 42987.0,  # 16 cells at once (cell_group auto), 20 steps
+    ("cpu", "generator", "8px"): 1296.0,
+    ("cpu", "generator", "16px"): 30.0,  # scaled
+    # mnist preset, bf16 autocast (benchmarks/stages.py; float32: 168, a CPU without bf16)
+    ("cpu", "generator", "32px-small"): 271.0,
+    ("cpu", "generator", "32px"): 3.8,
+    ("cpu", "generator", "64px"): 0.7,  # scaled
+    ("cpu", "sampling", "8px"): 198.0,
+    ("cpu", "sampling", "16px"): 8.0,  # scaled
+    ("cpu", "sampling", "32px-small"): 23.6,  # benchmarks/stages.py --preset mnist
+    ("cpu", "sampling", "32px"): 1.0,
+    ("cpu", "sampling", "64px"): 0.2,  # scaled
+    ("cpu", "classifier", "smallcnn"): 45544.0,
+    ("cpu", "classifier", "resnet18"): 84.6,
+    ("cpu", "classifier", "airbench"): 599.0,  # throughput.classifier_ips, 32 px, 5 steps
+}
+# the same stages where the study speeds them up (H200, torch 2.11, this project's benchmarks):
+# G generators trained as one group (gengroup.py; the quick study's 9 in one group) and
+# `compile: true` (benchmarks/throughput.py --preset cifar10 --set compile=true)
+# (and 108 quick cells in 9.8 s, groups of 64: 5.5 M training images at 564k img/s)
+GROUPED = {("cuda", "generator", "8px"): 12127.0, ("cuda", "classifier", "smallcnn"): 564000.0}
+COMPILED = {("cuda", "generator", "32px"): 3541.0, ("cuda", "sampling", "32px"): 733.0}
+REFERENCE_STEPS = 25  # sampling figures are at 25 network evaluations per image
+# sources whose class count and image shape are known without reading them
+KNOWN = {"digits": (10, (1, 8, 8)), "mnist": (10, (1, 28, 28)),
+         "fashion-mnist": (10, (1, 28, 28)), "kmnist": (10, (1, 28, 28)),
+         "cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32)),
+         "svhn": (10, (3, 32, 32))}
+
+
+def _data_facts(cfg, ds) -> dict:
+    if ds is not None:
+        counts = ds.labels.bincount(minlength=ds.num_classes).tolist()
+        return {"classes": ds.num_classes, "shape": list(ds.shape), "known": "read",
+                "official_test": ds.test_images is not None,
+                "per_class": dict(zip(ds.class_names, counts))}
+    k, shape = KNOWN.get(cfg.data.source, (None, None))
+    return {"classes": k, "shape": list(shape) if shape else None,
+            "known": "table" if k else "unknown", "official_test": cfg.data.source != "digits",
+            "per_class": None}
+
+
+def _evals(scale: float, steps: int) -> float:
+    """Network evaluations per sampled image, in units of the table's REFERENCE_STEPS: a
+    guided image (scale not 0 or 1) costs a conditional and an unconditional pass per step."""
+    return steps * (1 if scale in (0.0, 1.0) else 2) / REFERENCE_STEPS
+
+
+def _counts(cfg) -> dict:
+    """Generators to train, sample sets to draw (and their cost in reference images per class),
+    cells to train: per replicate × replicates. Provided arms (config.provided) train no
+    generator; provided image sets are not sampled; a new provided label is one more arm."""
+    from synthequiv.config import provided_entries, study_arms
+    from synthequiv.generation.filtering import pool_per_class
+    from synthequiv.generation.levers import variants
+
+    g, reps, s = cfg.grid, cfg.grid.replicates, cfg.sampling
+    bases = list(cfg.splits.base_per_class)
+    entries = provided_entries(cfg)
+    syn_arms = [a for a in study_arms(cfg) if a != "real"] if g.syn_add_per_class else []
+    given = {e.arm for e in entries}
+    closed_given = {e.n_base for e in entries if e.arm == "closed"}
+    closed = len([n for n in bases if n not in closed_given]) if "closed" in syn_arms else 0
+    open_gens = int("open" in syn_arms and "open" not in given
+                    and cfg.openset.kind != "pretrained")
+    m = max(g.syn_add_per_class or [0])
+    # plain sets: own generators' and provided generators' (provided image sets are given)
+    sampled = closed + (1 if "open" in syn_arms and "open" not in given else 0) + sum(
+        e.kind == "generator" for e in entries)
+    work = sampled * m * _evals(s.cfg_scale, s.steps)
+    levers = variants(cfg)  # variant arms (closed@cfg2, …): cells, and sets for new settings
+    per_arm = {"closed": len(bases), "open": 1}  # sets a lever prepares for its base arm
+    resampled = sum(per_arm[v.base] for v in levers if v.keep_top is None)
+    work += sum(per_arm[v.base] * m * _evals(v.cfg_scale, v.steps)
+                for v in levers if v.keep_top is None)
+    if g.filters:  # one extra pool per base arm and setting, shared by every q
+        extra = max(pool_per_class(m, q) for q in g.filters) - m
+        pools = {(v.base, v.cfg_scale, v.steps) for v in levers if v.keep_top is not None}
+        work += sum(per_arm[b] * extra * _evals(c, st) for b, c, st in pools)
+    per_base = (1 + (len(g.real_add_per_class) if "real" in g.arms else 0)
+                + len(g.syn_add_per_class) * (len(syn_arms) + len(levers)))
+    return {"replicates": reps, "generators": (closed + open_gens) * reps,
+            "sample_sets": (sampled + resampled) * reps,
+            "sample_work_per_class": work * reps, "cells": per_base * len(bases)
+            * len(g.seeds) * reps, "cells_per_base": per_base, "syn_arms": syn_arms}
+
+
+def _generator_preset(cfg, shape) -> str:
+    from synthequiv.generation.generator import resolve_preset
+
+    if cfg.generator.preset != "auto":
+        return cfg.generator.preset  # the dry run prices it before the config is validated
+    return resolve_preset("auto", shape or (1, 32, 32))
+
+
+def _classifier_arch(cfg, shape) -> str:
+    """The throughput table's classifier row: smallcnn, airbench, or resnet18 for the rest."""
+    from synthequiv.classification.networks import resolve_arch
+
+    arch = cfg.classifier.arch
+    if arch == "auto":
+        arch = resolve_arch("auto", max(shape[1:]) if shape else 32)
+    return arch if arch in ("smallcnn", "airbench") else "resnet18"
+
+
+def _cell_images(cfg, classes: int) -> float:
+    """Training images one classifier cell processes, summed over every cell."""
+    c, g = cfg.classifier, cfg.grid
+    if c.budget == "steps":
+        return c.train_steps * c.batch_size
+    adds = [0] + list(g.real_add_per_class) + list(g.syn_add_per_class)
+    mean_pool = sum(n + m for n in cfg.splits.base_per_class for m in adds) / (
+        len(cfg.splits.base_per_class) * len(adds))
+    return c.epochs * mean_pool * classes
+
+
+def _cost(cfg, counts: dict, classes: int, shape) -> dict:
+    import torch
+
+    kind = "cuda" if cfg.device.startswith("cuda") or (
+        cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    gp, arch = _generator_preset(cfg, shape), _classifier_arch(cfg, shape)
+    work = {"generator": counts["generators"] * cfg.generator.train_kimg * 1000,
+            "sampling": counts["sample_work_per_class"] * classes,  # reference images
+            "classifier": counts["cells"] * _cell_images(cfg, classes)}
+    key = {"generator": gp, "sampling": gp, "classifier": arch}
+    rates = {s: THROUGHPUT.get((kind, s, key[s]), math.nan) for s in work}
+    if cfg.compile:
+        rates |= {s: COMPILED[(kind, s, gp)] for s in ("generator", "sampling")
+                  if (kind, s, gp) in COMPILED}
+    from synthequiv.generation.gengroup import (
+        AUTO_GROUP_CUDA,  # the study's group size (gengroup.resolve_group)
+    )
+
+    group = cfg.generator_group or (AUTO_GROUP_CUDA.get(gp, 1) if kind == "cuda" else 1)
+    if counts["generators"] > 1 and group > 1:
+        rates["generator"] = GROUPED.get((kind, "generator", gp), rates["generator"])
+    if counts["cells"] > 1 and cfg.cell_group != 1:  # auto (0) groups on CUDA only
+        rates["classifier"] = GROUPED.get((kind, "classifier", arch), rates["classifier"])
+    hours = {s: w / rates[s] / 3600 for s, w in work.items()}
+    return {"device": kind, "generator_preset": gp, "classifier_arch": arch,
+            "images": work, "hours": hours, "total_hours": sum(hours.values())}
+
+
+def study_plan(cfg, ds=None) -> dict:
+    """Counts, data requirements and an estimated cost of the study `cfg` describes."""
+    facts, counts = _data_facts(cfg, ds), _counts(cfg)
+    real_reserve = max(cfg.grid.real_add_per_class or [0]) if "real" in cfg.grid.arms else 0
+    need = max(cfg.splits.base_per_class) + real_reserve
+    if not facts["official_test"]:
+        need += cfg.splits.test_per_class
+    short = ({c: n for c, n in facts["per_class"].items() if n < need}
+             if facts["per_class"] else {})
+    classes = facts["classes"] or 10
+    return {**counts, "generator_kimg": cfg.generator.train_kimg,
+            "samples_per_class": max(cfg.grid.syn_add_per_class or [0]),
+            "seeds": len(cfg.grid.seeds), "images_needed_per_class": need,
+            "data": {k: v for k, v in facts.items() if k != "per_class"},
+            "classes_short": short, "cost_estimate": _cost(cfg, counts, classes, facts["shape"])}
+
+
+def plan_lines(p: dict) -> list[str]:
+    d, c = p["data"], p["cost_estimate"]
+    h = c["hours"]
+    shape = "×".join(map(str, d["shape"])) if d["shape"] else "unknown shape"
+    classes = (f"{d['classes']} classes" if d["classes"]
+               else "class count unknown (10 assumed for the cost)")
+    need = (f"{p['images_needed_per_class']} real images per class (largest base set + real-"
+            f"arm reserve{' + hold-out test' if not d['official_test'] else ''})")
+    short = ("; too few in " + ", ".join(f"'{k}' ({v})" for k, v in p["classes_short"].items())
+             if p["classes_short"] else ("; every class has enough" if d["known"] == "read"
+                                         else ""))
+    return [
+        f"data: {classes}, {shape}; needs {need}{short}",
+        f"generators: {p['generators']} × {p['generator_kimg']:g} kimg "
+        f"({p['replicates']} replicate(s); preset {c['generator_preset']})",
+        f"sample sets: {p['sample_sets']} × {p['samples_per_class']}/class",
+        f"classifier cells: {p['cells']} ({p['cells_per_base']} per base size × "
+        f"{p['seeds']} seeds × {p['replicates']} replicate(s); {c['classifier_arch']})",
+        f"estimated cost on {c['device']} (default throughputs, an estimate): "
+        f"{_h(c['total_hours'])} — generators {_h(h['generator'])}, sampling "
+        f"{_h(h['sampling'])}, classifiers {_h(h['classifier'])}",
+    ]
+
+
+def _h(hours: float) -> str:
+    if not math.isfinite(hours):
+        return "unknown"
+    if hours * 60 < 1:
+        return f"{hours * 3600:.0f} s"
+    return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"

@@ -1,0 +1,337 @@
+"""The study: generators → samples → classifier grid → equivalence → analyses → report.
+
+Every artifact in the run directory is keyed by a hash of the inputs that made it, so a rerun
+skips what is done, a killed run resumes, and a changed config never reuses a stale artifact.
+
+run_dir/
+  config.yaml               resolved config
+  results.sqlite            one row per finished grid cell (single writer: this process)
+  generators/<key>/         checkpoint.pt (+ meta) per generator
+  samples/<key>.npz|.png    synthetic images per generator
+  figures/  report.html  report.md  summary.json  analysis.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from synthequiv import __version__
+from synthequiv.config import StudyConfig, dump_yaml, study_arms, validate, validate_data
+from synthequiv.generation.levers import prepare_levers, variant_arms
+from synthequiv.generation.provided import load_provided
+from synthequiv.generation.synthetic import SyntheticSet, prepare_synthetic
+from synthequiv.inputs.data import Dataset, load_dataset, note_data_digest, read_data_digest
+from synthequiv.inputs.splits import Splits, make_splits
+from synthequiv.orchestration.executor import set_cpu_threads
+from synthequiv.orchestration.lock import RunLock
+from synthequiv.orchestration.progress import progress_bar
+from synthequiv.orchestration.results import ResultsTable
+from synthequiv.orchestration.runlog import Timings, environment, log_plan, run_log
+from synthequiv.utils import (
+    SynthequivError,
+    atomic_write_text,
+    resolve_device,
+    stable_hash,
+    sweep_temp_files,
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    n_base: int  # base images per class
+    arm: str  # real | closed | open
+    n_add: int  # added images per class (0 = the shared baseline, stored under arm "real")
+    seed: int
+    key: str
+    replicate: int = 0
+
+
+@dataclass
+class Replicate:
+    """One draw of the whole design: its own splits (base sets, reserve, hold-out test set),
+    its own generators and samples. Classifier seeds are nested inside it."""
+
+    index: int
+    cfg: StudyConfig  # the study's config with this replicate's seeds
+    sp: Splits
+    synth: dict[tuple[str, int], SyntheticSet]
+
+
+def replicate_config(cfg: StudyConfig, r: int) -> StudyConfig:
+    """Replicate r: split, generator, sampling and open-set seeds offset by r (r = 0 is the
+    study's own seeds, so a one-replicate study is unchanged)."""
+    if r == 0:
+        return cfg
+    rep = dataclasses.replace
+    return rep(cfg, splits=rep(cfg.splits, seed=cfg.splits.seed + r),
+               generator=rep(cfg.generator, seed=cfg.generator.seed + r),
+               sampling=rep(cfg.sampling, seed=cfg.sampling.seed + r),
+               openset=rep(cfg.openset, seed=cfg.openset.seed + r))
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def check_grid(cfg: StudyConfig, sp: Splits) -> None:
+    """Fail before any training if the grid asks for data the splits cannot give (the grid's
+    own values are checked with the rest of the config, config.validate)."""
+    if "real" in cfg.grid.arms and cfg.grid.real_add_per_class:
+        sp.reserve_indices(max(cfg.grid.real_add_per_class))
+
+
+def config_hash(cfg: StudyConfig, digest: str) -> str:
+    """What every cell depends on: the data (its source and content digest, `Dataset.digest`),
+    splits and the classifier recipe."""
+    return stable_hash(cfg.data, digest, cfg.splits, cfg.classifier)
+
+
+def run_config_hash(run_dir: Path, cfg: StudyConfig) -> str:
+    """config_hash of a run directory's study, from its files alone (no data is loaded)."""
+    return config_hash(cfg, read_data_digest(run_dir))
+
+
+def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> list[Cell]:
+    """Every (replicate, base size, arm, amount, seed); keys hash the data (`digest`: its
+    content), the classifier recipe, the replicate's splits and the synthetic set a cell uses."""
+    base = config_hash(cfg, digest)
+    cells = []
+    for rep in reps:
+        for n in cfg.splits.base_per_class:
+            amounts = [("real", 0)]
+            for arm in study_arms(cfg) + tuple(variant_arms(cfg)):  # + provided, + levers
+                if arm != "real" and (arm, n) not in rep.synth:
+                    continue  # a provided arm given for other base sizes only
+                adds = cfg.grid.real_add_per_class if arm == "real" else cfg.grid.syn_add_per_class
+                amounts += [(arm, m) for m in adds]
+            for arm, m in amounts:
+                samples_key = rep.synth[(arm, n)].key if arm != "real" else ""
+                for seed in cfg.grid.seeds:
+                    key = stable_hash(base, rep.cfg.splits, samples_key, n, arm, m, seed)
+                    cells.append(Cell(n, arm, m, seed, key, rep.index))
+    return cells
+
+
+def cell_data(cell: Cell, reps: dict[int, Replicate]):
+    """(real_x, real_y, syn_x, syn_y) for one cell; syn_* are None for the real arm."""
+    rep = reps[cell.replicate]
+    sp, synth = rep.sp, rep.synth
+    idx = sp.base_indices(cell.n_base)
+    if cell.arm == "real" and cell.n_add:
+        idx = torch.cat([idx, sp.reserve_indices(cell.n_add)])
+    x, y = sp.dataset.images[idx], sp.dataset.labels[idx]
+    if cell.arm == "real" or cell.n_add == 0:
+        return x, y, None, None
+    sx, sy = synth[(cell.arm, cell.n_base)].first_per_class(cell.n_add)
+    return x, y, sx, sy
+
+
+# ----------------------------------------------------------------------------- one cell
+
+
+def train_cell(cells: list[Cell], datas: list, test_x, test_y, num_classes: int, ccfg,
+               device) -> list[dict]:
+    """Train and evaluate a group of cells (one: `train_classifier`; several: one batched
+    computation, `batched.train_classifiers`); their results rows. Pure: safe as a Ray task."""
+    from synthequiv.classification.batched import train_classifiers
+    from synthequiv.classification.classifier import evaluate, train_classifier
+
+    t0 = time.time()
+    if len(cells) == 1:
+        (x, y, sx, sy), = datas
+        models = [train_classifier(x, y, num_classes, ccfg, cells[0].seed, sx, sy, device=device)]
+    else:
+        models = train_classifiers(datas, [c.seed for c in cells], num_classes, ccfg, device)
+    rows = []
+    for cell, (_, y, _, sy), model in zip(cells, datas, models):
+        metrics = evaluate(model, test_x, test_y, num_classes, device, ccfg.eval_batch_size)
+        rows.append({
+            "key": cell.key, "n_base": cell.n_base, "arm": cell.arm, "n_add": cell.n_add,
+            "seed": cell.seed, "replicate": cell.replicate, "accuracy": metrics["accuracy"],
+            "balanced_accuracy": metrics.get("balanced_accuracy"), "auc": metrics.get("auc"),
+            "n_train": len(y) + (0 if sy is None else len(sy)),
+            "version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
+    for row in rows:  # a group's wall time, shared equally by its cells
+        row["wall_s"] = (time.time() - t0) / len(rows)
+    return rows
+
+
+def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
+              table: ResultsTable, device: torch.device, chash: str,
+              progress: bool = True) -> None:
+    """Cells not yet in the table, in groups of `cfg.cell_group` (0 = auto) trained at once
+    (a group never spans replicates: they have different test sets); each group is one task,
+    and each of its rows is written as soon as the group returns, stamped with `chash`
+    (config_hash: what report/plan use to pick this config's rows)."""
+    from synthequiv.classification.batched import plan_groups, resolve_group
+    from synthequiv.classification.classifier import num_train_steps
+    from synthequiv.orchestration.executor import map_tasks
+
+    todo = [c for c in cells if c.key not in table.done_keys()]
+    ccfg = cfg.classifier
+    sp0 = reps[0].sp
+    size = resolve_group(cfg.cell_group, ccfg.arch, max(sp0.dataset.images.shape[-2:]), device)
+    groups = []
+    for r in sorted(reps):
+        mine = [c for c in todo if c.replicate == r]
+        steps = [ccfg.train_steps] * len(mine)
+        if ccfg.budget == "epochs" and size > 1:  # step counts follow pool sizes: group by them
+            steps = [num_train_steps(ccfg, sum(len(t) for t in cell_data(c, reps)[1::2]
+                                               if t is not None)) for c in mine]
+        groups += [[mine[i] for i in idx] for idx in plan_groups(steps, size)] if mine else []
+    # big inputs travel once (Ray puts them in the object store); each task gets a group
+    shared = {"reps": reps, "ccfg": ccfg, "device": device}
+    with progress_bar("classifier grid", total=len(cells), enabled=progress) as bar:
+        bar.advance(len(cells) - len(todo))
+        for rows in map_tasks(_cell_task, groups, shared, cfg, kind="cell"):
+            for row in rows:
+                row["config_hash"] = chash
+                table.add(row)  # the driver is the single writer
+                bar.advance(1, f"{row['arm']} n={row['n_base']}+{row['n_add']} "
+                               f"s={row['seed']}: acc {row['accuracy']:.3f}")
+
+
+def _cell_task(cells: list[Cell], reps: dict[int, Replicate], ccfg, device) -> list[dict]:
+    datas = [cell_data(cell, reps) for cell in cells]
+    sp = reps[cells[0].replicate].sp
+    return train_cell(cells, datas, sp.test_images, sp.test_labels, sp.dataset.num_classes,
+                      ccfg, device)
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def train_study_generators(cfg: StudyConfig, splits: list[Splits], run_dir: Path, device,
+                     provided, progress: bool = True) -> None:
+    """Every replicate's generators (not yet sampled), trained before any sampling so that
+    compatible ones train at once (`generator_group`, gengroup.py), one task per group.
+    Directories, keys and trained_on.json are those `prepare_synthetic` makes, which then
+    skips them (`GenJob.trained`); lever sets reuse these generators (they only sample)."""
+    from synthequiv.generation.provided import provided_keys
+    from synthequiv.generation.synthetic import generator_jobs, train_jobs
+
+    given = provided_keys(cfg, provided)
+    jobs = [job for r, sp in enumerate(splits)
+            for job in generator_jobs(replicate_config(cfg, r), sp, run_dir, f"-r{r}", given)
+            if not job.path.exists() and not job.trained]  # samples or generator exist
+    with progress_bar("generators", total=len(jobs), enabled=progress and len(jobs) > 1) as bar:
+        for job in train_jobs(jobs, splits[0].dataset.num_classes, cfg, device, progress):
+            bar.advance(1, job.name)
+
+
+def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
+    ds = load_dataset(cfg.data)
+    sp = make_splits(ds, cfg.splits)
+    check_grid(cfg, sp)
+    return ds, sp
+
+
+def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
+    """Every replicate's splits, checked before any training (a class too small for one
+    replicate's draw fails now, naming the class)."""
+    out = []
+    for r in range(cfg.grid.replicates):
+        sp = make_splits(ds, replicate_config(cfg, r).splits)
+        check_grid(cfg, sp)
+        out.append(sp)
+    return out
+
+
+def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
+    validate(cfg)  # every stage's config, then the data (read-only): bad input writes nothing
+    ds = load_dataset(cfg.data)
+    splits = make_replicates(cfg, ds)
+    validate_data(cfg, ds)
+    provided = load_provided(cfg, splits)  # checked for every replicate before training
+    run_dir = Path(run_dir)
+    with RunLock(run_dir), run_log(run_dir):
+        sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay
+        note_data_digest(run_dir, ds)
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        device = resolve_device(cfg.device)
+        set_cpu_threads(cfg)
+        log_plan(cfg, ds)
+        timings = Timings()  # each stage's time is logged as it is set
+        t0 = time.time()
+        train_study_generators(cfg, splits, run_dir, device, provided, progress)
+        timings["generators_s"] = time.time() - t0  # training alone (sampling is the rest)
+        reps = {}
+        for r, sp in enumerate(splits):  # generators trained: samples (and lever sets)
+            rcfg = replicate_config(cfg, r)
+            synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=f"-r{r}",
+                                      provided=provided)
+            synth |= prepare_levers(rcfg, sp, run_dir, device, progress, f"-r{r}", synth)
+            reps[r] = Replicate(r, rcfg, sp, synth)
+        timings["generators_and_sampling_s"] = time.time() - t0
+        cells = plan_cells(cfg, list(reps.values()), ds.digest)
+        table = ResultsTable(run_dir / "results.sqlite")
+        t0 = time.time()
+        run_cells(cfg, cells, reps, table, device, config_hash(cfg, ds.digest), progress)
+        timings["classifier_grid_s"] = time.time() - t0
+        rows = table.rows({c.key for c in cells})
+        table.close()
+        return finish(cfg, run_dir, rows, reps[0].sp, reps[0].synth, device, timings, progress)
+
+
+def finish(cfg, run_dir, rows, sp, synth, device, timings, progress) -> dict:
+    from synthequiv.reporting.report import write_report
+    from synthequiv.stats.equivalence import analyse
+
+    t0 = time.time()
+    equivalence = analyse(rows, cfg.equivalence)
+    timings["equivalence_s"] = time.time() - t0
+    analysis = None
+    if cfg.analysis.enabled:
+        t0 = time.time()
+        from synthequiv.measures.analyses import analyse_study
+
+        analysis = analyse_study(cfg, run_dir, sp, synth, device, progress)
+        timings["analyses_s"] = time.time() - t0
+    t0 = time.time()
+    out = write_report(cfg, run_dir, rows, equivalence, analysis, sp, synth,
+                       run_info={"timings": timings, "environment": environment(device)})
+    timings["report_s"] = time.time() - t0
+    out["timings"] = timings
+    return out
+
+
+def read_run_config(run_dir: Path) -> StudyConfig:
+    from synthequiv import config as C
+
+    if not (Path(run_dir) / "config.yaml").exists():
+        raise SynthequivError(f"{run_dir} is not a run directory (no config.yaml)")
+    return C.build(C.StudyConfig, C.read_yaml(Path(run_dir) / "config.yaml"))
+
+
+def rebuild_report(run_dir: Path) -> Path:
+    """The report from a run directory's files alone: no training, no data, no run lock (it
+    works while the study runs; results.sqlite is read read-only)."""
+    from synthequiv.reporting.rebuild import rebuild_run_report
+
+    cfg = read_run_config(run_dir)
+    return rebuild_run_report(Path(run_dir), cfg, run_config_hash(run_dir, cfg))
+
+
+def analyse_run(run_dir: Path, progress: bool = True) -> dict:
+    """The analyses of a run directory's synthetic sets: its analysis.json when the study
+    wrote one, else computed (and cached there) under the run lock."""
+    from synthequiv.measures.analyses import analyse_study, read_analysis
+
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    cached = read_analysis(run_dir)
+    if cached is not None:
+        return cached
+    with RunLock(run_dir):
+        device = resolve_device(cfg.device)
+        _, sp = load_inputs(cfg)  # replicate 0: the analyses describe its synthetic sets
+        provided = load_provided(cfg, [sp])
+        synth = prepare_synthetic(cfg, sp, run_dir, device, progress, tag="-r0",
+                                  provided=provided)
+        synth |= prepare_levers(cfg, sp, run_dir, device, progress, "-r0", synth)
+        return analyse_study(cfg, run_dir, sp, synth, device, progress)

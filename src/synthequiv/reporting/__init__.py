@@ -1,0 +1,8 @@
+"""Reporting: what a person reads, and what a machine reads.
+
+  report            report.html / report.md / summary.json of a run
+  analysis_report   the "Real vs synthetic" section
+  figures           matplotlib figures (PNG + SVG)
+  document          one report, two renderings (Markdown, self-contained HTML)
+  rebuild           from files alone: rebuild a report, fit any pipeline's results, export
+"""

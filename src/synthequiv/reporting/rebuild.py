@@ -1,0 +1,199 @@
+"""From files alone: rebuild a run's report, fit results from any pipeline, export results.
+
+None of these trains, loads data or takes the run lock: results.sqlite is opened read-only,
+so they work on a finished run, a partial one, and one whose study is still running.
+
+Results CSV (`synthequiv fit`), one row per trained classifier:
+  n_base    base (real) images per class the classifier was trained on
+  arm       real | closed | open — or baseline (= real with n_add 0)
+  n_add     images added per class (real for arm real, synthetic otherwise; 0 for the baseline)
+  seed      classifier seed (each (n_base, arm, n_add[, replicate]) cell needs ≥ 2 for a CI)
+  replicate optional: which base-set draw (default 0)
+  accuracy  test accuracy in [0, 1] (another column with --metric)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sqlite3
+from pathlib import Path
+
+from synthequiv.generation.levers import is_variant
+from synthequiv.utils import SynthequivError, atomic_path
+
+REQUIRED = ("n_base", "arm", "n_add", "seed")
+ARMS = ("real", "closed", "open")
+# baseline: True for the base-set-alone cells (stored as arm real, n_add 0)
+EXPORT_FRONT = ("run", "dataset", "n_base", "arm", "n_add", "baseline", "replicate", "seed")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_results(path: Path) -> list[dict]:
+    """Every row of a results.sqlite, opened read-only (never blocks or disturbs a writer)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SynthequivError(f"{path} not found (no classifier cell has finished yet?)")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            cur = db.execute("SELECT * FROM cells")
+            cols = [d[0] for d in cur.description]
+            rows = [{"replicate": 0, **dict(zip(cols, r))} for r in cur]  # older tables: none
+            return sorted(rows, key=lambda r: (r["replicate"] or 0, r["n_base"], r["arm"],
+                                               r["n_add"], r["seed"], r["key"]))
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise SynthequivError(f"cannot read results table {path}: {exc}") from exc
+
+
+def _previous_run_info(run_dir: Path) -> dict:
+    try:
+        old = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: old["run"][k] for k in ("timings", "environment")
+            if isinstance(old.get("run"), dict) and k in old["run"]}
+
+
+def rebuild_run_report(run_dir: Path, cfg, config_hash: str) -> Path:
+    """report.html/.md, summary.json and figures of run_dir from config.yaml, results.sqlite,
+    analysis.json and the figures the study drew; rows of another config are left out."""
+    import time
+
+    from synthequiv.measures.analyses import read_analysis
+    from synthequiv.reporting.report import write_report
+    from synthequiv.stats.equivalence import analyse
+
+    rows = [r for r in read_results(run_dir / "results.sqlite")
+            if r.get("config_hash") == config_hash]
+    if not rows:
+        raise SynthequivError(f"{run_dir}: no finished classifier cell of this run's config yet")
+    equivalence = analyse(rows, cfg.equivalence)
+    analysis = read_analysis(run_dir) if cfg.analysis.enabled else None
+    info = {**_previous_run_info(run_dir), "rebuilt_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    out = write_report(cfg, run_dir, rows, equivalence, analysis, None, None, run_info=info)
+    return Path(out["report"])
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def _cell(row: dict, i: int, col: str, kind):
+    try:
+        return kind(row[col])
+    except (TypeError, ValueError):
+        raise SynthequivError(f"row {i}: column {col} must be {kind.__name__}, got "
+                              f"{row[col]!r}") from None
+
+
+def read_results_csv(path: Path, metric: str = "accuracy") -> list[dict]:
+    """Rows of a results CSV (module docstring), checked; arm baseline → real, n_add 0."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header, raw = reader.fieldnames or [], list(reader)
+    except FileNotFoundError:
+        raise SynthequivError(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SynthequivError(f"cannot read {path} as CSV: {exc}") from exc
+    missing = [c for c in (*REQUIRED, metric) if c not in header]
+    if missing:
+        raise SynthequivError(f"{path}: missing column(s) {', '.join(missing)} (has: "
+                              f"{', '.join(header) or 'none'}; needs n_base, arm, n_add, seed, "
+                              f"{metric}, optional replicate)")
+    rows = []
+    for i, r in enumerate(raw, start=2):  # line 1 is the header
+        arm = str(r["arm"]).strip()
+        if arm not in (*ARMS, "baseline") and not is_variant(arm):
+            raise SynthequivError(f"{path} line {i}: arm '{arm}' (use real, closed, open, "
+                                  "baseline or a lever variant such as closed@cfg2+top0.5)")
+        row = {"n_base": _cell(r, i, "n_base", int), "arm": "real" if arm == "baseline" else arm,
+               "n_add": 0 if arm == "baseline" else _cell(r, i, "n_add", int),
+               "seed": _cell(r, i, "seed", int), metric: _cell(r, i, metric, float)}
+        if r.get("replicate") not in (None, ""):
+            row["replicate"] = _cell(r, i, "replicate", int)
+        rows.append(row)
+    if not rows:
+        raise SynthequivError(f"{path}: no rows")
+    return rows
+
+
+def fit_config(rows: list[dict], name: str, ci: float, k: float):
+    """A StudyConfig describing the grid the rows cover (for the report's wording)."""
+    from synthequiv import config as C
+    from synthequiv.stats.equivalence import EquivalenceConfig
+
+    arms = tuple(a for a in ARMS if any(r["arm"] == a and r["n_add"] > 0 for r in rows))
+    grid = dict(arms=arms or ("real",),
+                real_add_per_class=tuple(sorted({r["n_add"] for r in rows
+                                                 if r["arm"] == "real" and r["n_add"]})),
+                syn_add_per_class=tuple(sorted({r["n_add"] for r in rows if r["arm"] != "real"})),
+                seeds=tuple(sorted({r["seed"] for r in rows})),
+                replicates=len({r.get("replicate", 0) for r in rows}))
+    base = C.StudyConfig()
+    return dataclasses.replace(
+        base, name=name, data=dataclasses.replace(base.data, source=f"results file {name}"),
+        splits=dataclasses.replace(base.splits,
+                                   base_per_class=tuple(sorted({r["n_base"] for r in rows}))),
+        grid=C.GridConfig(**grid), equivalence=EquivalenceConfig(k=k, ci=ci),
+        analysis=dataclasses.replace(base.analysis, enabled=False))
+
+
+def fit_results(csv_path: Path, out_dir: Path, metric: str = "accuracy", ci: float = 0.95,
+                k: float = 1.0) -> dict:
+    """The equivalence statistics and report sections of a results CSV, written to out_dir."""
+    from synthequiv.reporting.report import write_report
+    from synthequiv.stats.equivalence import analyse
+
+    rows = read_results_csv(csv_path, metric)
+    cfg = fit_config(rows, Path(csv_path).stem, ci, k)
+    equivalence = analyse(rows, cfg.equivalence, metric)
+    return write_report(cfg, Path(out_dir), rows, equivalence, None, None, None,
+                        run_info={"source": str(csv_path)}, metric=metric)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export_rows(run_dirs: list[Path]) -> list[dict]:
+    """Every results row of every run, with run (directory name) and dataset columns."""
+    from synthequiv.config import read_yaml
+
+    out = []
+    for d in map(Path, run_dirs):
+        if not (d / "config.yaml").is_file():
+            raise SynthequivError(f"{d} is not a run directory (no config.yaml)")
+        dataset = (read_yaml(d / "config.yaml").get("data") or {}).get("source", "")
+        for r in read_results(d / "results.sqlite"):
+            out.append({"run": d.name, "dataset": dataset, **r,
+                        "baseline": r["arm"] == "real" and r["n_add"] == 0})
+    return out
+
+
+def write_export(rows: list[dict], out: Path, fmt: str) -> Path:
+    cols = list(EXPORT_FRONT) + sorted({k for r in rows for k in r} - set(EXPORT_FRONT))
+    if fmt == "csv":
+        with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+        return out
+    if fmt != "parquet":
+        raise SynthequivError(f"unknown export format '{fmt}' (use csv or parquet)")
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SynthequivError("--format parquet needs pyarrow (pip install pyarrow); "
+                              "--format csv needs nothing") from None
+    table = pa.Table.from_pylist(rows, schema=None).select(cols) if rows else pa.table(
+        {c: [] for c in cols})
+    with atomic_path(out, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
+    return out

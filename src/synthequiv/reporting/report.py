@@ -1,0 +1,461 @@
+"""Report stage: report.html (self-contained) + report.md with figures, and summary.json
+with every number. The page answers first: a headline box, then the findings, each figure in
+the section that discusses it, and the setting last."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from synthequiv import __version__
+from synthequiv.config import provided_note, to_dict
+from synthequiv.generation.levers import is_variant, lever_rows
+from synthequiv.reporting import figures
+from synthequiv.reporting.document import Doc
+from synthequiv.stats.planner import heldout_check, heldout_text
+from synthequiv.utils import SynthequivError, atomic_write_json, atomic_write_text
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}"
+
+
+def _fmt(x, digits: int = 2) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _rate(x: float) -> str:
+    if x is None or x != x:
+        return "n/a"
+    if x == math.inf:
+        return "∞"
+    if x >= 1e5:
+        return f"{x:.0e}"
+    return f"{x:.0f}" if x >= 10 or x == 0 else f"{x:.1f}"
+
+
+# a fitted rate whose synthetic amount exceeds the largest measured one by more than this is
+# not printed as an estimate: the formula's curvature is then unconstrained by the data
+MAX_EXTRAPOLATION = 10.0
+
+
+def _arm_base_line(arm: str, n: int, points: list[dict], gains: list[dict]) -> str:
+    """'1 real ≈ N synthetic (CI)' from the measured points of one arm and base size, or why
+    there is none."""
+    usable = [p for p in points if p["usable"]]
+    where = f"{arm}-set at {n} images/class"
+    if usable:
+        p = max(usable, key=lambda p: p["n_syn"])
+        return (f"{where}: 1 real image ≈ {_rate(p['rate'])} synthetic images (95 % CI "
+                f"{_rate(p['rate_lo'])}–{_rate(p['rate_hi'])}; measured: +{p['n_syn']} synthetic "
+                f"matched +{p['n_real_eq']:.1f} real/class)")
+    above = [p for p in points if p["flag"] == "above_range"]
+    if above:
+        p = min(above, key=lambda p: p["n_syn"])
+        return (f"{where}: +{p['n_syn']} synthetic/class beat even the largest real amount "
+                f"(+{p['largest_real']:g}/class), so 1 real image ≈ at most "
+                f"{_rate(p['n_syn'] / p['largest_real'])} synthetic; measure more real amounts "
+                "to pin it down")
+    g = [x for x in gains if x["arm"] == arm and x["n_base"] == n]
+    if g:
+        best = max(g, key=lambda x: x["gain"])
+        return (f"{where}: no rate — synthetic images did not beat the baseline at any amount "
+                f"(best +{best['n_add']}/class: {_pct(best['gain'])} pts, 95 % CI "
+                f"{_pct(best['lo'])} to {_pct(best['hi'])})")
+    return f"{where}: no rate — no synthetic cell was measured"
+
+
+def rate_lines(equivalence: dict, plain_only: bool = False) -> list[str]:
+    """One line per generative arm and base size (the report's headline box); `plain_only`
+    leaves out the lever variants (closed@cfg2, closed+top0.8)."""
+    out = []
+    for arm, eq in sorted(equivalence.get("arms", {}).items()):
+        if plain_only and is_variant(arm):
+            continue
+        for n in sorted({p["n_base"] for p in eq.get("points", [])}):
+            pts = [p for p in eq["points"] if p["n_base"] == n]
+            out.append(_arm_base_line(arm, n, pts, equivalence.get("gains", [])))
+    return out
+
+
+def interval_text(equivalence: dict) -> str:
+    """What every interval in the report is, and what it is conditional on."""
+    unit, u = equivalence.get("unit", "seed"), equivalence.get("n_units", 0)
+    cov = equivalence.get("coverage", {})
+    what = (f"each of the {u} replicates draws its own base sets, reserve and test set and trains "
+            "its own generators, so the intervals include that variability"
+            if unit == "replicate" else
+            f"with one replicate the units are the {u} classifier seeds: the intervals are "
+            "conditional on ONE base-set draw, ONE generator per base size and ONE test set, "
+            "and are too narrow for the question the study asks; run grid.replicates ≥ 3")
+    measured = ""
+    if cov.get("gain") == cov.get("gain"):  # measured, not NaN
+        measured = (f" Measured coverage of nominal 95 % intervals in simulated studies with a "
+                    f"known truth ({cov.get('design', '')}): gain {cov['gain']:.2f}, exchange "
+                    f"rate {cov['n_real_eq']:.2f} (`{cov.get('command', '')}`).")
+    return ("Intervals: gains are Student-t intervals over units of the paired difference "
+            "(cell − baseline), each unit averaged over its seeds; "
+            f"{what}. 'Significant' means Holm-adjusted p < 0.05 across the grid's synthetic "
+            "cells (real-arm cells form their own family); the headline's best gain carries a "
+            "Bonferroni-simultaneous interval. An exchange-rate interval is every real amount "
+            "the synthetic cell is not significantly different from (paired t-test inversion); "
+            "∞ means the data cannot exclude that synthetic images are worth nothing. "
+            "Formula coefficients and r: jackknife over units." + measured)
+
+
+def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
+    """Plain-language headline and lines, from measured gains and points only."""
+    gains = equivalence.get("gains", [])
+    lines = rate_lines(equivalence)
+    fitted = _exchange_lines(equivalence)
+    lines.insert(0, _recommendation(gains))
+    note = provided_note(cfg)  # what provided arms' intervals leave out
+    # the headline answers for the plain arms; lever variants are listed below it and
+    # compared in the levers table
+    plain = rate_lines(equivalence, plain_only=True)
+    return _headline(gains, plain), lines + fitted + ([note] if note else [])
+
+
+def _recommendation(gains: list[dict]) -> str:
+    syn = [g for g in gains if g["arm"] != "real"]
+    sig = [g for g in syn if g["significant"] and g["gain"] > 0]
+    hurt = [g for g in syn if g["significant"] and g["gain"] < 0]
+    real_sig = [g for g in gains if g["arm"] == "real" and g["significant"] and g["gain"] > 0]
+    m = syn[0]["family_size"] if syn else 0
+    if sig:
+        arms = sorted({g["arm"] for g in sig})
+        bases = sorted({g["n_base"] for g in sig})
+        text = (f"Recommendation: {' and '.join(arms)}-set synthetic data gave a significant "
+                f"gain (Holm-adjusted across {m} synthetic cells) at base size(s) {bases} "
+                "images/class; weigh the exchange rates below against the cost of real images.")
+    elif syn:
+        best = max(syn, key=lambda g: g["gain"])
+        text = (f"Recommendation: no synthetic cell's gain is significant after Holm adjustment "
+                f"across {m} cells; the largest was {_pct(best['gain'])} pts (95 % CI "
+                f"{_pct(best['lo'])} to {_pct(best['hi'])}). This does not show that synthetic "
+                "data is useless: the study cannot resolve a gain this small. More replicates "
+                "narrow the intervals (about as 1/√replicates).")
+    else:
+        return "Recommendation: no synthetic arm was run."
+    if hurt:
+        text += (" Synthetic data significantly hurt at " + ", ".join(
+            f"{g['arm']} +{g['n_add']} (base {g['n_base']})" for g in hurt) + ".")
+    if real_sig:
+        best = max(real_sig, key=lambda g: g["gain"])
+        text += (f" Real images did help significantly (up to {_pct(best['gain'])} pts at "
+                 f"+{best['n_add']}/class, base {best['n_base']}/class).")
+    return text
+
+
+def _exchange_lines(equivalence: dict) -> list[str]:
+    """Fitted-formula rates, only where a measured point supports the arm and base size; rates
+    beyond the largest synthetic amount measured there are flagged as extrapolated."""
+    measured: dict[tuple[str, int], int] = {}
+    for c in equivalence.get("cells", []):
+        key = (c["arm"], c["n_base"])
+        measured[key] = max(measured.get(key, 0), c["n_add"])
+    out = []
+    for arm, eq in sorted(equivalence.get("arms", {}).items()):
+        fit = eq.get("fit", {})
+        if fit.get("status") != "ok":
+            out.append(f"{arm}-set: the paper's formula was not fitted ({fit.get('status')}: it "
+                       f"needs ≥ 3 synthetic cells inside the real curve's range, had "
+                       f"{fit.get('n_inside', 0)}); the rates above are the measured ones.")
+            continue
+        for x in eq.get("exchange", []):
+            if not x.get("supported"):
+                continue
+            max_syn = measured.get((arm, x["n_base"]), 0)
+            if not x["n_syn"] <= MAX_EXTRAPOLATION * max_syn:
+                out.append(f"{arm}-set, {x['n_base']} images/class (fitted formula): matching "
+                           f"+{x['n_real_plus']:g} real/class would take more than "
+                           f"{MAX_EXTRAPOLATION:g}× the largest measured {max_syn}/class — "
+                           "not reported (an extrapolation the data do not constrain).")
+                continue
+            beyond = (f" [extrapolated: beyond the largest measured {max_syn}/class]"
+                      if x["n_syn"] > max_syn else "")
+            out.append(
+                f"{arm}-set, {x['n_base']} images/class (fitted formula): matching "
+                f"+{x['n_real_plus']:g} real/class takes ≈ {x['n_syn']:.0f} synthetic/class — "
+                f"1 real ≈ {_rate(x['rate'])} synthetic (95 % CI {_rate(x.get('lo'))}–"
+                f"{_rate(x.get('hi'))}){beyond}.")
+    return out
+
+
+def _headline(gains: list[dict], rate_texts: list[str]) -> str:
+    syn = [g for g in gains if g["arm"] != "real"]  # closed, open and provided arms
+    if not syn:
+        return "No synthetic arm was run."
+    rated = [t for t in rate_texts if "1 real image ≈" in t]
+    head = "; ".join(rated) if rated else "No synthetic amount matched a real-data gain"
+    sig = [g for g in syn if g["significant"] and g["gain"] > 0]
+    if sig:
+        best = max(sig, key=lambda g: g["gain"])
+        head += (f". Best significant synthetic gain: {best['arm']}-set +{best['n_add']}/class "
+                 f"at base {best['n_base']}/class, {_pct(best['gain'])} pts (simultaneous 95 % "
+                 f"CI {_pct(best['sim_lo'])} to {_pct(best['sim_hi'])})")
+    else:
+        head += f". No synthetic gain is significant (Holm, {len(syn)} cells)"
+    return head + "."
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _accuracy_rows(stats: list[dict]) -> list[list[str]]:
+    return [[str(s["n_base"]), s["arm"], str(s["n_add"]), f"{s['mean']:.4f}",
+             f"{_fmt(s['lo'], 4)}–{_fmt(s['hi'], 4)}", str(s.get("n_units", s.get("n_seeds"))),
+             str(s.get("n_runs", s.get("n_seeds")))] for s in stats]
+
+
+def _coef_rows(equivalence: dict) -> list[list[str]]:
+    rows = []
+    for arm, eq in equivalence.get("arms", {}).items():
+        fit, ci = eq.get("fit", {}), eq.get("ci", {})
+        for name in ("c2", "ln_c1_over_k", "c1"):
+            lo, hi = ci.get(name, (None, None))
+            rows.append([arm, name, _fmt(fit.get(name), 3), f"{_fmt(lo, 3)}–{_fmt(hi, 3)}",
+                         str(fit.get("n_inside", 0)), fit.get("status", "")])
+        alt = eq.get("comparison", {})
+        if alt:
+            rows.append([arm, "held-out RMSE formula / effective-data",
+                         f"{_fmt(alt.get('paper_formula_rmse'), 4)} / "
+                         f"{_fmt(alt.get('effective_data_rmse'), 4)}",
+                         f"Δ sq. err {_fmt(alt.get('diff_lo'), 6)}–{_fmt(alt.get('diff_hi'), 6)}",
+                         str(alt.get("n_cells", "")), f"better: {alt.get('better', 'n/a')}"])
+        r = eq.get("effective_data", {})
+        if r:
+            lo, hi = ci.get("r", (None, None))
+            rows.append([arm, "effective-data r (real images per synthetic)", _fmt(r.get("r"), 3),
+                         f"{_fmt(lo, 3)}–{_fmt(hi, 3)}", str(r.get("n_cells", "")),
+                         r.get("status", "")])
+    return rows
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _figures(cfg, run_dir: Path, stats, equivalence, sp, synth, metric) -> dict[str, Path]:
+    """Draw the report's figures; sample grids need the data (sp, synth) and are kept from
+    an earlier drawing when it is absent (a rebuild from files)."""
+    figdir = run_dir / "figures"
+    figs = {"accuracy": figures.accuracy_curves(stats, figdir / "accuracy.png", metric),
+            "gains": figures.gain_curves(equivalence.get("gains", []), figdir / "gains.png")}
+    for n in cfg.splits.base_per_class:
+        path = figdir / f"samples_n{n}.png"
+        if sp is not None and synth is not None:
+            sets = [(f"real B({n})", *sp.base(n))]
+            sets += [(f"{arm}-set samples", s.images, s.labels) for (arm, m), s in synth.items()
+                     if m == n]
+            figs[f"samples_n{n}"] = figures.sample_grid(sets, sp.dataset.class_names, path)
+        elif path.is_file():
+            figs[f"samples_n{n}"] = path
+    for arm, eq in equivalence.get("arms", {}).items():
+        figs[f"equivalence_{arm}"] = figures.equivalence_curves(
+            eq, arm, cfg.equivalence.k, figdir / f"equivalence_{arm}.png")
+    return figs
+
+
+def _relative(path, root: Path) -> str:
+    p = Path(path)
+    return str(p.relative_to(root)) if p.is_absolute() and p.is_relative_to(root) else str(p)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analysis: dict | None,
+                 sp=None, synth=None, run_info: dict | None = None,
+                 metric: str = "accuracy") -> dict:
+    """report.html, report.md, summary.json and figures/ in run_dir. sp/synth (the splits and
+    synthetic sets) draw the sample grids; run_info (timings, environment) goes to summary.json.
+    Every path in summary.json is relative to run_dir."""
+    run_dir = Path(run_dir)
+    stats = equivalence["cells"]  # mean and t-interval over units (replicates) per cell
+    figs = _figures(cfg, run_dir, stats, equivalence, sp, synth, metric)
+    stored = analysis
+    if analysis:  # absolute paths for drawing the page, relative ones in summary.json
+        analysis = {**analysis, "figures": {k: run_dir / v
+                                            for k, v in analysis.get("figures", {}).items()}}
+        figs.update(analysis["figures"])
+        stored = {**analysis, "figures": {k: _relative(v, run_dir)
+                                          for k, v in analysis["figures"].items()}}
+    headline, lines = findings(cfg, equivalence)
+    planner = planner_check(rows, cfg, metric)
+    summary = {
+        "version": __version__, "name": cfg.name, "headline": headline, "recommendation": lines,
+        "budget": _budget_text(cfg), "metric": metric, "n_cells": len(rows), "accuracy": stats,
+        "equivalence": equivalence, "analysis": stored, "config": to_dict(cfg),
+        "figures": {k: _relative(v, run_dir) for k, v in figs.items()},
+        "planner": planner, "run": run_info or {},
+        "levers": lever_rows(cfg, equivalence, analysis),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    md, page = _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs)
+    atomic_write_text(run_dir / "report.md", md)
+    atomic_write_text(run_dir / "report.html", page)
+    return {"report": str(run_dir / "report.html"), "headline": headline, "summary": summary}
+
+
+def _budget_text(cfg) -> str:
+    c = cfg.classifier
+    if c.budget == "steps":
+        return (f"fixed {c.train_steps} optimizer steps of batch {c.batch_size} per cell "
+                "(arms compared at equal compute)")
+    return (f"fixed {c.epochs} epochs per cell (as in the paper): a cell with more images also "
+            "gets more optimizer steps, so data value is confounded with compute — the gain of "
+            "a large synthetic cell includes its extra training (use classifier.budget=steps "
+            "for arms at equal compute)")
+
+
+def _fit_notes(equivalence: dict) -> list[str]:
+    out = []
+    for arm, eq in equivalence.get("arms", {}).items():
+        fit = eq.get("fit", {})
+        if fit.get("status") == "ok":
+            out.append(f"{arm}-set: fitted in accuracy space on {fit.get('n_points', 0)} "
+                       f"synthetic cells ({fit.get('n_inside', 0)} inside the real curve's "
+                       "range; the others enter as bounds).")
+        else:
+            out.append(f"{arm}-set: the fit FAILED ({fit.get('status', 'no data')}: it needs ≥ 3 "
+                       "synthetic cells inside the real curve's range, had "
+                       f"{fit.get('n_inside', 0)}), so no fitted rate is given; the measured "
+                       "rates in the headline are the result.")
+    return out
+
+
+def _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs) -> tuple[str, str]:
+    doc = Doc(f"synthequiv report — {cfg.name}", run_dir)
+    doc.box(summary["headline"])
+    doc.h2("What this means")
+    doc.bullets(summary["recommendation"])
+    doc.h2("Accuracy")
+    doc.p("Test accuracy of every classifier configuration: mean over units (replicates, each "
+          "averaged over its seeds) with 95 % t-intervals; each arm starts from the shared "
+          "baseline (the base set alone).")
+    doc.figure(figs.get("accuracy"), "Accuracy vs images added per class, per arm (bands: "
+               "95 % CI); one panel per base size, shared y axis")
+    doc.figure(figs.get("gains"), "Gain over the baseline in percentage points (bars: 95 % "
+               "CI of the paired difference over replicates; filled = significant after Holm "
+               "adjustment)")
+    doc.table(["base/class", "arm", "added/class", summary["metric"], "95 % CI", "units",
+               "classifiers"], _accuracy_rows(stats))
+    _equivalence_section(doc, cfg, equivalence, figs)
+    _levers_section(doc, summary["levers"])
+    _planner_section(doc, summary.get("planner"))
+    if analysis:
+        from synthequiv.reporting.analysis_report import add_section
+
+        add_section(doc, analysis)
+    samples = [k for k in figs if k.startswith("samples_n")]
+    if samples:
+        doc.h2("Samples")
+        for k in samples:
+            doc.figure(figs[k], f"Real base-set images beside the synthetic images of each "
+                       f"generator, base {k.removeprefix('samples_n')}/class (one row per "
+                       "class, first 8 images)")
+    _setting_section(doc, cfg, summary)
+    return doc.render()
+
+
+def _equivalence_section(doc: Doc, cfg, equivalence: dict, figs: dict) -> None:
+    doc.h2("How many synthetic images is one real image worth?")
+    doc.p("Fitted form: n_syn / n_base ≈ c₁^(n_base/k) · (c₂^(n_real⁺/n_base) − 1) with "
+          f"k = {cfg.equivalence.k:g} fixed (only ln c₁ / k is identifiable). c₂ sets how fast "
+          "the synthetic images needed grow with the real gain to match; c₁ how that need "
+          "scales with the base size; r (effective-data model) is the real images one synthetic "
+          "image is worth. Counts are per class, so with k = 1 c₁ is per class image; the paper "
+          "counts all C classes together, and its c₁ at its k_p equals c₁^(k_p / (C·k)) here. "
+          "The fit is in accuracy space: formula → n_real⁺ → real curve → predicted accuracy of "
+          "each synthetic cell, weighted by its standard error; cells outside the real curve "
+          "enter as bounds.")
+    for note in _fit_notes(equivalence):
+        doc.p(note)
+    for arm in equivalence.get("arms", {}):
+        doc.figure(figs.get(f"equivalence_{arm}"), f"{arm}-set: synthetic images per class "
+                   "that matched a real-data gain, with the fitted formula (squares: fitted "
+                   "exchange rates with 95 % jackknife CIs over replicates)")
+    doc.table(["arm", "coefficient", "estimate", "95 % CI", "points", "status"],
+              _coef_rows(equivalence))
+
+
+def planner_check(rows: list[dict], cfg, metric: str = "accuracy") -> dict:
+    """The planner's held-out check (`planner.heldout_check`) for summary.json["planner"]."""
+    try:
+        return heldout_check(rows, cfg.equivalence.k, cfg.equivalence.ci, metric)
+    except SynthequivError as exc:  # rows the check cannot use must not cost the report
+        return {"status": "not_possible", "reason": str(exc), "cells": []}
+
+
+def _planner_section(doc: Doc, check: dict | None) -> None:
+    if not check:
+        return
+    doc.h2("Planner check")
+    doc.p("`synthequiv plan RUN --target-gain POINTS` turns the fitted curves into 'generate "
+          "about N synthetic or collect about M real images/class'. How far to trust it is "
+          "measured here: the largest real and the largest synthetic amount of every base size "
+          "were left out, everything was refitted on the rest, and those cells' accuracy was "
+          "predicted (real: the power law beyond the rest's curve; synthetic: the fitted "
+          "formula, or the effective-data model without one). Interval: prediction ± t·se, se "
+          "the jackknife over units of (prediction − observed mean).")
+    doc.p(heldout_text(check))
+    rows = [[str(c["n_base"]), c["arm"], str(c["n_add"]), c["method"], _fmt(c["predicted"], 4),
+             _fmt(c["observed"], 4), _pct(c["error"]), f"{_fmt(c['lo'], 4)}–{_fmt(c['hi'], 4)}",
+             {True: "yes", False: "NO", None: "n/a"}[c["covered"]]]
+            for c in check.get("cells", [])]
+    if rows:
+        doc.table(["base/class", "arm", "held out/class", "predicted by", "predicted",
+                   "observed", "error (pts)", f"{100 * check.get('ci', 0.95):g} % interval",
+                   "covered"], rows)
+
+
+def _levers_section(doc: Doc, rows: list[dict]) -> None:
+    """Per lever setting: what the synthetic images look like (replicate 0's sets) beside what
+    they are worth (gain and measured rate at the largest amount, intervals over replicates)."""
+    if not rows:
+        return
+    doc.h2("Levers: guidance, sampler steps and filtering")
+    doc.p("Each setting is its own synthetic arm with the same intervals as every other cell "
+          "(its cells are in the Holm family). Fidelity: agreement of a real-trained classifier "
+          "with the conditioning labels; recall and coverage: how much of the real feature "
+          "distribution the set covers (diversity); memorized: share of synthetic images nearer "
+          "a training image than 95 % of held-out real images are (5 % expected). Filtered "
+          "arms (top q) keep the top fraction q per class of a pool of ⌈largest amount / q⌉ "
+          "images/class, ranked by a classifier trained on the base set only. * = significant "
+          "after Holm adjustment.")
+    doc.table(["base/class", "setting", "guidance", "steps", "filter", "fidelity", "recall",
+               "coverage", "memorized", "gain at largest (pts, 95 % CI)",
+               "1 real ≈ synthetic (95 % CI)"], [_lever_row(r) for r in rows])
+
+
+def _lever_row(r: dict) -> list[str]:
+    gain = "n/a" if r["gain"] is None else (
+        f"+{r['n_add']}: {_pct(r['gain'])} ({_pct(r['gain_lo'])} to {_pct(r['gain_hi'])})"
+        + (" *" if r["significant"] else ""))
+    why = f" ({r['rate_flag'].replace('_', ' ')})" if r.get("rate_flag") else ""
+    rate = f"n/a{why}" if r["rate"] is None else (
+        f"{_rate(r['rate'])} ({_rate(r['rate_lo'])}–{_rate(r['rate_hi'])})")
+    return [str(r["n_base"]), r["arm"], f"{r['cfg_scale']:g}", str(r["steps"]),
+            "none" if r["keep_top"] is None else f"top {r['keep_top']:g}", _fmt(r["fidelity"], 3),
+            _fmt(r["recall"], 3), _fmt(r["coverage"], 3), _fmt(r["memorized"], 3), gain, rate]
+
+
+def _setting_section(doc: Doc, cfg, summary: dict) -> None:
+    doc.h2("Setting")
+    reps = cfg.grid.replicates
+    doc.p(f"Data: {cfg.data.source}; base sizes {list(cfg.splits.base_per_class)} images/class; "
+          f"seeds {list(cfg.grid.seeds)}; replicates {reps}; classifier budget: "
+          f"{summary['budget']}; mixing: {cfg.classifier.mixing}; open-set arm: "
+          f"{cfg.openset.kind}.")
+    doc.p(interval_text(summary["equivalence"]))
+    run = summary.get("run") or {}
+    if run.get("timings"):
+        doc.p("Stage times: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s"
+                                          for k, v in run["timings"].items()), small=True)
+    env = run.get("environment") or {}
+    if env:
+        doc.p("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items() if v), small=True)
