@@ -56,7 +56,7 @@ def test_piped_study_prints_timestamped_plan_progress_and_stages(tiny_run):
                         r"plan: estimated cost on cpu", r"generator \d+\.\d\d/0\.64 kimg, loss ",
                         r"classifier grid 6/6: closed n=5\+5 s=1: acc",
                         r"stage classifier_grid: \d+\.\d s", r"run finished in",
-                        r"sampling (\d+)/\1 images \(elapsed ", r"stage generators: "):
+                        r"sampling closed-n5-r0 (\d+)/\1 images \(elapsed ", r"stage generators: "):
             assert any(re.search(STAMP + ".*" + pattern, ln) for ln in lines), pattern
         assert "━" not in text  # no progress bar frames in a pipe or a log file
     events = [json.loads(ln)["event"] for ln in (run_dir / "metrics.jsonl").open()]

@@ -126,9 +126,10 @@ def diffusion_sampler(gen: Generator, labels: torch.Tensor, rngs: list[torch.Gen
 
 def sample_images(generator: Generator, labels: torch.Tensor, cfg: SampleConfig,
                   device: torch.device | str = "cpu", progress: bool = True,
-                  index_offset: int = 0) -> torch.Tensor:
+                  index_offset: int = 0, description: str = "sampling") -> torch.Tensor:
     """uint8 [len(labels), C, H, W] at the dataset's shape; image i depends only on
-    (generator, labels[i], cfg.sampler/steps/cfg_scale/seed, index_offset + i)."""
+    (generator, labels[i], cfg.sampler/steps/cfg_scale/seed, index_offset + i).
+    `description` names the work in the progress bar / log lines."""
     check_sample_config(cfg)
     _check_labels(labels, generator.num_classes)
     check_positive("index_offset", index_offset, allow_zero=True)
@@ -139,7 +140,7 @@ def sample_images(generator: Generator, labels: torch.Tensor, cfg: SampleConfig,
     out = torch.empty((len(labels), *gen.image_shape), dtype=torch.uint8)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     with _progress(progress) as bar, autocast:
-        task = bar.add_task("sampling", total=len(labels))
+        task = bar.add_task(description, total=len(labels))
         for s in range(0, len(labels), bsz):
             y = labels[s:s + bsz].to(device)
             rngs = [sample_rng(cfg.seed, index_offset + s + i) for i in range(len(y))]

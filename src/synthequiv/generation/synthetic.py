@@ -9,6 +9,7 @@ open    one set shared by every base size:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,8 +141,11 @@ def _sample_task(shard: tuple[Path, int, int], labels, scfg, device, progress, c
 
     gen_dir, start, stop = shard
     gen = load_generator(gen_dir, device, compile=compile)
+    name = re.sub(r"-[0-9a-f]{12}$", "", Path(gen_dir).name)  # closed-n10-r0, without its key
+    part = "" if (start, stop) == (0, len(labels)) else f" [{start}:{stop}]"
     # index_offset keeps per-sample seeds global: N shards give exactly one call's images
-    return gen_dir, start, sample_images(gen, labels[start:stop], scfg, device, progress, start)
+    return gen_dir, start, sample_images(gen, labels[start:stop], scfg, device, progress, start,
+                                         description=f"sampling {name}{part}")
 
 
 def shards(n: int, count: int) -> list[tuple[int, int]]:
