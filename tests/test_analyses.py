@@ -191,19 +191,25 @@ def _noisy(x, y, per_class: int, noise: float, seed: int):
     return out.clamp(0, 255).round().to(torch.uint8), y[idx]
 
 
-def test_analyse_study_writes_cached_analysis_and_report(tmp_path, monkeypatch):
+def _study_inputs(*extra):
     from synthequiv import config as C
 
     cfg = C.resolve("quick", None, ["splits.base_per_class=[10]", "classifier.train_steps=40",
                                     "analysis.domain_train_steps=40", "analysis.max_images=300",
-                                    "device=cpu"])
+                                    "device=cpu", *extra])
     ds = load_dataset(cfg.data)
     sp = make_splits(ds, cfg.splits)
     closed = SyntheticSet("c10", "closed", *_noisy(*sp.base(10), 20, 20.0, 0), Path("c.npz"), None)
     pool = sp.pool_indices()
     opened = SyntheticSet("open", "open", *_noisy(ds.images[pool], ds.labels[pool], 20, 40.0, 1),
                           Path("o.npz"), None)
-    synth = {("closed", 10): closed, ("open", 10): opened}
+    return cfg, sp, {("closed", 10): closed, ("open", 10): opened}
+
+
+def test_analyse_study_writes_cached_analysis_and_report(tmp_path, monkeypatch):
+    from synthequiv.classification import batched
+
+    cfg, sp, synth = _study_inputs()
     out = A.analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
     assert set(out["sets"]) == {"closed-n10", "open"}
     stored = json.loads((tmp_path / "analysis.json").read_text())
@@ -218,6 +224,7 @@ def test_analyse_study_writes_cached_analysis_and_report(tmp_path, monkeypatch):
         raise AssertionError("retrained although analysis.json matches")
 
     monkeypatch.setattr(A, "train_classifier", boom)
+    monkeypatch.setattr(batched, "train_many", boom)
     again = A.analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
     assert again == out
 
@@ -227,3 +234,28 @@ def test_analyse_study_writes_cached_analysis_and_report(tmp_path, monkeypatch):
     for text in (md, html):
         assert "Real vs synthetic" in text and auc in text and fd in text and "closed-n10" in text
     assert md.count("\n|") >= 4 and "<table>" in html
+
+
+def test_analyses_train_their_classifiers_in_groups_like_cells(tmp_path, monkeypatch):
+    """With cell groups (auto on CUDA; forced here on the CPU) the analyses' 7 small trainings
+    (extractor, 3 domain classifiers, 2 CAS models, B(10)'s CAS reference) run as 2 batched
+    groups, one per class count; the numbers stay those of one-by-one training up to float
+    rounding amplified by training (as for cells)."""
+    from synthequiv.classification import batched
+
+    cfg, sp, synth = _study_inputs()
+    alone = A.analyse_study(cfg, tmp_path / "alone", sp, synth, "cpu", progress=False)
+    groups = []
+    real = batched.train_classifiers
+    monkeypatch.setattr(batched, "train_classifiers",
+                        lambda d, seeds, k, *a, **kw: groups.append((len(d), k))
+                        or real(d, seeds, k, *a, **kw))
+    cfg, sp, synth = _study_inputs("cell_group=8")
+    grouped = A.analyse_study(cfg, tmp_path / "grouped", sp, synth, "cpu", progress=False)
+    assert sorted(groups) == [(3, 2), (4, 10)]
+    assert grouped["key"] == alone["key"]  # a runtime knob: the same analysis
+    for name, s in alone["sets"].items():
+        g = grouped["sets"][name]
+        assert abs(g["domain"]["auc"] - s["domain"]["auc"]) < 0.1
+        assert abs(g["cas"]["accuracy"] - s["cas"]["accuracy"]) < 0.05
+        assert g["overlap"]["fd"] == pytest.approx(s["overlap"]["fd"], rel=0.2)

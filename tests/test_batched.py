@@ -128,3 +128,27 @@ def test_study_in_groups_matches_one_by_one_and_resumes(tmp_path):
     c = _rows(tmp_path / "grouped")
     assert [r[:4] for r in c] == [r[:4] for r in b]
     assert all(abs(r[4] - s[4]) * n_test <= 5.001 for r, s in zip(c, b))
+
+
+def test_train_many_groups_compatible_specs_and_keeps_the_order(digits, monkeypatch):
+    """The analyses' small trainings: specs of one class count, config, shape and step count
+    train together (each ≈ alone), others apart; group 1 is train_classifier exactly."""
+    import synthequiv.classification.batched as B
+
+    x, y = digits
+    a, b = ClassifierConfig(train_steps=8), ClassifierConfig(train_steps=6)
+    specs = [(x[:200], y[:200], 10, a, 0), (x[:100], y[:100] % 2, 2, a, 1),
+             (x[200:400], y[200:400], 10, a, 2), (x[:150], y[:150], 10, b, 3),
+             (x[:100], y[:100], 10, a, 4)]
+    alone = [train_classifier(*s[:4], s[4]) for s in specs]
+    exact = B.train_many(specs, 1)
+    assert all(_rel_diff(m, r) == 0.0 for m, r in zip(exact, alone))
+    calls = []
+    real = B.train_classifiers
+    monkeypatch.setattr(B, "train_classifiers",
+                        lambda d, seeds, *a, **k: calls.append(seeds) or real(d, seeds, *a, **k))
+    grouped = B.train_many(specs, 2)
+    assert calls == [[0, 2]]  # seed 4 is the group's third: a group of one (alone); 1 and 3
+    assert all(_rel_diff(r, m) < CLOSE for m, r in zip(grouped, alone))  # differ in key
+    with torch.no_grad():
+        assert [m(x[:2].float() / 255).shape[1] for m in grouped] == [10, 2, 10, 10, 10]

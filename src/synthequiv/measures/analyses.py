@@ -19,7 +19,9 @@ Every number sits beside a real-vs-real baseline so it has a scale: the real tes
 into two stratified halves A and B; synthetic features are compared with A at |B| images, and
 the baseline is B vs A (same sizes, so the finite-sample bias of FD/KID/PRDC is the same).
 
-Feature-level metrics take numpy [N, D] arrays and are tested against analytic values.
+Feature-level metrics take numpy [N, D] arrays and are tested against analytic values. The
+small classifiers behind them (feature extractor, domain classifiers, CAS models) are trained
+first, in batched groups where the study groups cells (`cell_group`; on CUDA by default).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from synthequiv.classification.classifier import (
     predict_proba,
     train_classifier,
 )
-from synthequiv.measures.domaingap import _train_domain, domain_gap, f4_verdict
+from synthequiv.measures.domaingap import _train_domain, domain_gap, domain_job, f4_verdict
 from synthequiv.measures.features import (
     PRDC_K,
     SEED,
@@ -80,9 +82,11 @@ def _predict(model: nn.Module, x: torch.Tensor, device) -> np.ndarray:
 
 
 def _cas(fake_x, fake_y, real_x, real_y, test_x, test_y, num_classes, ccfg, seed, device,
-         real_model: nn.Module | None) -> dict:
-    """Train on synthetic only, test on real; beside it the same recipe trained on real_x."""
-    syn = train_classifier(fake_x, fake_y, num_classes, ccfg, seed, device=device)
+         real_model: nn.Module | None, syn: nn.Module | None = None) -> dict:
+    """Train on synthetic only, test on real; beside it the same recipe trained on real_x
+    (`syn` / `real_model`: already trained, e.g. in a batched group)."""
+    if syn is None:
+        syn = train_classifier(fake_x, fake_y, num_classes, ccfg, seed, device=device)
     if real_model is None:
         real_model = train_classifier(real_x, real_y, num_classes, ccfg, seed, device=device)
     y = test_y.numpy()
@@ -105,7 +109,8 @@ def compare_sets(real_x, real_y, fake_x, fake_y, train_x, test_x, test_y,
                  ccfg: ClassifierConfig | None = None, domain_steps: int = 300,
                  max_images: int = 1000, quantile: float = 0.05, seed: int = SEED,
                  device="cpu", figdir: Path | None = None, name: str = "synthetic",
-                 arm: str = "closed", real_model: nn.Module | None = None) -> dict:
+                 arm: str = "closed", real_model: nn.Module | None = None,
+                 models: dict | None = None) -> dict:
     """Every analysis of one synthetic set (fake_x, fake_y).
 
     real_x/real_y: the generator's real reference (B(n), or the pool for open-set) — the
@@ -113,14 +118,16 @@ def compare_sets(real_x, real_y, fake_x, fake_y, train_x, test_x, test_y,
     train_x: the generator's training images (memorization). test_x/test_y: the real test split
     (overlap halves, CAS test, memorization reference). extractor_model: classifier trained on
     real data only. real_model: an already trained classifier on (real_x, real_y) with ccfg.
+    models: already trained {"domain", "cas", "cas_real"} models (e.g. in batched groups).
     Returns metrics plus "figures" {figure key: path} (empty without figdir).
     """
     ccfg = ccfg or ClassifierConfig()
     _same_shape(name, real_x, fake_x)
     t0 = time.time()
     out = {"arm": arm, "n_real": len(real_x), "n_synthetic": len(fake_x)}
+    models = models or {}
     dom, dom_feats, dom_fake = _train_domain(real_x, fake_x, domain_steps, seed, device, ccfg,
-                                             max_images)
+                                             max_images, models.get("domain"))
     out["domain"] = dom
     half_a, half_b = split_halves(test_y, seed)
     m = min(len(half_b), max_images, len(fake_x))
@@ -130,7 +137,8 @@ def compare_sets(real_x, real_y, fake_x, fake_y, train_x, test_x, test_y,
     out["overlap"] = feature_metrics(ref_f, fake_f, seed)
     out["fidelity"] = _fidelity(extractor_model, fake_x, fake_y, num_classes, device)
     out["cas"] = _cas(fake_x, fake_y, real_x, real_y, test_x, test_y, num_classes, ccfg, seed,
-                      device, real_model)
+                      device, real_model if real_model is not None else models.get("cas_real"),
+                      models.get("cas"))
     mem_x = fake_x[_subsample(len(fake_x), max_images, seed + 2)]  # every training image stays
     mem_test = test_x[_subsample(len(test_x), max_images, seed + 3)]
     mem_feats = tuple(extract_features(extractor_model, x, device).numpy()
@@ -152,14 +160,19 @@ def compare_sets(real_x, real_y, fake_x, fake_y, train_x, test_x, test_y,
     return out
 
 
-def real_baseline(extractor_model, test_x, test_y, *, ccfg=None, domain_steps: int = 300,
-                  max_images: int = 1000, seed: int = SEED, device="cpu") -> dict:
-    """Real-vs-real scale: test half B against half A (features) and A vs B (domain)."""
+def _halves(test_x, test_y, seed: int, max_images: int) -> tuple[torch.Tensor, torch.Tensor]:
     half_a, half_b = split_halves(test_y, seed)
-    a, b = test_x[half_a[:max_images]], test_x[half_b[:max_images]]
+    return test_x[half_a[:max_images]], test_x[half_b[:max_images]]
+
+
+def real_baseline(extractor_model, test_x, test_y, *, ccfg=None, domain_steps: int = 300,
+                  max_images: int = 1000, seed: int = SEED, device="cpu",
+                  domain_model: nn.Module | None = None) -> dict:
+    """Real-vs-real scale: test half B against half A (features) and A vs B (domain)."""
+    a, b = _halves(test_x, test_y, seed, max_images)
     fa = extract_features(extractor_model, a, device).numpy()
     fb = extract_features(extractor_model, b, device).numpy()
-    dom, _, _ = _train_domain(a, b, domain_steps, seed, device, ccfg, max_images)
+    dom, _, _ = _train_domain(a, b, domain_steps, seed, device, ccfg, max_images, domain_model)
     return {"what": "real test split, stratified halves A vs B", "overlap": feature_metrics(
         fa, fb, seed), "domain": dom}
 
@@ -240,27 +253,45 @@ def standardized_extractor(model: nn.Module, real_images: torch.Tensor, device
 
 
 def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg, figdir: Path,
-             device, progress: bool) -> dict:
-    """Shared by analyse_study and analyse_dirs: extractor, baseline, then every set."""
+             device, progress: bool, group: int = 1) -> dict:
+    """Shared by analyse_study and analyse_dirs: extractor, baseline, then every set. Its small
+    trainings (feature extractor, domain classifiers, CAS models) are made first, `group` at a
+    time where compatible (batched.train_many; 1 = one by one, as on a CPU)."""
+    from synthequiv.classification.batched import train_many
     from synthequiv.orchestration.progress import progress_bar
 
     pool_x, pool_y = pool
     test_x, test_y = test
-    kw = {"ccfg": ccfg, "domain_steps": acfg["domain_train_steps"],
-          "max_images": acfg["max_images"], "seed": SEED, "device": device}
-    with progress_bar("analyses", total=2 + len(named), enabled=progress) as bar:
-        extractor = train_classifier(pool_x, pool_y, num_classes, ccfg, SEED, device=device)
-        extractor = standardized_extractor(extractor, test_x, device)
+    steps, max_images = acfg["domain_train_steps"], acfg["max_images"]
+    kw = {"ccfg": ccfg, "domain_steps": steps, "max_images": max_images, "seed": SEED,
+          "device": device}
+    same = {name: rx.shape == pool_x.shape and torch.equal(rx, pool_x)
+            for name, (_, rx, _, _) in named.items()}
+    specs = {"extractor": (pool_x, pool_y, num_classes, ccfg, SEED),
+             "baseline": domain_job(*_halves(test_x, test_y, SEED, max_images), steps, SEED,
+                                    ccfg, max_images).spec()}
+    for name, (s, rx, ry, _) in named.items():
+        specs[(name, "domain")] = domain_job(rx, s.images, steps, SEED, ccfg, max_images).spec()
+        specs[(name, "cas")] = (s.images, s.labels, num_classes, ccfg, SEED)
+        if not same[name]:
+            specs[(name, "cas_real")] = (rx, ry, num_classes, ccfg, SEED)
+    with progress_bar("analyses", total=3 + len(named), enabled=progress) as bar:
+        trained = dict(zip(specs, train_many(list(specs.values()), group, device)))
+        bar.advance(1, f"{len(specs)} classifiers trained (groups of up to {group})")
+        extractor = standardized_extractor(trained["extractor"], test_x, device)
         ext = evaluate(extractor, test_x, test_y, num_classes, device)
         bar.advance(1, f"feature extractor: test accuracy {ext['accuracy']:.3f}")
-        baseline = real_baseline(extractor, test_x, test_y, **kw)
+        baseline = real_baseline(extractor, test_x, test_y, domain_model=trained["baseline"],
+                                 **kw)
         bar.advance(1, "real-vs-real baseline")
         sets, figs = {}, {}
         for name, (s, rx, ry, ref) in named.items():
-            same = rx.shape == pool_x.shape and torch.equal(rx, pool_x)
+            models = {k: trained[(name, k)] for k in ("domain", "cas", "cas_real")
+                      if (name, k) in trained}
             r = compare_sets(rx, ry, s.images, s.labels, rx, test_x, test_y, extractor,
                              num_classes, figdir=figdir, name=name, arm=s.arm,
-                             real_model=extractor if same else None, **kw)
+                             real_model=extractor if same[name] else None, models=models,
+                             **kw)
             figs.update(r.pop("figures"))
             sets[name] = {"reference": ref, **r}
             bar.advance(1, f"{name}: domain AUC {r['domain']['auc']:.2f}")
@@ -271,6 +302,14 @@ def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg
                                                    test_y.numpy(), num_classes)}
     return {"extractor": extractor_info, "baseline": baseline, "sets": sets, "figures": figs,
             "paper_finding_f4": f4_verdict(sets, baseline)}
+
+
+def _analysis_group(cell_group: int, ccfg, shape, device) -> int:
+    """Classifiers trained at once in the analyses: the study's cell grouping (`cell_group`,
+    auto = 1 on CPU, by architecture on CUDA), as for grid cells."""
+    from synthequiv.classification.batched import resolve_group
+
+    return resolve_group(cell_group, ccfg.arch, max(shape[1:]), device)
 
 
 def analyse_study(cfg, run_dir: Path, sp, synth: dict, device, progress: bool = True) -> dict:
@@ -295,9 +334,10 @@ def analyse_study(cfg, run_dir: Path, sp, synth: dict, device, progress: bool = 
     ds = sp.dataset
     if named:
         idx = sp.pool_indices()
+        group = _analysis_group(cfg.cell_group, cfg.classifier, ds.shape, device)
         body = _analyse(named, (ds.images[idx], ds.labels[idx]), (sp.test_images, sp.test_labels),
                         ds.num_classes, cfg.classifier, acfg, run_dir / "figures", device,
-                        progress)
+                        progress, group)
     else:
         body = {"extractor": None, "baseline": None, "sets": {}, "figures": {},
                 "paper_finding_f4": f4_verdict({}, None)}
@@ -354,7 +394,7 @@ def analyse_dirs(real_npz: Path, fake_npz: Path, out_dir: Path, device="cpu",
     acfg = {"max_images": max_images, "domain_train_steps": domain_train_steps}
     t0 = time.time()
     body = _analyse(named, (x, y), (tx, ty), num_classes, ccfg, acfg, out_dir / "figures",
-                    device, progress)
+                    device, progress, _analysis_group(0, ccfg, real.shape, device))
     body["figures"] = {k: str(Path(v).relative_to(out_dir)) for k, v in body["figures"].items()}
     analysis = {"key": stable_hash("analyze", str(real_npz), str(fake_npz), acfg, ccfg),
                 "version": __version__, "class_names": list(real.class_names),

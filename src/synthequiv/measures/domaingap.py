@@ -25,14 +25,27 @@ SEPARABLE_AUC = 0.9  # F4 "separable": held-out domain AUC at least this
 OVERLAP_MIN = 0.5  # F4 "overlapping": precision and coverage both at least this
 
 
-def _train_domain(real_x, fake_x, steps: int, seed: int, device, ccfg=None,
-                  max_images: int | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Real (0) vs synthetic (1) classifier on balanced sets, scored on a 30 % held-out split.
+@dataclasses.dataclass
+class DomainJob:
+    """One real-vs-synthetic classifier's data (balanced, 70/30 held out) and recipe."""
 
-    Returns (metrics, held-out penultimate features [M, D], held-out is_fake [M]).
-    """
-    from sklearn.metrics import roc_auc_score
+    x_tr: torch.Tensor
+    y_tr: torch.Tensor
+    x_te: torch.Tensor
+    y_te: torch.Tensor
+    cfg: ClassifierConfig
+    seed: int
+    n_tr: int
+    m: int
 
+    def spec(self) -> tuple:
+        """(x, y, num_classes, cfg, seed): what `batched.train_many` trains."""
+        return self.x_tr, self.y_tr, 2, self.cfg, self.seed
+
+
+def domain_job(real_x, fake_x, steps: int, seed: int, ccfg=None,
+               max_images: int | None = None) -> DomainJob:
+    """Real (0) vs synthetic (1) on balanced sets of m images each, the first 70 % to train."""
     _check_images("real images", real_x)
     _check_images("synthetic images", fake_x)
     _same_shape("domain classifier", real_x, fake_x)
@@ -44,16 +57,37 @@ def _train_domain(real_x, fake_x, steps: int, seed: int, device, ccfg=None,
     r = real_x[_subsample(len(real_x), m, seed)]
     f = fake_x[_subsample(len(fake_x), m, seed + 1)]
     zeros, ones = torch.zeros(m, dtype=torch.int64), torch.ones(m, dtype=torch.int64)
-    x_tr, y_tr = torch.cat([r[:n_tr], f[:n_tr]]), torch.cat([zeros[:n_tr], ones[:n_tr]])
-    x_te, y_te = torch.cat([r[n_tr:], f[n_tr:]]), torch.cat([zeros[n_tr:], ones[n_tr:]])
     cfg = dataclasses.replace(ccfg or ClassifierConfig(), budget="steps", train_steps=steps)
-    model = train_classifier(x_tr, y_tr, 2, cfg, seed, device=device)
-    p_fake = predict_proba(model, x_te, device)[:, 1].double().numpy()  # [M]
-    y = y_te.numpy()
+    return DomainJob(torch.cat([r[:n_tr], f[:n_tr]]), torch.cat([zeros[:n_tr], ones[:n_tr]]),
+                     torch.cat([r[n_tr:], f[n_tr:]]), torch.cat([zeros[n_tr:], ones[n_tr:]]),
+                     cfg, seed, n_tr, m)
+
+
+def domain_scores(model, job: DomainJob, device) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Held-out accuracy and ROC AUC of a trained domain classifier; its penultimate features
+    of the held-out images [M, D] and which of them are synthetic [M]."""
+    from sklearn.metrics import roc_auc_score
+
+    p_fake = predict_proba(model, job.x_te, device)[:, 1].double().numpy()  # [M]
+    y = job.y_te.numpy()
     metrics = {"accuracy": float(((p_fake > 0.5) == (y == 1)).mean()),
-               "auc": float(roc_auc_score(y, p_fake)), "n_train_per_side": n_tr,
-               "n_test_per_side": m - n_tr, "steps": steps}
-    return metrics, extract_features(model, x_te, device).numpy(), y == 1
+               "auc": float(roc_auc_score(y, p_fake)), "n_train_per_side": job.n_tr,
+               "n_test_per_side": job.m - job.n_tr, "steps": job.cfg.train_steps}
+    return metrics, extract_features(model, job.x_te, device).numpy(), y == 1
+
+
+def _train_domain(real_x, fake_x, steps: int, seed: int, device, ccfg=None,
+                  max_images: int | None = None, model=None
+                  ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Real (0) vs synthetic (1) classifier on balanced sets, scored on a 30 % held-out split
+    (`model`: one already trained on this job's data, e.g. in a batched group).
+
+    Returns (metrics, held-out penultimate features [M, D], held-out is_fake [M]).
+    """
+    job = domain_job(real_x, fake_x, steps, seed, ccfg, max_images)
+    if model is None:
+        model = train_classifier(*job.spec(), device=device)
+    return domain_scores(model, job, device)
 
 
 def domain_gap(real_x, fake_x, cfg_steps: int, seed: int = SEED, device="cpu",
