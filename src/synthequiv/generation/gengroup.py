@@ -20,7 +20,8 @@ Each generator is the one `generator.train_generator` trains alone, to float tol
     on CUDA (`_group_autocast`), so there a group equals bf16 generators to bf16 tolerance.
 Not equal alone: backbones with dropout > 0 (vmap draws its own masks: same distribution,
 other draws); on CUDA the group runs NCHW (a 5-D stacked weight has no channels_last), with
-the math attention kernel (`_vmap_safe_attention`) and without torch.compile (the study's `compile` applies to generators trained alone).
+the math attention kernel (`_vmap_safe_attention`) and without torch.compile (the study's
+`compile` applies to generators trained alone).
 
 Checkpoints are `train_generator`'s files (`run_meta` + unstacked model, EMA and Adam state
 via `_save_checkpoint`): `train_generator` resumes or reuses them, `load_generator` loads them,
