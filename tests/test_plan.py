@@ -24,6 +24,10 @@ def test_levers_price_guided_sets_twice_and_the_filter_pool():
     # 2 bases × 160 × 2 passes each; keep-top 0.8: a pool of 200/class = 40 extra × 2 bases
     assert c["sample_work_per_class"] == 3 * (3 * 160 + 2 * (2 * 160 * 2) + 2 * 40)
     assert c["sample_sets"] == 3 * (3 + 4)
+    assert (c["filter_pool_sets"], c["filter_pool_per_class"]) == (3 * 2, 40)
+    assert "sample sets: 21 × 160/class + 6 filter pools × 40/class" in P.plan_lines(
+        P.study_plan(C.resolve("levers")))
+    assert P._counts(C.resolve("quick"))["filter_pool_sets"] == 0
     assert c["generators"] == 9  # levers only sample
     fewer_steps = P._counts(C.resolve("quick", None, ["grid.sampler_steps=[25,10]"]))
     assert fewer_steps["sample_work_per_class"] == 3 * (3 * 160 + 2 * 160 * 10 / 25)

@@ -102,14 +102,17 @@ def _counts(cfg) -> dict:
     resampled = sum(per_arm[v.base] for v in levers if v.keep_top is None)
     work += sum(per_arm[v.base] * m * _evals(v.cfg_scale, v.steps)
                 for v in levers if v.keep_top is None)
+    pool_sets, extra = 0, 0
     if g.filters:  # one extra pool per base arm and setting, shared by every q
         extra = max(pool_per_class(m, q) for q in g.filters) - m
         pools = {(v.base, v.cfg_scale, v.steps) for v in levers if v.keep_top is not None}
         work += sum(per_arm[b] * extra * _evals(c, st) for b, c, st in pools)
+        pool_sets = sum(per_arm[b] for b, _, _ in pools) if extra else 0
     per_base = (1 + (len(g.real_add_per_class) if "real" in g.arms else 0)
                 + len(g.syn_add_per_class) * (len(syn_arms) + len(levers)))
     return {"replicates": reps, "generators": (closed + open_gens) * reps,
             "sample_sets": (sampled + resampled) * reps,
+            "filter_pool_sets": pool_sets * reps, "filter_pool_per_class": extra,
             "sample_work_per_class": work * reps, "cells": per_base * len(bases)
             * len(g.seeds) * reps, "cells_per_base": per_base, "syn_arms": syn_arms}
 
@@ -203,7 +206,9 @@ def plan_lines(p: dict) -> list[str]:
         f"data: {classes}, {shape}; needs {need}{short}",
         f"generators: {p['generators']} × {p['generator_kimg']:g} kimg "
         f"({p['replicates']} replicate(s); preset {c['generator_preset']})",
-        f"sample sets: {p['sample_sets']} × {p['samples_per_class']}/class",
+        f"sample sets: {p['sample_sets']} × {p['samples_per_class']}/class"
+        + (f" + {p['filter_pool_sets']} filter pools × {p['filter_pool_per_class']}/class"
+           if p["filter_pool_sets"] else ""),
         f"classifier cells: {p['cells']} ({p['cells_per_base']} per base size × "
         f"{p['seeds']} seeds × {p['replicates']} replicate(s); {c['classifier_arch']})",
         f"estimated cost on {c['device']} (default throughputs, an estimate): "
