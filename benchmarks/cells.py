@@ -11,8 +11,8 @@ the pixels. Arms, interleaved in one run so load changes hit all of them:
   old step    the loop before this change (per-step host augmentation draws + transfer)
   sequential  train_classifier per cell (today's loop)
   group G     batched.train_classifiers on groups of G cells
-  procs P     train_classifier per cell in P spawned processes of 1 thread each (the study's
-              local executor with workers=P), start-up included; --procs 2 on a 2-core CPU
+  procs P     train_classifier per cell through the study's local executor with workers=P,
+              cpu_threads=1 (P spawned processes), start-up included; --procs 2 on a 2-core CPU
 Prints seconds, cells/s, images/s and the ratio to `sequential`, and each arm's mean test
 accuracy and mean |Δ accuracy| per cell against `sequential` beside the between-seed spread.
 """
@@ -88,27 +88,21 @@ def old_step_train(x, y, num_classes, cfg, seed, sx=None, sy=None, device="cpu")
     return model.eval()
 
 
-def _init_proc(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _train_share(share, cfg, device, k: int):
-    return [clf.train_classifier(*d[:2], k, cfg, s, *d[2:], device=device) for d, s in share]
+def _train_one(item, cfg, device, k: int):
+    i, (d, s) = item
+    return i, clf.train_classifier(*d[:2], k, cfg, s, *d[2:], device=device)
 
 
 def run_procs(n: int, cells, cfg, device, k: int):
-    """The cells one by one in n spawned processes of 1 thread each (the study's local executor
-    with workers=n: spawn start-up included), cells dealt round-robin."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    """The cells one by one through the study's local executor (`executor.map_tasks`) with
+    workers=n and cpu_threads=1: n spawned processes, start-up included."""
+    from synthequiv.orchestration.executor import map_tasks
 
-    shares = [cells[i::n] for i in range(n)]
-    with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_init_proc,
-                             initargs=(1,)) as pool:
-        done = list(pool.map(_train_share, shares, [cfg] * n, [str(device)] * n, [k] * n))
+    study = C.resolve("quick", None, [f"workers={n}", "cpu_threads=1", f"device={device.type}"])
     models = [None] * len(cells)
-    for i, share in enumerate(done):
-        models[i::n] = share
+    for i, model in map_tasks(_train_one, list(enumerate(cells)),
+                              {"cfg": cfg, "device": str(device), "k": k}, study):
+        models[i] = model
     return models
 
 

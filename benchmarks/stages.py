@@ -10,7 +10,8 @@ On a CPU:
   sampling            NCHW (old) vs channels_last (new) weights, float32 on CPU
 On CUDA (bf16 autocast and channels_last before and after), generator training:
   old                 eager network, multi-tensor (foreach) Adam
-  fused               eager network, fused Adam (generator.ADAM_FUSED_ON_CUDA, the default)
+  fused               eager network, fused Adam (generator.ADAM_FUSED_ON_CUDA; off by default:
+                      0.89× old on an H200)
   compiled            torch.compile'd network (the study's `compile: true`) + fused Adam
   (sampling is timed eager in every CUDA arm: a control, expected equal)
 Prints each arm's median images/s and its ratio to old. Classifier cells: benchmarks/cells.py.

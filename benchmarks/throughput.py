@@ -56,29 +56,40 @@ def _data(shape, n):
             torch.arange(n) % k)
 
 
+def _timed_training(train, gcfg, tmp: str, device):
+    """run(n, name) → seconds of `train(run_cfg, out_dir)` for n steps of `gcfg` (no warm-up,
+    no checkpoint but the last), in tmp/name."""
+    def run(n: int, name: str) -> float:
+        run_cfg = dataclasses.replace(gcfg, train_kimg=n * gcfg.batch_size / 1000,
+                                      warmup_kimg=0.0, checkpoint_every_kimg=1e9)
+        _sync(device)
+        t0 = time.perf_counter()
+        train(run_cfg, Path(tmp) / name)
+        _sync(device)
+        return time.perf_counter() - t0
+    return run
+
+
+def _differenced_ips(run, steps: int, batch_size: int) -> float:
+    """Training images/s from a (steps + 1)-step run (in tmp/"long") minus a 1-step run: model
+    set-up, process start-up, checkpoint writing and (with compile) compilation cancel out."""
+    return steps * batch_size / (run(steps + 1, "long") - run(1, "short"))
+
+
 def generator_ips(cfg, shape, device, steps, compile_sampling: bool | None = None
                   ) -> tuple[float, float]:
     """(training, sampling) images/s of the preset's generator; cfg.compile compiles both
-    (`compile_sampling` can override it for sampling). Training is timed by differencing a
-    1-step and a (steps + 1)-step run, so model set-up, checkpoint writing and (with compile)
-    the per-module compilation cancel out; a first 1-step run warms imports and autotuning."""
+    (`compile_sampling` can override it for sampling). Training is timed by differencing
+    (`_differenced_ips`) after a first 1-step run that warms imports and autotuning."""
     x, y = _data(shape, 512)
-    gcfg, bsz = cfg.generator, cfg.generator.batch_size
     compile_sampling = cfg.compile if compile_sampling is None else compile_sampling
     with tempfile.TemporaryDirectory() as tmp:
-        def train(n: int, name: str) -> float:
-            run = dataclasses.replace(gcfg, train_kimg=n * bsz / 1000, warmup_kimg=0.0,
-                                      checkpoint_every_kimg=1e9)
-            _sync(device)
-            t0 = time.perf_counter()
-            train_generator(x, y, shape[3], run, Path(tmp) / name, device, False,
-                            compile=cfg.compile)
-            _sync(device)
-            return time.perf_counter() - t0
-
-        train(1, "warm")  # imports, cudnn autotune, the first compilation
-        train_ips = steps * bsz / (train(steps + 1, "g") - train(1, "one"))
-        gen = load_generator(Path(tmp) / "g", device, compile=compile_sampling)
+        run = _timed_training(lambda c, out: train_generator(x, y, shape[3], c, out, device,
+                                                             False, compile=cfg.compile),
+                              cfg.generator, tmp, device)
+        run(1, "warm")  # imports, cudnn autotune, the first compilation
+        train_ips = _differenced_ips(run, steps, cfg.generator.batch_size)
+        gen = load_generator(Path(tmp) / "long", device, compile=compile_sampling)
         labels = torch.arange(min(cfg.sampling.batch_size, 256)) % shape[3]
         # a compiled network is specialised to the batch shape: warm up on the timed one
         sample_images(gen, labels if compile_sampling else labels[:8], cfg.sampling, device,
@@ -91,18 +102,13 @@ def generator_ips(cfg, shape, device, steps, compile_sampling: bool | None = Non
 
 
 def ddp_generator_ips(cfg, shape, device, steps, nproc) -> float:
-    """Training images/s on nproc ranks: (t(steps + 1) − t(1)) cancels start-up."""
+    """Training images/s on nproc ranks, by differencing (`_differenced_ips`)."""
     x, y = _data(shape, 512)
-    gcfg = dataclasses.replace(cfg.generator, warmup_kimg=0.0, checkpoint_every_kimg=1e9)
-    times = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (1, steps + 1):
-            run = dataclasses.replace(gcfg, train_kimg=n * gcfg.batch_size / 1000)
-            t0 = time.perf_counter()
-            train_distributed(x, y, shape[3], run, Path(tmp) / str(n), device, nproc,
-                              progress=False)
-            times.append(time.perf_counter() - t0)
-    return steps * gcfg.batch_size / (times[1] - times[0])
+        run = _timed_training(lambda c, out: train_distributed(x, y, shape[3], c, out, device,
+                                                               nproc, progress=False),
+                              cfg.generator, tmp, device)
+        return _differenced_ips(run, steps, cfg.generator.batch_size)
 
 
 def classifier_ips(cfg, shape, device, steps, group: int = 1) -> float:

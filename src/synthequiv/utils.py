@@ -202,6 +202,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def device_type(device) -> str:
+    """"cuda" or "cpu": what `resolve_device` would pick, without requiring the device to be
+    present (a plan or a group size for `cuda` is decided on any machine)."""
+    name = str(device)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if name.startswith("cuda") else "cpu"
+
+
 @functools.cache
 def cpu_has_native_bf16() -> bool:
     """True where the CPU has bf16 arithmetic instructions (x86 avx512_bf16 or AMX, read from

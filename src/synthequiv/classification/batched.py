@@ -48,7 +48,13 @@ from synthequiv.classification.classifier import (
     resolve_arch,
     train_classifier,
 )
-from synthequiv.utils import SynthequivError, check_positive, resolve_device, seed_everything
+from synthequiv.utils import (
+    SynthequivError,
+    check_positive,
+    device_type,
+    resolve_device,
+    seed_everything,
+)
 
 # cells per group on CUDA when cell_group is 0 (auto), by architecture: small nets gain up to
 # 64 at once (/work/shared/PERF.md: 64 SmallCNNs via vmap 1.13M img/s vs 45.8k for one);
@@ -61,7 +67,7 @@ def resolve_group(cell_group: int, arch: str, image_size: int, device) -> int:
     check_positive("cell_group", cell_group, allow_zero=True)
     if cell_group > 0:
         return cell_group
-    if resolve_device(str(device)).type != "cuda":
+    if device_type(device) != "cuda":
         return 1
     return AUTO_GROUP_CUDA[resolve_arch(arch, image_size)]
 

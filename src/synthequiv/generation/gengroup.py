@@ -68,7 +68,7 @@ from synthequiv.generation.generator import (
     run_meta,
 )
 from synthequiv.generation.ranks import current
-from synthequiv.utils import SynthequivError, check_positive, generator_autocast, resolve_device
+from synthequiv.utils import SynthequivError, check_positive, device_type, generator_autocast
 
 # generators per group on CUDA when generator_group is 0 (auto), by backbone preset: the small
 # nets are launch-bound alone; the 32/64-px ones at the GPU presets' batch 256 already fill
@@ -83,7 +83,7 @@ def resolve_group(generator_group: int, device, preset: str = "8px") -> int:
     check_positive("generator_group", generator_group, allow_zero=True)
     if generator_group > 0:
         return generator_group
-    return AUTO_GROUP_CUDA.get(preset, 1) if resolve_device(str(device)).type == "cuda" else 1
+    return AUTO_GROUP_CUDA.get(preset, 1) if device_type(device) == "cuda" else 1
 
 
 def plan_groups(keys: Sequence[tuple], generator_group: int, device) -> list[list[int]]:

@@ -158,16 +158,16 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
     from synthequiv.generation.sampling import load_samples
     from synthequiv.orchestration.progress import progress_bar
 
-    out, todo = {}, []
+    out, todo, trained = {}, [], []
     for job in jobs:
         if job.path.exists():
             images, labels, _ = load_samples(job.path, job.key)
             out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels,
                                          job.path, job.gen_dir)
+        elif job.trained:  # e.g. by the study's train-all pass: only sampling is left
+            trained.append(job)
         else:
             todo.append(job)
-    trained = [job for job in todo if job.trained]  # e.g. by the study's train-all pass
-    todo = [job for job in todo if not job.trained]
     with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
         for job in train_jobs(todo, num_classes, cfg, device, progress):
             trained.append(job)

@@ -118,7 +118,8 @@ def compare_sets(real_x, real_y, fake_x, fake_y, train_x, test_x, test_y,
     train_x: the generator's training images (memorization). test_x/test_y: the real test split
     (overlap halves, CAS test, memorization reference). extractor_model: classifier trained on
     real data only. real_model: an already trained classifier on (real_x, real_y) with ccfg.
-    models: already trained {"domain", "cas", "cas_real"} models (e.g. in batched groups).
+    models: already trained {"cas", "cas_real"} models and "domain": (its DomainJob, model),
+    e.g. from batched groups.
     Returns metrics plus "figures" {figure key: path} (empty without figdir).
     """
     ccfg = ccfg or ClassifierConfig()
@@ -167,12 +168,13 @@ def _halves(test_x, test_y, seed: int, max_images: int) -> tuple[torch.Tensor, t
 
 def real_baseline(extractor_model, test_x, test_y, *, ccfg=None, domain_steps: int = 300,
                   max_images: int = 1000, seed: int = SEED, device="cpu",
-                  domain_model: nn.Module | None = None) -> dict:
-    """Real-vs-real scale: test half B against half A (features) and A vs B (domain)."""
+                  domain: tuple | None = None) -> dict:
+    """Real-vs-real scale: test half B against half A (features) and A vs B (domain;
+    `domain` = (its DomainJob, the model trained on it) when already trained)."""
     a, b = _halves(test_x, test_y, seed, max_images)
     fa = extract_features(extractor_model, a, device).numpy()
     fb = extract_features(extractor_model, b, device).numpy()
-    dom, _, _ = _train_domain(a, b, domain_steps, seed, device, ccfg, max_images, domain_model)
+    dom, _, _ = _train_domain(a, b, domain_steps, seed, device, ccfg, max_images, domain)
     return {"what": "real test split, stratified halves A vs B", "overlap": feature_metrics(
         fa, fb, seed), "domain": dom}
 
@@ -267,11 +269,14 @@ def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg
           "device": device}
     same = {name: rx.shape == pool_x.shape and torch.equal(rx, pool_x)
             for name, (_, rx, _, _) in named.items()}
-    specs = {"extractor": (pool_x, pool_y, num_classes, ccfg, SEED),
-             "baseline": domain_job(*_halves(test_x, test_y, SEED, max_images), steps, SEED,
-                                    ccfg, max_images).spec()}
+    # domain classifiers (scored after training): the real-vs-real baseline's, every set's
+    base_job = domain_job(*_halves(test_x, test_y, SEED, max_images), steps, SEED, ccfg,
+                          max_images)
+    jobs = {name: domain_job(rx, s.images, steps, SEED, ccfg, max_images)
+            for name, (s, rx, _, _) in named.items()}
+    specs = {"extractor": (pool_x, pool_y, num_classes, ccfg, SEED), "baseline": base_job.spec(),
+             **{(name, "domain"): job.spec() for name, job in jobs.items()}}
     for name, (s, rx, ry, _) in named.items():
-        specs[(name, "domain")] = domain_job(rx, s.images, steps, SEED, ccfg, max_images).spec()
         specs[(name, "cas")] = (s.images, s.labels, num_classes, ccfg, SEED)
         if not same[name]:
             specs[(name, "cas_real")] = (rx, ry, num_classes, ccfg, SEED)
@@ -281,13 +286,13 @@ def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg
         extractor = standardized_extractor(trained["extractor"], test_x, device)
         ext = evaluate(extractor, test_x, test_y, num_classes, device)
         bar.advance(1, f"feature extractor: test accuracy {ext['accuracy']:.3f}")
-        baseline = real_baseline(extractor, test_x, test_y, domain_model=trained["baseline"],
-                                 **kw)
+        baseline = real_baseline(extractor, test_x, test_y,
+                                 domain=(base_job, trained["baseline"]), **kw)
         bar.advance(1, "real-vs-real baseline")
         sets, figs = {}, {}
         for name, (s, rx, ry, ref) in named.items():
-            models = {k: trained[(name, k)] for k in ("domain", "cas", "cas_real")
-                      if (name, k) in trained}
+            models = {k: trained[(name, k)] for k in ("cas", "cas_real") if (name, k) in trained}
+            models["domain"] = jobs[name], trained[(name, "domain")]
             r = compare_sets(rx, ry, s.images, s.labels, rx, test_x, test_y, extractor,
                              num_classes, figdir=figdir, name=name, arm=s.arm,
                              real_model=extractor if same[name] else None, models=models,

@@ -77,16 +77,17 @@ def domain_scores(model, job: DomainJob, device) -> tuple[dict, np.ndarray, np.n
 
 
 def _train_domain(real_x, fake_x, steps: int, seed: int, device, ccfg=None,
-                  max_images: int | None = None, model=None
+                  max_images: int | None = None, trained: tuple | None = None
                   ) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Real (0) vs synthetic (1) classifier on balanced sets, scored on a 30 % held-out split
-    (`model`: one already trained on this job's data, e.g. in a batched group).
+    """Real (0) vs synthetic (1) classifier on balanced sets, scored on a 30 % held-out split;
+    `trained` = (its DomainJob, the model trained on it), e.g. in a batched group: scored only.
 
     Returns (metrics, held-out penultimate features [M, D], held-out is_fake [M]).
     """
-    job = domain_job(real_x, fake_x, steps, seed, ccfg, max_images)
-    if model is None:
-        model = train_classifier(*job.spec(), device=device)
+    if trained is None:
+        job = domain_job(real_x, fake_x, steps, seed, ccfg, max_images)
+        trained = job, train_classifier(*job.spec(), device=device)
+    job, model = trained
     return domain_scores(model, job, device)
 
 

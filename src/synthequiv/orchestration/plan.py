@@ -147,10 +147,11 @@ def _cell_images(cfg, classes: int) -> float:
 
 
 def _cost(cfg, counts: dict, classes: int, shape) -> dict:
-    import torch
+    from synthequiv.classification.batched import resolve_group as cells_per_group
+    from synthequiv.generation.gengroup import resolve_group as generators_per_group
+    from synthequiv.utils import device_type
 
-    kind = "cuda" if cfg.device.startswith("cuda") or (
-        cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    kind = device_type(cfg.device)
     gp, arch = _generator_preset(cfg, shape), _classifier_arch(cfg, shape)
     work = {"generator": counts["generators"] * cfg.generator.train_kimg * 1000,
             "sampling": counts["sample_work_per_class"] * classes,  # reference images
@@ -160,14 +161,11 @@ def _cost(cfg, counts: dict, classes: int, shape) -> dict:
     if cfg.compile:
         rates |= {s: COMPILED[(kind, s, gp)] for s in ("generator", "sampling")
                   if (kind, s, gp) in COMPILED}
-    from synthequiv.generation.gengroup import (
-        AUTO_GROUP_CUDA,  # the study's group size (gengroup.resolve_group)
-    )
-
-    group = cfg.generator_group or (AUTO_GROUP_CUDA.get(gp, 1) if kind == "cuda" else 1)
-    if counts["generators"] > 1 and group > 1:
+    # the study's group sizes (auto: 1 on a CPU, by preset / architecture on CUDA)
+    if counts["generators"] > 1 and generators_per_group(cfg.generator_group, kind, gp) > 1:
         rates["generator"] = GROUPED.get((kind, "generator", gp), rates["generator"])
-    if counts["cells"] > 1 and cfg.cell_group != 1:  # auto (0) groups on CUDA only
+    size = max(shape[1:]) if shape else 32
+    if counts["cells"] > 1 and cells_per_group(cfg.cell_group, arch, size, kind) > 1:
         rates["classifier"] = GROUPED.get((kind, "classifier", arch), rates["classifier"])
     hours = {s: w / rates[s] / 3600 for s, w in work.items()}
     return {"device": kind, "generator_preset": gp, "classifier_arch": arch,

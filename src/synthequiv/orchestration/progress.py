@@ -87,7 +87,10 @@ def progress_bar(description: str, total: float, enabled: bool = True) -> Iterat
 
 class KimgLog:
     """Rich-Progress-compatible `add_task` / `update` that writes throttled log lines:
-    "generator 12.8/25.6 kimg, loss 0.0412, 1296 img/s, eta 0:00:10"."""
+    "generator 12.8/25.6 kimg, loss 0.0412, 1296 img/s, eta 0:00:10" — at start, every
+    `fraction` of the total or LOG_EVERY_S once the task has run `quiet_s`, and at the end."""
+
+    fraction, quiet_s = LOG_FRACTION, 0.0
 
     def __init__(self, bar: Progress | None = None, echo: str = "plain"):
         self.bar, self.tasks, self.echo = bar, {}, echo
@@ -106,7 +109,7 @@ class KimgLog:
             if self.bar is not None else len(self.tasks)
         self.tasks[task] = {"description": description, "total": total, "start": completed,
                             "last": completed, "t_last": time.time(), "t0": time.time()}
-        runlog.info(f"{description}: {completed:.1f}/{total:.1f} kimg at start", self.echo)
+        self._start_line(description, total, completed)
         return task
 
     def update(self, task, completed: float | None = None, advance: float = 0.0,
@@ -115,11 +118,16 @@ class KimgLog:
             self.bar.update(task, completed=completed, advance=advance, **fields)
         t = self.tasks[task]
         done = completed if completed is not None else t["last"] + advance
-        now, step = time.time(), max(t["total"] * LOG_FRACTION, 1e-9)
+        now, step = time.time(), max(t["total"] * self.fraction, 1e-9)
         crossed = math.floor(done / step) > math.floor(t["last"] / step)
-        if not (crossed or now - t["t_last"] >= LOG_EVERY_S or done >= t["total"]):
-            return
-        self._line(t, done, now, fields)
+        if done >= t["total"] or (now - t["t0"] >= self.quiet_s and (
+                crossed or now - t["t_last"] >= LOG_EVERY_S)):
+            self._line(t, done, now, fields)
+            t["t_last"] = now
+        t["last"] = done
+
+    def _start_line(self, description: str, total: float, completed: float) -> None:
+        runlog.info(f"{description}: {completed:.1f}/{total:.1f} kimg at start", self.echo)
 
     def _line(self, t: dict, done: float, now: float, fields: dict) -> None:
         loss, ips = fields.get("loss"), fields.get("ips")
@@ -129,11 +137,9 @@ class KimgLog:
             parts.append(f"loss {loss:.4f}")
         if ips:
             parts.append(f"{ips:.0f} img/s")
-        el = now - t["t0"]
-        eta = _eta(done - t["start"], t["total"] - t["start"], el)
+        eta = _eta(done - t["start"], t["total"] - t["start"], now - t["t0"])
         runlog.info(", ".join(parts) + eta, self.echo)
         runlog.metric("generator", kimg=done, total_kimg=t["total"], loss=loss, img_per_s=ips)
-        t.update(last=done, t_last=now)
 
 
 def kimg_bar(enabled: bool, description: str = "generator") -> KimgLog:
@@ -152,39 +158,25 @@ def kimg_bar(enabled: bool, description: str = "generator") -> KimgLog:
         TimeRemainingColumn(), transient=False))
 
 
-
 class CountLog(KimgLog):
     """KimgLog for counted items: "sampling 800/1600 images (elapsed 0:00:02, eta 0:00:02)",
     no start line; a line at the end, and every COUNT_FRACTION of the total or LOG_EVERY_S once
     the task has run COUNT_QUIET_S."""
 
+    fraction, quiet_s = COUNT_FRACTION, COUNT_QUIET_S
+
     def __init__(self, bar: Progress | None = None, echo: str = "plain", unit: str = "images"):
         super().__init__(bar, echo)
         self.unit = unit
 
-    def add_task(self, description: str, total: float, completed: float = 0.0, **fields):
-        task = self.bar.add_task(description, total=total, completed=completed, **fields) \
-            if self.bar is not None else len(self.tasks)
-        self.tasks[task] = {"description": description, "total": total, "start": completed,
-                            "last": completed, "t_last": time.time(), "t0": time.time()}
-        return task
+    def _start_line(self, description: str, total: float, completed: float) -> None:
+        pass
 
-    def update(self, task, completed: float | None = None, advance: float = 0.0,
-               **fields) -> None:
-        if self.bar is not None:
-            self.bar.update(task, completed=completed, advance=advance, **fields)
-        t = self.tasks[task]
-        done = completed if completed is not None else t["last"] + advance
-        now, step = time.time(), max(t["total"] * COUNT_FRACTION, 1e-9)
-        crossed = math.floor(done / step) > math.floor(t["last"] / step)
+    def _line(self, t: dict, done: float, now: float, fields: dict) -> None:
         el = now - t["t0"]
-        if done >= t["total"] or (el >= COUNT_QUIET_S and (crossed or now - t["t_last"]
-                                                           >= LOG_EVERY_S)):
-            eta = _eta(done - t["start"], t["total"] - t["start"], el)
-            runlog.info(f"{t['description']} {done:g}/{t['total']:g} {self.unit} "
-                        f"(elapsed {_hms(el)}{eta})", self.echo)
-            t["t_last"] = now
-        t["last"] = done
+        eta = _eta(done - t["start"], t["total"] - t["start"], el)
+        runlog.info(f"{t['description']} {done:g}/{t['total']:g} {self.unit} "
+                    f"(elapsed {_hms(el)}{eta})", self.echo)
 
 
 def count_bar(enabled: bool, unit: str = "images") -> KimgLog:
