@@ -330,6 +330,7 @@ def validate(cfg: StudyConfig) -> None:
     from synthequiv.classification import classifier
     from synthequiv.generation import generator, sampling
     from synthequiv.generation.levers import check_levers
+    from synthequiv.stepgraph import graphs_choice
     from synthequiv.utils import check_positive, cpu_bf16_choice, resolve_device
 
     check_run_name(cfg.name)
@@ -337,6 +338,7 @@ def validate(cfg: StudyConfig) -> None:
     check_runtime(cfg)
     resolve_device(cfg.device)
     cpu_bf16_choice()
+    graphs_choice()
     _check_ray(cfg.ray, cfg.executor == "ray")
     d = cfg.data
     if not d.source:

@@ -48,6 +48,7 @@ from synthequiv.classification.classifier import (
     resolve_arch,
     train_classifier,
 )
+from synthequiv.stepgraph import StepGraph
 from synthequiv.utils import (
     SynthequivError,
     check_positive,
@@ -206,10 +207,14 @@ def _fit_group(cells: list, cfg: ClassifierConfig, dev: torch.device) -> list[nn
     no_decay = [v for v in params.values() if v.ndim <= 2]
     opt, lr_sched = optimizer_for(decay, no_decay, cfg, len(sched))
     g_count, b = sched.shape[1:]
-    for step in range(len(sched)):
-        idx = sched[step]  # [G, B]
-        x = crop_flip(pool[idx], offs[step], None if flip is None else flip[step],
-                      cfg.crop_pad_px)  # [G, B, C, H, W]
+    # the step's draws, refilled in place every step (StepGraph's static inputs)
+    ins = {"idx": sched[0].clone(), "offs": offs[0].clone(),
+           "flip": None if flip is None else flip[0].clone()}
+    last = torch.zeros(g_count, device=dev)  # each cell's latest loss, read once at the end
+
+    def forward_backward() -> None:  # StepGraph's fn: no host reads, tensors in and out
+        idx = ins["idx"]  # [G, B]
+        x = crop_flip(pool[idx], ins["offs"], ins["flip"], cfg.crop_pad_px)  # [G, B, C, H, W]
         if as_uint8:
             x = normalize_images(x)
         # float32 (TF32 matmuls on CUDA), not bf16 autocast: vmap's batch-norm backward
@@ -220,9 +225,18 @@ def _fit_group(cells: list, cfg: ClassifierConfig, dev: torch.device) -> list[nn
         loss = loss.view(g_count, b).mean(1)  # [G]: each cell's own mean loss
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
+        last.copy_(loss.detach())
+
+    step_fn = StepGraph(forward_backward, dev, f"{g_count} classifier cells")
+    for step in range(len(sched)):
+        ins["idx"].copy_(sched[step])
+        ins["offs"].copy_(offs[step])
+        if flip is not None:
+            ins["flip"].copy_(flip[step])
+        step_fn()
         opt.step()
         lr_sched.step()
-    last = loss.detach().tolist()  # the one host sync of the loop
+    last = last.tolist()  # the one host sync of the loop
     if not all(math.isfinite(v) for v in last):
         raise SynthequivError(f"classifier training diverged (losses {last}): lower lr")
     return [_unstack(m, params, buffers, i, dev) for i, m in enumerate(models)]

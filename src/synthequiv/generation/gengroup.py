@@ -68,6 +68,7 @@ from synthequiv.generation.generator import (
     run_meta,
 )
 from synthequiv.generation.ranks import current
+from synthequiv.stepgraph import StepGraph
 from synthequiv.utils import SynthequivError, check_positive, device_type, generator_autocast
 
 # generators per group on CUDA when generator_group is 0 (auto), by backbone preset: the small
@@ -270,6 +271,27 @@ def _clip_per_generator(grads: list[torch.Tensor], max_norm: float) -> None:
         t.mul_(coef.view(-1, *[1] * (t.ndim - 1)))
 
 
+def _group_draws(runs, base, step, data, labels, offsets, xflip, device) -> dict:
+    """Step `step`'s inputs of every generator, drawn as each draws them alone
+    (`generator.draw_step` with its own seed and data size), stacked [G, ...]."""
+    ds = [draw_step(base, r.cfg, step, len(r.labels), device) for r in runs]
+    idx = torch.stack([d.idx for d in ds]) + offsets[:, None]  # [G, B] into the pool
+    x0 = data[idx]  # [G, B, C, R, R]
+    if xflip:
+        x0 = torch.where(torch.stack([d.flip for d in ds]), x0.flip(-1), x0)
+    return {"x0": x0, "y": labels[idx],
+            **{k: torch.stack([getattr(d, k) for d in ds]) for k in ("t", "eps", "drop")}}
+
+
+def _fill(static: dict, values: dict) -> None:
+    """Copy this step's tensors into the static ones (made on the first call)."""
+    for k, v in values.items():
+        if k in static:
+            static[k].copy_(v)
+        else:
+            static[k] = v.clone()
+
+
 def _group_loop(runs, base, state, data, labels, offsets, start, device, save, progress):
     from diffusers import DDPMScheduler
 
@@ -285,35 +307,40 @@ def _group_loop(runs, base, state, data, labels, offsets, start, device, save, p
         return diffusion_loss(base, x0, y, StepDraws(None, None, t, eps, drop), scheduler, net)
 
     losses = torch.func.vmap(loss_one, randomness="different")  # dropout: own masks
+    # the step's draws, refilled in place every step (StepGraph's static inputs):
+    # x0 [G, B, C, R, R], y [G, B], t [G, B], eps [G, B, C, R, R], drop [G, B]
+    ins: dict[str, torch.Tensor] = {}
+    loss_sum = torch.zeros(n_gen, device=device)  # losses summed on the device
+
+    def forward_backward() -> None:  # StepGraph's fn: no host reads, tensors in and out
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = losses(params, buffers, ins["x0"], ins["y"], ins["t"], ins["eps"],
+                          ins["drop"])  # [G]
+        loss.sum().backward()  # generator g's parameters get the gradient of loss[g] only
+        if cfg.grad_clip > 0:
+            _clip_per_generator([p.grad for p in params.values() if p.grad is not None],
+                                cfg.grad_clip)
+        loss_sum.add_(loss.detach())
+
+    step_fn = StepGraph(forward_backward, device, f"{n_gen} generators")
     kimg = n_gen * bsz / 1000
     with _progress_bar(progress) as bar:
         task = bar.add_task(f"{n_gen} generators", total=total * kimg, completed=start * kimg,
                             loss=float("nan"), ips=0.0)
         t0 = time.perf_counter()
-        loss_sum, since = torch.zeros(n_gen, device=device), 0  # losses summed on the device
+        since = 0
         for step in range(start, total):
-            ds = [draw_step(base, r.cfg, step, len(r.labels), device) for r in runs]
-            idx = torch.stack([d.idx for d in ds]) + offsets[:, None]  # [G, B] into the pool
-            x0, y = data[idx], labels[idx]  # [G, B, C, R, R], [G, B]
-            if cfg.xflip:
-                x0 = torch.where(torch.stack([d.flip for d in ds]), x0.flip(-1), x0)
-            t, eps, drop = (torch.stack([getattr(d, k) for d in ds]) for k in ("t", "eps", "drop"))
+            _fill(ins, _group_draws(runs, base, step, data, labels, offsets, cfg.xflip, device))
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            with autocast:
-                loss = losses(params, buffers, x0, y, t, eps, drop)  # [G]
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()  # generator g's parameters get the gradient of loss[g] only
-            if cfg.grad_clip > 0:
-                _clip_per_generator([p.grad for p in params.values() if p.grad is not None],
-                                    cfg.grad_clip)
+            step_fn()  # forward, backward, per-generator clipping, loss_sum += loss
             opt.step()
             with torch.no_grad():  # EMA, as generator.ema_update: one β for the whole group
                 torch._foreach_lerp_(list(ema_params.values()), list(params.values()),
                                      1.0 - ema_beta(cfg, step))
                 for k, b in ema_buffers.items():
                     b.copy_(buffers[k])
-            loss_sum += loss.detach()
             since += 1
             # host reads as in generator._train_loop: every LOSS_READ_STEPS and before saving
             if since == LOSS_READ_STEPS or (step + 1) % ckpt_every == 0 or step + 1 == total:

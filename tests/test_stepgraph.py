@@ -1,0 +1,231 @@
+"""CUDA-graph steps (stepgraph.py): the graphed loops of generator groups and classifier groups
+give the eager loops' numbers; capture failure falls back to eager with one line; the switch.
+
+A CUDA graph records a step's kernels once and replays them on the tensors it saw at capture.
+On the CPU the stand-in backend below runs that path: warm-up calls fn, capture records fn and
+runs nothing (as CUDA's does), replay calls fn after checking that fn still sees the very
+objects (and tensor storages) it saw at capture — what a real replay reads. A loop that
+rebound a static input, or fed a step-dependent float into fn, would fail these tests. The
+real backend runs in the CUDA-only test at the end (skipped without a GPU; gpu_check.sh)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import synthequiv.stepgraph as SG
+from conftest import float32_generator_training
+from synthequiv import config as C
+from synthequiv.classification.batched import train_classifiers
+from synthequiv.classification.classifier import ClassifierConfig
+from synthequiv.generation.generator import GeneratorConfig
+from synthequiv.generation.gengroup import train_generators
+from synthequiv.utils import SynthequivError
+
+# 24 steps of 16 images, a checkpoint at step 12, flips on (as tests/test_gengroup.py)
+TINY = GeneratorConfig(train_kimg=0.384, batch_size=16, warmup_kimg=0.064,
+                       checkpoint_every_kimg=0.192, ema_halflife_kimg=0.05, xflip=True)
+
+
+def _seen(fn) -> dict:
+    """What a replay of fn reads: its closure's objects, dicts' values, tensors' storages."""
+    out = {}
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        v = cell.cell_contents
+        out[name] = (id(v), {k: (id(t), t.data_ptr() if isinstance(t, torch.Tensor) else None)
+                             for k, t in v.items()} if isinstance(v, dict) else None,
+                     v.data_ptr() if isinstance(v, torch.Tensor) else None)
+    return out
+
+
+class _Graph:
+    def __init__(self, fn, log):
+        self.fn, self.log, self.seen = fn, log, _seen(fn)
+
+    def replay(self):
+        assert _seen(self.fn) == self.seen, "fn reads other objects than at capture"
+        self.log.append("replay")
+        self.fn()
+
+
+class _Backend:
+    """StepGraph's CUDA calls, on the CPU: the sequence is logged."""
+
+    def __init__(self, fail: bool = False):
+        self.log, self.fail = [], fail
+
+    def warmup(self, fn):
+        self.log.append("warmup")
+        fn()
+
+    def capture(self, fn):
+        self.log.append("capture")
+        if self.fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return _Graph(fn, self.log)
+
+    def recover(self):
+        self.log.append("recover")
+
+
+@pytest.fixture
+def graphs_on(monkeypatch):
+    """StepGraph takes the CUDA path on the CPU, with the stand-in backend; returns it."""
+    backend = _Backend()
+    monkeypatch.setattr(SG, "use_graphs", lambda device: True)
+    monkeypatch.setattr(SG, "BACKEND", backend)
+    return backend
+
+
+@pytest.fixture(scope="module", autouse=True)
+def float32_on_cpu():
+    yield from float32_generator_training()
+
+
+def _gen_jobs():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.arange(30) % 3
+    return [(x[:n], y[:n]) for n in (30, 20, 25)]
+
+
+def _train_gens(root):
+    dirs = [root / f"g{i}" for i in range(3)]
+    cfgs = [dataclasses.replace(TINY, seed=s) for s in range(3)]
+    train_generators(_gen_jobs(), 3, cfgs, dirs, progress=False)
+    return [torch.load(d / "checkpoint.pt", weights_only=True) for d in dirs]
+
+
+def _assert_same_states(a: dict, b: dict):
+    for part in ("model", "ema"):
+        for k in a[part]:
+            torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0)
+    for i, entry in a["optimizer"]["state"].items():
+        for k, v in entry.items():
+            torch.testing.assert_close(v, b["optimizer"]["state"][i][k], rtol=0, atol=0)
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+
+
+def test_graphed_generator_group_equals_eager(tmp_path, monkeypatch):
+    eager = _train_gens(tmp_path / "eager")
+    backend = _Backend()
+    monkeypatch.setattr(SG, "use_graphs", lambda device: True)
+    monkeypatch.setattr(SG, "BACKEND", backend)
+    graphed = _train_gens(tmp_path / "graphed")
+    # 3 eager warm-up steps, one capture (runs nothing) and its replay, then a replay per step
+    assert backend.log == ["warmup"] * 3 + ["capture"] + ["replay"] * 21
+    for a, b in zip(eager, graphed):
+        assert b["step"] == 24 and b["finished"]
+        _assert_same_states(a, b)  # the same operations in the same order: bit for bit
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_graphed_generator_group_resumes_mid_run(tmp_path, graphs_on, monkeypatch):
+    """A graphed group killed right after its step-12 checkpoints resumes (with a new graph)
+    to the uninterrupted graphed run's weights, bit for bit."""
+    import synthequiv.generation.gengroup as GG
+
+    full = _train_gens(tmp_path / "full")
+    root = tmp_path / "killed"
+    real_save = GG._save_checkpoint
+
+    def save_then_die(path, *args):
+        real_save(path, *args)
+        if path.parent == root / "g2":
+            raise _Killed
+
+    monkeypatch.setattr(GG, "_save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        _train_gens(root)
+    monkeypatch.setattr(GG, "_save_checkpoint", real_save)
+    graphs_on.log.clear()
+    again = _train_gens(root)
+    assert graphs_on.log == ["warmup"] * 3 + ["capture"] + ["replay"] * 9  # steps 12..23
+    for a, b in zip(full, again):
+        _assert_same_states(a, b)
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(np.rint(d.images * (255.0 / 16.0)).astype(np.uint8))[:, None]
+    return x, torch.from_numpy(d.target).long()
+
+
+@pytest.mark.parametrize("cfg", [
+    ClassifierConfig(train_steps=12),
+    ClassifierConfig(train_steps=12, hflip=True, crop_pad_px=2, pad_mode="constant",
+                     optimizer="adamw", lr=2e-3),
+])
+def test_graphed_classifier_group_equals_eager(monkeypatch, cfg):
+    x, y = _digits()
+    cells = [(x[:200], y[:200], None, None), (x[:100], y[:100], x[300:400], y[300:400])]
+    eager = train_classifiers(cells, [0, 1], 10, cfg)
+    backend = _Backend()
+    monkeypatch.setattr(SG, "use_graphs", lambda device: True)
+    monkeypatch.setattr(SG, "BACKEND", backend)
+    graphed = train_classifiers(cells, [0, 1], 10, cfg)
+    assert backend.log == ["warmup"] * 3 + ["capture"] + ["replay"] * 9
+    for a, b in zip(eager, graphed):
+        sa, sb = a.state_dict(), b.state_dict()
+        for k in sa:  # parameters and BatchNorm statistics, bit for bit
+            torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0)
+
+
+def test_a_failed_capture_runs_eager_with_one_line(tmp_path, monkeypatch, capsys):
+    eager = _train_gens(tmp_path / "eager")
+    backend = _Backend(fail=True)
+    monkeypatch.setattr(SG, "use_graphs", lambda device: True)
+    monkeypatch.setattr(SG, "BACKEND", backend)
+    got = _train_gens(tmp_path / "fallback")
+    assert backend.log == ["warmup"] * 3 + ["capture", "recover"]  # then eager, no replays
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "CUDA graphs" in ln]
+    assert len(lines) == 1 and "off for 3 generators (RuntimeError: operation not permitted" \
+        in lines[0] and "runs eager" in lines[0]
+    for a, b in zip(eager, got):
+        _assert_same_states(a, b)
+
+
+def test_the_switch(monkeypatch):
+    monkeypatch.delenv(SG.GRAPHS_ENV, raising=False)
+    assert not SG.use_graphs("cpu")  # no graphs off CUDA, whatever the variable says
+    monkeypatch.setenv(SG.GRAPHS_ENV, "1")
+    assert not SG.use_graphs("cpu")
+    monkeypatch.setenv(SG.GRAPHS_ENV, "0")
+    assert not SG.use_graphs("cuda")
+    for value in ("1", "auto", " AUTO "):
+        monkeypatch.setenv(SG.GRAPHS_ENV, value)
+        assert SG.use_graphs("cuda")
+    monkeypatch.setenv(SG.GRAPHS_ENV, "yes")
+    with pytest.raises(SynthequivError, match="SYNTHEQUIV_CUDA_GRAPHS must be auto, 0 or 1"):
+        SG.use_graphs("cuda")
+    with pytest.raises(SynthequivError, match="SYNTHEQUIV_CUDA_GRAPHS"):  # before any work
+        C.validate(C.resolve("quick", None, []))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (gpu_check.sh)")
+def test_cuda_graphed_groups_match_eager_on_a_gpu(tmp_path, monkeypatch):
+    """The real capture: graphed and eager groups on CUDA give the same weights (float32
+    groups; kernels may pick other algorithms between runs, hence a float tolerance)."""
+    results = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(SG.GRAPHS_ENV, mode)
+        dirs = [tmp_path / mode / f"g{i}" for i in range(3)]
+        train_generators(_gen_jobs(), 3, [dataclasses.replace(TINY, seed=s) for s in range(3)],
+                         dirs, "cuda", progress=False)
+        x, y = _digits()
+        cells = [(x[:200], y[:200], None, None), (x[:100], y[:100], x[300:400], y[300:400])]
+        models = train_classifiers(cells, [0, 1], 10, ClassifierConfig(train_steps=12), "cuda")
+        results[mode] = ([torch.load(d / "checkpoint.pt", weights_only=True)["model"]
+                          for d in dirs], [m.state_dict() for m in models])
+    for a, b in zip(results["0"][0] + results["0"][1], results["1"][0] + results["1"][1]):
+        for k in a:
+            torch.testing.assert_close(a[k].float().cpu(), b[k].float().cpu(),
+                                       rtol=1e-3, atol=1e-5)
