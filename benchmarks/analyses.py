@@ -12,6 +12,8 @@ the CAS references of B(10) and B(20)). On the 2-vCPU machine: one by one 8.17 s
 Arms, in one run (a warm-up of each first, so imports and first calls are not timed):
   one by one   `cell_group=1`: every classifier trained alone (the CPU default)
   groups       `cell_group=G` (default 64, the CUDA default for smallcnn): compatible ones at once
+               (on CUDA each group's steps replay as a CUDA graph, the default: stepgraph.py)
+  groups eager (CUDA only) the same with SYNTHEQUIV_CUDA_GRAPHS=0
 Prints each arm's seconds (median of --repeats), the speed-up, and the largest difference in
 domain AUC and CAS accuracy between the arms (float rounding amplified by training).
 """
@@ -31,6 +33,7 @@ from synthequiv.generation.synthetic import SyntheticSet
 from synthequiv.inputs.data import load_dataset
 from synthequiv.inputs.splits import make_splits
 from synthequiv.measures.analyses import analyse_study
+from synthequiv.stepgraph import graphs_set
 from synthequiv.utils import resolve_device
 
 
@@ -67,6 +70,8 @@ def main() -> None:
     args = ap.parse_args()
     device = resolve_device(args.device)
     arms = {"one by one": 1, "groups": args.group}
+    if device.type == "cuda":
+        arms["groups eager"] = args.group
     times: dict[str, list[float]] = {a: [] for a in arms}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,16 +83,22 @@ def main() -> None:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-                results[arm] = analyse_study(cfg, out_dir, sp, synth, device, progress=False)
+                with graphs_set("0" if arm.endswith("eager") else "auto"):
+                    results[arm] = analyse_study(cfg, out_dir, sp, synth, device,
+                                                 progress=False)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 if round_:
                     times[arm].append(time.perf_counter() - t0)
-    one, grp = (statistics.median(times[a]) for a in arms)
+    one, grp = (statistics.median(times[a]) for a in ("one by one", "groups"))
     print(f"analyses of {len(results['groups']['sets'])} synthetic sets, device {device} "
           f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'})")
     print(f"one by one  {one:8.2f} s")
     print(f"groups      {grp:8.2f} s   (cell_group {args.group})   speed-up {one / grp:.2f}×")
+    if "groups eager" in times:
+        eager = statistics.median(times["groups eager"])
+        print(f"groups eager {eager:7.2f} s   (no CUDA graphs)   graphs' speed-up "
+              f"{eager / grp:.2f}×")
     a, b = results["one by one"]["sets"], results["groups"]["sets"]
     auc = max(abs(a[n]["domain"]["auc"] - b[n]["domain"]["auc"]) for n in a)
     cas = max(abs(a[n]["cas"]["accuracy"] - b[n]["cas"]["accuracy"]) for n in a)

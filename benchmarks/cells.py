@@ -10,7 +10,9 @@ from the digits pool (no generator is trained here): throughput depends on pool 
 the pixels. Arms, interleaved in one run so load changes hit all of them:
   old step    the loop before this change (per-step host augmentation draws + transfer)
   sequential  train_classifier per cell (today's loop)
-  group G     batched.train_classifiers on groups of G cells
+  group G     batched.train_classifiers on groups of G cells (on CUDA replaying each step's
+              forward+backward as a CUDA graph, the study's default there: stepgraph.py)
+  group G eager  (CUDA only) the same groups with SYNTHEQUIV_CUDA_GRAPHS=0
   procs P     train_classifier per cell through the study's local executor with workers=P,
               cpu_threads=1 (P spawned processes), start-up included; --procs 2 on a 2-core CPU
 Prints seconds, cells/s, images/s and the ratio to `sequential`, and each arm's mean test
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from synthequiv import config as C
 from synthequiv.classification import classifier as clf
 from synthequiv.classification.batched import plan_groups, train_classifiers
+from synthequiv.stepgraph import graphs_set
 from synthequiv.utils import resolve_device, seed_everything
 
 
@@ -117,11 +120,12 @@ def run_arm(arm: str, cells, cfg, device, k: int):
     steps = [clf.num_train_steps(cfg, len(d[1]) + (0 if d[3] is None else len(d[3])))
              for d, _ in cells]
     models = [None] * len(cells)
-    for idx in plan_groups(steps, g):
-        out = train_classifiers([cells[i][0] for i in idx], [cells[i][1] for i in idx], k, cfg,
-                                device)
-        for i, m in zip(idx, out):
-            models[i] = m
+    with graphs_set("0" if arm.endswith("eager") else "auto"):
+        for idx in plan_groups(steps, g):
+            out = train_classifiers([cells[i][0] for i in idx], [cells[i][1] for i in idx], k,
+                                    cfg, device)
+            for i, m in zip(idx, out):
+                models[i] = m
     return models
 
 
@@ -144,7 +148,8 @@ def main() -> None:
         ccfg = dataclasses.replace(ccfg, train_steps=args.steps)
     cells, tx, ty = quick_cells(cfg, args.cells)
     arms = ([] if args.no_old else ["old step"]) + ["sequential"]
-    arms += [f"group {g}" for g in args.groups.split(",") if g]
+    for g in filter(None, args.groups.split(",")):
+        arms += [f"group {g} eager", f"group {g}"] if device.type == "cuda" else [f"group {g}"]
     arms += [f"procs {p}" for p in args.procs.split(",") if p]
     run_arm("sequential", cells[:2], dataclasses.replace(ccfg, train_steps=3), device, 10)  # warm-up
     secs, accs = {}, {}
@@ -164,11 +169,11 @@ def main() -> None:
     seeds = len(cfg.grid.seeds)
     spread = accs["sequential"][: len(cells) // seeds * seeds].reshape(-1, seeds).std(1).mean()
     ref = secs["sequential"]
-    print(f"{'arm':12s} {'seconds':>8s} {'cells/s':>8s} {'img/s':>10s} {'speed-up':>9s} "
+    print(f"{'arm':15s} {'seconds':>8s} {'cells/s':>8s} {'img/s':>10s} {'speed-up':>9s} "
           f"{'mean acc':>9s} {'mean |Δacc|':>12s}")
     for arm in arms:
         d = np.abs(accs[arm] - accs["sequential"]).mean()
-        print(f"{arm:12s} {secs[arm]:8.2f} {len(cells) / secs[arm]:8.2f} "
+        print(f"{arm:15s} {secs[arm]:8.2f} {len(cells) / secs[arm]:8.2f} "
               f"{n_img / secs[arm]:10.0f} {ref / secs[arm]:8.2f}× {accs[arm].mean():9.4f} "
               f"{d:12.4f}")
     print(f"between-seed spread of accuracy (mean per-cell std over {seeds} seeds): "

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# One GPU check of the speed work (issue 14), < 9 min on one H100/H200. Run from the repo root:
+# One GPU check of the speed work (issue 14), < 8 min on one H100/H200. Run from the repo root:
 #     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
 # Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
 # Steps (each time-limited; a failure is logged and the next step runs), most wanted first:
-#   a) quick study wall time on CUDA (generator groups, batched cells)   (target ≤ 30 s)
-#   d) quick generators: 9 one by one vs one group (benchmarks/generators.py, 1.6 kimg each)
+#   a) quick study wall time on CUDA (generator groups, batched cells, CUDA graphs) (≤ 30 s)
+#   d) quick generators: 9 one by one vs one group, eager and CUDA-graphed
+#      (benchmarks/generators.py, 1.6 kimg each)
+#   f) the analyses' small classifiers one by one vs in groups, eager and graphed
+#   c) quick cells: one by one vs groups of 16, eager and graphed (benchmarks/cells.py)
 #   b) cifar10 projected grid with the airbench classifier               (target ≤ 2 GPU-hours)
 #   e) cifar10 generator training: eager/foreach Adam vs fused Adam vs torch.compile
-#   f) the analyses' small classifiers one by one vs in groups (benchmarks/analyses.py)
-#   c) quick cells: old step vs one by one vs groups (only if GPU_CHECK_STEPS names c)
+#      (measured on an H200 before: compile 1.33×; only if GPU_CHECK_STEPS names e)
 # The quick run's log.txt and summary.json are copied to $OUT_DIR (quick_log.txt, quick.json).
 # CPU smoke test of this script (shrunk work, ~4 min on 2 cores):
 #     GPU_CHECK_DEVICE=cpu OUT_DIR=/tmp/gc bash benchmarks/gpu_check.sh
@@ -30,12 +32,12 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
   T_STAGES=120; T_ANALYSES=120
 else
   STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10 --set classifier.arch=airbench)
-  CELLS=(--device cuda --cells 16 --groups 16); T_STUDY=150; T_TP=80; T_CELLS=75
+  CELLS=(--device cuda --cells 16 --groups 16 --no-old); T_STUDY=150; T_TP=80; T_CELLS=75
   STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
   GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=60; T_STAGES=180
   ANALYSES=(--device cuda); T_ANALYSES=90
 fi
-STEPS=${GPU_CHECK_STEPS:-a d f b e}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
+STEPS=${GPU_CHECK_STEPS:-a d f c b}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" ${name%%)*} "* ]] || return 0
@@ -53,11 +55,11 @@ cp "$OUT_DIR"/runs/gpu-quick/log.txt "$OUT_DIR"/quick_log.txt 2>>"$LOG"
 cp "$OUT_DIR"/runs/gpu-quick/summary.json "$OUT_DIR"/quick.json 2>>"$LOG"
 step "d) generators" "$T_GENS" $PY benchmarks/generators.py "${GENS[@]}"
 step "f) analyses" "$T_ANALYSES" $PY benchmarks/analyses.py "${ANALYSES[@]}"
+step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
 step "b) throughput (preset)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
-step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
 rm -rf "$OUT_DIR/runs"  # only the copied files come back
-grep -E "^=== |stage |wall|img/s|images/s|speed-up|group|sequential|old step|alone|largest|weight \
+grep -E "^=== |stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
 difference|total|grid|generators|sampling|classifier|Error|error" "$LOG" |
   grep -v "classifier grid [0-9]" | tail -80
 echo "full log: $LOG"

@@ -2,8 +2,9 @@
 
 A group of small nets (gengroup's generators, batched's classifier cells) is bound on a GPU
 by the host: one step of the 9 quick-study generators as one group took ~48 ms on an H200,
-about the host's cost of that step on a 2-core CPU at batch 4 (51 ms,
-`benchmarks/generators.py --host-cost`), so the device idles. A CUDA graph records the step's
+no less than the host's whole cost of such a step on a 2-vCPU machine at batch 4, where its
+arithmetic is negligible (73 ms, `benchmarks/generators.py --batch 4 --kimg 0.8`), so the
+device idles. A CUDA graph records the step's
 kernels once and replays them with one launch per step.
 
 `StepGraph(fn, device, what)` runs `fn()` — one step's forward, loss and backward (zeroing the
@@ -47,6 +48,20 @@ def graphs_choice() -> str:
 def use_graphs(device: torch.device | str) -> bool:
     """Graphs on CUDA unless SYNTHEQUIV_CUDA_GRAPHS=0; never elsewhere (no CPU graphs)."""
     return torch.device(device).type == "cuda" and graphs_choice() != "0"
+
+
+@contextlib.contextmanager
+def graphs_set(choice: str):
+    """SYNTHEQUIV_CUDA_GRAPHS=choice inside the block (benchmarks time both sides)."""
+    old = os.environ.get(GRAPHS_ENV)
+    os.environ[GRAPHS_ENV] = choice
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(GRAPHS_ENV, None)
+        else:
+            os.environ[GRAPHS_ENV] = old
 
 
 class _CudaBackend:
