@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import synthequiv.stepgraph as SG
 from conftest import float32_generator_training
@@ -51,15 +52,37 @@ class _Graph:
         self.fn()
 
 
+# ops that make a CUDA stream wait for the host (a value read back, or an output size that
+# depends on values): not allowed while capturing
+SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2",
+           "unique_dim", "unique_consecutive", "repeat_interleave", "equal", "is_nonzero"}
+
+
+class _NoHostSync(TorchDispatchMode):
+    """Fails on any op of fn that would sync with the host on CUDA (also indexing by a
+    boolean mask, which computes nonzero inside the kernel, unseen here)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._schema.name.split("::")[-1]
+        assert name not in SYNCING, f"{name} syncs with the host inside a graphed step"
+        if name in ("index", "index_put", "index_put_"):
+            flat = [t for a in args if isinstance(a, (list, tuple)) for t in a]
+            assert not any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in flat), \
+                "indexing by a boolean mask syncs with the host inside a graphed step"
+        return func(*args, **(kwargs or {}))
+
+
 class _Backend:
-    """StepGraph's CUDA calls, on the CPU: the sequence is logged."""
+    """StepGraph's CUDA calls, on the CPU: the sequence is logged; warm-up steps (the same
+    calls as the captured one) run under _NoHostSync."""
 
     def __init__(self, fail: bool = False):
         self.log, self.fail = [], fail
 
     def warmup(self, fn):
         self.log.append("warmup")
-        fn()
+        with _NoHostSync():
+            fn()
 
     def capture(self, fn):
         self.log.append("capture")
@@ -191,6 +214,16 @@ def test_a_failed_capture_runs_eager_with_one_line(tmp_path, monkeypatch, capsys
         in lines[0] and "runs eager" in lines[0]
     for a, b in zip(eager, got):
         _assert_same_states(a, b)
+
+
+def test_the_sync_check_catches_a_host_read():
+    """The stand-in's warm-up really fails a step that reads a value back (so the tests above
+    show that the graphed steps do not)."""
+    w = torch.ones(3, requires_grad=True)
+    with pytest.raises(AssertionError, match="_local_scalar_dense syncs"):
+        _Backend().warmup(lambda: float(w.sum()))
+    with pytest.raises(AssertionError, match="boolean mask"):
+        _Backend().warmup(lambda: w[w > 0])
 
 
 def test_the_switch(monkeypatch):
