@@ -13,7 +13,8 @@ On CUDA (bf16 autocast and channels_last before and after), generator training:
   fused               eager network, fused Adam (generator.ADAM_FUSED_ON_CUDA; off by default:
                       0.89× old on an H200)
   compiled            torch.compile'd network (the study's `compile: true`) + fused Adam
-  (sampling is timed eager in every CUDA arm: a control, expected equal)
+  (sampling is timed eager, SYNTHEQUIV_CUDA_GRAPHS=0, in every CUDA arm: a control,
+  expected equal; the quick study's sampling stage shows the graphs' effect)
 Prints each arm's median images/s and its ratio to old. Classifier cells: benchmarks/cells.py.
 """
 
@@ -27,6 +28,7 @@ import torch
 from throughput import generator_ips, preset_args, resolve_args
 
 from synthequiv.generation import generator, sampling
+from synthequiv.stepgraph import GRAPHS_ENV
 from synthequiv.utils import BF16_ENV, cpu_has_native_bf16
 
 
@@ -51,6 +53,7 @@ def main() -> None:
             if device.type == "cuda":
                 generator.ADAM_FUSED_ON_CUDA = a
                 run_cfg = dataclasses.replace(cfg, compile=b)
+                os.environ[GRAPHS_ENV] = "0"
             else:
                 os.environ[BF16_ENV] = a
                 sampling.SAMPLE_MEMORY_FORMAT = b

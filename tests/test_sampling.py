@@ -20,8 +20,8 @@ from synthequiv.generation.generator import (
     make_generator,
 )
 from synthequiv.generation.sampling import (
+    BlockNet,
     SampleConfig,
-    blocked_forward,
     class_quota_labels,
     load_samples,
     net_block_rows,
@@ -83,12 +83,14 @@ def test_seed_and_offset_change_images(gen, labels):
 
 
 def test_network_rows_are_independent_at_a_fixed_shape(gen):
-    """The premise of blocked_forward: at one shape, row i's output ignores the other rows."""
+    """The premise of BlockNet: at one shape, row i's output ignores the other rows."""
     block = net_block_rows(torch.device("cpu"), 8)
     x, y, t = torch.randn(block + 5, 1, 8, 8), torch.arange(block + 5) % 10, torch.tensor(7)
-    full = blocked_forward(gen, x, t, y, 1.0, block)
-    assert torch.equal(full[:5], blocked_forward(gen, x[:5], t, y[:5], 1.0, block))
-    assert torch.equal(full[block:], blocked_forward(gen, x[block:], t, y[block:], 1.0, block))
+    net = BlockNet(gen, 1.0, block, torch.device("cpu"))
+    full = net(x, t, y)
+    assert torch.equal(full[:5], net(x[:5], t, y[:5]))
+    assert torch.equal(full[block:], net(x[block:], t, y[block:]))
+    assert torch.equal(full[:5], BlockNet(gen, 1.0, block, torch.device("cpu"))(x[:5], t, y[:5]))
 
 
 # ----------------------------------------------------------------------------- guidance

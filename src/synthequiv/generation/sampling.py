@@ -89,26 +89,55 @@ def sample_rng(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(stable_hash("sample", seed, index, length=15), 16))
 
 
-@torch.no_grad()
-def blocked_forward(gen: Generator, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
-                    cfg_scale: float, block: int) -> torch.Tensor:
-    """gen.guided on fixed [block, C, R, R] inputs: padding rows make every call one shape."""
-    outs = []
-    for i in range(0, len(x), block):
-        xb, yb = x[i:i + block], labels[i:i + block]
-        k = len(xb)
-        if k < block:
-            xb = torch.cat([xb, xb.new_zeros((block - k, *xb.shape[1:]))])
-            yb = torch.cat([yb, yb.new_full((block - k,), gen.null_class)])
-        tb = t.reshape(1).to(x.device).expand(block)
-        outs.append(gen.guided(xb, tb, yb, cfg_scale)[:k])
-    return torch.cat(outs)
+class BlockNet:
+    """gen.guided on fixed [block, C, R, R] inputs: padding rows make every call one shape
+    (module docstring). On CUDA the network call replays as one CUDA graph after a few eager
+    calls (stepgraph.py; a small net's forward is many tiny kernels, launched by the host);
+    the inputs are copied into the graph's tensors, so the outputs are the eager ones. A compiled
+    backbone runs without graphs (torch.compile has its own)."""
+
+    def __init__(self, gen: Generator, cfg_scale: float, block: int, device: torch.device):
+        from synthequiv.stepgraph import StepGraph
+
+        self.gen, self.cfg_scale, self.block = gen, cfg_scale, block
+        shape = (block, gen.image_shape[0], gen.resolution, gen.resolution)
+        self.x = torch.zeros(shape, device=device)
+        self.t = torch.zeros(block, dtype=torch.long, device=device)
+        self.y = torch.zeros(block, dtype=torch.long, device=device)
+        self.out = torch.zeros(shape, device=device)  # float32: bf16 outputs widen exactly
+        compiled = getattr(gen.backbone, "_compiled_call_impl", None) is not None
+        self.step = StepGraph(self._forward, "cpu" if compiled else device, "sampling")
+
+    def _forward(self) -> None:  # StepGraph's fn: tensors in, tensors out
+        self.out.copy_(self.gen.guided(self.x, self.t, self.y, self.cfg_scale))
+
+    @property
+    def graphed(self) -> bool:
+        return self.step.on
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Model output (float32) for x [n, C, R, R] at timestep t (a 0-d tensor), labels [n]."""
+        outs = []
+        self.t.copy_(t.reshape(1))
+        for i in range(0, len(x), self.block):
+            xb, yb = x[i:i + self.block], labels[i:i + self.block]
+            k = len(xb)
+            self.x[:k].copy_(xb)
+            self.y[:k].copy_(yb)
+            if k < self.block:
+                self.x[k:].zero_()
+                self.y[k:].fill_(self.gen.null_class)
+            self.step()
+            outs.append(self.out[:k].clone())
+        return torch.cat(outs)
 
 
 @torch.no_grad()
 def diffusion_sampler(gen: Generator, labels: torch.Tensor, rngs: list[torch.Generator],
-                      cfg: SampleConfig, block: int) -> torch.Tensor:
-    """x_T ~ N(0, I) per image from its own generator, then the scheduler's steps.
+                      cfg: SampleConfig, net: BlockNet) -> torch.Tensor:
+    """x_T ~ N(0, I) per image from its own generator, then the scheduler's steps; `net`
+    evaluates the network in fixed blocks.
 
     labels: int64 [n] on the model's device; returns x_0 float [n, C, R, R] in model space.
     """
@@ -118,9 +147,8 @@ def diffusion_sampler(gen: Generator, labels: torch.Tensor, rngs: list[torch.Gen
     x = x * scheduler.init_noise_sigma
     extra = {"generator": rngs} if cfg.sampler == "ddpm" else {}  # per-image step noise
     for t in scheduler.timesteps:
-        out = blocked_forward(gen, scheduler.scale_model_input(x, t), t, labels,
-                              cfg.cfg_scale, block)
-        x = scheduler.step(out.float(), t, x, **extra).prev_sample
+        out = net(scheduler.scale_model_input(x, t), t, labels)
+        x = scheduler.step(out, t, x, **extra).prev_sample
     return x
 
 
@@ -138,13 +166,16 @@ def sample_images(generator: Generator, labels: torch.Tensor, cfg: SampleConfig,
     block = net_block_rows(device, gen.resolution)
     bsz = math.ceil(cfg.batch_size / block) * block
     out = torch.empty((len(labels), *gen.image_shape), dtype=torch.uint8)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    net = BlockNet(gen, cfg.cfg_scale, block, device)  # one graph serves every batch and step
+    # a graph must not replay weight casts cached by autocast outside it: no cache when graphed
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda",
+                              cache_enabled=not net.graphed)
     with _progress(progress) as bar, autocast:
         task = bar.add_task(description, total=len(labels))
         for s in range(0, len(labels), bsz):
             y = labels[s:s + bsz].to(device)
             rngs = [sample_rng(cfg.seed, index_offset + s + i) for i in range(len(y))]
-            x0 = diffusion_sampler(gen, y, rngs, cfg, block)  # [b, C, R, R]
+            x0 = diffusion_sampler(gen, y, rngs, cfg, net)  # [b, C, R, R]
             out[s:s + len(y)] = gen.decode(x0).cpu()
             bar.update(task, advance=len(y))
     return out
