@@ -68,6 +68,23 @@ def test_piped_study_prints_timestamped_plan_progress_and_stages(tiny_run):
     assert run["environment"]["device"] == "cpu" and run["environment"]["torch"]
 
 
+def test_a_resumed_bar_counts_only_what_is_left(tmp_path, monkeypatch, capsys):
+    """A resumed grid says how much was done before, and its eta comes from this run's rate
+    only (not from the instantly skipped cells)."""
+    from synthequiv.orchestration import progress, runlog
+
+    monkeypatch.setattr(runlog, "plain", lambda: True)
+    now = [100.0]  # the bar starts at t=100; one cell takes 10 s
+    monkeypatch.setattr(progress.time, "time", lambda: now[0])
+    with progress.progress_bar("classifier grid", total=108, done=100) as bar:
+        now[0] = 110.0
+        bar.advance(1, "closed n=10+40 s=0: acc 0.812")
+    out = capsys.readouterr().out
+    assert "classifier grid: 8 to do (100 of 108 done before)" in out
+    assert "classifier grid 101/108: closed n=10+40 s=0: acc 0.812 (elapsed 0:00:10, " \
+        "eta 0:01:10)" in out  # 7 cells left at 10 s each; 100 done before would say 0:00:01
+
+
 def test_dry_run_prints_the_plan_after_a_loadable_config(cli):
     code, out, err = cli("study", "--preset", "quick", "--dry-run")
     assert code == 0, err

@@ -1,7 +1,8 @@
 """Progress: rich bars on a terminal, timestamped lines in a pipe or file, both in log.txt.
 
 Two shapes:
-  progress_bar(description, total)   counted work (classifier cells, generators): `advance(n,
+  progress_bar(description, total, done)  counted work (classifier cells, generators), `done`
+                                     of it finished before (a resumed run): `advance(n,
                                      status)`; one log line per advance
   kimg_bar(enabled)                  a generator's training in k images, with the subset of
                                      rich's Progress API the training loop uses (`add_task`,
@@ -49,9 +50,10 @@ def _hms(seconds: float) -> str:
 
 class _Bar:
     def __init__(self, description: str, total: float, progress: Progress | None, task,
-                 echo: str = "plain"):
-        self.description, self.total, self.done, self.echo = description, total, 0.0, echo
+                 echo: str = "plain", done: float = 0.0):
+        self.description, self.total, self.done, self.echo = description, total, done, echo
         self.progress, self.task, self.t0 = progress, task, time.time()
+        self.before = done  # finished by an earlier run: not in this run's rate (eta)
 
     def advance(self, n: float = 1, status: str = "") -> None:
         self.done += n
@@ -59,21 +61,25 @@ class _Bar:
             self.progress.update(self.task, advance=n, status=status)
         if n and status:  # a skipped block (resumed work) has no status: no line
             el = time.time() - self.t0
+            eta = _eta(self.done - self.before, self.total - self.before, el)
             runlog.info(f"{self.description} {self.done:g}/{self.total:g}: {status} "
-                        f"(elapsed {_hms(el)}{_eta(self.done, self.total, el)})", self.echo)
+                        f"(elapsed {_hms(el)}{eta})", self.echo)
             runlog.metric("progress", what=self.description, done=self.done, total=self.total,
                           status=status)
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: float, enabled: bool = True) -> Iterator[_Bar]:
-    """A bar on a terminal; log lines (timestamped on stdout when piped, always in log.txt)."""
+def progress_bar(description: str, total: float, enabled: bool = True,
+                 done: float = 0) -> Iterator[_Bar]:
+    """A bar on a terminal; log lines (timestamped on stdout when piped, always in log.txt).
+    `done` of the `total` were finished before (resume): the bar starts there."""
     if not enabled:  # quiet on stdout; log.txt still gets the lines
-        yield _Bar(description, total, None, None, echo="never")
+        yield _Bar(description, total, None, None, echo="never", done=done)
         return
     if runlog.plain():
-        runlog.info(f"{description}: {total:g} to do")
-        yield _Bar(description, total, None, None)
+        before = f" ({done:g} of {total:g} done before)" if done else ""
+        runlog.info(f"{description}: {total - done:g} to do{before}")
+        yield _Bar(description, total, None, None, done=done)
         return
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -82,7 +88,8 @@ def progress_bar(description: str, total: float, enabled: bool = True) -> Iterat
     )
     with progress:
         yield _Bar(description, total, progress,
-                   progress.add_task(description, total=total, status=""))
+                   progress.add_task(description, total=total, completed=done, status=""),
+                   done=done)
 
 
 class KimgLog:

@@ -186,8 +186,8 @@ def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
         groups += [[mine[i] for i in idx] for idx in plan_groups(steps, size)] if mine else []
     # big inputs travel once (Ray puts them in the object store); each task gets a group
     shared = {"reps": reps, "ccfg": ccfg, "device": device}
-    with progress_bar("classifier grid", total=len(cells), enabled=progress) as bar:
-        bar.advance(len(cells) - len(todo))
+    with progress_bar("classifier grid", total=len(cells), enabled=progress,
+                      done=len(cells) - len(todo)) as bar:
         for rows in map_tasks(_cell_task, groups, shared, cfg, kind="cell"):
             for row in rows:
                 row["config_hash"] = chash
