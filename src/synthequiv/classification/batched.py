@@ -18,6 +18,9 @@ Each cell is the cell `train_classifier` trains with its own seed, to float tole
   - pools of different sizes (real vs real + synthetic) are concatenated into one device
     tensor with per-cell offsets (identical pools, e.g. the seeds of one cell, stored once).
 
+On CUDA each step's gather, augmentation, forward and backward replay as one CUDA graph
+(`stepgraph.StepGraph`; the optimizer and LR schedule stay eager), with the eager numbers.
+
 On the 2-core CPU this is slower than one cell after another (a SmallCNN step there is
 compute-bound: batch 2048 trains at the img/s of batch 128), so `cell_group: 0` (auto) runs
 cells one by one on CPU and in groups on CUDA (benchmarks/cells.py measures both).

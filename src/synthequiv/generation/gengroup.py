@@ -23,6 +23,10 @@ other draws); on CUDA the group runs NCHW (a 5-D stacked weight has no channels_
 the math attention kernel (`_vmap_safe_attention`) and without torch.compile (the study's
 `compile` applies to generators trained alone).
 
+On CUDA the step's forward, backward and per-generator clipping replay as one CUDA graph
+(`stepgraph.StepGraph`; the draws are copied into its input tensors, Adam and the EMA stay
+eager), the same numbers as the eager loop (tests/test_stepgraph.py).
+
 Checkpoints are `train_generator`'s files (`run_meta` + unstacked model, EMA and Adam state
 via `_save_checkpoint`): `train_generator` resumes or reuses them, `load_generator` loads them,
 and a group resumes what either wrote. Finished generators are skipped; unfinished ones are
