@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU check of the speed work (issue 14), < 8 min on one H100/H200. Run from the repo root:
+# One GPU check of the speed work (issue 14), < 9 min on one H100/H200 (~5 expected). Run from the repo root:
 #     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
 # Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
 # Steps (each time-limited; a failure is logged and the next step runs), most wanted first:
@@ -8,10 +8,12 @@
 #      (benchmarks/generators.py, 1.6 kimg each)
 #   f) the analyses' small classifiers one by one vs in groups, eager and graphed
 #   c) quick cells: one by one vs groups of 16, eager and graphed (benchmarks/cells.py)
+#   g) the quick study again with SYNTHEQUIV_CUDA_GRAPHS=0: each stage eager vs step a's
 #   b) cifar10 projected grid with the airbench classifier               (target ≤ 2 GPU-hours)
 #   e) cifar10 generator training: eager/foreach Adam vs fused Adam vs torch.compile
 #      (measured on an H200 before: compile 1.33×; only if GPU_CHECK_STEPS names e)
-# The quick run's log.txt and summary.json are copied to $OUT_DIR (quick_log.txt, quick.json).
+# The quick runs' log.txt and summary.json are copied to $OUT_DIR (quick_log.txt, quick.json,
+# quick_eager.json).
 # CPU smoke test of this script (shrunk work, ~4 min on 2 cores):
 #     GPU_CHECK_DEVICE=cpu OUT_DIR=/tmp/gc bash benchmarks/gpu_check.sh
 set -x
@@ -37,7 +39,7 @@ else
   GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=60; T_STAGES=180
   ANALYSES=(--device cuda); T_ANALYSES=90
 fi
-STEPS=${GPU_CHECK_STEPS:-a d f c b}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
+STEPS=${GPU_CHECK_STEPS:-a d f c g b}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" ${name%%)*} "* ]] || return 0
@@ -56,6 +58,10 @@ cp "$OUT_DIR"/runs/gpu-quick/summary.json "$OUT_DIR"/quick.json 2>>"$LOG"
 step "d) generators" "$T_GENS" $PY benchmarks/generators.py "${GENS[@]}"
 step "f) analyses" "$T_ANALYSES" $PY benchmarks/analyses.py "${ANALYSES[@]}"
 step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
+step "g) quick study, no CUDA graphs" "$T_STUDY" env SYNTHEQUIV_CUDA_GRAPHS=0 \
+  $PY -m synthequiv.cli study --preset quick --device "$DEVICE" --name gpu-quick-eager \
+  --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
+cp "$OUT_DIR"/runs/gpu-quick-eager/summary.json "$OUT_DIR"/quick_eager.json 2>>"$LOG"
 step "b) throughput (preset)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
 rm -rf "$OUT_DIR/runs"  # only the copied files come back
