@@ -291,3 +291,27 @@ def test_generator_train_takes_preset_settings(tmp_path, cli):
 
     state = torch.load(tmp_path / "g" / "checkpoint.pt", weights_only=True)
     assert state["config"]["batch_size"] == 16 and state["step"] == 2
+
+
+# ----------------------------------------------------------------------------- device script
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_every_step_as_a_cpu_smoke_test(tmp_path):
+    """benchmarks/gpu_check.sh is what a lent GPU's few minutes run: its shrunk CPU mode must
+    run every default step to rc=0, so the script cannot rot between GPU sessions (~90 s)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "OUT_DIR": str(tmp_path),
+           "PYTHON": sys.executable}
+    subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=root, env=env, check=True,
+                   capture_output=True, timeout=900)
+    log = (tmp_path / "gpu_check.log").read_text()
+    ends = re.findall(r"^=== (\w)\) .*: rc=(\d+) wall_s=", log, flags=re.M)
+    assert [s for s, _ in ends] == list("adfcgb"), log[-2000:]
+    assert all(rc == "0" for _, rc in ends), log[-4000:]
+    assert {p.name for p in tmp_path.iterdir()} >= {"quick.json", "quick_eager.json",
+                                                    "quick_log.txt"}
