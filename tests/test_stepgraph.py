@@ -224,17 +224,27 @@ def test_graphed_sampling_equals_eager(monkeypatch):
 
 
 def test_a_failed_capture_runs_eager_with_one_line(tmp_path, monkeypatch, capsys):
+    """A capture that fails: one log line, the eager numbers, and later loops of the same kind
+    in the process run eager without trying again (no second line); other kinds still try."""
     eager = _train_gens(tmp_path / "eager")
     backend = _Backend(fail=True)
     monkeypatch.setattr(SG, "use_graphs", lambda device: True)
     monkeypatch.setattr(SG, "BACKEND", backend)
+    monkeypatch.setattr(SG, "FAILED", set())
     got = _train_gens(tmp_path / "fallback")
     assert backend.log == ["warmup"] * 3 + ["capture", "recover"]  # then eager, no replays
+    again = _train_gens(tmp_path / "again")
+    assert backend.log == ["warmup"] * 3 + ["capture", "recover"]  # not tried a second time
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "CUDA graphs" in ln]
-    assert len(lines) == 1 and "off for 3 generators (RuntimeError: operation not permitted" \
-        in lines[0] and "runs eager" in lines[0]
-    for a, b in zip(eager, got):
+    assert len(lines) == 1 and "off for generator groups (RuntimeError: operation not " \
+        "permitted" in lines[0] and "run eager" in lines[0]
+    for a, b, c in zip(eager, got, again):
         _assert_same_states(a, b)
+        _assert_same_states(a, c)
+    x, y = _digits()
+    train_classifiers([(x[:200], y[:200], None, None)] * 2, [0, 1], 10,
+                      ClassifierConfig(train_steps=6))
+    assert backend.log[-2:] == ["capture", "recover"] and backend.log.count("capture") == 2
 
 
 def test_the_sync_check_catches_a_host_read():

@@ -20,7 +20,8 @@ torch's multi-tensor optimizers are a few launches per step, and a step-dependen
 would be frozen into a graph.
 
 Where capture fails (an op that syncs with the host, an old driver), one log line says so
-and the same fn runs eagerly from then on: the numbers are those of the eager path.
+and the same fn runs eagerly from then on, as do later loops of its kind in the process: the
+numbers are those of the eager path.
 """
 
 from __future__ import annotations
@@ -92,17 +93,15 @@ BACKEND = _CudaBackend
 
 class StepGraph:
     """Calls fn() per step: eagerly, or (CUDA) warm-up, capture once, replay. `what` names
-    the loop in the one log line a failed capture writes."""
+    the loop kind ("generator groups", "classifier groups", "sampling"): after one failed
+    capture of a kind, later loops of that kind in this process run eager without trying (and
+    without another log line)."""
 
     def __init__(self, fn: Callable[[], None], device: torch.device | str, what: str):
         self.fn, self.what = fn, what
-        self.on = use_graphs(device)
+        self.on = use_graphs(device) and what not in FAILED
         self.warm = 0
         self.graph = None
-
-    @property
-    def replaying(self) -> bool:
-        return self.graph is not None
 
     def __call__(self) -> None:
         if self.graph is not None:
@@ -125,9 +124,13 @@ class StepGraph:
                 BACKEND.recover()
             first = (str(exc).splitlines() or [""])[0][:160]
             info(f"CUDA graphs: off for {self.what} ({type(exc).__name__}: {first}); "
-                 f"it runs eager (same numbers)")
+                 f"they run eager (same numbers)")
+            FAILED.add(self.what)
             self.on = False
             self.fn()
             return
         self.graph = graph
         graph.replay()
+
+
+FAILED: set[str] = set()  # loop kinds whose capture failed in this process

@@ -230,7 +230,7 @@ def _fit_group(cells: list, cfg: ClassifierConfig, dev: torch.device) -> list[nn
         loss.sum().backward()
         last.copy_(loss.detach())
 
-    step_fn = StepGraph(forward_backward, dev, f"{g_count} classifier cells")
+    step_fn = StepGraph(forward_backward, dev, "classifier groups")
     for step in range(len(sched)):
         ins["idx"].copy_(sched[step])
         ins["offs"].copy_(offs[step])

@@ -327,7 +327,7 @@ def _group_loop(runs, base, state, data, labels, offsets, start, device, save, p
                                 cfg.grad_clip)
         loss_sum.add_(loss.detach())
 
-    step_fn = StepGraph(forward_backward, device, f"{n_gen} generators")
+    step_fn = StepGraph(forward_backward, device, "generator groups")
     kimg = n_gen * bsz / 1000
     with _progress_bar(progress) as bar:
         task = bar.add_task(f"{n_gen} generators", total=total * kimg, completed=start * kimg,
