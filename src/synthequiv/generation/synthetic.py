@@ -9,7 +9,6 @@ open    one set shared by every base size:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,13 +134,12 @@ def train_jobs(jobs: list[GenJob], num_classes, cfg, device, progress) -> Iterat
         yield from done
 
 
-def _sample_task(shard: tuple[Path, int, int], labels, scfg, device, progress, compile):
+def _sample_task(shard: tuple[Path, int, int, str], labels, scfg, device, progress, compile):
     from synthequiv.generation.generator import load_generator
     from synthequiv.generation.sampling import sample_images
 
-    gen_dir, start, stop = shard
+    gen_dir, start, stop, name = shard
     gen = load_generator(gen_dir, device, compile=compile)
-    name = re.sub(r"-[0-9a-f]{12}$", "", Path(gen_dir).name)  # closed-n10-r0, without its key
     part = "" if (start, stop) == (0, len(labels)) else f" [{start}:{stop}]"
     # index_offset keeps per-sample seeds global: N shards give exactly one call's images
     return gen_dir, start, sample_images(gen, labels[start:stop], scfg, device, progress, start,
@@ -194,7 +192,9 @@ def sample_to_files(targets: list[tuple[Path, Path, dict]], n_per_class: int, nu
 
     labels = class_quota_labels(n_per_class, num_classes)
     count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
-    items = [(gen_dir, a, b) for gen_dir, _, _ in targets for a, b in shards(len(labels), count)]
+    # (generator dir, shard start, stop, the set's name for log lines: closed-n10-r0)
+    items = [(gen_dir, a, b, path.stem.removesuffix(f"-{meta.get('key', '')}"))
+             for gen_dir, path, meta in targets for a, b in shards(len(labels), count)]
     parts: dict[Path, dict[int, torch.Tensor]] = {}
     for gen_dir, start, images in map_tasks(
             _sample_task, items, {"labels": labels, "scfg": cfg.sampling, "device": device,
