@@ -21,10 +21,12 @@ domain AUC and CAS accuracy between the arms (float rounding amplified by traini
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -33,7 +35,7 @@ from synthequiv.generation.synthetic import SyntheticSet
 from synthequiv.inputs.data import load_dataset
 from synthequiv.inputs.splits import make_splits
 from synthequiv.measures.analyses import analyse_study
-from synthequiv.stepgraph import graphs_set
+from synthequiv.stepgraph import GRAPHS_ENV
 from synthequiv.utils import resolve_device
 
 
@@ -83,7 +85,8 @@ def main() -> None:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-                with graphs_set("0" if arm.endswith("eager") else "auto"):
+                with mock.patch.dict(os.environ, {GRAPHS_ENV: "0" if arm.endswith("eager")
+                                                  else "auto"}):
                     results[arm] = analyse_study(cfg, out_dir, sp, synth, device,
                                                  progress=False)
                 if device.type == "cuda":

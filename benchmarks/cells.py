@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import time
+from unittest import mock
 
 import numpy as np
 import torch
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from synthequiv import config as C
 from synthequiv.classification import classifier as clf
 from synthequiv.classification.batched import plan_groups, train_classifiers
-from synthequiv.stepgraph import graphs_set
+from synthequiv.stepgraph import GRAPHS_ENV
 from synthequiv.utils import resolve_device, seed_everything
 
 
@@ -120,7 +122,7 @@ def run_arm(arm: str, cells, cfg, device, k: int):
     steps = [clf.num_train_steps(cfg, len(d[1]) + (0 if d[3] is None else len(d[3])))
              for d, _ in cells]
     models = [None] * len(cells)
-    with graphs_set("0" if arm.endswith("eager") else "auto"):
+    with mock.patch.dict(os.environ, {GRAPHS_ENV: "0" if arm.endswith("eager") else "auto"}):
         for idx in plan_groups(steps, g):
             out = train_classifiers([cells[i][0] for i in idx], [cells[i][1] for i in idx], k,
                                     cfg, device)

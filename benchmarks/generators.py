@@ -28,16 +28,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from synthequiv import config as C
 from synthequiv.generation.generator import num_train_steps, train_generator
 from synthequiv.generation.gengroup import train_generators
-from synthequiv.stepgraph import graphs_set
+from synthequiv.stepgraph import GRAPHS_ENV
 from synthequiv.utils import resolve_device
 
 
@@ -67,7 +69,7 @@ def run_arm(arm: str, jobs, k: int, root: Path, device) -> tuple[float, list[dic
         for (x, y, cfg), d in zip(jobs, dirs):
             train_generator(x, y, k, cfg, d, device, progress=False)
     else:
-        with graphs_set("1" if arm == "graphed" else "0"):
+        with mock.patch.dict(os.environ, {GRAPHS_ENV: "1" if arm == "graphed" else "0"}):
             train_generators([(x, y) for x, y, _ in jobs], k, [c for *_, c in jobs], dirs,
                              device, progress=False)
     if device.type == "cuda":

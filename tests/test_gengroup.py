@@ -33,13 +33,17 @@ def float32_on_cpu():
     yield from float32_generator_training()
 
 
-@pytest.fixture(scope="module")
-def jobs():
+def tiny_jobs():
     """3 classes of 8×8 images; job i = the first SIZES[i] images."""
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8, generator=g)
     y = torch.arange(30) % 3
     return [(x[:n], y[:n]) for n in SIZES]
+
+
+@pytest.fixture(scope="module")
+def jobs():
+    return tiny_jobs()
 
 
 def cfgs():

@@ -10,9 +10,6 @@ real backend runs in the CUDA-only test at the end (skipped without a GPU; gpu_c
 
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -22,13 +19,9 @@ from conftest import float32_generator_training
 from synthequiv import config as C
 from synthequiv.classification.batched import train_classifiers
 from synthequiv.classification.classifier import ClassifierConfig
-from synthequiv.generation.generator import GeneratorConfig
 from synthequiv.generation.gengroup import train_generators
 from synthequiv.utils import SynthequivError
-
-# 24 steps of 16 images, a checkpoint at step 12, flips on (as tests/test_gengroup.py)
-TINY = GeneratorConfig(train_kimg=0.384, batch_size=16, warmup_kimg=0.064,
-                       checkpoint_every_kimg=0.192, ema_halflife_kimg=0.05, xflip=True)
+from test_gengroup import cfgs, tiny_jobs
 
 
 def _seen(fn) -> dict:
@@ -108,17 +101,9 @@ def float32_on_cpu():
     yield from float32_generator_training()
 
 
-def _gen_jobs():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8, generator=g)
-    y = torch.arange(30) % 3
-    return [(x[:n], y[:n]) for n in (30, 20, 25)]
-
-
 def _train_gens(root):
     dirs = [root / f"g{i}" for i in range(3)]
-    cfgs = [dataclasses.replace(TINY, seed=s) for s in range(3)]
-    train_generators(_gen_jobs(), 3, cfgs, dirs, progress=False)
+    train_generators(tiny_jobs(), 3, cfgs(), dirs, progress=False)
     return [torch.load(d / "checkpoint.pt", weights_only=True) for d in dirs]
 
 
@@ -174,21 +159,13 @@ def test_graphed_generator_group_resumes_mid_run(tmp_path, graphs_on, monkeypatc
         _assert_same_states(a, b)
 
 
-def _digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.from_numpy(np.rint(d.images * (255.0 / 16.0)).astype(np.uint8))[:, None]
-    return x, torch.from_numpy(d.target).long()
-
-
 @pytest.mark.parametrize("cfg", [
     ClassifierConfig(train_steps=12),
     ClassifierConfig(train_steps=12, hflip=True, crop_pad_px=2, pad_mode="constant",
                      optimizer="adamw", lr=2e-3),
 ])
-def test_graphed_classifier_group_equals_eager(monkeypatch, cfg):
-    x, y = _digits()
+def test_graphed_classifier_group_equals_eager(monkeypatch, cfg, digits):
+    x, y = digits.images, digits.labels
     cells = [(x[:200], y[:200], None, None), (x[:100], y[:100], x[300:400], y[300:400])]
     eager = train_classifiers(cells, [0, 1], 10, cfg)
     backend = _Backend()
@@ -223,7 +200,7 @@ def test_graphed_sampling_equals_eager(monkeypatch):
     assert torch.equal(eager, graphed)
 
 
-def test_a_failed_capture_runs_eager_with_one_line(tmp_path, monkeypatch, capsys):
+def test_a_failed_capture_runs_eager_with_one_line(tmp_path, monkeypatch, capsys, digits):
     """A capture that fails: one log line, the eager numbers, and later loops of the same kind
     in the process run eager without trying again (no second line); other kinds still try."""
     eager = _train_gens(tmp_path / "eager")
@@ -241,7 +218,7 @@ def test_a_failed_capture_runs_eager_with_one_line(tmp_path, monkeypatch, capsys
     for a, b, c in zip(eager, got, again):
         _assert_same_states(a, b)
         _assert_same_states(a, c)
-    x, y = _digits()
+    x, y = digits.images, digits.labels
     train_classifiers([(x[:200], y[:200], None, None)] * 2, [0, 1], 10,
                       ClassifierConfig(train_steps=6))
     assert backend.log[-2:] == ["capture", "recover"] and backend.log.count("capture") == 2
@@ -275,16 +252,15 @@ def test_the_switch(monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (gpu_check.sh)")
-def test_cuda_graphed_groups_match_eager_on_a_gpu(tmp_path, monkeypatch):
+def test_cuda_graphed_groups_match_eager_on_a_gpu(tmp_path, monkeypatch, digits):
     """The real capture: graphed and eager groups on CUDA give the same weights (float32
     groups; kernels may pick other algorithms between runs, hence a float tolerance)."""
     results = {}
     for mode in ("0", "1"):
         monkeypatch.setenv(SG.GRAPHS_ENV, mode)
         dirs = [tmp_path / mode / f"g{i}" for i in range(3)]
-        train_generators(_gen_jobs(), 3, [dataclasses.replace(TINY, seed=s) for s in range(3)],
-                         dirs, "cuda", progress=False)
-        x, y = _digits()
+        train_generators(tiny_jobs(), 3, cfgs(), dirs, "cuda", progress=False)
+        x, y = digits.images, digits.labels
         cells = [(x[:200], y[:200], None, None), (x[:100], y[:100], x[300:400], y[300:400])]
         models = train_classifiers(cells, [0, 1], 10, ClassifierConfig(train_steps=12), "cuda")
         results[mode] = ([torch.load(d / "checkpoint.pt", weights_only=True)["model"]

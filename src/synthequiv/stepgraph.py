@@ -51,20 +51,6 @@ def use_graphs(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda" and graphs_choice() != "0"
 
 
-@contextlib.contextmanager
-def graphs_set(choice: str):
-    """SYNTHEQUIV_CUDA_GRAPHS=choice inside the block (benchmarks time both sides)."""
-    old = os.environ.get(GRAPHS_ENV)
-    os.environ[GRAPHS_ENV] = choice
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(GRAPHS_ENV, None)
-        else:
-            os.environ[GRAPHS_ENV] = old
-
-
 class _CudaBackend:
     """What StepGraph needs of torch.cuda (tests swap in a stand-in to run the path on CPUs)."""
 
@@ -95,11 +81,12 @@ class StepGraph:
     """Calls fn() per step: eagerly, or (CUDA) warm-up, capture once, replay. `what` names
     the loop kind ("generator groups", "classifier groups", "sampling"): after one failed
     capture of a kind, later loops of that kind in this process run eager without trying (and
-    without another log line)."""
+    without another log line). `allowed=False` runs fn eagerly whatever the device."""
 
-    def __init__(self, fn: Callable[[], None], device: torch.device | str, what: str):
+    def __init__(self, fn: Callable[[], None], device: torch.device | str, what: str,
+                 allowed: bool = True):
         self.fn, self.what = fn, what
-        self.on = use_graphs(device) and what not in FAILED
+        self.on = allowed and use_graphs(device) and what not in FAILED
         self.warm = 0
         self.graph = None
 

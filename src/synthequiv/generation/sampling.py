@@ -106,7 +106,7 @@ class BlockNet:
         self.y = torch.zeros(block, dtype=torch.long, device=device)
         self.out = torch.zeros(shape, device=device)  # float32: bf16 outputs widen exactly
         compiled = getattr(gen.backbone, "_compiled_call_impl", None) is not None
-        self.step = StepGraph(self._forward, "cpu" if compiled else device, "sampling")
+        self.step = StepGraph(self._forward, device, "sampling", allowed=not compiled)
 
     def _forward(self) -> None:  # StepGraph's fn: tensors in, tensors out
         self.out.copy_(self.gen.guided(self.x, self.t, self.y, self.cfg_scale))

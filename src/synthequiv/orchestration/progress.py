@@ -55,17 +55,16 @@ class _Bar:
         self.progress, self.task, self.t0 = progress, task, time.time()
         self.before = done  # finished by an earlier run: not in this run's rate (eta)
 
-    def advance(self, n: float = 1, status: str = "") -> None:
+    def advance(self, n: float, status: str) -> None:
         self.done += n
         if self.progress is not None:
             self.progress.update(self.task, advance=n, status=status)
-        if n and status:  # a skipped block (resumed work) has no status: no line
-            el = time.time() - self.t0
-            eta = _eta(self.done - self.before, self.total - self.before, el)
-            runlog.info(f"{self.description} {self.done:g}/{self.total:g}: {status} "
-                        f"(elapsed {_hms(el)}{eta})", self.echo)
-            runlog.metric("progress", what=self.description, done=self.done, total=self.total,
-                          status=status)
+        el = time.time() - self.t0
+        eta = _eta(self.done - self.before, self.total - self.before, el)
+        runlog.info(f"{self.description} {self.done:g}/{self.total:g}: {status} "
+                    f"(elapsed {_hms(el)}{eta})", self.echo)
+        runlog.metric("progress", what=self.description, done=self.done, total=self.total,
+                      status=status)
 
 
 @contextlib.contextmanager
