@@ -3,6 +3,7 @@ gloo processes each) give the single-process samples up to rounding."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
@@ -104,6 +105,13 @@ def test_two_local_workers_give_the_one_process_table(local, tmp_path):
     for pa in sorted(local.glob("samples/*.npz")):
         np.testing.assert_array_equal(np.load(pa)["images"],
                                       np.load(pooled / "samples" / pa.name)["images"])
+    # the shards' own lines come from the workers; the driver counts every shard as it lands
+    counted = re.findall(r"sampling (\d)/(\d): (\S+) \[(\d+):(\d+)\]",
+                         (pooled / "log.txt").read_text())
+    sets = {p.stem.rsplit("-", 1)[0] for p in local.glob("samples/*.npz")}
+    assert sorted(int(i) for i, *_ in counted) == list(range(1, 2 * len(sets) + 1))
+    assert {name for _, _, name, _, _ in counted} == sets
+    assert {total for _, total, *_ in counted} == {str(2 * len(sets))}
 
 
 def test_local_workers_take_one_gpu_each(monkeypatch):

@@ -140,10 +140,15 @@ def _sample_task(shard: tuple[Path, int, int, str], labels, scfg, device, progre
 
     gen_dir, start, stop, name = shard
     gen = load_generator(gen_dir, device, compile=compile)
-    part = "" if (start, stop) == (0, len(labels)) else f" [{start}:{stop}]"
     # index_offset keeps per-sample seeds global: N shards give exactly one call's images
-    return gen_dir, start, sample_images(gen, labels[start:stop], scfg, device, progress, start,
-                                         description=f"sampling {name}{part}")
+    return gen_dir, start, sample_images(
+        gen, labels[start:stop], scfg, device, progress, start,
+        description=f"sampling {shard_name(name, start, stop, len(labels))}")
+
+
+def shard_name(name: str, start: int, stop: int, n: int) -> str:
+    """closed-n10-r0, or closed-n10-r0 [0:800] for a part of the set's n images."""
+    return name if (start, stop) == (0, n) else f"{name} [{start}:{stop}]"
 
 
 def shards(n: int, count: int) -> list[tuple[int, int]]:
@@ -189,6 +194,7 @@ def sample_to_files(targets: list[tuple[Path, Path, dict]], n_per_class: int, nu
     labels)}."""
     from synthequiv.generation.sampling import class_quota_labels, save_grid_png, save_samples
     from synthequiv.orchestration.executor import local_workers, map_tasks
+    from synthequiv.orchestration.progress import progress_bar
 
     labels = class_quota_labels(n_per_class, num_classes)
     count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
@@ -196,10 +202,16 @@ def sample_to_files(targets: list[tuple[Path, Path, dict]], n_per_class: int, nu
     items = [(gen_dir, a, b, path.stem.removesuffix(f"-{meta.get('key', '')}"))
              for gen_dir, path, meta in targets for a, b in shards(len(labels), count)]
     parts: dict[Path, dict[int, torch.Tensor]] = {}
-    for gen_dir, start, images in map_tasks(
-            _sample_task, items, {"labels": labels, "scfg": cfg.sampling, "device": device,
-                                  "progress": progress, "compile": cfg.compile}, cfg, kind="sample"):
-        parts.setdefault(gen_dir, {})[start] = images
+    names = {(gen_dir, a): shard_name(name, a, b, len(labels)) for gen_dir, a, b, name in items}
+    # shards in other processes log to log.txt only: the driver counts them on the console
+    elsewhere = cfg.executor == "ray" or min(local_workers(cfg), len(items)) > 1
+    with progress_bar("sampling", total=len(items), enabled=progress and elsewhere) as bar:
+        for gen_dir, start, images in map_tasks(
+                _sample_task, items, {"labels": labels, "scfg": cfg.sampling, "device": device,
+                                      "progress": progress, "compile": cfg.compile}, cfg,
+                kind="sample"):
+            parts.setdefault(gen_dir, {})[start] = images
+            bar.advance(1, names[gen_dir, start])
     out = {}
     for gen_dir, path, meta in targets:
         chunks = parts[gen_dir]
