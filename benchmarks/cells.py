@@ -15,6 +15,9 @@ the pixels. Arms, interleaved in one run so load changes hit all of them:
   group G eager  (CUDA only) the same groups with SYNTHEQUIV_CUDA_GRAPHS=0
   procs P     train_classifier per cell through the study's local executor with workers=P,
               cpu_threads=1 (P spawned processes), start-up included; --procs 2 on a 2-core CPU
+  threads T   `sequential` with T torch threads (--more-threads T): with --threads 1 --procs 2
+              --more-threads 2 one run shows what the cores give (the study's CPU default is
+              one process with torch's threads)
 Prints seconds, cells/s, images/s and the ratio to `sequential`, and each arm's mean test
 accuracy and mean |Δ accuracy| per cell against `sequential` beside the between-seed spread.
 """
@@ -116,6 +119,13 @@ def run_arm(arm: str, cells, cfg, device, k: int):
         return run_procs(int(arm.split()[1]), cells, cfg, device, k)
     if arm == "old step":
         return [old_step_train(*d[:2], k, cfg, s, *d[2:], device=device) for d, s in cells]
+    if arm.startswith("threads"):
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(arm.split()[1]))
+        try:
+            return run_arm("sequential", cells, cfg, device, k)
+        finally:
+            torch.set_num_threads(before)
     if arm == "sequential":
         return [clf.train_classifier(*d[:2], k, cfg, s, *d[2:], device=device) for d, s in cells]
     g = int(arm.split()[1])
@@ -140,6 +150,7 @@ def main() -> None:
     ap.add_argument("--no-old", action="store_true", help="skip the old-step arm")
     ap.add_argument("--procs", default="", help="process counts to time (1 thread each), e.g. 2")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--more-threads", default="", help="thread counts for `sequential`, e.g. 2")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -153,6 +164,7 @@ def main() -> None:
     for g in filter(None, args.groups.split(",")):
         arms += [f"group {g} eager", f"group {g}"] if device.type == "cuda" else [f"group {g}"]
     arms += [f"procs {p}" for p in args.procs.split(",") if p]
+    arms += [f"threads {t}" for t in args.more_threads.split(",") if t]
     run_arm("sequential", cells[:2], dataclasses.replace(ccfg, train_steps=3), device, 10)  # warm-up
     secs, accs = {}, {}
     for arm in arms:
