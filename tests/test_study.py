@@ -145,6 +145,42 @@ def test_resume_after_lost_cells_equals_uninterrupted(finished, tmp_path, monkey
     assert table_rows(copy) == table_rows(run_dir)
 
 
+def test_lost_samples_of_every_replicate_are_redrawn_in_one_pass(finished, tmp_path,
+                                                                 monkeypatch):
+    """Samples lost after training (killed while sampling): one executor pass redraws every
+    replicate's sets, each with its replicate's seed, bit-identical to the first run's."""
+    import shutil
+
+    import numpy as np
+
+    import synthequiv.orchestration.executor as ex
+
+    cfg, run_dir, _ = finished
+    copy = tmp_path / "resampled"
+    shutil.copytree(run_dir, copy)
+    lost = sorted(p.name for p in copy.glob("samples/*.npz"))
+    for name in lost:
+        (copy / "samples" / name).unlink()
+    passes, real_map = [], ex.map_tasks
+
+    def counted(fn, items, shared, cfg, kind="cell"):
+        items = list(items)
+        if kind == "sample":
+            passes.append(sorted({t.path.name for t, _, _ in items}))
+        return real_map(fn, items, shared, cfg, kind)
+
+    monkeypatch.setattr(ex, "map_tasks", counted)
+    calls = _count_training(monkeypatch)
+    run_study(cfg, copy, progress=False)
+    assert calls["generator"] == 0
+    assert passes == [lost] and len(lost) == 3 * cfg.grid.replicates  # closed ×2, open
+    assert {n.split("-")[-2] for n in lost} == {"r0", "r1"}
+    for name in lost:
+        a, b = (np.load(d / "samples" / name) for d in (run_dir, copy))
+        np.testing.assert_array_equal(a["images"], b["images"])
+    assert table_rows(copy) == table_rows(run_dir)
+
+
 def test_changed_classifier_config_does_not_reuse_cells(finished, tmp_path):
     cfg, run_dir, _ = finished
     import shutil

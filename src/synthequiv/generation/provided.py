@@ -245,7 +245,7 @@ def _generated(p: Provided, cfg, sp: Splits, run_dir: Path, device, progress: bo
                tag: str) -> SyntheticSet:
     """Samples of a provided generator with this replicate's sampling config (its seed)."""
     from synthequiv.generation.sampling import load_samples
-    from synthequiv.generation.synthetic import sample_to_files
+    from synthequiv.generation.synthetic import SampleTarget, sample_to_files
 
     ds, gen_dir, m = sp.dataset, Path(p.entry.source), max(cfg.grid.syn_add_per_class)
     key = stable_hash("provided-generator", p.digest, cfg.sampling, m, ds.shape)
@@ -255,6 +255,7 @@ def _generated(p: Provided, cfg, sp: Splits, run_dir: Path, device, progress: bo
         return SyntheticSet(key, p.entry.arm, images, labels, path, gen_dir)
     meta = {"generator": str(gen_dir), "key": key, "entry": p.entry.text,
             "trained_on": p.trained_on}
-    images, labels = sample_to_files([(gen_dir, path, meta)], m, ds.num_classes, ds.shape, cfg,
-                                     device, progress)[path]
+    target = SampleTarget(gen_dir, path, meta, cfg.sampling)
+    images, labels = sample_to_files([target], m, ds.num_classes, ds.shape, cfg, device,
+                                     progress)[path]
     return SyntheticSet(key, p.entry.arm, images, labels, path, gen_dir)

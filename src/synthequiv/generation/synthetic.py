@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from synthequiv.generation.generator import CHECKPOINT_NAME, GeneratorConfig
+from synthequiv.generation.sampling import SampleConfig
 from synthequiv.inputs.splits import Splits
 from synthequiv.utils import SynthequivError, atomic_write_json, stable_hash, tensor_digest
 
@@ -134,16 +136,16 @@ def train_jobs(jobs: list[GenJob], num_classes, cfg, device, progress) -> Iterat
         yield from done
 
 
-def _sample_task(shard: tuple[Path, int, int, str], labels, scfg, device, progress, compile):
+def _sample_task(shard: tuple, labels, device, progress, compile):
     from synthequiv.generation.generator import load_generator
     from synthequiv.generation.sampling import sample_images
 
-    gen_dir, start, stop, name = shard
-    gen = load_generator(gen_dir, device, compile=compile)
+    target, start, stop = shard
+    gen = load_generator(target.gen_dir, device, compile=compile)
+    name = shard_name(target.name, start, stop, len(labels))
     # index_offset keeps per-sample seeds global: N shards give exactly one call's images
-    return gen_dir, start, sample_images(
-        gen, labels[start:stop], scfg, device, progress, start,
-        description=f"sampling {shard_name(name, start, stop, len(labels))}")
+    return target.path, start, sample_images(gen, labels[start:stop], target.sampling, device,
+                                             progress, start, description=f"sampling {name}")
 
 
 def shard_name(name: str, start: int, stop: int, n: int) -> str:
@@ -175,9 +177,8 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
         for job in train_jobs(todo, num_classes, cfg, device, progress):
             trained.append(job)
             bar.advance(1, job.name)
-    samples = sample_to_files(
-        [(job.gen_dir, job.path, {"generator": job.gen_dir.name, "key": job.key})
-         for job in trained], n_per_class, num_classes, out_shape, cfg, device, progress)
+    samples = sample_to_files([job_target(job, cfg) for job in trained], n_per_class,
+                              num_classes, out_shape, cfg, device, progress)
     for job in trained:
         images, labels = samples[job.path]
         out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels, job.path,
@@ -185,40 +186,59 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
     return out
 
 
-def sample_to_files(targets: list[tuple[Path, Path, dict]], n_per_class: int, num_classes: int,
+class SampleTarget(NamedTuple):
+    """One synthetic set to sample: from the generator in gen_dir, with `sampling` (a
+    replicate's config: its seed), into the samples file `path` with `meta` beside it."""
+
+    gen_dir: Path
+    path: Path
+    meta: dict
+    sampling: SampleConfig
+
+    @property
+    def name(self) -> str:  # for log lines: closed-n10-r0
+        return self.path.stem.removesuffix(f"-{self.meta.get('key', '')}")
+
+
+def job_target(job: GenJob, cfg) -> SampleTarget:
+    """The samples of a trained GenJob under `cfg` (the config that made the job's key)."""
+    return SampleTarget(job.gen_dir, job.path, {"generator": job.gen_dir.name, "key": job.key},
+                        cfg.sampling)
+
+
+def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: int,
                     out_shape, cfg, device, progress) -> dict[Path, tuple[torch.Tensor,
                                                                           torch.Tensor]]:
-    """Sample n_per_class images/class from each (generator dir, samples path, metadata),
-    sharded over the executor (per-sample seeds: any sharding gives the same images), matched
-    to `out_shape` and saved to its samples path (+ a .png grid). {samples path: (images,
-    labels)}."""
+    """Sample n_per_class images/class for every target, all sharded over the executor in one
+    pass (per-sample seeds: any sharding gives the same images), matched to `out_shape` and
+    saved to its samples path (+ a .png grid). {samples path: (images, labels)}."""
     from synthequiv.generation.sampling import class_quota_labels, save_grid_png, save_samples
     from synthequiv.orchestration.executor import local_workers, map_tasks
     from synthequiv.orchestration.progress import progress_bar
 
+    if not targets:
+        return {}
     labels = class_quota_labels(n_per_class, num_classes)
     count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
-    # (generator dir, shard start, stop, the set's name for log lines: closed-n10-r0)
-    items = [(gen_dir, a, b, path.stem.removesuffix(f"-{meta.get('key', '')}"))
-             for gen_dir, path, meta in targets for a, b in shards(len(labels), count)]
+    items = [(t, a, b) for t in targets for a, b in shards(len(labels), count)]
     parts: dict[Path, dict[int, torch.Tensor]] = {}
-    names = {(gen_dir, a): shard_name(name, a, b, len(labels)) for gen_dir, a, b, name in items}
+    by_path = {t.path: t for t in targets}
     # shards in other processes log to log.txt only: the driver counts them on the console
     elsewhere = cfg.executor == "ray" or min(local_workers(cfg), len(items)) > 1
     with progress_bar("sampling", total=len(items), enabled=progress and elsewhere) as bar:
-        for gen_dir, start, images in map_tasks(
-                _sample_task, items, {"labels": labels, "scfg": cfg.sampling, "device": device,
-                                      "progress": progress, "compile": cfg.compile}, cfg,
-                kind="sample"):
-            parts.setdefault(gen_dir, {})[start] = images
-            bar.advance(1, names[gen_dir, start])
+        for path, start, images in map_tasks(
+                _sample_task, items, {"labels": labels, "device": device, "progress": progress,
+                                      "compile": cfg.compile}, cfg, kind="sample"):
+            parts.setdefault(path, {})[start] = images
+            bar.advance(1, shard_name(by_path[path].name, start, start + len(images),
+                                      len(labels)))
     out = {}
-    for gen_dir, path, meta in targets:
-        chunks = parts[gen_dir]
+    for t in targets:
+        chunks = parts[t.path]
         images = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), out_shape)
-        save_samples(path, images, labels, meta)
-        save_grid_png(path.with_suffix(".png"), images, labels, num_classes)
-        out[path] = (images, labels)
+        save_samples(t.path, images, labels, t.meta)
+        save_grid_png(t.path.with_suffix(".png"), images, labels, num_classes)
+        out[t.path] = (images, labels)
     return out
 
 

@@ -224,6 +224,27 @@ def train_study_generators(cfg: StudyConfig, splits: list[Splits], run_dir: Path
             bar.advance(1, job.name)
 
 
+def sample_study_sets(cfg: StudyConfig, splits: list[Splits], run_dir: Path, device,
+                      provided, progress: bool = True) -> None:
+    """Every replicate's trained, not yet sampled generator in one sampling pass, as they were
+    trained: one worker pool, or every shard of every replicate as concurrent Ray tasks (per
+    replicate, replicate r's shards waited for r-1's). Each replicate keeps its own sampling
+    seed; `prepare_synthetic` then finds the samples files (the images are those it makes:
+    per-sample seeds)."""
+    from synthequiv.generation.provided import provided_keys
+    from synthequiv.generation.synthetic import generator_jobs, job_target, sample_to_files
+
+    given, targets = provided_keys(cfg, provided), []
+    for r, sp in enumerate(splits):
+        rcfg = replicate_config(cfg, r)
+        targets += [job_target(job, rcfg)
+                    for job in generator_jobs(rcfg, sp, run_dir, f"-r{r}", given)
+                    if job.trained and not job.path.exists()]
+    ds = splits[0].dataset
+    sample_to_files(targets, max(cfg.grid.syn_add_per_class or [0]), ds.num_classes, ds.shape,
+                    cfg, device, progress)
+
+
 def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
     ds = load_dataset(cfg.data)
     sp = make_splits(ds, cfg.splits)
@@ -260,6 +281,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
         t0 = time.time()
         train_study_generators(cfg, splits, run_dir, device, provided, progress)
         timings["generators_s"] = time.time() - t0  # training alone (sampling is the rest)
+        sample_study_sets(cfg, splits, run_dir, device, provided, progress)
         reps = {}
         for r, sp in enumerate(splits):  # generators trained: samples (and lever sets)
             rcfg = replicate_config(cfg, r)
