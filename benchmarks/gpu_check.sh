@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# One GPU check of the speed work (issue 14): every step time-limited, 545 s at most in all
+# One GPU check of the speed work (issue 14): every step time-limited, 565 s at most in all
 # (~5 min expected) on one H100/H200. Run from the repo root:
 #     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
 # Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
 # Steps (each time-limited; a failure is logged and the next step runs), most wanted first:
 #   a) quick study wall time on CUDA (generator groups, batched cells, CUDA graphs) (≤ 30 s)
+#   h) correctness on the GPU: graphed generator groups, cell groups and sampling equal eager
+#      ones (tests/test_stepgraph.py's CUDA test; skipped, rc 0, on a CPU)
 #   d) quick generators: 9 one by one vs one group, eager and CUDA-graphed
 #      (benchmarks/generators.py, 1.6 kimg each)
 #   f) the analyses' small classifiers one by one vs in groups, eager and graphed
@@ -32,15 +34,16 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
   STAGES=(--preset quick --device cpu --steps 2 --repeats 1)
   ANALYSES=(--device cpu --set analysis.domain_train_steps=20 --set classifier.train_steps=20)
   GENS=(--device cpu --gens 3 --kimg 0.32); T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
-  T_STAGES=120; T_ANALYSES=120
+  T_STAGES=120; T_ANALYSES=120; T_EAGER=240; T_TESTS=120
 else
   STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10 --set classifier.arch=airbench)
   CELLS=(--device cuda --cells 16 --groups 16 --no-old); T_STUDY=120; T_TP=80; T_CELLS=75
+  T_EAGER=100; T_TESTS=50
   STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
   GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=60; T_STAGES=180
-  ANALYSES=(--device cuda); T_ANALYSES=90
+  ANALYSES=(--device cuda); T_ANALYSES=80
 fi
-STEPS=${GPU_CHECK_STEPS:-a d f c g b}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
+STEPS=${GPU_CHECK_STEPS:-a h d f c g b}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" ${name%%)*} "* ]] || return 0
@@ -56,17 +59,19 @@ step "a) quick study" "$T_STUDY" $PY -m synthequiv.cli study --preset quick --de
   --name gpu-quick --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
 cp "$OUT_DIR"/runs/gpu-quick/log.txt "$OUT_DIR"/quick_log.txt 2>>"$LOG"
 cp "$OUT_DIR"/runs/gpu-quick/summary.json "$OUT_DIR"/quick.json 2>>"$LOG"
+step "h) CUDA tests" "$T_TESTS" $PY -m pytest -q -p no:cacheprovider tests/test_stepgraph.py \
+  -k cuda -rs
 step "d) generators" "$T_GENS" $PY benchmarks/generators.py "${GENS[@]}"
 step "f) analyses" "$T_ANALYSES" $PY benchmarks/analyses.py "${ANALYSES[@]}"
 step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
-step "g) quick study, no CUDA graphs" "$T_STUDY" env SYNTHEQUIV_CUDA_GRAPHS=0 \
+step "g) quick study, no CUDA graphs" "$T_EAGER" env SYNTHEQUIV_CUDA_GRAPHS=0 \
   $PY -m synthequiv.cli study --preset quick --device "$DEVICE" --name gpu-quick-eager \
   --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
 cp "$OUT_DIR"/runs/gpu-quick-eager/summary.json "$OUT_DIR"/quick_eager.json 2>>"$LOG"
 step "b) throughput (preset)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
 rm -rf "$OUT_DIR/runs"  # only the copied files come back
-grep -E "^=== |stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
+grep -E "^=== |passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
 difference|total|grid|generators|sampling|classifier|Error|error" "$LOG" |
   grep -v "classifier grid [0-9]" | tail -80
 echo "full log: $LOG"

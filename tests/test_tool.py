@@ -311,7 +311,7 @@ def test_gpu_check_script_runs_every_step_as_a_cpu_smoke_test(tmp_path):
                    capture_output=True, timeout=900)
     log = (tmp_path / "gpu_check.log").read_text()
     ends = re.findall(r"^=== (\w)\) .*: rc=(\d+) wall_s=", log, flags=re.M)
-    assert [s for s, _ in ends] == list("adfcgb"), log[-2000:]
+    assert [s for s, _ in ends] == list("ahdfcgb"), log[-2000:]
     assert all(rc == "0" for _, rc in ends), log[-4000:]
     assert {p.name for p in tmp_path.iterdir()} >= {"quick.json", "quick_eager.json",
                                                     "quick_log.txt"}
