@@ -181,6 +181,32 @@ def test_lost_samples_of_every_replicate_are_redrawn_in_one_pass(finished, tmp_p
     assert table_rows(copy) == table_rows(run_dir)
 
 
+def test_a_failing_sampling_pass_keeps_the_sets_it_finished(finished, tmp_path, monkeypatch):
+    """Each set is saved as soon as its last shard lands: a pass that fails on replicate 1's
+    first set keeps replicate 0's files (a rerun samples only the rest)."""
+    import shutil
+
+    import synthequiv.generation.sampling as sampling
+
+    cfg, run_dir, _ = finished
+    copy = tmp_path / "failing"
+    shutil.copytree(run_dir, copy)
+    for p in copy.glob("samples/*"):
+        p.unlink()
+    real = sampling.sample_images
+
+    def failing(*a, description="", **k):
+        if "-r1" in description:
+            raise RuntimeError("sampling died")
+        return real(*a, description=description, **k)
+
+    monkeypatch.setattr(sampling, "sample_images", failing)
+    with pytest.raises(RuntimeError, match="sampling died"):
+        run_study(cfg, copy, progress=False)
+    kept = sorted(p.name for p in copy.glob("samples/*.npz"))
+    assert kept == sorted(p.name for p in run_dir.glob("samples/*-r0-*.npz")) and len(kept) == 3
+
+
 def test_changed_classifier_config_does_not_reuse_cells(finished, tmp_path):
     cfg, run_dir, _ = finished
     import shutil

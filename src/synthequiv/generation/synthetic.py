@@ -207,11 +207,13 @@ def job_target(job: GenJob, cfg) -> SampleTarget:
 
 
 def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: int,
-                    out_shape, cfg, device, progress) -> dict[Path, tuple[torch.Tensor,
-                                                                          torch.Tensor]]:
+                    out_shape, cfg, device, progress, keep: bool = True) -> dict[
+                        Path, tuple[torch.Tensor, torch.Tensor]]:
     """Sample n_per_class images/class for every target, all sharded over the executor in one
     pass (per-sample seeds: any sharding gives the same images), matched to `out_shape` and
-    saved to its samples path (+ a .png grid). {samples path: (images, labels)}."""
+    saved to its samples path (+ a .png grid) as soon as its last shard lands, so a killed pass
+    keeps every finished set. {samples path: (images, labels)}; empty with keep=False (the
+    study's all-replicates pass: only the files are wanted, not all sets in memory at once)."""
     from synthequiv.generation.sampling import class_quota_labels, save_grid_png, save_samples
     from synthequiv.orchestration.executor import local_workers, map_tasks
     from synthequiv.orchestration.progress import progress_bar
@@ -221,24 +223,27 @@ def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: 
     labels = class_quota_labels(n_per_class, num_classes)
     count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
     items = [(t, a, b) for t in targets for a, b in shards(len(labels), count)]
-    parts: dict[Path, dict[int, torch.Tensor]] = {}
     by_path = {t.path: t for t in targets}
+    pending = {t.path: len(shards(len(labels), count)) for t in targets}
+    parts: dict[Path, dict[int, torch.Tensor]] = {}
+    out = {}
     # shards in other processes log to log.txt only: the driver counts them on the console
     elsewhere = cfg.executor == "ray" or min(local_workers(cfg), len(items)) > 1
     with progress_bar("sampling", total=len(items), enabled=progress and elsewhere) as bar:
         for path, start, images in map_tasks(
                 _sample_task, items, {"labels": labels, "device": device, "progress": progress,
                                       "compile": cfg.compile}, cfg, kind="sample"):
+            t = by_path[path]
             parts.setdefault(path, {})[start] = images
-            bar.advance(1, shard_name(by_path[path].name, start, start + len(images),
-                                      len(labels)))
-    out = {}
-    for t in targets:
-        chunks = parts[t.path]
-        images = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), out_shape)
-        save_samples(t.path, images, labels, t.meta)
-        save_grid_png(t.path.with_suffix(".png"), images, labels, num_classes)
-        out[t.path] = (images, labels)
+            pending[path] -= 1
+            bar.advance(1, shard_name(t.name, start, start + len(images), len(labels)))
+            if not pending[path]:  # the set is complete: save it, free its shards
+                chunks = parts.pop(path)
+                whole = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), out_shape)
+                save_samples(path, whole, labels, t.meta)
+                save_grid_png(path.with_suffix(".png"), whole, labels, num_classes)
+                if keep:
+                    out[path] = (whole, labels)
     return out
 
 

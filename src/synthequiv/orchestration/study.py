@@ -242,7 +242,7 @@ def sample_study_sets(cfg: StudyConfig, splits: list[Splits], run_dir: Path, dev
                     if job.trained and not job.path.exists()]
     ds = splits[0].dataset
     sample_to_files(targets, max(cfg.grid.syn_add_per_class or [0]), ds.num_classes, ds.shape,
-                    cfg, device, progress)
+                    cfg, device, progress, keep=False)
 
 
 def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
