@@ -9,7 +9,6 @@ import math
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 from synthequiv.utils import SynthequivError, check_positive
 
@@ -82,6 +81,10 @@ class ResNet18(nn.Module):
             down = nn.Sequential(
                 nn.Conv2d(self.inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
             )
+        # imported here: torchvision.models pulls in torch._dynamo (~0.9 s of every process
+        # start, worker processes included), which SmallCNN-only runs never need
+        from torchvision.models.resnet import BasicBlock
+
         blocks = [BasicBlock(self.inplanes, planes, stride, down), BasicBlock(planes, planes)]
         self.inplanes = planes
         return nn.Sequential(*blocks)
