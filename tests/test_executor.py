@@ -48,6 +48,15 @@ def test_shards_cover_range_exactly():
     assert shards(10, 3) == [(0, 3), (3, 7), (7, 10)]
     assert shards(2, 4) == [(0, 1), (1, 2)]
     assert sum(b - a for a, b in shards(1000, 7)) == 1000
+    # inner edges on whole network calls (rows per call): one process's 7 calls of 256 rows
+    # for 1,600 images stay 7 however many shards, where 2 × 800 would pad to 2 × 4 calls
+    assert shards(1600, 2, 256) == [(0, 768), (768, 1600)]
+    for count in range(1, 9):
+        parts = shards(1600, count, 256)
+        assert parts[0][0] == 0 and parts[-1][1] == 1600
+        assert all(a % 256 == 0 and b > a for a, b in parts)
+        assert sum(-(-(b - a) // 256) for a, b in parts) == 7
+    assert shards(1600, 4, 4096) == [(0, 1600)]  # less than one call: one shard
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +115,12 @@ def test_two_local_workers_give_the_one_process_table(local, tmp_path):
         np.testing.assert_array_equal(np.load(pa)["images"],
                                       np.load(pooled / "samples" / pa.name)["images"])
     # the shards' own lines come from the workers; the driver counts every shard as it lands
-    counted = re.findall(r"sampling (\d)/(\d): (\S+) \[(\d+):(\d+)\]",
-                         (pooled / "log.txt").read_text())
+    # (50 images per set, less than one 256-row network call: one shard each)
+    counted = re.findall(r"sampling (\d)/(\d): (\S+) \(", (pooled / "log.txt").read_text())
     sets = {p.stem.rsplit("-", 1)[0] for p in local.glob("samples/*.npz")}
-    assert sorted(int(i) for i, *_ in counted) == list(range(1, 2 * len(sets) + 1))
-    assert {name for _, _, name, _, _ in counted} == sets
-    assert {total for _, total, *_ in counted} == {str(2 * len(sets))}
+    assert sorted(int(i) for i, *_ in counted) == list(range(1, len(sets) + 1))
+    assert {name for _, _, name in counted} == sets
+    assert {total for _, total, _ in counted} == {str(len(sets))}
 
 
 def test_local_workers_take_one_gpu_each(monkeypatch):

@@ -153,8 +153,11 @@ def shard_name(name: str, start: int, stop: int, n: int) -> str:
     return name if (start, stop) == (0, n) else f"{name} [{start}:{stop}]"
 
 
-def shards(n: int, count: int) -> list[tuple[int, int]]:
-    edges = [round(i * n / count) for i in range(count + 1)]
+def shards(n: int, count: int, align: int = 1) -> list[tuple[int, int]]:
+    """[start, stop) of up to `count` near-equal parts of range(n), inner edges on multiples of
+    `align` (the sampler's network rows per call: a shard of 800 at 256 rows per call pads its
+    last call to 1,024 rows, where 768 + 832 computes the 7 blocks one process would)."""
+    edges = [min(n, round(i * n / count / align) * align) for i in range(count)] + [n]
     return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
@@ -194,6 +197,7 @@ class SampleTarget(NamedTuple):
     path: Path
     meta: dict
     sampling: SampleConfig
+    resolution: int = 0  # the generator's model resolution (0 = unknown): aligns the shards
 
     @property
     def name(self) -> str:  # for log lines: closed-n10-r0
@@ -202,8 +206,19 @@ class SampleTarget(NamedTuple):
 
 def job_target(job: GenJob, cfg) -> SampleTarget:
     """The samples of a trained GenJob under `cfg` (the config that made the job's key)."""
+    from synthequiv.generation.generator import GENERATOR_PRESETS, resolve_preset
+
+    preset = resolve_preset(job.generator.preset, tuple(job.x.shape[1:]))
     return SampleTarget(job.gen_dir, job.path, {"generator": job.gen_dir.name, "key": job.key},
-                        cfg.sampling)
+                        cfg.sampling, GENERATOR_PRESETS[preset].resolution)
+
+
+def _rows_per_call(target: SampleTarget, device) -> int:
+    from synthequiv.generation.sampling import net_block_rows
+
+    if not target.resolution:
+        return 1
+    return net_block_rows(torch.device(device), target.resolution)
 
 
 def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: int,
@@ -222,9 +237,10 @@ def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: 
         return {}
     labels = class_quota_labels(n_per_class, num_classes)
     count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
-    items = [(t, a, b) for t in targets for a, b in shards(len(labels), count)]
+    parts_of = {t.path: shards(len(labels), count, _rows_per_call(t, device)) for t in targets}
+    items = [(t, a, b) for t in targets for a, b in parts_of[t.path]]
     by_path = {t.path: t for t in targets}
-    pending = {t.path: len(shards(len(labels), count)) for t in targets}
+    pending = {path: len(p) for path, p in parts_of.items()}
     parts: dict[Path, dict[int, torch.Tensor]] = {}
     out = {}
     # shards in other processes log to log.txt only: the driver counts them on the console
