@@ -87,7 +87,7 @@ class StudyConfig:
     executor: str = "local"  # local | ray
     # local executor: parallel worker processes (0 = one per CPU core, 1 on a GPU). Default 1:
     # on the quiet 2-vCPU reference machine workers=2 + cpu_threads=1 ran the quick study
-    # 1.16× faster (228 vs 264 s), with other numbers (thread counts change float sums; README)
+    # 1.18× faster (223 vs 264 s), with other numbers (thread counts change float sums; README)
     workers: int = 1
     # torch threads per process on CPU; 0 = torch's default (all cores). On a quiet 2-vCPU
     # machine 2 threads were 1.5–1.75× faster than 1 (measured); on a machine shared with
