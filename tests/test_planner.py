@@ -95,6 +95,20 @@ def test_beyond_the_measured_range_m_is_extrapolated_by_the_power_law_and_says_s
     assert any("closed-set: generate about" in ln and "EXTRAPOLATED" in ln for ln in lines)
 
 
+def test_a_synthetic_amount_far_beyond_the_measured_ones_is_not_recommended():
+    """The report's rule (MAX_EXTRAPOLATION): +8 pts at base 10 needs ~91 real/class, which
+    the formula turns into ~57,000 synthetic/class, ~500× the largest measured 112: the JSON
+    keeps the number, the words do not recommend it."""
+    p = P.plan(rows_truth(bases=(10,)), P.Target(gain_pts=8.0))
+    syn = base(p, 10)["arms"]["closed"]
+    assert syn["amount"] == pytest.approx(true_n(10, true_m(10, 8.0)), rel=0.10)
+    assert syn["unconstrained"] and syn["amount"] > 10 * syn["largest_measured"] == 1120
+    line = next(ln for ln in P.plan_lines(p) if ln.startswith("  closed-set"))
+    assert "not reported" in line and "+112/class" in line and "generate about" not in line
+    near = base(P.plan(rows_truth(bases=(10,)), P.Target(gain_pts=6.0)), 10)["arms"]["closed"]
+    assert near["extrapolated"] and not near["unconstrained"]  # ~140/class: 1.3× the largest
+
+
 def test_a_target_above_the_ceiling_is_unreachable_with_real_and_synthetic_data():
     p = P.plan(rows_truth(bases=(20,)), P.Target(gain_pts=7.0))  # 0.9386 + 0.07 > a = 1
     b = base(p, 20)

@@ -14,6 +14,7 @@ from synthequiv.config import provided_note, to_dict
 from synthequiv.generation.levers import is_variant, lever_rows
 from synthequiv.reporting import figures
 from synthequiv.reporting.document import Doc
+from synthequiv.stats.equivalence import MAX_EXTRAPOLATION
 from synthequiv.stats.planner import heldout_check, heldout_text
 from synthequiv.utils import SynthequivError, atomic_write_json, atomic_write_text
 
@@ -38,9 +39,6 @@ def _rate(x: float) -> str:
     return f"{x:.0f}" if x >= 10 or x == 0 else f"{x:.1f}"
 
 
-# a fitted rate whose synthetic amount exceeds the largest measured one by more than this is
-# not printed as an estimate: the formula's curvature is then unconstrained by the data
-MAX_EXTRAPOLATION = 10.0
 
 
 def _arm_base_line(arm: str, n: int, points: list[dict], gains: list[dict]) -> str:

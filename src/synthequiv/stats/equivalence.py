@@ -69,6 +69,9 @@ _LN_C1_GRID = np.linspace(-0.3, 0.3, 41)  # ln c₁ / k start values (per-class 
 _ALPHA_GRID = np.geomspace(0.05, 3.0, 16)[:, None, None]  # start values for alpha [A, 1, 1]
 _R_GRID = np.concatenate([[0.0], np.geomspace(1e-2, 20.0, 15)])[None, :, None]  # [1, R, 1]
 ALPHA_BOUNDS = (0.05, 5.0)  # below 0.05, a and b become collinear and trf crawls
+# a fitted synthetic amount beyond this × the largest measured one is not reported as an
+# estimate (report's rates, planner's N): the formula's curvature is then unconstrained
+MAX_EXTRAPOLATION = 10.0
 R_MAX = 100.0
 _TIE_TOL = 1e-12
 

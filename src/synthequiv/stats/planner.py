@@ -50,6 +50,7 @@ from scipy import optimize
 
 from synthequiv.stats.equivalence import (
     ALPHA_BOUNDS,
+    MAX_EXTRAPOLATION,
     RealCurve,
     _cell_se,
     _effective_predict,
@@ -240,7 +241,9 @@ def plan(rows, target: Target, k: float = 1.0, ci: float = 0.95,
 
     Returns {"target", "metric", "unit", "n_units", "ci", "ci_method", "bases": [{"n_base",
     "baseline", "level", "real": {...}, "arms": {arm: {...}}}]}; each amount entry has
-    amount, lo, hi (inf: unreachable / open), method, extrapolated, largest_measured."""
+    amount, lo, hi (inf: unreachable / open), method, extrapolated, largest_measured; a
+    synthetic entry's `unconstrained` marks an amount beyond MAX_EXTRAPOLATION × the largest
+    measured (kept in the JSON, not worded as a recommendation)."""
     t = unit_table(rows, metric)
     full = _estimates(t, target, k)
     if not full:
@@ -263,6 +266,9 @@ def plan(rows, target: Target, k: float = 1.0, ci: float = 0.95,
             best = max(cells, key=cells.get, default=None)
             e.update(largest_measured=largest,
                      extrapolated=bool(math.isfinite(e["amount"]) and e["amount"] > largest),
+                     # the report's rule: no estimate this far beyond the measured amounts
+                     unconstrained=bool(math.isfinite(e["amount"]) and e["amount"]
+                                        > MAX_EXTRAPOLATION * max(largest, 1)),
                      best_measured=None if best is None else {"n_syn": best,
                                                               "mean": cells[best]},
                      moved_toward=bool(best is not None and cells[best] > real["baseline"]))
@@ -337,6 +343,10 @@ def _arm_line(arm: str, e: dict, ci: float) -> str:
     by = ("by the fitted formula at n_real⁺ = " + _n(e["n_real_plus"]) if how == "formula"
           else "read off the measured synthetic cells (formula not fitted: "
                f"{e['formula']})")
+    if e.get("unconstrained"):
+        return (f"{where}: by the fitted formula, more than {MAX_EXTRAPOLATION:g}× the largest "
+                f"measured +{e['largest_measured']}/class — not reported (an extrapolation the "
+                "data do not constrain; measure larger synthetic amounts)")
     text = f"{where}: generate about {_n(e['amount'])} synthetic images/class ({_ci(e, ci)}), {by}"
     if e["extrapolated"]:
         text += (f" — EXTRAPOLATED beyond the largest measured +{e['largest_measured']}/class "
