@@ -227,8 +227,8 @@ def train_study_generators(cfg: StudyConfig, splits: list[Splits], run_dir: Path
 def sample_study_sets(cfg: StudyConfig, splits: list[Splits], run_dir: Path, device,
                       provided, progress: bool = True) -> None:
     """Every replicate's trained, not yet sampled generator in one sampling pass, as they were
-    trained: one worker pool, or every shard of every replicate as concurrent Ray tasks (per
-    replicate, replicate r's shards waited for r-1's). Each replicate keeps its own sampling
+    trained: one worker pool, or every replicate's shards as concurrent Ray tasks (replicate
+    by replicate, r's shards would wait for r-1's). Each replicate keeps its own sampling
     seed; `prepare_synthetic` then finds the samples files (the images are those it makes:
     per-sample seeds)."""
     from synthequiv.generation.provided import provided_keys
