@@ -294,10 +294,23 @@ def test_generator_that_does_not_fit_is_refused(generator_dir, tmp_path, digits,
     assert str(err.value).startswith(f"provided.generators entry 'closed:10={tmp_path / 'g'}'")
 
 
-def test_generator_arm_flows_through_a_study(generator_dir, tmp_path):
+def test_generator_arm_flows_through_a_study(generator_dir, tmp_path, monkeypatch):
+    import synthequiv.orchestration.executor as ex
+
     cfg = tiny_cfg("splits.base_per_class=[10]", "grid.arms=[real]",
                    f'provided.generators=["closed:10={generator_dir}"]')
+    passes, real_map = [], ex.map_tasks
+
+    def counted(fn, items, shared, cfg, kind="cell"):
+        items = list(items)
+        if kind == "sample":
+            passes.append([(t.name, t.resolution) for t, _, _ in items])
+        return real_map(fn, items, shared, cfg, kind)
+
+    monkeypatch.setattr(ex, "map_tasks", counted)
     out = run_study(cfg, tmp_path / "run", progress=False)
+    # sampled in the study's one pass with its checkpoint's resolution (shards align to it)
+    assert passes == [[("closed-generator-n10-r0", 8)]]
     with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
         arms = dict(db.execute("SELECT arm, COUNT(*) FROM cells GROUP BY arm"))
     assert arms == {"real": 2 * 3, "closed": 2 * 2}

@@ -34,6 +34,7 @@ class Provided:
     labels: torch.Tensor | None  # sets: int64 [K·m], the study's class ids, m per class
     digest: str  # sets: content of images + labels; generators: the checkpoint file's bytes
     trained_on: str = ""  # generators: what the checkpoint's data digest was found to be
+    resolution: int = 0  # generators: the model's resolution (sampling shards align to it)
 
 
 def _where(e: ProvidedEntry) -> str:
@@ -57,8 +58,9 @@ def load_provided(cfg, splits: list[Splits]) -> list[Provided]:
             info(f"provided set {e.arm}{'' if e.n_base is None else f':{e.n_base}'}: "
                  f"{len(y)} images ({m}/class) from {e.source}, digest {p.digest}")
         else:
-            digest, trained_on = _check_generator(e, splits, cfg.splits.base_per_class)
-            p = Provided(e, None, None, digest, trained_on)
+            digest, trained_on, resolution = _check_generator(e, splits,
+                                                              cfg.splits.base_per_class)
+            p = Provided(e, None, None, digest, trained_on, resolution)
             info(f"provided generator {e.arm}{'' if e.n_base is None else f':{e.n_base}'}: "
                  f"{e.source}, {trained_on}")
         out.append(p)
@@ -124,9 +126,10 @@ def _check_no_test(x: torch.Tensor, e: ProvidedEntry, splits: list[Splits]) -> N
 
 
 def _check_generator(e: ProvidedEntry, splits: list[Splits], bases: tuple[int, ...]
-                     ) -> tuple[str, str]:
-    """(checkpoint file digest, what it was trained on); refuses a generator that does not fit
-    the study's data or whose training images include any replicate's test images."""
+                     ) -> tuple[str, str, int]:
+    """(checkpoint file digest, what it was trained on, model resolution); refuses a generator
+    that does not fit the study's data or whose training images include any replicate's test
+    images."""
     from synthequiv.generation.generator import CHECKPOINT_NAME, read_checkpoint
 
     path = Path(e.source) / CHECKPOINT_NAME
@@ -153,7 +156,8 @@ def _check_generator(e: ProvidedEntry, splits: list[Splits], bases: tuple[int, .
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     sizes = set(bases) | _trained_on_json(Path(e.source), ds.num_classes)
-    return h.hexdigest()[:12], _trained_on(e, state["data_digest"], splits, sorted(sizes))
+    return (h.hexdigest()[:12], _trained_on(e, state["data_digest"], splits, sorted(sizes)),
+            int(state["backbone"].get("resolution", 0)))
 
 
 def _trained_on_json(gen_dir: Path, num_classes: int) -> set[int]:
@@ -241,21 +245,29 @@ def _set(p: Provided, sp: Splits, run_dir: Path) -> SyntheticSet:
     return SyntheticSet(key, p.entry.arm, p.images, p.labels, path, None)
 
 
+def generator_target(p: Provided, cfg, sp: Splits, run_dir: Path, tag: str):
+    """The samples of provided generator `p` under this replicate's sampling config (its
+    seed): a synthetic.SampleTarget, sampled by the study's one pass or by `_generated`."""
+    from synthequiv.generation.synthetic import SampleTarget
+
+    ds, gen_dir, m = sp.dataset, Path(p.entry.source), max(cfg.grid.syn_add_per_class)
+    key = stable_hash("provided-generator", p.digest, cfg.sampling, m, ds.shape)
+    path = Path(run_dir) / "samples" / f"{_name(p.entry, 'generator')}{tag}-{key}.npz"
+    meta = {"generator": str(gen_dir), "key": key, "entry": p.entry.text,
+            "trained_on": p.trained_on}
+    return SampleTarget(gen_dir, path, meta, cfg.sampling, p.resolution)
+
+
 def _generated(p: Provided, cfg, sp: Splits, run_dir: Path, device, progress: bool,
                tag: str) -> SyntheticSet:
     """Samples of a provided generator with this replicate's sampling config (its seed)."""
     from synthequiv.generation.sampling import load_samples
-    from synthequiv.generation.synthetic import SampleTarget, sample_to_files
+    from synthequiv.generation.synthetic import sample_to_files
 
-    ds, gen_dir, m = sp.dataset, Path(p.entry.source), max(cfg.grid.syn_add_per_class)
-    key = stable_hash("provided-generator", p.digest, cfg.sampling, m, ds.shape)
-    path = run_dir / "samples" / f"{_name(p.entry, 'generator')}{tag}-{key}.npz"
-    if path.exists():
-        images, labels, _ = load_samples(path, key)
-        return SyntheticSet(key, p.entry.arm, images, labels, path, gen_dir)
-    meta = {"generator": str(gen_dir), "key": key, "entry": p.entry.text,
-            "trained_on": p.trained_on}
-    target = SampleTarget(gen_dir, path, meta, cfg.sampling)
-    images, labels = sample_to_files([target], m, ds.num_classes, ds.shape, cfg, device,
-                                     progress)[path]
-    return SyntheticSet(key, p.entry.arm, images, labels, path, gen_dir)
+    t, ds = generator_target(p, cfg, sp, run_dir, tag), sp.dataset
+    if t.path.exists():
+        images, labels, _ = load_samples(t.path, t.meta["key"])
+    else:
+        images, labels = sample_to_files([t], max(cfg.grid.syn_add_per_class), ds.num_classes,
+                                         ds.shape, cfg, device, progress)[t.path]
+    return SyntheticSet(t.meta["key"], p.entry.arm, images, labels, t.path, t.gen_dir)

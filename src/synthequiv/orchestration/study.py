@@ -226,12 +226,12 @@ def train_study_generators(cfg: StudyConfig, splits: list[Splits], run_dir: Path
 
 def sample_study_sets(cfg: StudyConfig, splits: list[Splits], run_dir: Path, device,
                       provided, progress: bool = True) -> None:
-    """Every replicate's trained, not yet sampled generator in one sampling pass, as they were
-    trained: one worker pool, or every replicate's shards as concurrent Ray tasks (replicate
+    """Every replicate's trained (or provided), not yet sampled generator in one sampling pass,
+    as they were trained: one worker pool, or every replicate's shards as concurrent Ray tasks (replicate
     by replicate, r's shards would wait for r-1's). Each replicate keeps its own sampling
     seed; `prepare_synthetic` then finds the samples files (the images are those it makes:
     per-sample seeds)."""
-    from synthequiv.generation.provided import provided_keys
+    from synthequiv.generation.provided import generator_target, provided_keys
     from synthequiv.generation.synthetic import generator_jobs, job_target, sample_to_files
 
     given, targets = provided_keys(cfg, provided), []
@@ -239,7 +239,10 @@ def sample_study_sets(cfg: StudyConfig, splits: list[Splits], run_dir: Path, dev
         rcfg = replicate_config(cfg, r)
         targets += [job_target(job, rcfg)
                     for job in generator_jobs(rcfg, sp, run_dir, f"-r{r}", given)
-                    if job.trained and not job.path.exists()]
+                    if job.trained]
+        targets += [generator_target(p, rcfg, sp, run_dir, f"-r{r}")
+                    for p in provided if p.entry.kind == "generator"]
+    targets = [t for t in targets if not t.path.exists()]
     ds = splits[0].dataset
     sample_to_files(targets, max(cfg.grid.syn_add_per_class or [0]), ds.num_classes, ds.shape,
                     cfg, device, progress, keep=False)
