@@ -118,7 +118,7 @@ class BlockNet:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Model output (float32) for x [n, C, R, R] at timestep t (a 0-d tensor), labels [n]."""
-        outs = []
+        result = self.out.new_empty((len(x), *self.out.shape[1:]))
         self.t.copy_(t.reshape(1))
         for i in range(0, len(x), self.block):
             xb, yb = x[i:i + self.block], labels[i:i + self.block]
@@ -129,8 +129,8 @@ class BlockNet:
                 self.x[k:].zero_()
                 self.y[k:].fill_(self.gen.null_class)
             self.step()
-            outs.append(self.out[:k].clone())
-        return torch.cat(outs)
+            result[i:i + k].copy_(self.out[:k])
+        return result
 
 
 @torch.no_grad()

@@ -144,8 +144,8 @@ def _sample_task(shard: tuple, labels, device, progress, compile):
     gen = load_generator(target.gen_dir, device, compile=compile)
     name = shard_name(target.name, start, stop, len(labels))
     # index_offset keeps per-sample seeds global: N shards give exactly one call's images
-    return target.path, start, sample_images(gen, labels[start:stop], target.sampling, device,
-                                             progress, start, description=f"sampling {name}")
+    return target, start, sample_images(gen, labels[start:stop], target.sampling, device,
+                                        progress, start, description=f"sampling {name}")
 
 
 def shard_name(name: str, start: int, stop: int, n: int) -> str:
@@ -230,36 +230,36 @@ def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: 
     keeps every finished set. {samples path: (images, labels)}; empty with keep=False (the
     study's all-replicates pass: only the files are wanted, not all sets in memory at once)."""
     from synthequiv.generation.sampling import class_quota_labels, save_grid_png, save_samples
-    from synthequiv.orchestration.executor import local_workers, map_tasks
+    from synthequiv.orchestration.executor import local_workers, map_tasks, runs_elsewhere
     from synthequiv.orchestration.progress import progress_bar
 
     if not targets:
         return {}
     labels = class_quota_labels(n_per_class, num_classes)
     count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
-    parts_of = {t.path: shards(len(labels), count, _rows_per_call(t, device)) for t in targets}
-    items = [(t, a, b) for t in targets for a, b in parts_of[t.path]]
-    by_path = {t.path: t for t in targets}
-    pending = {path: len(p) for path, p in parts_of.items()}
+    n_parts = {}  # shards per set
+    items = []
+    for t in targets:
+        edges = shards(len(labels), count, _rows_per_call(t, device))
+        n_parts[t.path] = len(edges)
+        items += [(t, a, b) for a, b in edges]
     parts: dict[Path, dict[int, torch.Tensor]] = {}
     out = {}
-    # shards in other processes log to log.txt only: the driver counts them on the console
-    elsewhere = cfg.executor == "ray" or min(local_workers(cfg), len(items)) > 1
-    with progress_bar("sampling", total=len(items), enabled=progress and elsewhere) as bar:
-        for path, start, images in map_tasks(
+    with progress_bar("sampling", total=len(items),
+                      enabled=progress and runs_elsewhere(cfg, len(items), "sample")) as bar:
+        for t, start, images in map_tasks(
                 _sample_task, items, {"labels": labels, "device": device, "progress": progress,
                                       "compile": cfg.compile}, cfg, kind="sample"):
-            t = by_path[path]
-            parts.setdefault(path, {})[start] = images
-            pending[path] -= 1
+            chunks = parts.setdefault(t.path, {})
+            chunks[start] = images
             bar.advance(1, shard_name(t.name, start, start + len(images), len(labels)))
-            if not pending[path]:  # the set is complete: save it, free its shards
-                chunks = parts.pop(path)
+            if len(chunks) == n_parts[t.path]:  # the set is complete: save it, free its shards
+                del parts[t.path]
                 whole = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), out_shape)
-                save_samples(path, whole, labels, t.meta)
-                save_grid_png(path.with_suffix(".png"), whole, labels, num_classes)
+                save_samples(t.path, whole, labels, t.meta)
+                save_grid_png(t.path.with_suffix(".png"), whole, labels, num_classes)
                 if keep:
-                    out[path] = (whole, labels)
+                    out[t.path] = (whole, labels)
     return out
 
 

@@ -63,6 +63,19 @@ def _run_in_worker(fn: Callable, item: Any) -> Any:
     return fn(item, **_SHARED)
 
 
+def _pool_size(cfg, n_items: int, kind: str) -> int:
+    """Local worker processes map_tasks starts for n_items tasks (1 = in this process)."""
+    if kind == "generator" and cfg.generator_nproc > 1:
+        return 1  # each training already spans generator_nproc processes (torchrun)
+    return min(local_workers(cfg), n_items)
+
+
+def runs_elsewhere(cfg, n_items: int, kind: str) -> bool:
+    """True when map_tasks runs these tasks outside this process (Ray tasks or a local
+    pool): their own progress goes to log.txt only, so the caller counts them on the console."""
+    return cfg.executor == "ray" or _pool_size(cfg, n_items, kind) > 1
+
+
 def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
               kind: str = "cell") -> Iterator[Any]:
     items = list(items)
@@ -75,9 +88,7 @@ def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
         return
     if cfg.executor != "local":
         raise SynthequivError(f"unknown executor '{cfg.executor}' (use local or ray)")
-    workers = min(local_workers(cfg), len(items))
-    if kind == "generator" and cfg.generator_nproc > 1:
-        workers = 1  # each training already spans generator_nproc processes (torchrun)
+    workers = _pool_size(cfg, len(items), kind)
     if workers == 1:
         for item in items:
             yield fn(item, **shared)

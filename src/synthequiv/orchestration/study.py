@@ -24,7 +24,7 @@ from synthequiv import __version__
 from synthequiv.config import StudyConfig, dump_yaml, study_arms, validate, validate_data
 from synthequiv.generation.levers import prepare_levers, variant_arms
 from synthequiv.generation.provided import load_provided
-from synthequiv.generation.synthetic import SyntheticSet, prepare_synthetic
+from synthequiv.generation.synthetic import GenJob, SyntheticSet, prepare_synthetic
 from synthequiv.inputs.data import Dataset, load_dataset, note_data_digest, read_data_digest
 from synthequiv.inputs.splits import Splits, make_splits
 from synthequiv.orchestration.executor import set_cpu_threads
@@ -206,43 +206,50 @@ def _cell_task(cells: list[Cell], reps: dict[int, Replicate], ccfg, device) -> l
 # ----------------------------------------------------------------------------- the study
 
 
-def train_study_generators(cfg: StudyConfig, splits: list[Splits], run_dir: Path, device,
-                     provided, progress: bool = True) -> None:
-    """Every replicate's generators (not yet sampled), trained before any sampling so that
-    compatible ones train at once (`generator_group`, gengroup.py), one task per group.
-    Directories, keys and trained_on.json are those `prepare_synthetic` makes, which then
-    skips them (`GenJob.trained`); lever sets reuse these generators (they only sample)."""
+def study_generator_jobs(cfg: StudyConfig, splits: list[Splits], run_dir: Path,
+                         provided) -> list[tuple[StudyConfig, GenJob]]:
+    """Every replicate's generators whose samples are not on disk yet, each with its
+    replicate's config (its seeds). Directories, keys and trained_on.json are those
+    `prepare_synthetic` makes, which then finds the generators and their samples."""
     from synthequiv.generation.provided import provided_keys
-    from synthequiv.generation.synthetic import generator_jobs, train_jobs
+    from synthequiv.generation.synthetic import generator_jobs
 
     given = provided_keys(cfg, provided)
-    jobs = [job for r, sp in enumerate(splits)
-            for job in generator_jobs(replicate_config(cfg, r), sp, run_dir, f"-r{r}", given)
-            if not job.path.exists() and not job.trained]  # samples or generator exist
-    with progress_bar("generators", total=len(jobs), enabled=progress and len(jobs) > 1) as bar:
-        for job in train_jobs(jobs, splits[0].dataset.num_classes, cfg, device, progress):
+    return [(rcfg, job) for r, sp in enumerate(splits)
+            for rcfg in [replicate_config(cfg, r)]
+            for job in generator_jobs(rcfg, sp, run_dir, f"-r{r}", given)
+            if not job.path.exists()]
+
+
+def train_study_generators(jobs: list[tuple[StudyConfig, GenJob]], cfg: StudyConfig,
+                           num_classes: int, device, progress: bool = True) -> None:
+    """The untrained ones of `jobs`, trained before any sampling so that compatible ones train
+    at once (`generator_group`, gengroup.py), one task per group; lever sets reuse these
+    generators (they only sample)."""
+    from synthequiv.generation.synthetic import train_jobs
+
+    todo = [job for _, job in jobs if not job.trained]
+    with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
+        for job in train_jobs(todo, num_classes, cfg, device, progress):
             bar.advance(1, job.name)
 
 
-def sample_study_sets(cfg: StudyConfig, splits: list[Splits], run_dir: Path, device,
-                      provided, progress: bool = True) -> None:
-    """Every replicate's trained (or provided), not yet sampled generator in one sampling pass,
-    as they were trained: one worker pool, or every replicate's shards as concurrent Ray tasks (replicate
-    by replicate, r's shards would wait for r-1's). Each replicate keeps its own sampling
-    seed; `prepare_synthetic` then finds the samples files (the images are those it makes:
-    per-sample seeds)."""
-    from synthequiv.generation.provided import generator_target, provided_keys
-    from synthequiv.generation.synthetic import generator_jobs, job_target, sample_to_files
+def sample_study_sets(jobs: list[tuple[StudyConfig, GenJob]], cfg: StudyConfig,
+                      splits: list[Splits], run_dir: Path, device, provided,
+                      progress: bool = True) -> None:
+    """The trained `jobs` and every replicate's provided generators, not yet sampled, in one
+    sampling pass: one worker pool, or every replicate's shards as concurrent Ray tasks
+    (replicate by replicate, r's shards would wait for r-1's). Each replicate keeps its own
+    sampling seed; `prepare_synthetic` then finds the samples files (the images are those it
+    makes: per-sample seeds)."""
+    from synthequiv.generation.provided import generator_target
+    from synthequiv.generation.synthetic import job_target, sample_to_files
 
-    given, targets = provided_keys(cfg, provided), []
-    for r, sp in enumerate(splits):
-        rcfg = replicate_config(cfg, r)
-        targets += [job_target(job, rcfg)
-                    for job in generator_jobs(rcfg, sp, run_dir, f"-r{r}", given)
-                    if job.trained]
-        targets += [generator_target(p, rcfg, sp, run_dir, f"-r{r}")
-                    for p in provided if p.entry.kind == "generator"]
-    targets = [t for t in targets if not t.path.exists()]
+    targets = [job_target(job, rcfg) for rcfg, job in jobs]
+    targets += [t for r, sp in enumerate(splits) for p in provided
+                if p.entry.kind == "generator"
+                for t in [generator_target(p, replicate_config(cfg, r), sp, run_dir, f"-r{r}")]
+                if not t.path.exists()]
     ds = splits[0].dataset
     sample_to_files(targets, max(cfg.grid.syn_add_per_class or [0]), ds.num_classes, ds.shape,
                     cfg, device, progress, keep=False)
@@ -282,9 +289,10 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
         log_plan(cfg, ds)
         timings = Timings()  # each stage's time is logged as it is set
         t0 = time.time()
-        train_study_generators(cfg, splits, run_dir, device, provided, progress)
+        jobs = study_generator_jobs(cfg, splits, run_dir, provided)
+        train_study_generators(jobs, cfg, ds.num_classes, device, progress)
         timings["generators_s"] = time.time() - t0  # training alone (sampling is the rest)
-        sample_study_sets(cfg, splits, run_dir, device, provided, progress)
+        sample_study_sets(jobs, cfg, splits, run_dir, device, provided, progress)
         reps = {}
         for r, sp in enumerate(splits):  # generators trained: samples (and lever sets)
             rcfg = replicate_config(cfg, r)
