@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU check of the speed work (issue 14): every step time-limited, 565 s at most in all
-# (~5 min expected) on one H100/H200. Run from the repo root:
+# (~6 min expected; 5.3 min measured on an H100 before b got 190 s) on one H100/H200. Run from the repo root:
 #     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
 # Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
 # Steps (each time-limited; a failure is logged and the next step runs), most wanted first:
@@ -9,12 +9,17 @@
 #      ones (tests/test_stepgraph.py's CUDA test; skipped, rc 0, on a CPU)
 #   d) quick generators: 9 one by one vs one group, eager and CUDA-graphed
 #      (benchmarks/generators.py, 1.6 kimg each)
-#   f) the analyses' small classifiers one by one vs in groups, eager and graphed
 #   c) quick cells: one by one vs groups of 16, eager and graphed (benchmarks/cells.py)
 #   g) the quick study again with SYNTHEQUIV_CUDA_GRAPHS=0: each stage eager vs step a's
 #   b) cifar10 projected grid with the airbench classifier               (target ≤ 2 GPU-hours)
+#   (only if GPU_CHECK_STEPS names them:)
+#   f) the analyses' small classifiers one by one vs in groups, eager and graphed (its first
+#      H100 try ran past 80 s; steps a and g show the stage graphed and eager anyway)
 #   e) cifar10 generator training: eager/foreach Adam vs fused Adam vs torch.compile
-#      (measured on an H200 before: compile 1.33×; only if GPU_CHECK_STEPS names e)
+#      (measured on an H200 before: compile 1.33×)
+#   p) where the quick study's wall time goes: import and CUDA start-up seconds, then the
+#      study under cProfile (benchmarks/study.py --profile; stats in $OUT_DIR/quick.prof)
+# GPU_CHECK_TP_ARGS adds arguments to step b (e.g. "--set compile=false": no compile minutes).
 # The quick runs' log.txt and summary.json are copied to $OUT_DIR (quick_log.txt, quick.json,
 # quick_eager.json).
 # CPU smoke test of this script (shrunk work, ~4 min on 2 cores):
@@ -34,16 +39,20 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
   STAGES=(--preset quick --device cpu --steps 2 --repeats 1)
   ANALYSES=(--device cpu --set analysis.domain_train_steps=20 --set classifier.train_steps=20)
   GENS=(--device cpu --gens 3 --kimg 0.32); T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
-  T_STAGES=120; T_ANALYSES=120; T_EAGER=240; T_TESTS=120
+  T_STAGES=120; T_ANALYSES=120; T_EAGER=240; T_TESTS=120; T_PROF=240
+  PROF=(--set device=cpu "${STUDY_SET[@]}")
 else
   STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10 --set classifier.arch=airbench)
-  CELLS=(--device cuda --cells 16 --groups 16 --no-old); T_STUDY=120; T_TP=80; T_CELLS=75
-  T_EAGER=100; T_TESTS=50
+  # limits: measured on an H100 (4a961b5) a 63.5 s, h 34.9, d 51.2, c 52.2, g 87.5; b ran past
+  # 80 s compiling the cifar10 net (compile is the preset's default)
+  CELLS=(--device cuda --cells 16 --groups 16 --no-old); T_STUDY=90; T_TP=190; T_CELLS=75
+  T_EAGER=100; T_TESTS=50; T_PROF=120; PROF=(--set device=cuda)
   STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
   GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=60; T_STAGES=180
-  ANALYSES=(--device cuda); T_ANALYSES=80
+  ANALYSES=(--device cuda --repeats 1); T_ANALYSES=120
 fi
-STEPS=${GPU_CHECK_STEPS:-a h d f c g b}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
+TP+=(${GPU_CHECK_TP_ARGS:-})
+STEPS=${GPU_CHECK_STEPS:-a h d c g b}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" ${name%%)*} "* ]] || return 0
@@ -60,7 +69,7 @@ step "a) quick study" "$T_STUDY" $PY -m synthequiv.cli study --preset quick --de
 cp "$OUT_DIR"/runs/gpu-quick/log.txt "$OUT_DIR"/quick_log.txt 2>>"$LOG"
 cp "$OUT_DIR"/runs/gpu-quick/summary.json "$OUT_DIR"/quick.json 2>>"$LOG"
 step "h) CUDA tests" "$T_TESTS" $PY -m pytest -q -p no:cacheprovider tests/test_stepgraph.py \
-  -k cuda -rs
+  -k cuda -rs -s
 step "d) generators" "$T_GENS" $PY benchmarks/generators.py "${GENS[@]}"
 step "f) analyses" "$T_ANALYSES" $PY benchmarks/analyses.py "${ANALYSES[@]}"
 step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
@@ -68,6 +77,7 @@ step "g) quick study, no CUDA graphs" "$T_EAGER" env SYNTHEQUIV_CUDA_GRAPHS=0 \
   $PY -m synthequiv.cli study --preset quick --device "$DEVICE" --name gpu-quick-eager \
   --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
 cp "$OUT_DIR"/runs/gpu-quick-eager/summary.json "$OUT_DIR"/quick_eager.json 2>>"$LOG"
+step "p) profile" "$T_PROF" $PY benchmarks/study.py --profile "$OUT_DIR/quick.prof" "${PROF[@]}"
 step "b) throughput (preset)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
 rm -rf "$OUT_DIR/runs"  # only the copied files come back
