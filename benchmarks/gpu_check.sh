@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# One GPU check of the speed work (issue 14): every step time-limited, 565 s at most in all
-# (~6 min expected; 5.3 min measured on an H100 before b got 190 s) on one H100/H200. Run from the repo root:
+# One GPU check of the speed work (issue 14): every step time-limited, 560 s at most in all
+# (~6 min expected) on one H100/H200. Run from the repo root:
 #     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
 # Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
 # Steps (each time-limited; a failure is logged and the next step runs), most wanted first:
+#   w) warm the caches an installed environment has (benchmarks/warm_caches.py): the device
+#      image keeps no .pyc (each process compiled its imports: 6.9 s of a profiled quick study
+#      on an H100) and has no matplotlib font cache; .pyc go to $PYTHONPYCACHEPREFIX
 #   a) quick study wall time on CUDA (generator groups, batched cells, CUDA graphs) (≤ 30 s)
 #   h) correctness on the GPU: graphed generator groups, cell groups and sampling equal eager
 #      ones (tests/test_stepgraph.py's CUDA test; skipped, rc 0, on a CPU)
@@ -11,7 +14,9 @@
 #      (benchmarks/generators.py, 1.6 kimg each)
 #   c) quick cells: one by one vs groups of 16, eager and graphed (benchmarks/cells.py)
 #   g) the quick study again with SYNTHEQUIV_CUDA_GRAPHS=0: each stage eager vs step a's
-#   b) cifar10 projected grid with the airbench classifier               (target ≤ 2 GPU-hours)
+#   b) cifar10 projected grid with the airbench classifier, eager generator (38 s on an H100)
+#   k) the same with the preset's compiled generator               (target ≤ 2 GPU-hours)
+#      (compiling the 36M-parameter net ran past 80 s on an H100)
 #   (only if GPU_CHECK_STEPS names them:)
 #   f) the analyses' small classifiers one by one vs in groups, eager and graphed (its first
 #      H100 try ran past 80 s; steps a and g show the stage graphed and eager anyway)
@@ -19,7 +24,7 @@
 #      (measured on an H200 before: compile 1.33×)
 #   p) where the quick study's wall time goes: import and CUDA start-up seconds, then the
 #      study under cProfile (benchmarks/study.py --profile; stats in $OUT_DIR/quick.prof)
-# GPU_CHECK_TP_ARGS adds arguments to step b (e.g. "--set compile=false": no compile minutes).
+# GPU_CHECK_TP_ARGS adds arguments to steps b and k.
 # The quick runs' log.txt and summary.json are copied to $OUT_DIR (quick_log.txt, quick.json,
 # quick_eager.json).
 # CPU smoke test of this script (shrunk work, ~4 min on 2 cores):
@@ -39,20 +44,20 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
   STAGES=(--preset quick --device cpu --steps 2 --repeats 1)
   ANALYSES=(--device cpu --set analysis.domain_train_steps=20 --set classifier.train_steps=20)
   GENS=(--device cpu --gens 3 --kimg 0.32); T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
-  T_STAGES=120; T_ANALYSES=120; T_EAGER=240; T_TESTS=120; T_PROF=240
+  T_STAGES=120; T_ANALYSES=120; T_EAGER=240; T_TESTS=120; T_PROF=240; T_WARM=120; T_TPC=120
   PROF=(--set device=cpu "${STUDY_SET[@]}")
 else
   STUDY_SET=(); TP=(--preset cifar10 --device cuda --steps 10 --set classifier.arch=airbench)
-  # limits: measured on an H100 (4a961b5) a 63.5 s, h 34.9, d 51.2, c 52.2, g 87.5; b ran past
-  # 80 s compiling the cifar10 net (compile is the preset's default)
-  CELLS=(--device cuda --cells 16 --groups 16 --no-old); T_STUDY=90; T_TP=190; T_CELLS=75
-  T_EAGER=100; T_TESTS=50; T_PROF=120; PROF=(--set device=cuda)
+  # limits: measured on a fresh H100 (4a961b5, before step w) a 63.5 s, h 34.9, d 51.2, c 52.2,
+  # g 87.5, b with compile=false 38.4; b with the preset's compile ran past 80 s
+  CELLS=(--device cuda --cells 16 --groups 16 --no-old); T_STUDY=75; T_TP=60; T_CELLS=60
+  T_EAGER=90; T_TESTS=45; T_PROF=120; PROF=(--set device=cuda); T_WARM=50; T_TPC=125
   STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
-  GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=60; T_STAGES=180
+  GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=55; T_STAGES=180
   ANALYSES=(--device cuda --repeats 1); T_ANALYSES=120
 fi
 TP+=(${GPU_CHECK_TP_ARGS:-})
-STEPS=${GPU_CHECK_STEPS:-a h d c g b}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
+STEPS=${GPU_CHECK_STEPS:-w a h d c g b k}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" ${name%%)*} "* ]] || return 0
@@ -64,6 +69,9 @@ step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
 }
 { date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | head -3
   git rev-parse --short HEAD 2>&1; $PY -c "import torch; print('torch', torch.__version__)"; } >"$LOG" 2>&1
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-/tmp/synthequiv-pycache}
+step "w) warm caches" "$T_WARM" $PY benchmarks/warm_caches.py
 step "a) quick study" "$T_STUDY" $PY -m synthequiv.cli study --preset quick --device "$DEVICE" \
   --name gpu-quick --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
 cp "$OUT_DIR"/runs/gpu-quick/log.txt "$OUT_DIR"/quick_log.txt 2>>"$LOG"
@@ -78,10 +86,12 @@ step "g) quick study, no CUDA graphs" "$T_EAGER" env SYNTHEQUIV_CUDA_GRAPHS=0 \
   --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
 cp "$OUT_DIR"/runs/gpu-quick-eager/summary.json "$OUT_DIR"/quick_eager.json 2>>"$LOG"
 step "p) profile" "$T_PROF" $PY benchmarks/study.py --profile "$OUT_DIR/quick.prof" "${PROF[@]}"
-step "b) throughput (preset)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}"
+step "b) throughput (preset, eager generator)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}" \
+  --set compile=false
+step "k) throughput (preset)" "$T_TPC" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
 rm -rf "$OUT_DIR/runs"  # only the copied files come back
-grep -E "^=== |passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
+grep -E "^=== |imported|dont_write|passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
 difference|total|grid|generators|sampling|classifier|Error|error" "$LOG" |
   grep -v "classifier grid [0-9]" | tail -80
 echo "full log: $LOG"
