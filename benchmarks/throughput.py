@@ -112,22 +112,31 @@ def ddp_generator_ips(cfg, shape, device, steps, nproc) -> float:
 
 
 def classifier_ips(cfg, shape, device, steps, group: int = 1) -> float:
-    """Cell training images/s: one cell (group 1) or `group` cells trained at once."""
+    """Cell training images/s: one cell (group 1) or `group` cells trained at once, by
+    differencing a short and a (short + steps)-step run like the generator's: model set-up,
+    the warm-up steps and (CUDA) the step graph's capture are in both and cancel out. (Timing
+    one `steps`-step run counted them: at --steps 10 the 3 warm-up steps and the capture were
+    a large share of a graphed group's run.)"""
+    from synthequiv.stepgraph import WARMUP_STEPS
+
     x, y = _data(shape, 2048)
-    ccfg = dataclasses.replace(cfg.classifier, budget="steps", train_steps=steps)
+    ccfg = dataclasses.replace(cfg.classifier, budget="steps")
+    short = WARMUP_STEPS + 2  # past the capture: the short run replays too
 
-    def run(c):
+    def run(n: int) -> float:
+        c = dataclasses.replace(ccfg, train_steps=n)
+        _sync(device)
+        t0 = time.perf_counter()
         if group == 1:
-            return train_classifier(x, y, shape[3], c, 0, device=device)
-        return train_classifiers([(x, y, None, None)] * group, list(range(group)), shape[3], c,
-                                 device)
+            train_classifier(x, y, shape[3], c, 0, device=device)
+        else:
+            train_classifiers([(x, y, None, None)] * group, list(range(group)), shape[3], c,
+                              device)
+        _sync(device)
+        return time.perf_counter() - t0
 
-    run(dataclasses.replace(ccfg, train_steps=2))  # warm-up: cudnn autotune, allocator
-    _sync(device)
-    t0 = time.perf_counter()
-    run(ccfg)
-    _sync(device)
-    return group * steps * ccfg.batch_size / (time.perf_counter() - t0)
+    run(short)  # warm-up: cudnn autotune, allocator, first captures
+    return group * steps * ccfg.batch_size / (run(short + steps) - run(short))
 
 
 def grid_work(cfg, k: int) -> dict:
