@@ -142,6 +142,29 @@ def test_nan_loss_suggests_lower_lr(digits, tmp_path):
         train_generator(x, y, 10, cfg, tmp_path, progress=False)
 
 
+def test_mapped_checkpoint_reads_the_same_and_survives_a_rewrite(tiny_run, tmp_path):
+    """Sampling and the finished-checks map the checkpoint (only what is used is read): the
+    same entries as a full read, and a mapped state stays valid when the file is replaced
+    (checkpoints are written by rename) — its tensors keep the old file's values."""
+    import shutil
+
+    full = G.read_checkpoint(tiny_run)
+    path = tmp_path / "checkpoint.pt"
+    shutil.copy(tiny_run, path)
+    mapped = G.read_checkpoint(path, mmap=True)
+    assert mapped.keys() == full.keys() and mapped["step"] == full["step"]
+    for part in ("model", "ema"):
+        for k, v in full[part].items():
+            assert torch.equal(v, mapped[part][k]), (part, k)
+    k = next(iter(full["ema"]))
+    G.atomic_torch_save({**full, "ema": {**full["ema"], k: full["ema"][k] + 1}}, path)
+    assert torch.equal(mapped["ema"][k], full["ema"][k])  # the old file's bytes, still mapped
+    assert torch.equal(G.read_checkpoint(path, mmap=True)["ema"][k], full["ema"][k] + 1)
+    loaded = load_generator(tiny_run.parent).state_dict()  # mapped: the EMA weights
+    assert loaded.keys() == full["ema"].keys()
+    assert all(torch.equal(v, full["ema"][k]) for k, v in loaded.items())
+
+
 def test_corrupt_or_missing_checkpoint(tmp_path, digits):
     with pytest.raises(SynthequivError, match="train one first"):
         load_generator(tmp_path)

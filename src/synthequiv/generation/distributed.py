@@ -80,7 +80,7 @@ def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: i
         raise SynthequivError(f"generator_nproc={nproc} but only {torch.cuda.device_count()} "
                               f"GPU(s) are visible")
     path = Path(out_dir) / CHECKPOINT_NAME
-    state = existing_checkpoint(path, run_meta(images, labels, num_classes, cfg))
+    state = existing_checkpoint(path, run_meta(images, labels, num_classes, cfg), mmap=True)
     if state is not None and state["finished"]:
         return path  # done: no processes to start
     job = write_job(images, labels, num_classes, cfg, out_dir, device, compile, progress)

@@ -355,9 +355,15 @@ CHECKPOINT_KEYS = ("config", "num_classes", "image_shape", "preset", "backbone",
                    "optimizer", "step", "finished")
 
 
-def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+def read_checkpoint(path: Path, device: torch.device | str = "cpu", mmap: bool = False) -> dict:
+    """The checkpoint's entries, checked. `mmap` (CPU only) maps the file instead of reading
+    it: a tensor's bytes are read when it is used, so a caller that copies out the EMA weights
+    (sampling) or reads only the metadata (is it finished? which setup?) skips the model and
+    Adam tensors — three quarters of a 32-px checkpoint. Its tensors are copy-on-write views
+    of the file: for callers that copy them, not for live training state."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True,
+                           mmap=mmap and torch.device(device).type == "cpu")
     except FileNotFoundError as exc:
         raise SynthequivError(f"no generator checkpoint at {path} (train one first)") from exc
     except Exception as exc:  # corrupt zip, foreign pickle, truncated file
@@ -372,13 +378,13 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     return state
 
 
-def existing_checkpoint(path: Path, meta: dict, device: torch.device | str = "cpu"
-                        ) -> dict | None:
+def existing_checkpoint(path: Path, meta: dict, device: torch.device | str = "cpu",
+                        mmap: bool = False) -> dict | None:
     """The checkpoint at `path`, if any, checked against this run (`run_meta`): one made with
-    another setup is an error, never silently resumed or reused."""
+    another setup is an error, never silently resumed or reused. `mmap`: read_checkpoint's."""
     if not Path(path).exists():
         return None
-    state = read_checkpoint(path, device)
+    state = read_checkpoint(path, device, mmap)
     _check_compatible(path, state, meta)
     return state
 
@@ -540,7 +546,7 @@ def load_generator(out_dir: Path, device: torch.device | str = "cpu",
     """The EMA weights of out_dir/checkpoint.pt, in eval mode on `device`; `compile` runs the
     backbone through torch.compile (sampling calls it on one fixed shape: one compilation)."""
     path = Path(out_dir) / CHECKPOINT_NAME
-    state = read_checkpoint(path, "cpu")
+    state = read_checkpoint(path, "cpu", mmap=True)  # only the EMA weights are read
     if not state["finished"] and not allow_unfinished:
         raise SynthequivError(f"generator in {out_dir} has not finished training "
                               f"(step {state['step']}); rerun training to resume it")

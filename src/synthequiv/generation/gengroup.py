@@ -157,7 +157,7 @@ def train_generators(jobs: Sequence[tuple[torch.Tensor, torch.Tensor]], num_clas
     for (x, y), c, out in zip(jobs, cfgs, out_dirs):
         path = Path(out) / CHECKPOINT_NAME
         meta = run_meta(x, y, num_classes, c)
-        runs.append(_Run(x, y, c, path, meta, existing_checkpoint(path, meta, "cpu")))
+        runs.append(_Run(x, y, c, path, meta, existing_checkpoint(path, meta, "cpu", mmap=True)))
     todo = [r for r in runs if r.state is None or not r.state["finished"]]
     device = torch.device(device)
     for start in sorted({r.start for r in todo}):  # one optimizer step count per group
@@ -188,7 +188,8 @@ def _stack_adam(states: list[dict]) -> dict:
     """G torch.optim.Adam state_dicts (same step, same architecture) → one over [G, ...]."""
     first = states[0]
     return {"param_groups": first["param_groups"],
-            "state": {i: {k: v if k == "step" else torch.stack([s["state"][i][k] for s in states])
+            "state": {i: {k: v.clone() if k == "step"  # a copy: the checkpoint may be mapped
+                          else torch.stack([s["state"][i][k] for s in states])
                           for k, v in entry.items()} for i, entry in first["state"].items()}}
 
 

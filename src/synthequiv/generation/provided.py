@@ -137,7 +137,7 @@ def _check_generator(e: ProvidedEntry, splits: list[Splits], bases: tuple[int, .
         raise SynthequivError(f"{_where(e)}: no generator checkpoint {path} (train one with "
                               "`synthequiv generator train`)")
     try:
-        state = read_checkpoint(path)
+        state = read_checkpoint(path, mmap=True)  # metadata only: no weights read
     except SynthequivError as exc:
         raise SynthequivError(f"{_where(e)}: {exc}") from exc
     ds = splits[0].dataset
