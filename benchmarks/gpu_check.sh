@@ -9,7 +9,8 @@
 #      on an H100) and has no matplotlib font cache; .pyc go to $PYTHONPYCACHEPREFIX
 #   a) quick study wall time on CUDA (generator groups, batched cells, CUDA graphs) (≤ 30 s)
 #   h) correctness on the GPU: graphed generator groups, cell groups and sampling equal eager
-#      ones (tests/test_stepgraph.py's CUDA test; skipped, rc 0, on a CPU)
+#      ones (tests/test_stepgraph.py's CUDA test, which also prints eager-vs-eager noise;
+#      skipped, rc 0, on a CPU)
 #   d) quick generators: 9 one by one vs one group, eager and CUDA-graphed
 #      (benchmarks/generators.py, 1.6 kimg each)
 #   c) quick cells: one by one vs groups of 16, eager and graphed (benchmarks/cells.py)
@@ -51,7 +52,7 @@ else
   # limits: measured on a fresh H100 (4a961b5, before step w) a 63.5 s, h 34.9, d 51.2, c 52.2,
   # g 87.5, b with compile=false 38.4; b with the preset's compile ran past 80 s
   CELLS=(--device cuda --cells 16 --groups 16 --no-old); T_STUDY=75; T_TP=60; T_CELLS=60
-  T_EAGER=90; T_TESTS=45; T_PROF=120; PROF=(--set device=cuda); T_WARM=50; T_TPC=125
+  T_EAGER=90; T_TESTS=60; T_PROF=120; PROF=(--set device=cuda); T_WARM=50; T_TPC=110
   STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
   GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=55; T_STAGES=180
   ANALYSES=(--device cuda --repeats 1); T_ANALYSES=120
