@@ -93,6 +93,20 @@ def test_group_equals_each_generator_trained_alone(grouped, alone):
     assert rel_diff(alone[0]["model"], alone[1]["model"]) > 0.1
 
 
+def test_group_checkpoints_hold_only_their_own_generator(grouped, alone):
+    """A save copies the stacked tensors to the host once and slices them there: every saved
+    tensor owns exactly its bytes (a view of the [G, ...] storage would save all G) — the
+    group's files are the size of a generator trained alone."""
+    for d in grouped:
+        state = torch.load(d / "checkpoint.pt", weights_only=True)
+        tensors = [*state["model"].values(), *state["ema"].values(),
+                   *(v for e in state["optimizer"]["state"].values() for v in e.values())]
+        assert all(t.untyped_storage().nbytes() == t.numel() * t.element_size()
+                   for t in tensors)
+    sizes = {(d / "checkpoint.pt").stat().st_size for d in grouped}
+    assert max(sizes) - min(sizes) < 4096, sizes  # same architecture: same bytes ± pickle
+
+
 def test_group_with_the_cuda_kernel_choices_equals_alone(jobs, alone, tmp_path, monkeypatch):
     """On CUDA a group runs the math attention kernel without autocast (the fused kernels and a
     bf16 softmax fail under vmap there, H200): forced here on the CPU, the group still equals

@@ -201,14 +201,29 @@ def _unstack_adam(state: dict, g: int) -> dict:
                           for k, v in entry.items()} for i, entry in state["state"].items()}}
 
 
-class _AdamView:
-    """What `_save_checkpoint` reads from an optimizer: one generator's state_dict."""
+def _host(tensors: dict) -> dict:
+    """{name: the stacked tensor on the CPU}: one transfer per stacked tensor. A checkpoint
+    reads every generator's slice of every tensor; slicing on the GPU first moved each slice
+    alone, a host sync each (G × 4 per parameter: model, EMA, Adam's two moments — ~8,300
+    per quick study's 36 saves, ~1.3 s of a profiled run on an H100)."""
+    return {k: v.detach().to("cpu") for k, v in tensors.items()}
 
-    def __init__(self, opt: torch.optim.Optimizer, g: int):
-        self.opt, self.g = opt, g
+
+def _host_adam(state: dict) -> dict:
+    """A stacked torch.optim.Adam state_dict with its tensors on the CPU (`_host`)."""
+    return {"param_groups": state["param_groups"],
+            "state": {i: _host(entry) for i, entry in state["state"].items()}}
+
+
+class _AdamView:
+    """What `_save_checkpoint` reads from an optimizer: generator g's state_dict, from the
+    stacked optimizer's state (on the CPU: `_host_adam`)."""
+
+    def __init__(self, stacked_state: dict, g: int):
+        self.stacked, self.g = stacked_state, g
 
     def state_dict(self) -> dict:
-        return _unstack_adam(self.opt.state_dict(), self.g)
+        return _unstack_adam(self.stacked, self.g)
 
 
 # ----------------------------------------------------------------------------- training
@@ -236,10 +251,12 @@ def _train_group(runs: list[_Run], device: torch.device, progress: bool) -> None
     offsets = torch.tensor([sum(sizes[:i]) for i in range(len(runs))], device=device)
 
     def save(step: int, finished: bool) -> None:
+        host = [_host(t) for t in (params, buffers, ema_params, ema_buffers)]
+        adam = _host_adam(opt.state_dict())
         for g, (r, gen, ema) in enumerate(zip(runs, gens, emas)):
-            _unstack_into(gen, params, buffers, g)
-            _unstack_into(ema, ema_params, ema_buffers, g)
-            _save_checkpoint(r.path, r.meta, gen, ema, _AdamView(opt, g), step, finished,
+            _unstack_into(gen, host[0], host[1], g)
+            _unstack_into(ema, host[2], host[3], g)
+            _save_checkpoint(r.path, r.meta, gen, ema, _AdamView(adam, g), step, finished,
                              current())
 
     state = (params, buffers, ema_params, ema_buffers, opt)
