@@ -71,7 +71,10 @@ step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
 { date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | head -3
   git rev-parse --short HEAD 2>&1; $PY -c "import torch; print('torch', torch.__version__)"; } >"$LOG" 2>&1
 unset PYTHONDONTWRITEBYTECODE
-export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-/tmp/synthequiv-pycache}
+# .pyc outside $OUT_DIR on a GPU machine (what comes back from there must stay a few files, even
+# if the script is killed); in the CPU smoke test under $OUT_DIR, removed at the end
+[ "$DEVICE" = cpu ] && PYC_DEFAULT="$OUT_DIR/pycache" || PYC_DEFAULT=/tmp/synthequiv-pycache
+export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-$PYC_DEFAULT}
 step "w) warm caches" "$T_WARM" $PY benchmarks/warm_caches.py
 step "a) quick study" "$T_STUDY" $PY -m synthequiv.cli study --preset quick --device "$DEVICE" \
   --name gpu-quick --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
@@ -91,7 +94,7 @@ step "b) throughput (preset, eager generator)" "$T_TP" $PY benchmarks/throughput
   --set compile=false
 step "k) throughput (preset)" "$T_TPC" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
-rm -rf "$OUT_DIR/runs"  # only the copied files come back
+rm -rf "$OUT_DIR/runs" "$OUT_DIR/pycache"  # only the copied files come back
 grep -E "^=== |imported|dont_write|passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
 difference|total|grid|generators|sampling|classifier|Error|error" "$LOG" |
   grep -v "classifier grid [0-9]" | tail -80
