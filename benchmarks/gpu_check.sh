@@ -73,13 +73,16 @@ step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
 unset PYTHONDONTWRITEBYTECODE
 # .pyc outside $OUT_DIR on a GPU machine (what comes back from there must stay a few files, even
 # if the script is killed); in the CPU smoke test under $OUT_DIR, removed at the end
-[ "$DEVICE" = cpu ] && PYC_DEFAULT="$OUT_DIR/pycache" || PYC_DEFAULT=/tmp/synthequiv-pycache
-export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-$PYC_DEFAULT}
+# (the quick runs' directories likewise)
+[ "$DEVICE" = cpu ] && SCRATCH="$OUT_DIR" || SCRATCH=/tmp/synthequiv-gpu-check
+export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-$SCRATCH/pycache}
+RUNS="$SCRATCH/runs"
+rm -rf "$RUNS"  # a killed earlier check's runs would be resumed, not timed
 step "w) warm caches" "$T_WARM" $PY benchmarks/warm_caches.py
 step "a) quick study" "$T_STUDY" $PY -m synthequiv.cli study --preset quick --device "$DEVICE" \
-  --name gpu-quick --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
-cp "$OUT_DIR"/runs/gpu-quick/log.txt "$OUT_DIR"/quick_log.txt 2>>"$LOG"
-cp "$OUT_DIR"/runs/gpu-quick/summary.json "$OUT_DIR"/quick.json 2>>"$LOG"
+  --name gpu-quick --runs-dir "$RUNS" "${STUDY_SET[@]}"
+cp "$RUNS"/gpu-quick/log.txt "$OUT_DIR"/quick_log.txt 2>>"$LOG"
+cp "$RUNS"/gpu-quick/summary.json "$OUT_DIR"/quick.json 2>>"$LOG"
 step "h) CUDA tests" "$T_TESTS" $PY -m pytest -q -p no:cacheprovider tests/test_stepgraph.py \
   -k cuda -rs -s
 step "d) generators" "$T_GENS" $PY benchmarks/generators.py "${GENS[@]}"
@@ -87,14 +90,14 @@ step "f) analyses" "$T_ANALYSES" $PY benchmarks/analyses.py "${ANALYSES[@]}"
 step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
 step "g) quick study, no CUDA graphs" "$T_EAGER" env SYNTHEQUIV_CUDA_GRAPHS=0 \
   $PY -m synthequiv.cli study --preset quick --device "$DEVICE" --name gpu-quick-eager \
-  --runs-dir "$OUT_DIR/runs" "${STUDY_SET[@]}"
-cp "$OUT_DIR"/runs/gpu-quick-eager/summary.json "$OUT_DIR"/quick_eager.json 2>>"$LOG"
+  --runs-dir "$RUNS" "${STUDY_SET[@]}"
+cp "$RUNS"/gpu-quick-eager/summary.json "$OUT_DIR"/quick_eager.json 2>>"$LOG"
 step "p) profile" "$T_PROF" $PY benchmarks/study.py --profile "$OUT_DIR/quick.prof" "${PROF[@]}"
 step "b) throughput (preset, eager generator)" "$T_TP" $PY benchmarks/throughput.py "${TP[@]}" \
   --set compile=false
 step "k) throughput (preset)" "$T_TPC" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
-rm -rf "$OUT_DIR/runs" "$OUT_DIR/pycache"  # only the copied files come back
+rm -rf "$RUNS" "$OUT_DIR/pycache"  # only the copied files come back
 grep -E "^=== |imported|dont_write|passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
 difference|total|grid|generators|sampling|classifier|Error|error" "$LOG" |
   grep -v "classifier grid [0-9]" | tail -80
