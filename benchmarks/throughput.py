@@ -70,10 +70,11 @@ def _timed_training(train, gcfg, tmp: str, device):
     return run
 
 
-def _differenced_ips(run, steps: int, batch_size: int) -> float:
-    """Training images/s from a (steps + 1)-step run (in tmp/"long") minus a 1-step run: model
-    set-up, process start-up, checkpoint writing and (with compile) compilation cancel out."""
-    return steps * batch_size / (run(steps + 1, "long") - run(1, "short"))
+def _differenced_ips(run, steps: int, batch_size: int, short: int = 1) -> float:
+    """Training images/s from a (short + steps)-step run (in tmp/"long") minus a short-step
+    run: model set-up, process start-up, checkpoint writing and (with compile) compilation
+    cancel out (`batch_size`: images per step, all cells of a group counted)."""
+    return steps * batch_size / (run(short + steps, "long") - run(short, "short"))
 
 
 def generator_ips(cfg, shape, device, steps, compile_sampling: bool | None = None
@@ -123,7 +124,7 @@ def classifier_ips(cfg, shape, device, steps, group: int = 1) -> float:
     ccfg = dataclasses.replace(cfg.classifier, budget="steps")
     short = WARMUP_STEPS + 2  # past the capture: the short run replays too
 
-    def run(n: int) -> float:
+    def run(n: int, name: str = "") -> float:  # seconds of an n-step training
         c = dataclasses.replace(ccfg, train_steps=n)
         _sync(device)
         t0 = time.perf_counter()
@@ -136,7 +137,7 @@ def classifier_ips(cfg, shape, device, steps, group: int = 1) -> float:
         return time.perf_counter() - t0
 
     run(short)  # warm-up: cudnn autotune, allocator, first captures
-    return group * steps * ccfg.batch_size / (run(short + steps) - run(short))
+    return _differenced_ips(run, steps, group * ccfg.batch_size, short)
 
 
 def grid_work(cfg, k: int) -> dict:

@@ -194,10 +194,11 @@ def _stack_adam(states: list[dict]) -> dict:
 
 
 def _unstack_adam(state: dict, g: int) -> dict:
-    """Generator g's torch.optim.Adam state_dict from the stacked optimizer's (CPU copies: a
-    saved view would drag the whole [G, ...] storage into the file)."""
+    """Generator g's torch.optim.Adam state_dict from the stacked optimizer's, on the CPU
+    (`_host_adam`): copies, since a saved view would drag the whole [G, ...] storage into the
+    file."""
     return {"param_groups": copy.deepcopy(state["param_groups"]),
-            "state": {i: {k: v.clone() if k == "step" else v[g].detach().to("cpu", copy=True)
+            "state": {i: {k: v.clone() if k == "step" else v[g].clone()
                           for k, v in entry.items()} for i, entry in state["state"].items()}}
 
 
