@@ -20,6 +20,11 @@ the pixels. Arms, interleaved in one run so load changes hit all of them:
               one process with torch's threads)
 Prints seconds, cells/s, images/s and the ratio to `sequential`, and each arm's mean test
 accuracy and mean |Δ accuracy| per cell against `sequential` beside the between-seed spread.
+Then the scoring of the trained models on the test set, side by side (3 rounds, interleaved,
+best of each): before (per model, scikit-learn's balanced accuracy and ROC AUC), one by one
+(`classifier.evaluate` per model: metrics.py's vectorised metrics; the study's cells alone)
+and together in groups of the largest --groups size (`batched.evaluate_many`: one vmapped
+inference and one metrics call per group, as the study scores a group's cells).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import torch.nn.functional as F
 
 from synthequiv import config as C
 from synthequiv.classification import classifier as clf
-from synthequiv.classification.batched import plan_groups, train_classifiers
+from synthequiv.classification.batched import evaluate_many, plan_groups, train_classifiers
 from synthequiv.stepgraph import GRAPHS_ENV
 from synthequiv.utils import resolve_device, seed_everything
 
@@ -94,6 +99,23 @@ def old_step_train(x, y, num_classes, cfg, seed, sx=None, sy=None, device="cpu")
         sched.step()
         loss.item()  # the old loop's per-step read (progress bars, divergence checks)
     return model.eval()
+
+
+def sklearn_evaluate(model, images, labels, k: int, device) -> dict:
+    """classifier.evaluate as it was before metrics.py: scikit-learn's metrics per model."""
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    probs = clf.predict_proba(model, images, device).double()
+    y, pred = labels.numpy(), probs.argmax(1).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = float(balanced_accuracy_score(y, pred))
+    p = (probs / probs.sum(1, keepdim=True)).numpy()
+    return {"accuracy": float((pred == y).mean()), "balanced_accuracy": balanced,
+            "auc": float(roc_auc_score(y, p, multi_class="ovr", average="macro",
+                                       labels=list(range(k))))}
 
 
 def _train_one(item, cfg, device, k: int):
@@ -166,7 +188,7 @@ def main() -> None:
     arms += [f"procs {p}" for p in args.procs.split(",") if p]
     arms += [f"threads {t}" for t in args.more_threads.split(",") if t]
     run_arm("sequential", cells[:2], dataclasses.replace(ccfg, train_steps=3), device, 10)  # warm-up
-    secs, accs = {}, {}
+    secs, accs, trained = {}, {}, {}
     for arm in arms:
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -175,6 +197,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         secs[arm] = time.perf_counter() - t0
+        trained[arm] = models
         accs[arm] = np.array([clf.evaluate(m, tx, ty, 10, device)["accuracy"] for m in models])
     n_img = len(cells) * ccfg.train_steps * ccfg.batch_size
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -192,6 +215,37 @@ def main() -> None:
               f"{d:12.4f}")
     print(f"between-seed spread of accuracy (mean per-cell std over {seeds} seeds): "
           f"{spread:.4f}" if not math.isnan(spread) else "")
+    sizes = [int(g) for g in args.groups.split(",") if g]
+    score_models(trained["sequential"], tx, ty, max(sizes) if sizes else 1, device)
+
+
+def score_models(models, tx, ty, group: int, device) -> None:
+    """Seconds to score the models on (tx, ty) one by one vs `group` at a time (best of 3
+    interleaved rounds); the largest metric difference between the two."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    arms = {"before": lambda: [sklearn_evaluate(m, tx, ty, 10, device) for m in models],
+            "one by one": lambda: [clf.evaluate(m, tx, ty, 10, device) for m in models],
+            f"groups of {group}": lambda: [r for i in range(0, len(models), group)
+                                           for r in evaluate_many(models[i:i + group], tx, ty,
+                                                                  10, device)]}
+    best, out = dict.fromkeys(arms, math.inf), {}
+    for _ in range(3):
+        for name, fn in arms.items():
+            sync()
+            t0 = time.perf_counter()
+            out[name] = fn()
+            sync()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    ref = out["before"]
+    diff = max(abs(x[k] - y[k]) for res in out.values() for x, y in zip(ref, res) for k in x
+               if not math.isnan(x[k]))
+    one = best["before"]
+    print(f"scoring {len(models)} models on {len(ty)} test images: " + ", ".join(
+        f"{name} {s:.3f} s ({one / s:.2f}×)" for name, s in best.items())
+        + f"; largest metric difference {diff:.1e}")
 
 
 if __name__ == "__main__":

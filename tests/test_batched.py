@@ -7,8 +7,19 @@ import pytest
 import torch
 
 from synthequiv import config as C
-from synthequiv.classification.batched import plan_groups, resolve_group, train_classifiers
-from synthequiv.classification.classifier import ClassifierConfig, evaluate, train_classifier
+from synthequiv.classification.batched import (
+    evaluate_many,
+    plan_groups,
+    predict_proba_many,
+    resolve_group,
+    train_classifiers,
+)
+from synthequiv.classification.classifier import (
+    ClassifierConfig,
+    evaluate,
+    predict_proba,
+    train_classifier,
+)
 from synthequiv.orchestration.study import run_study
 from synthequiv.utils import SynthequivError
 
@@ -73,6 +84,28 @@ def test_a_cells_result_does_not_depend_on_its_group(digits):
     in_group = train_classifiers(cells[:3], [0, 1, 2], 10, cfg)[1]
     in_pair = train_classifiers(cells[1:3], [1, 2], 10, cfg)[0]
     assert _rel_diff(in_group, in_pair) < CLOSE
+
+
+@pytest.mark.parametrize("batch_size", [1024, 50])  # one batch; 50 // 4 = 12 rows, a ragged end
+def test_models_scored_together_equal_each_scored_alone(digits, batch_size):
+    """evaluate_many (one vmapped inference over the models' stacked weights, BatchNorm in
+    eval mode) gives every model's own probabilities and metrics."""
+    x, y = digits
+    models = train_classifiers(_cells(digits), [0, 1, 2, 3], 10, ClassifierConfig(train_steps=30))
+    tx, ty = x[1000:1297], y[1000:1297]
+    probs = predict_proba_many(models, tx, batch_size=batch_size)
+    assert probs.shape == (4, 297, 10) and all(m.training is False for m in models)
+    for m, p in zip(models, probs):
+        assert torch.allclose(p, predict_proba(m, tx), atol=1e-5)
+    together = evaluate_many(models, tx, ty, 10, batch_size=batch_size)
+    for m, got in zip(models, together):
+        want = evaluate(m, tx, ty, 10)
+        assert got["accuracy"] == want["accuracy"]
+        assert got["balanced_accuracy"] == pytest.approx(want["balanced_accuracy"], abs=1e-12)
+        assert got["auc"] == pytest.approx(want["auc"], abs=1e-5)
+    assert len({round(t["auc"], 6) for t in together}) == 4  # four models, four scores
+    with pytest.raises(SynthequivError, match="labels"):
+        evaluate_many(models, tx, ty[:-1], 10)
 
 
 def test_groups_need_one_step_count_and_one_shape(digits):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -189,6 +190,44 @@ def test_evaluate_binary_auc_and_balanced_accuracy():
     pred = (levels > 127).long()  # brightness > 0 after normalisation → class 1
     assert m["accuracy"] == pytest.approx((pred == labels).float().mean().item())
     assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("k,absent,decimals", [(2, None, 2), (3, None, 1), (10, None, 2),
+                                                (10, 4, 3), (10, None, 8)])
+def test_classification_metrics_equal_sklearn(k, absent, decimals):
+    """Many classifiers scored at once (metrics.py) give sklearn's values, with tied
+    probabilities (rounded to `decimals`), a class that is predicted but absent from the
+    labels (balanced accuracy ignores it, AUC is NaN) and a wrong-way classifier."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from synthequiv.classification.metrics import classification_metrics
+
+    rng = np.random.default_rng(k + decimals)
+    n, g = 300, 4
+    y = rng.integers(0, k, n)
+    if absent is not None:
+        y[y == absent] = (absent + 1) % k
+    logits = rng.normal(size=(g, n, k)) + np.linspace(-2, 3, g)[:, None, None] * np.eye(k)[y]
+    probs = np.round(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), decimals) + 1e-3
+    got = classification_metrics(probs, y, k)
+    probs = probs / probs.sum(-1, keepdims=True)  # what both score (sklearn needs sums of 1)
+    for i, m in enumerate(got):
+        pred = probs[i].argmax(1)
+        assert m["accuracy"] == pytest.approx((pred == y).mean(), abs=1e-12)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred),
+                                                           abs=1e-12)
+        if absent is not None:
+            assert np.isnan(m["auc"])
+            continue
+        want = (roc_auc_score(y, probs[i][:, 1]) if k == 2 else
+                roc_auc_score(y, probs[i], multi_class="ovr", average="macro",
+                              labels=list(range(k))))
+        assert m["auc"] == pytest.approx(want, abs=1e-12)
+    assert got[0]["auc"] < 0.5 < got[-1]["auc"] or absent is not None  # wrong-way vs right
+    with pytest.raises(ValueError, match="do not fit"):
+        classification_metrics(probs, y[:-1], k)
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 3)])

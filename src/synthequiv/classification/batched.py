@@ -39,6 +39,8 @@ from torch import nn
 from synthequiv.classification.classifier import (
     ClassifierConfig,
     _check_config,
+    _check_dataset,
+    _check_images,
     _cpu_threads,
     _pool,
     augment_draws,
@@ -51,6 +53,7 @@ from synthequiv.classification.classifier import (
     resolve_arch,
     train_classifier,
 )
+from synthequiv.classification.metrics import classification_metrics
 from synthequiv.stepgraph import StepGraph
 from synthequiv.utils import (
     SynthequivError,
@@ -243,6 +246,45 @@ def _fit_group(cells: list, cfg: ClassifierConfig, dev: torch.device) -> list[nn
     if not all(math.isfinite(v) for v in last):
         raise SynthequivError(f"classifier training diverged (losses {last}): lower lr")
     return [_unstack(m, params, buffers, i, dev) for i, m in enumerate(models)]
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.inference_mode()
+def predict_proba_many(models: Sequence[nn.Module], images: torch.Tensor,
+                       device: str | torch.device = "cpu", batch_size: int = 1024
+                       ) -> torch.Tensor:
+    """Class probabilities [G, N, K] (float32, CPU) of G equal-architecture models on one
+    image set: their stacked weights run as one vmapped forward per batch, one host transfer
+    at the end, where `classifier.predict_proba` per model runs G forwards and G transfers.
+    A batch holds batch_size // G images, so G models need the activation memory one does."""
+    _check_images("evaluation", images)
+    check_positive("batch_size", batch_size)
+    dev = resolve_device(str(device))
+    params, buffers = torch.func.stack_module_state(list(models))  # {name: [G, ...]}
+    params = {k: v.to(dev) for k, v in params.items()}
+    buffers = {k: v.to(dev) for k, v in buffers.items()}
+    base = copy.deepcopy(models[0]).to("meta").eval()  # BatchNorm reads the running stats
+    forward = torch.func.vmap(lambda p, b, x: torch.func.functional_call(base, (p, b), (x,)),
+                              in_dims=(0, 0, None))  # every model sees the same batch
+    rows = max(1, batch_size // len(models))
+    outs = [forward(params, buffers, normalize_images(images[i:i + rows].to(dev)))
+            .float().softmax(-1) for i in range(0, len(images), rows)]  # [G, rows, K] each
+    return torch.cat(outs, 1).cpu()
+
+
+def evaluate_many(models: Sequence[nn.Module], images: torch.Tensor, labels: torch.Tensor,
+                  num_classes: int, device: str | torch.device = "cpu", batch_size: int = 1024
+                  ) -> list[dict[str, float]]:
+    """`classifier.evaluate` of every model (equal architectures, e.g. a group's cells): the
+    same metrics, from one batched inference (`predict_proba_many`) and one metrics call
+    (`metrics.classification_metrics`); probabilities equal per-model ones to float rounding."""
+    _check_dataset("evaluation", images, labels, num_classes)
+    probs = predict_proba_many(models, images, device, batch_size).double()
+    if probs.shape[-1] != num_classes:
+        raise SynthequivError(f"models predict {probs.shape[-1]} classes, expected {num_classes}")
+    return classification_metrics(probs.numpy(), labels.cpu().numpy(), num_classes)
 
 
 def _unstack(model: nn.Module, params: dict, buffers: dict, i: int,

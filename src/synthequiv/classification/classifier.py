@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthequiv.classification.metrics import classification_metrics
 from synthequiv.classification.networks import (  # noqa: F401 (re-exported)
     ARCHS,
     AirbenchNet,
@@ -442,25 +441,13 @@ def evaluate(
     device: str | torch.device = "cpu",
     batch_size: int = 1024,
 ) -> dict[str, float]:
-    """{"accuracy", "balanced_accuracy", "auc"} on a labelled set.
+    """{"accuracy", "balanced_accuracy", "auc"} on a labelled set (`metrics.py`).
 
     auc: ROC AUC of the class-1 probability for binary sets; macro one-vs-rest ROC AUC for more
     classes (identical to the binary one when K = 2). NaN when a class is absent from `labels`.
     """
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
     _check_dataset("evaluation", images, labels, num_classes)
     probs = predict_proba(model, images, device, batch_size).double()  # [N, K]
     if probs.shape[1] != num_classes:
         raise SynthequivError(f"model predicts {probs.shape[1]} classes, expected {num_classes}")
-    y, pred = labels.cpu().numpy(), probs.argmax(1).numpy()
-    with warnings.catch_warnings():  # sklearn warns when a predicted class is absent from y
-        warnings.simplefilter("ignore", UserWarning)
-        balanced = float(balanced_accuracy_score(y, pred))
-    out = {"accuracy": float((pred == y).mean()), "balanced_accuracy": balanced,
-           "auc": float("nan")}
-    if len(np.unique(y)) == num_classes:
-        p = (probs / probs.sum(1, keepdim=True)).numpy()
-        out["auc"] = float(roc_auc_score(y, p[:, 1]) if num_classes == 2 else roc_auc_score(
-            y, p, multi_class="ovr", average="macro", labels=list(range(num_classes))))
-    return out
+    return classification_metrics(probs[None].numpy(), labels.cpu().numpy(), num_classes)[0]

@@ -137,18 +137,20 @@ def train_cell(cells: list[Cell], datas: list, test_x, test_y, num_classes: int,
                device) -> list[dict]:
     """Train and evaluate a group of cells (one: `train_classifier`; several: one batched
     computation, `batched.train_classifiers`); their results rows. Pure: safe as a Ray task."""
-    from synthequiv.classification.batched import train_classifiers
+    from synthequiv.classification.batched import evaluate_many, train_classifiers
     from synthequiv.classification.classifier import evaluate, train_classifier
 
     t0 = time.time()
     if len(cells) == 1:
         (x, y, sx, sy), = datas
-        models = [train_classifier(x, y, num_classes, ccfg, cells[0].seed, sx, sy, device=device)]
-    else:
+        model = train_classifier(x, y, num_classes, ccfg, cells[0].seed, sx, sy, device=device)
+        scores = [evaluate(model, test_x, test_y, num_classes, device, ccfg.eval_batch_size)]
+    else:  # scored together: one batched inference, one metrics call
         models = train_classifiers(datas, [c.seed for c in cells], num_classes, ccfg, device)
+        scores = evaluate_many(models, test_x, test_y, num_classes, device,
+                               ccfg.eval_batch_size)
     rows = []
-    for cell, (_, y, _, sy), model in zip(cells, datas, models):
-        metrics = evaluate(model, test_x, test_y, num_classes, device, ccfg.eval_batch_size)
+    for cell, (_, y, _, sy), metrics in zip(cells, datas, scores):
         rows.append({
             "key": cell.key, "n_base": cell.n_base, "arm": cell.arm, "n_add": cell.n_add,
             "seed": cell.seed, "replicate": cell.replicate, "accuracy": metrics["accuracy"],
