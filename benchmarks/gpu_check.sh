@@ -11,14 +11,18 @@
 #   h) correctness on the GPU: graphed generator groups, cell groups and sampling equal eager
 #      ones (tests/test_stepgraph.py's CUDA test, which also prints eager-vs-eager noise;
 #      skipped, rc 0, on a CPU)
+#   t) where a graphed group step's time goes (benchmarks/gpu_trace.py): wall vs kernel ms per
+#      step of the 9 quick generators and of 36 quick cells as groups, top kernels; arms:
+#      default, cudnn.benchmark, + TF32 matmuls (is a group bound by the GPU or the host?)
 #   d) quick generators: 9 one by one vs one group, eager and CUDA-graphed
 #      (benchmarks/generators.py, 1.6 kimg each)
 #   c) quick cells: one by one vs groups of 16, eager and graphed (benchmarks/cells.py)
-#   g) the quick study again with SYNTHEQUIV_CUDA_GRAPHS=0: each stage eager vs step a's
 #   b) cifar10 projected grid with the airbench classifier, eager generator (38 s on an H100)
 #   k) the same with the preset's compiled generator               (target ≤ 2 GPU-hours)
 #      (compiling the 36M-parameter net ran past 80 s on an H100)
 #   (only if GPU_CHECK_STEPS names them:)
+#   g) the quick study again with SYNTHEQUIV_CUDA_GRAPHS=0: each stage eager vs step a's
+#      (H100: 87.5 s against 63.5 s graphed)
 #   f) the analyses' small classifiers one by one vs in groups, eager and graphed (its first
 #      H100 try ran past 80 s; steps a and g show the stage graphed and eager anyway)
 #   e) cifar10 generator training: eager/foreach Adam vs fused Adam vs torch.compile
@@ -44,7 +48,8 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
   TP=(--preset quick --device cpu --steps 2); CELLS=(--cells 6 --steps 20 --groups 3,6)
   STAGES=(--preset quick --device cpu --steps 2 --repeats 1)
   ANALYSES=(--device cpu --set analysis.domain_train_steps=20 --set classifier.train_steps=20)
-  GENS=(--device cpu --gens 3 --kimg 0.32); T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
+  GENS=(--device cpu --gens 3 --kimg 0.32); T_TRACE=120
+  TRACE=(--device cpu --gens 3 --cells 6 --steps 18 --active 3 --c10-batch 2); T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
   T_STAGES=120; T_ANALYSES=120; T_EAGER=240; T_TESTS=120; T_PROF=240; T_WARM=120; T_TPC=120
   PROF=(--set device=cpu "${STUDY_SET[@]}")
 else
@@ -55,10 +60,11 @@ else
   T_EAGER=90; T_TESTS=60; T_PROF=120; PROF=(--set device=cuda); T_WARM=50; T_TPC=110
   STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
   GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=55; T_STAGES=180
+  TRACE=(--device cuda); T_TRACE=90
   ANALYSES=(--device cuda --repeats 1); T_ANALYSES=120
 fi
 TP+=(${GPU_CHECK_TP_ARGS:-})
-STEPS=${GPU_CHECK_STEPS:-w a h d c g b k}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
+STEPS=${GPU_CHECK_STEPS:-w a h t d c b k}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" ${name%%)*} "* ]] || return 0
@@ -85,6 +91,7 @@ cp "$RUNS"/gpu-quick/log.txt "$OUT_DIR"/quick_log.txt 2>>"$LOG"
 cp "$RUNS"/gpu-quick/summary.json "$OUT_DIR"/quick.json 2>>"$LOG"
 step "h) CUDA tests" "$T_TESTS" $PY -m pytest -q -p no:cacheprovider tests/test_stepgraph.py \
   -k cuda -rs -s
+step "t) group step trace" "$T_TRACE" $PY benchmarks/gpu_trace.py "${TRACE[@]}"
 step "d) generators" "$T_GENS" $PY benchmarks/generators.py "${GENS[@]}"
 step "f) analyses" "$T_ANALYSES" $PY benchmarks/analyses.py "${ANALYSES[@]}"
 step "c) cells" "$T_CELLS" $PY benchmarks/cells.py "${CELLS[@]}"
@@ -98,7 +105,7 @@ step "b) throughput (preset, eager generator)" "$T_TP" $PY benchmarks/throughput
 step "k) throughput (preset)" "$T_TPC" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
 rm -rf "$RUNS" "$OUT_DIR/pycache"  # only the copied files come back
-grep -E "^=== |imported|dont_write|passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
+grep -E "^=== |ms/step|imported|dont_write|passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
 difference|total|grid|generators|sampling|classifier|Error|error" "$LOG" |
   grep -v "classifier grid [0-9]" | tail -80
 echo "full log: $LOG"

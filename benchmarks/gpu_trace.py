@@ -1,0 +1,204 @@
+"""Where a group step's time goes: wall ms per step against the device's kernel ms per step.
+
+    python3 benchmarks/gpu_trace.py --device cuda                 # on a GPU (~40 s)
+    PYTHONPATH=src .venv/bin/python benchmarks/gpu_trace.py --steps 12 --cells 6   # CPU look
+
+The quick study's two group loops, in steady state (after warm-up and the CUDA-graph capture):
+  generators  the 9 quick generators as one group (gengroup.py, graphed on CUDA), batch 64 each
+  cells       --cells quick cells as one group (batched.py, graphed on CUDA), batch 128 each
+  cifar10-gen the cifar10 preset's 36M-parameter generator alone (generator.train_generator:
+              bf16 autocast and channels_last on CUDA, eager: no torch.compile), at the preset's
+              batch 256 (--c10-batch), on random 32-px images: 2.35 of the 3.67 projected
+              H200 hours of the cifar10 grid are this loop (README, "The GPU targets")
+Each loop runs --steps steps; a hook on its once-per-step learning-rate call timestamps every
+step (host clock) and steps a torch.profiler schedule that records --active steps near the end.
+Printed per loop and arm: wall ms per step (steps 5 to the profiled ones, unprofiled, the
+device synchronised at both ends; the median gap of the profiled steps beside it),
+device ms per step (the kernels' summed own time over the recorded steps, CUDA only), their
+ratio — near 1 the loop is bound by the GPU's kernels, well below 1 by the host (Python,
+launches, syncs) — and the top kernels. Arms (CUDA only), one after another in one process:
+  default       the study's settings
+  cudnn         torch.backends.cudnn.benchmark = True (cuDNN times its algorithms per shape;
+                grouped float32 convolutions, which vmap makes, have slow defaults on some cards)
+  tf32          + TF32 matmuls (torch.backends.cuda.matmul.allow_tf32; the attention and linear
+                layers run float32 matmuls in a group)
+On the CPU only `default` runs (host profile: device ms is 0, wall ms is the CPU's step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cells import quick_cells  # noqa: E402
+from generators import quick_jobs  # noqa: E402
+
+from synthequiv import config as C  # noqa: E402
+from synthequiv.classification import batched as B  # noqa: E402
+from synthequiv.generation import generator as G
+from synthequiv.generation import gengroup as GG  # noqa: E402
+from synthequiv.stepgraph import GRAPHS_ENV  # noqa: E402
+from synthequiv.utils import resolve_device  # noqa: E402
+
+FIRST = 5  # the first timed step: past the 3 eager warm-up steps and the capture
+
+
+class Ticks:
+    """One tick at the start of every training step: a timestamp, the profiler's schedule
+    step. The ticks that open and close the timed window (steps FIRST to `last`, none of them
+    profiled) wait for the device first, so the window's wall time is the device's too (with
+    graphs the host may otherwise run steps ahead of the GPU)."""
+
+    def __init__(self, prof, last: int, device):
+        self.prof, self.times, self.last, self.device = prof, [], last, device
+
+    def tick(self) -> None:
+        if len(self.times) in (FIRST, self.last) and self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter())
+        self.prof.step()
+
+
+def profiler(device, skip: int, active: int):
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    return torch.profiler.profile(activities=acts, schedule=torch.profiler.schedule(
+        wait=skip, warmup=2, active=active, repeat=1))
+
+
+def run_generators(jobs, k, steps: int, device, prof_args) -> tuple[list[float], object]:
+    cfgs = [dataclasses.replace(c, train_kimg=c.batch_size * steps / 1000, warmup_kimg=0.0,
+                                checkpoint_every_kimg=1e9) for *_, c in jobs]
+    real_lr_at = GG.lr_at
+    with tempfile.TemporaryDirectory() as tmp, profiler(device, *prof_args) as prof:
+        ticks = Ticks(prof, prof_args[0], device)
+
+        def lr_at(cfg, step):  # called once per step, before the step's work
+            ticks.tick()
+            return real_lr_at(cfg, step)
+
+        with mock.patch.object(GG, "lr_at", lr_at):
+            GG.train_generators([(x, y) for x, y, _ in jobs], k, cfgs,
+                                [Path(tmp) / f"g{i}" for i in range(len(jobs))], device,
+                                progress=False)
+    return ticks.times, prof
+
+
+def run_cifar10_generator(batch: int, steps: int, device, prof_args):
+    gcfg = dataclasses.replace(C.resolve("cifar10", None, []).generator, batch_size=batch,
+                               train_kimg=batch * steps / 1000, warmup_kimg=0.0,
+                               checkpoint_every_kimg=1e9)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (max(batch, 512), 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (len(x),), generator=g)
+    real_lr_at = G.lr_at
+    with tempfile.TemporaryDirectory() as tmp, profiler(device, *prof_args) as prof:
+        ticks = Ticks(prof, prof_args[0], device)
+
+        def lr_at(cfg, step):  # called once per step, before the step's work
+            ticks.tick()
+            return real_lr_at(cfg, step)
+
+        with mock.patch.object(G, "lr_at", lr_at):
+            G.train_generator(x, y, 10, gcfg, Path(tmp), device, progress=False, compile=False)
+    return ticks.times, prof
+
+
+def run_cells(cells, ccfg, steps: int, device, prof_args) -> tuple[list[float], object]:
+    ccfg = dataclasses.replace(ccfg, train_steps=steps)
+    real = B.optimizer_for
+    with profiler(device, *prof_args) as prof:
+        ticks = Ticks(prof, prof_args[0], device)
+
+        def optimizer_for(*args):
+            opt, sched = real(*args)
+            step = sched.step
+
+            def tick_step(*a, **kw):  # the LR schedule steps once per training step
+                ticks.tick()
+                return step(*a, **kw)
+
+            sched.step = tick_step
+            return opt, sched
+
+        with mock.patch.object(B, "optimizer_for", optimizer_for):
+            B.train_classifiers([d for d, _ in cells], [s for _, s in cells], 10, ccfg, device)
+    return ticks.times, prof
+
+
+def summarize(name: str, arm: str, times: list[float], prof, skip: int, active: int,
+              device) -> None:
+    if len(times) < skip + active + 3:
+        raise SystemExit(f"{name}: only {len(times)} step ticks (expected ≥ {skip + active + 3})"
+                         " — the loop no longer calls the hooked function once per step")
+    # tick i opens training step i; profiler step s (after s ticks) is training step s - 1
+    wall = 1000 * (times[skip] - times[FIRST]) / (skip - FIRST)  # unprofiled, device-synced
+    rec = times[skip + 1: skip + active + 2]  # the profiled steps' boundaries
+    gaps = [1000 * (b - a) for a, b in zip(rec, rec[1:])]
+    events = prof.key_averages()
+    dev_us = sum(e.self_device_time_total for e in events
+                 if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+    dev = dev_us / 1000 / active
+    share = f"{dev / wall:.2f}" if device.type == "cuda" else "—"
+    print(f"{name:11s} {arm:8s} wall {wall:8.2f} ms/step (steps {FIRST}-{skip}; profiled "
+          f"steps: median {statistics.median(gaps):.2f}), device {dev:8.2f} ms/step, "
+          f"device/wall {share}")
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:8]
+    for e in top:
+        print(f"    {getattr(e, key) / 1000 / active:8.3f} ms/step  {e.count // active:5d}×  "
+              f"{e.key[:90]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=60, help="steps per loop and arm")
+    ap.add_argument("--active", type=int, default=10, help="steps recorded by the profiler")
+    ap.add_argument("--gens", type=int, default=9)
+    ap.add_argument("--cells", type=int, default=36)
+    ap.add_argument("--c10-batch", type=int, default=256, help="cifar10-gen batch size")
+    ap.add_argument("--loops", default="generators,cells,cifar10-gen")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    skip = max(FIRST + 5, args.steps - args.active - 6)  # timed steps FIRST..skip, then profiled
+    prof_args = (skip, args.active)
+    if args.steps < skip + args.active + 4:
+        raise SystemExit(f"--steps {args.steps} too few for --active {args.active}")
+    jobs, k = quick_jobs(args.gens, 1.0)
+    cfg = C.resolve("quick", None, [])
+    cells, _, _ = quick_cells(cfg, args.cells)
+    arms = ("default", "cudnn", "tf32") if device.type == "cuda" else ("default",)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device {device} ({name}), torch {torch.__version__}; {len(jobs)} generators × "
+          f"batch {jobs[0][2].batch_size}, {len(cells)} cells × batch "
+          f"{cfg.classifier.batch_size}; {args.steps} steps per run, {args.active} recorded")
+    with mock.patch.dict(os.environ, {GRAPHS_ENV: "auto"}):
+        for arm in arms:
+            torch.backends.cudnn.benchmark = arm in ("cudnn", "tf32")
+            torch.backends.cuda.matmul.allow_tf32 = arm == "tf32"
+            for loop in args.loops.split(","):
+                if loop == "generators":
+                    times, prof = run_generators(jobs, k, args.steps, device, prof_args)
+                elif loop == "cifar10-gen":
+                    times, prof = run_cifar10_generator(args.c10_batch, args.steps, device,
+                                                        prof_args)
+                else:
+                    times, prof = run_cells(cells, cfg.classifier, args.steps, device,
+                                            prof_args)
+                summarize(loop, arm, times, prof, skip, args.active, device)
+
+
+if __name__ == "__main__":
+    main()
