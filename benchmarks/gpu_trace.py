@@ -16,7 +16,9 @@ Printed per loop and arm: wall ms per step (steps 5 to the profiled ones, unprof
 device synchronised at both ends; the median gap of the profiled steps beside it),
 device ms per step (the kernels' summed own time over the recorded steps, CUDA only), their
 ratio — near 1 the loop is bound by the GPU's kernels, well below 1 by the host (Python,
-launches, syncs) — and the top kernels. Arms (CUDA only), one after another in one process:
+launches, syncs) — the model arithmetic it achieves (training FLOPs per step, counted by
+torch.utils.flop_counter on the CPU, ÷ wall time: set it against the card's peak) and the top
+kernels. Arms (CUDA only), one after another in one process:
   default       the study's settings
   cudnn         torch.backends.cudnn.benchmark = True (cuDNN times its algorithms per shape;
                 grouped float32 convolutions, which vmap makes, have slow defaults on some cards)
@@ -115,6 +117,30 @@ def run_cifar10_generator(batch: int, steps: int, device, prof_args):
     return ticks.times, prof
 
 
+def train_flops_per_image(kind: str, cfg, shape: tuple[int, int, int]) -> float:
+    """Forward + backward FLOPs of one training image of `shape` (C, H, W) (FlopCounterMode,
+    batch 2, CPU): kind "generator" (cfg: GeneratorConfig, 10 classes) or "cell"
+    (cfg: ClassifierConfig)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from synthequiv.classification.classifier import build_classifier
+
+    with FlopCounterMode(display=False) as fc:
+        if kind == "generator":
+            x = torch.zeros((2, *shape), dtype=torch.uint8)
+            gen = G.init_generator(G.run_meta(x, torch.zeros(2, dtype=torch.long), 10, cfg), cfg)
+            from diffusers import DDPMScheduler
+
+            d = G.draw_step(gen, dataclasses.replace(cfg, batch_size=2), 0, 2, torch.device("cpu"))
+            loss = G.diffusion_loss(gen, gen.encode(x), torch.zeros(2, dtype=torch.long), d,
+                                    DDPMScheduler(**gen.scheduler_config()))
+        else:
+            net = build_classifier(cfg.arch, shape[0], max(shape[1:]), 10, cfg.width)
+            loss = net(torch.zeros(2, *shape)).logsumexp(1).mean()
+        loss.backward()
+    return fc.get_total_flops() / 2
+
+
 def run_cells(cells, ccfg, steps: int, device, prof_args) -> tuple[list[float], object]:
     ccfg = dataclasses.replace(ccfg, train_steps=steps)
     real = B.optimizer_for
@@ -138,7 +164,7 @@ def run_cells(cells, ccfg, steps: int, device, prof_args) -> tuple[list[float], 
 
 
 def summarize(name: str, arm: str, times: list[float], prof, skip: int, active: int,
-              device) -> None:
+              device, flops_per_step: float) -> None:
     if len(times) < skip + active + 3:
         raise SystemExit(f"{name}: only {len(times)} step ticks (expected ≥ {skip + active + 3})"
                          " — the loop no longer calls the hooked function once per step")
@@ -153,7 +179,7 @@ def summarize(name: str, arm: str, times: list[float], prof, skip: int, active: 
     share = f"{dev / wall:.2f}" if device.type == "cuda" else "—"
     print(f"{name:11s} {arm:8s} wall {wall:8.2f} ms/step (steps {FIRST}-{skip}; profiled "
           f"steps: median {statistics.median(gaps):.2f}), device {dev:8.2f} ms/step, "
-          f"device/wall {share}")
+          f"device/wall {share}, {flops_per_step / wall / 1e9:.2f} TFLOP/s of model arithmetic")
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:8]
     for e in top:
@@ -180,6 +206,14 @@ def main() -> None:
     cfg = C.resolve("quick", None, [])
     cells, _, _ = quick_cells(cfg, args.cells)
     arms = ("default", "cudnn", "tf32") if device.type == "cuda" else ("default",)
+    shape = tuple(jobs[0][0].shape[1:])  # digits: 1 × 8 × 8
+    flops = {"generators": len(jobs) * jobs[0][2].batch_size
+             * train_flops_per_image("generator", jobs[0][2], shape),
+             "cells": len(cells) * cfg.classifier.batch_size
+             * train_flops_per_image("cell", cfg.classifier, shape),
+             "cifar10-gen": args.c10_batch * train_flops_per_image(
+                 "generator", C.resolve("cifar10", None, []).generator, (3, 32, 32))}
+    print("training GFLOP per step: " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in flops.items()))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {device} ({name}), torch {torch.__version__}; {len(jobs)} generators × "
           f"batch {jobs[0][2].batch_size}, {len(cells)} cells × batch "
@@ -197,7 +231,7 @@ def main() -> None:
                 else:
                     times, prof = run_cells(cells, cfg.classifier, args.steps, device,
                                             prof_args)
-                summarize(loop, arm, times, prof, skip, args.active, device)
+                summarize(loop, arm, times, prof, skip, args.active, device, flops[loop])
 
 
 if __name__ == "__main__":
