@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU check of the speed work (issue 14): every step time-limited, 560 s at most in all
+# One GPU check of the speed work (issue 14): every step time-limited, 530 s at most in all
 # (~6 min expected) on one H100/H200. Run from the repo root:
 #     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
 # Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
@@ -11,16 +11,20 @@
 #   h) correctness on the GPU: graphed generator groups, cell groups and sampling equal eager
 #      ones (tests/test_stepgraph.py's CUDA test, which also prints eager-vs-eager noise;
 #      skipped, rc 0, on a CPU)
+#   s) the host's speed at host work (benchmarks/host_speed.py): CPU facts, a Python loop and
+#      one analyses figure alone and right after multi-threaded torch CPU work (the H100
+#      machine drew the study's figures ~4x slower than the 2-vCPU one: is it the host or
+#      torch's spinning threads?)
 #   t) where a graphed group step's time goes (benchmarks/gpu_trace.py): wall vs kernel ms per
 #      step of the 9 quick generators and of 36 quick cells as groups, top kernels; arms:
 #      default, cudnn.benchmark, + TF32 matmuls (is a group bound by the GPU or the host?)
 #   d) quick generators: 9 one by one vs one group, eager and CUDA-graphed
 #      (benchmarks/generators.py, 1.6 kimg each)
 #   c) quick cells: one by one vs groups of 16, eager and graphed (benchmarks/cells.py)
-#   b) cifar10 projected grid with the airbench classifier, eager generator (38 s on an H100)
-#   k) the same with the preset's compiled generator               (target ≤ 2 GPU-hours)
-#      (compiling the 36M-parameter net ran past 80 s on an H100)
+#   k) cifar10 projected grid with the airbench classifier and the preset's compiled generator
+#      (target ≤ 2 GPU-hours; compiling the 36M-parameter net ran past 80 s on an H100)
 #   (only if GPU_CHECK_STEPS names them:)
+#   b) the same with an eager generator (H100: 7.91 h projected, 38 s)
 #   g) the quick study again with SYNTHEQUIV_CUDA_GRAPHS=0: each stage eager vs step a's
 #      (H100: 87.5 s against 63.5 s graphed)
 #   f) the analyses' small classifiers one by one vs in groups, eager and graphed (its first
@@ -48,7 +52,7 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
   TP=(--preset quick --device cpu --steps 2); CELLS=(--cells 6 --steps 20 --groups 3,6)
   STAGES=(--preset quick --device cpu --steps 2 --repeats 1)
   ANALYSES=(--device cpu --set analysis.domain_train_steps=20 --set classifier.train_steps=20)
-  GENS=(--device cpu --gens 3 --kimg 0.32); T_TRACE=120
+  GENS=(--device cpu --gens 3 --kimg 0.32); T_TRACE=120; T_HOST=60
   TRACE=(--device cpu --gens 3 --cells 6 --steps 18 --active 3 --c10-batch 2); T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
   T_STAGES=120; T_ANALYSES=120; T_EAGER=240; T_TESTS=120; T_PROF=240; T_WARM=120; T_TPC=120
   PROF=(--set device=cpu "${STUDY_SET[@]}")
@@ -60,11 +64,11 @@ else
   T_EAGER=90; T_TESTS=60; T_PROF=120; PROF=(--set device=cuda); T_WARM=50; T_TPC=110
   STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
   GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=55; T_STAGES=180
-  TRACE=(--device cuda); T_TRACE=90
+  TRACE=(--device cuda); T_TRACE=90; T_HOST=30
   ANALYSES=(--device cuda --repeats 1); T_ANALYSES=120
 fi
 TP+=(${GPU_CHECK_TP_ARGS:-})
-STEPS=${GPU_CHECK_STEPS:-w a h t d c b k}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
+STEPS=${GPU_CHECK_STEPS:-w a h s t d c k}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" ${name%%)*} "* ]] || return 0
@@ -91,6 +95,7 @@ cp "$RUNS"/gpu-quick/log.txt "$OUT_DIR"/quick_log.txt 2>>"$LOG"
 cp "$RUNS"/gpu-quick/summary.json "$OUT_DIR"/quick.json 2>>"$LOG"
 step "h) CUDA tests" "$T_TESTS" $PY -m pytest -q -p no:cacheprovider tests/test_stepgraph.py \
   -k cuda -rs -s
+step "s) host speed" "$T_HOST" $PY benchmarks/host_speed.py
 step "t) group step trace" "$T_TRACE" $PY benchmarks/gpu_trace.py "${TRACE[@]}"
 step "d) generators" "$T_GENS" $PY benchmarks/generators.py "${GENS[@]}"
 step "f) analyses" "$T_ANALYSES" $PY benchmarks/analyses.py "${ANALYSES[@]}"
@@ -105,7 +110,7 @@ step "b) throughput (preset, eager generator)" "$T_TP" $PY benchmarks/throughput
 step "k) throughput (preset)" "$T_TPC" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
 rm -rf "$RUNS" "$OUT_DIR/pycache"  # only the copied files come back
-grep -E "^=== |ms/step|imported|dont_write|passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
+grep -E "^=== |ms/step|usable cores| ms \(|imported|dont_write|passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
 difference|total|grid|generators|sampling|classifier|Error|error" "$LOG" |
   grep -v "classifier grid [0-9]" | tail -80
 echo "full log: $LOG"

@@ -307,12 +307,12 @@ def test_gpu_check_script_runs_every_step_as_a_cpu_smoke_test(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "OUT_DIR": str(tmp_path),
-           "PYTHON": sys.executable, "GPU_CHECK_STEPS": "w a h t d f c g p b k"}
+           "PYTHON": sys.executable, "GPU_CHECK_STEPS": "w a h s t d f c g p b k"}
     subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=root, env=env, check=True,
                    capture_output=True, timeout=900)
     log = (tmp_path / "gpu_check.log").read_text()
     ends = re.findall(r"^=== (\w)\) .*: rc=(\d+) wall_s=", log, flags=re.M)
-    assert [s for s, _ in ends] == list("wahtdfcgpbk"), log[-2000:]
+    assert [s for s, _ in ends] == list("wahstdfcgpbk"), log[-2000:]
     assert all(rc == "0" for _, rc in ends), log[-4000:]
     assert {p.name for p in tmp_path.iterdir()} >= {"quick.json", "quick_eager.json",
                                                     "quick_log.txt", "quick.prof"}
