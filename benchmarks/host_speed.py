@@ -12,6 +12,9 @@ CPU quota, model, threads per core, torch's CPU threads) and times, side by side
 each three ways: alone; right after a burst of multi-threaded torch CPU work at torch's
 default thread count (its OpenMP threads may spin-wait afterwards and take cores the main
 thread needs, where cores are shared or hyper-threaded); the same with 1 torch thread.
+Then --figures analyses figures drawn in this process vs handed to the figure workers
+(figure_pool.py; the study's count here, at least 2): seconds of this process and seconds
+until all are on disk, and whether the PNGs are byte-identical.
 """
 
 from __future__ import annotations
@@ -63,9 +66,45 @@ def burst() -> None:  # multi-threaded CPU work, as torch CPU ops in the study d
     float(x.sum())
 
 
+def pooled(n: int, figure, tmp: Path) -> None:
+    """n figures in this process vs via the figure workers, side by side."""
+    import os
+
+    from synthequiv.reporting import figure_pool
+
+    os.environ.setdefault(figure_pool.WORKERS_ENV, str(max(2, figure_pool.figure_workers())))
+    workers = figure_pool.figure_workers()
+    figure_pool.prestart()
+    with figure_pool.collect():  # the workers' imports, not timed
+        figure()
+    rng = np.random.default_rng(1)
+    data = [(rng.normal(size=(600, 64)), rng.random(600) < 0.5) for _ in range(n)]
+
+    def draw(tag: str) -> None:
+        from synthequiv.reporting.figures import pca_maps
+
+        for i, (f, m) in enumerate(data):
+            pca_maps([(f, m, "a"), (f, m, "b")], "closed", tmp / f"{tag}{i}.png")
+
+    t0 = time.perf_counter()
+    draw("here")
+    here = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with figure_pool.collect():
+        draw("pool")
+        handed = time.perf_counter() - t0
+    done = time.perf_counter() - t0
+    same = all((tmp / f"here{i}.png").read_bytes() == (tmp / f"pool{i}.png").read_bytes()
+               for i in range(n))
+    print(f"{n} analyses figures: in this process {here:.2f} s; via {workers} figure workers "
+          f"{handed:.2f} s of this process, {done:.2f} s until on disk "
+          f"({here / done:.2f}×); PNGs identical: {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--figures", type=int, default=8, help="figures for the pool comparison")
     args = ap.parse_args()
     from synthequiv.reporting.figures import pca_maps
 
@@ -93,6 +132,7 @@ def main() -> None:
                     fn()
                     times[(w, k)].append(time.perf_counter() - t0)
         torch.set_num_threads(threads)
+        pooled(args.figures, figure, Path(tmp))
     for w in works:
         base = statistics.median(times[(w, "alone")])
         print(f"{w:7s} " + ", ".join(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from synthequiv import config as C
 from synthequiv.reporting.report import findings
 from synthequiv.stats import equivalence as eq
@@ -122,3 +125,107 @@ def test_fitted_rates_far_beyond_the_measured_amounts_are_not_reported():
     first, second = _exchange_lines(eqv)
     assert "1 real ≈ 80 synthetic (95 % CI 20–1e+09) [extrapolated" in first
     assert "not reported" in second and "1 real ≈" not in second
+
+
+# ----------------------------------------------------------------------------- figure workers
+
+
+def _die_in_a_worker():
+    """Unpickled in a figure worker: kills it (as an OOM kill would); harmless elsewhere."""
+    import multiprocessing as mp
+    import os
+
+    if mp.parent_process() is not None:
+        os._exit(3)
+    return "unpickled here"
+
+
+class _Bomb:
+    def __reduce__(self):
+        return (_die_in_a_worker, ())
+
+
+def _figure(title: str, bomb: bool = False):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1, 2], [0, 1, 4], label=title)
+    ax.scatter(np.arange(50) % 7, np.arange(50) % 5, s=4)
+    ax.set_title(title)
+    ax.legend()
+    if bomb:
+        fig.bomb = _Bomb()
+    return fig
+
+
+@pytest.fixture
+def figure_pool(monkeypatch):
+    """figure_pool with 2 workers and fresh state; the pool is shut down afterwards."""
+    from synthequiv.reporting import figure_pool as FP
+
+    monkeypatch.setenv(FP.WORKERS_ENV, "2")
+    monkeypatch.setattr(FP, "_POOL", None)
+    monkeypatch.setattr(FP, "_BROKEN", False)
+    yield FP
+    if FP._POOL is not None:
+        FP._POOL.shutdown(wait=True, cancel_futures=True)
+
+
+def test_figures_written_by_workers_equal_those_written_here(tmp_path, figure_pool):
+    """Inside collect() the renders go to the pool and the block ends once the files are
+    there; the PNG bytes equal those of the figure written in this process."""
+    from synthequiv.reporting import figures
+
+    for i in range(3):
+        figures._save(_figure(f"panel {i}"), tmp_path / f"here{i}.png")
+    figure_pool.prestart()
+    with figure_pool.collect():
+        for i in range(3):
+            assert figures._save(_figure(f"panel {i}"), tmp_path / f"pool{i}.png") == \
+                tmp_path / f"pool{i}.png"
+        assert len(figure_pool._COLLECTING[-1]) == 3  # handed to the workers, not drawn here
+    assert figure_pool._POOL is not None
+    for i in range(3):
+        assert (tmp_path / f"pool{i}.png").read_bytes() == (tmp_path / f"here{i}.png").read_bytes()
+        assert (tmp_path / f"pool{i}.svg").stat().st_size > 1000
+    assert not list(tmp_path.glob(".sqtmp-*"))
+
+
+def test_a_figure_failing_in_a_worker_fails_the_block_and_a_dead_worker_is_survived(
+        tmp_path, figure_pool):
+    from synthequiv.reporting import figures
+
+    bad = _figure("ok")
+    bad.axes[0].set_xlabel(r"$\frac{$")  # mathtext that fails when drawn, in the worker
+    with pytest.raises(ValueError), figure_pool.collect():
+        figures._save(_figure("fine"), tmp_path / "fine.png")
+        figures._save(bad, tmp_path / "bad.png")
+    assert (tmp_path / "fine.png").is_file() and not (tmp_path / "bad.png").exists()
+    assert not list(tmp_path.glob(".sqtmp-*"))  # nothing half-written left behind
+    # a worker killed mid-figure (here: by unpickling the figure): the figure is drawn here
+    # instead, and later figures are drawn here without a pool
+    with figure_pool.collect():
+        figures._save(_figure("killer", bomb=True), tmp_path / "killer.png")
+    assert (tmp_path / "killer.png").is_file() and figure_pool._BROKEN
+    with figure_pool.collect():
+        figures._save(_figure("after"), tmp_path / "after.png")
+        assert figure_pool._COLLECTING[-1] == []  # written at once, in this process
+    assert (tmp_path / "after.png").is_file()
+
+
+def test_figure_workers_setting(monkeypatch):
+    from synthequiv.reporting import figure_pool as FP
+    from synthequiv.utils import SynthequivError
+
+    monkeypatch.setattr(FP.os, "sched_getaffinity", lambda pid: set(range(2)))
+    monkeypatch.delenv(FP.WORKERS_ENV, raising=False)
+    assert FP.figure_workers() == 0  # 2 cores: figures drawn in the study's process
+    monkeypatch.setattr(FP.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert FP.figure_workers() == 4
+    monkeypatch.setenv(FP.WORKERS_ENV, "0")
+    assert FP.figure_workers() == 0
+    monkeypatch.setenv(FP.WORKERS_ENV, "many")
+    with pytest.raises(SynthequivError, match="SYNTHEQUIV_FIGURE_WORKERS must be auto or"):
+        FP.figure_workers()
+    with pytest.raises(SynthequivError, match="SYNTHEQUIV_FIGURE_WORKERS"):  # before any work
+        C.validate(C.resolve("quick", None, []))

@@ -330,6 +330,7 @@ def validate(cfg: StudyConfig) -> None:
     from synthequiv.classification import classifier
     from synthequiv.generation import generator, sampling
     from synthequiv.generation.levers import check_levers
+    from synthequiv.reporting.figure_pool import figure_workers
     from synthequiv.stepgraph import graphs_choice
     from synthequiv.utils import check_positive, cpu_bf16_choice, resolve_device
 
@@ -339,6 +340,7 @@ def validate(cfg: StudyConfig) -> None:
     resolve_device(cfg.device)
     cpu_bf16_choice()
     graphs_choice()
+    figure_workers()
     _check_ray(cfg.ray, cfg.executor == "ray")
     d = cfg.data
     if not d.source:

@@ -2,5 +2,6 @@
 
   classifier    the training recipe, data path and evaluation of one cell
   networks      SmallCNN, ResNet-18 (CIFAR stem / torchvision), airbench
-  batched       many cells trained as one batched computation on one device
+  batched       many cells trained (and scored) as one batched computation on one device
+  metrics       accuracy, balanced accuracy and ROC AUC of many classifiers at once
 """

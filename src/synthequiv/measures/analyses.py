@@ -57,6 +57,7 @@ from synthequiv.measures.features import (
     split_halves,
 )
 from synthequiv.measures.memorization import memorization, nearest
+from synthequiv.reporting import figure_pool
 from synthequiv.reporting.analysis_report import report_section
 from synthequiv.reporting.figures import pca_maps
 from synthequiv.utils import atomic_write_json, check_positive, stable_hash
@@ -290,16 +291,18 @@ def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg
                                  domain=(base_job, trained["baseline"]), **kw)
         bar.advance(1, "real-vs-real baseline")
         sets, figs = {}, {}
-        for name, (s, rx, ry, ref) in named.items():
-            models = {k: trained[(name, k)] for k in ("cas", "cas_real") if (name, k) in trained}
-            models["domain"] = jobs[name], trained[(name, "domain")]
-            r = compare_sets(rx, ry, s.images, s.labels, rx, test_x, test_y, extractor,
-                             num_classes, figdir=figdir, name=name, arm=s.arm,
-                             real_model=extractor if same[name] else None, models=models,
-                             **kw)
-            figs.update(r.pop("figures"))
-            sets[name] = {"reference": ref, **r}
-            bar.advance(1, f"{name}: domain AUC {r['domain']['auc']:.2f}")
+        with figure_pool.collect():  # figures written by workers (if any) while sets go on
+            for name, (s, rx, ry, ref) in named.items():
+                models = {k: trained[(name, k)] for k in ("cas", "cas_real")
+                          if (name, k) in trained}
+                models["domain"] = jobs[name], trained[(name, "domain")]
+                r = compare_sets(rx, ry, s.images, s.labels, rx, test_x, test_y, extractor,
+                                 num_classes, figdir=figdir, name=name, arm=s.arm,
+                                 real_model=extractor if same[name] else None, models=models,
+                                 **kw)
+                figs.update(r.pop("figures"))
+                sets[name] = {"reference": ref, **r}
+                bar.advance(1, f"{name}: domain AUC {r['domain']['auc']:.2f}")
     extractor_info = {"trained_on": f"{len(pool_x)} real images", "seed": SEED,
                       "feature_scale": extractor.scale,
                       "test_accuracy": ext["accuracy"],

@@ -32,6 +32,7 @@ from synthequiv.orchestration.lock import RunLock
 from synthequiv.orchestration.progress import progress_bar
 from synthequiv.orchestration.results import ResultsTable
 from synthequiv.orchestration.runlog import Timings, environment, log_plan, run_log
+from synthequiv.reporting import figure_pool
 from synthequiv.utils import (
     SynthequivError,
     atomic_write_text,
@@ -289,6 +290,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
         device = resolve_device(cfg.device)
         set_cpu_threads(cfg)
         log_plan(cfg, ds)
+        figure_pool.prestart()  # figure workers (many-core hosts) start beside the training
         timings = Timings()  # each stage's time is logged as it is set
         t0 = time.time()
         jobs = study_generator_jobs(cfg, splits, run_dir, provided)

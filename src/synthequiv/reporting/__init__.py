@@ -3,6 +3,7 @@
   report            report.html / report.md / summary.json of a run
   analysis_report   the "Real vs synthetic" section
   figures           matplotlib figures (PNG + SVG)
+  figure_pool       figures written by worker processes on many-core hosts
   document          one report, two renderings (Markdown, self-contained HTML)
   rebuild           from files alone: rebuild a report, fit any pipeline's results, export
 """

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from synthequiv.generation.levers import base_arm  # noqa: E402  (closed@cfg2+top0.5 → closed)
-from synthequiv.utils import atomic_path  # noqa: E402
+from synthequiv.utils import atomic_path, check_replaceable  # noqa: E402
 
 ARM_COLORS = {"real": "tab:blue", "closed": "tab:orange", "open": "tab:green"}
 EXTRA_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
@@ -53,14 +53,30 @@ def arm_colors(arms) -> dict[str, str]:
     return out
 
 
-def _save(fig, path: Path) -> Path:
+def write_figure(fig, path: Path) -> Path:
+    """The figure's PNG at `path` and its SVG twin, each written atomically; fig is closed."""
     path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
-    with atomic_path(path.with_suffix(".svg"), suffix=".svg") as tmp:
-        fig.savefig(tmp, bbox_inches="tight", format="svg")
-    plt.close(fig)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
+        with atomic_path(path.with_suffix(".svg"), suffix=".svg") as tmp:
+            fig.savefig(tmp, bbox_inches="tight", format="svg")
+    finally:
+        plt.close(fig)
     return path
+
+
+def _save(fig, path: Path) -> Path:
+    """write_figure, or (inside figure_pool.collect(), where a pool runs) in a worker: the
+    file is there when the collect block ends."""
+    from synthequiv.reporting import figure_pool
+
+    path = Path(path)
+    check_replaceable(path)  # refuse a bad target now, not in a worker
+    if figure_pool.submit(fig, path):
+        plt.close(fig)
+        return path
+    return write_figure(fig, path)
 
 
 def _panels(bases: list[int], width: float = 4.2, height: float = 3.4):

@@ -12,7 +12,7 @@ import numpy as np
 from synthequiv import __version__
 from synthequiv.config import provided_note, to_dict
 from synthequiv.generation.levers import is_variant, lever_rows
-from synthequiv.reporting import figures
+from synthequiv.reporting import figure_pool, figures
 from synthequiv.reporting.document import Doc
 from synthequiv.stats.equivalence import MAX_EXTRAPOLATION
 from synthequiv.stats.planner import heldout_check, heldout_text
@@ -240,7 +240,11 @@ def _coef_rows(equivalence: dict) -> list[list[str]]:
 def _figures(cfg, run_dir: Path, stats, equivalence, sp, synth, metric) -> dict[str, Path]:
     """Draw the report's figures; sample grids need the data (sp, synth) and are kept from
     an earlier drawing when it is absent (a rebuild from files)."""
-    figdir = run_dir / "figures"
+    with figure_pool.collect():  # written by workers (if any); all on disk after the block
+        return _draw_figures(cfg, run_dir / "figures", stats, equivalence, sp, synth, metric)
+
+
+def _draw_figures(cfg, figdir: Path, stats, equivalence, sp, synth, metric) -> dict[str, Path]:
     figs = {"accuracy": figures.accuracy_curves(stats, figdir / "accuracy.png", metric),
             "gains": figures.gain_curves(equivalence.get("gains", []), figdir / "gains.png")}
     for n in cfg.splits.base_per_class:
