@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU check of the speed work (issue 14): every step time-limited, 530 s at most in all
+# One GPU check of the speed work (issue 14): every step time-limited, 475 s at most in all
 # (~6 min expected) on one H100/H200. Run from the repo root:
 #     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
 # Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
@@ -15,16 +15,19 @@
 #      one analyses figure alone and right after multi-threaded torch CPU work (the H100
 #      machine drew the study's figures ~4x slower than the 2-vCPU one: is it the host or
 #      torch's spinning threads?)
-#   t) where a graphed group step's time goes (benchmarks/gpu_trace.py): wall vs kernel ms per
-#      step of the 9 quick generators and of 36 quick cells as groups, top kernels; arms:
-#      default, cudnn.benchmark, + TF32 matmuls (is a group bound by the GPU or the host?)
-#   d) quick generators: 9 one by one vs one group, eager and CUDA-graphed
-#      (benchmarks/generators.py, 1.6 kimg each)
-#   c) quick cells: one by one vs groups of 16, eager and graphed (benchmarks/cells.py)
-#   k) cifar10 projected grid with the airbench classifier and the preset's compiled generator
+#   t) where a step's time goes (benchmarks/gpu_trace.py): wall vs kernel ms per step and the
+#      model arithmetic achieved, top kernels, of the 9 quick generators and of 36 quick cells
+#      as graphed groups and of the cifar10 generator alone; arms: default, cudnn.benchmark,
+#      + TF32 matmuls (is a loop bound by the GPU or the host, and by which kernels?)
+#   k) cifar10 projected grid with the airbench classifier and the preset's compiled generator,
+#      with each task's fixed costs (set-up, compilation, checkpoints, scoring) added
 #      (target ≤ 2 GPU-hours; compiling the 36M-parameter net ran past 80 s on an H100)
 #   (only if GPU_CHECK_STEPS names them:)
-#   b) the same with an eager generator (H100: 7.91 h projected, 38 s)
+#   d) quick generators: 9 one by one vs one group, eager and CUDA-graphed
+#      (benchmarks/generators.py, 1.6 kimg each; H100: graphed group 6.87x one by one)
+#   c) quick cells: one by one vs groups of 16, eager and graphed (benchmarks/cells.py;
+#      H100: graphed groups 47.9x), then their scoring one by one vs together
+#   b) step k with an eager generator (H100: 7.91 h projected before fixed costs, 38 s)
 #   g) the quick study again with SYNTHEQUIV_CUDA_GRAPHS=0: each stage eager vs step a's
 #      (H100: 87.5 s against 63.5 s graphed)
 #   f) the analyses' small classifiers one by one vs in groups, eager and graphed (its first
@@ -61,14 +64,14 @@ else
   # limits: measured on a fresh H100 (4a961b5, before step w) a 63.5 s, h 34.9, d 51.2, c 52.2,
   # g 87.5, b with compile=false 38.4; b with the preset's compile ran past 80 s
   CELLS=(--device cuda --cells 16 --groups 16 --no-old); T_STUDY=75; T_TP=60; T_CELLS=60
-  T_EAGER=90; T_TESTS=60; T_PROF=120; PROF=(--set device=cuda); T_WARM=50; T_TPC=110
+  T_EAGER=90; T_TESTS=60; T_PROF=120; PROF=(--set device=cuda); T_WARM=50; T_TPC=170
   STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
   GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=55; T_STAGES=180
   TRACE=(--device cuda); T_TRACE=90; T_HOST=30
   ANALYSES=(--device cuda --repeats 1); T_ANALYSES=120
 fi
 TP+=(${GPU_CHECK_TP_ARGS:-})
-STEPS=${GPU_CHECK_STEPS:-w a h s t d c k}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
+STEPS=${GPU_CHECK_STEPS:-w a h s t k}  # e.g. GPU_CHECK_STEPS="a d" reruns two steps
 step() {  # step NAME TIMEOUT_S CMD...: run, time, log; never abort the script
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" ${name%%)*} "* ]] || return 0
