@@ -229,3 +229,40 @@ def test_figure_workers_setting(monkeypatch):
         FP.figure_workers()
     with pytest.raises(SynthequivError, match="SYNTHEQUIV_FIGURE_WORKERS"):  # before any work
         C.validate(C.resolve("quick", None, []))
+
+
+def test_ctrl_c_stops_the_figure_workers_quietly(tmp_path):
+    """A Ctrl-C reaches the study's whole process group: its figure workers leave with the
+    study, without a traceback each (they ignore SIGINT; their pipe closes)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "study.py"
+    script.write_text("import time\nfrom synthequiv.reporting import figure_pool\n"
+                      "if __name__ == '__main__':\n    figure_pool.prestart()\n"
+                      "    print(len(figure_pool._POOL._processes) if figure_pool._POOL else 0,"
+                      " flush=True)\n    time.sleep(60)\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "SYNTHEQUIV_FIGURE_WORKERS": "2",
+           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True, text=True)
+    assert p.stdout.readline().strip() == "2"  # two workers spawned
+    import time
+
+    time.sleep(3)  # the workers are importing or idle
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert err.count("Traceback") == 1 and "KeyboardInterrupt" in err  # the study's own only
+    for _ in range(60):  # a worker still importing finishes that first, then sees the pipe
+        time.sleep(0.5)
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            break  # nothing of the group is left
+    else:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("figure workers outlived the study by 30 s")

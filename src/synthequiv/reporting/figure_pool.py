@@ -55,8 +55,17 @@ def _pool() -> ProcessPoolExecutor | None:
     if _POOL is None and not _BROKEN:
         n = figure_workers()
         if n > 0 and not mp.current_process().daemon:  # a daemonic worker has no children
-            _POOL = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"))
+            _POOL = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"),
+                                        initializer=_quiet_worker)
     return _POOL
+
+
+def _quiet_worker() -> None:
+    """A Ctrl-C at the terminal reaches the whole process group: the study stops and its
+    workers leave with it (their pipe closes), without a traceback each."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _warm() -> None:
