@@ -108,6 +108,24 @@ def test_models_scored_together_equal_each_scored_alone(digits, batch_size):
         evaluate_many(models, tx, ty[:-1], 10)
 
 
+def test_a_group_spanning_replicates_scores_each_cell_on_its_own_test_split(digits):
+    """The grid's groups run on across replicates; replicate 1's test labels here are shifted
+    by one class, so a cell scored on the other replicate's split would read ~0.9, not ~0."""
+    from synthequiv.orchestration.study import Cell, train_cell
+
+    x, y = digits
+    cfg = ClassifierConfig(train_steps=30)
+    cells = [Cell(10, "real", 0, s, f"k{i}", r) for i, (s, r) in enumerate([(0, 0), (1, 0),
+                                                                           (0, 1)])]
+    datas = [(x[:300], y[:300], None, None)] * 3
+    tests = {0: (x[1000:1300], y[1000:1300]), 1: (x[1000:1300], (y[1000:1300] + 1) % 10)}
+    rows = train_cell(cells, datas, tests, 10, cfg, "cpu")
+    assert [r["replicate"] for r in rows] == [0, 0, 1]
+    assert rows[0]["accuracy"] > 0.7 and rows[1]["accuracy"] > 0.7 and rows[2]["accuracy"] < 0.2
+    alone = train_cell(cells[2:], datas[2:], tests, 10, cfg, "cpu")  # one cell: evaluate()
+    assert alone[0]["accuracy"] == pytest.approx(rows[2]["accuracy"], abs=0.01)
+
+
 def test_groups_need_one_step_count_and_one_shape(digits):
     x, y = digits
     cfg = ClassifierConfig(budget="epochs", epochs=2, batch_size=64)

@@ -134,10 +134,13 @@ def cell_data(cell: Cell, reps: dict[int, Replicate]):
 # ----------------------------------------------------------------------------- one cell
 
 
-def train_cell(cells: list[Cell], datas: list, test_x, test_y, num_classes: int, ccfg,
+def train_cell(cells: list[Cell], datas: list, tests: dict, num_classes: int, ccfg,
                device) -> list[dict]:
     """Train and evaluate a group of cells (one: `train_classifier`; several: one batched
-    computation, `batched.train_classifiers`); their results rows. Pure: safe as a Ray task."""
+    computation, `batched.train_classifiers`); their results rows. tests: {replicate:
+    (test_x, test_y)} — a group may span replicates, each cell is scored on its own
+    replicate's test split (a group's cells of one replicate together, `evaluate_many`).
+    Pure: safe as a Ray task."""
     from synthequiv.classification.batched import evaluate_many, train_classifiers
     from synthequiv.classification.classifier import evaluate, train_classifier
 
@@ -145,11 +148,16 @@ def train_cell(cells: list[Cell], datas: list, test_x, test_y, num_classes: int,
     if len(cells) == 1:
         (x, y, sx, sy), = datas
         model = train_classifier(x, y, num_classes, ccfg, cells[0].seed, sx, sy, device=device)
-        scores = [evaluate(model, test_x, test_y, num_classes, device, ccfg.eval_batch_size)]
-    else:  # scored together: one batched inference, one metrics call
+        scores = [evaluate(model, *tests[cells[0].replicate], num_classes, device,
+                           ccfg.eval_batch_size)]
+    else:  # scored together per replicate: one batched inference, one metrics call each
         models = train_classifiers(datas, [c.seed for c in cells], num_classes, ccfg, device)
-        scores = evaluate_many(models, test_x, test_y, num_classes, device,
-                               ccfg.eval_batch_size)
+        scores = [None] * len(cells)
+        for r in dict.fromkeys(c.replicate for c in cells):
+            idx = [i for i, c in enumerate(cells) if c.replicate == r]
+            for i, m in zip(idx, evaluate_many([models[i] for i in idx], *tests[r],
+                                               num_classes, device, ccfg.eval_batch_size)):
+                scores[i] = m
     rows = []
     for cell, (_, y, _, sy), metrics in zip(cells, datas, scores):
         rows.append({
@@ -167,9 +175,10 @@ def train_cell(cells: list[Cell], datas: list, test_x, test_y, num_classes: int,
 def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
               table: ResultsTable, device: torch.device, chash: str,
               progress: bool = True) -> None:
-    """Cells not yet in the table, in groups of `cfg.cell_group` (0 = auto) trained at once
-    (a group never spans replicates: they have different test sets); each group is one task,
-    and each of its rows is written as soon as the group returns, stamped with `chash`
+    """Cells not yet in the table, in groups of `cfg.cell_group` (0 = auto) trained at once,
+    replicate after replicate (a group may take the end of one replicate and the start of the
+    next: cells are scored on their own replicate's test split); each group is one task, and
+    each of its rows is written as soon as the group returns, stamped with `chash`
     (config_hash: what report/plan use to pick this config's rows)."""
     from synthequiv.classification.batched import plan_groups, resolve_group
     from synthequiv.classification.classifier import num_train_steps
@@ -179,14 +188,12 @@ def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
     ccfg = cfg.classifier
     sp0 = reps[0].sp
     size = resolve_group(cfg.cell_group, ccfg.arch, max(sp0.dataset.images.shape[-2:]), device)
-    groups = []
-    for r in sorted(reps):
-        mine = [c for c in todo if c.replicate == r]
-        steps = [ccfg.train_steps] * len(mine)
-        if ccfg.budget == "epochs" and size > 1:  # step counts follow pool sizes: group by them
-            steps = [num_train_steps(ccfg, sum(len(t) for t in cell_data(c, reps)[1::2]
-                                               if t is not None)) for c in mine]
-        groups += [[mine[i] for i in idx] for idx in plan_groups(steps, size)] if mine else []
+    todo.sort(key=lambda c: c.replicate)  # stable: each replicate's cells stay in order
+    steps = [ccfg.train_steps] * len(todo)
+    if ccfg.budget == "epochs" and size > 1:  # step counts follow pool sizes: group by them
+        steps = [num_train_steps(ccfg, sum(len(t) for t in cell_data(c, reps)[1::2]
+                                           if t is not None)) for c in todo]
+    groups = [[todo[i] for i in idx] for idx in plan_groups(steps, size)] if todo else []
     # big inputs travel once (Ray puts them in the object store); each task gets a group
     shared = {"reps": reps, "ccfg": ccfg, "device": device}
     with progress_bar("classifier grid", total=len(cells), enabled=progress,
@@ -201,8 +208,9 @@ def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
 
 def _cell_task(cells: list[Cell], reps: dict[int, Replicate], ccfg, device) -> list[dict]:
     datas = [cell_data(cell, reps) for cell in cells]
-    sp = reps[cells[0].replicate].sp
-    return train_cell(cells, datas, sp.test_images, sp.test_labels, sp.dataset.num_classes,
+    tests = {c.replicate: (reps[c.replicate].sp.test_images, reps[c.replicate].sp.test_labels)
+             for c in cells}
+    return train_cell(cells, datas, tests, reps[cells[0].replicate].sp.dataset.num_classes,
                       ccfg, device)
 
 
