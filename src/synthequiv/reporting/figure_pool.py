@@ -2,9 +2,9 @@
 
 A figure is host work on one core: matplotlib lays it out in the study's process (cheap) and
 then renders it twice, PNG and SVG (most of its time: ~0.17 of 0.23 s for an analyses figure
-on the 2-vCPU machine). On the H100 machine the quick study's analyses spent ~2 s per
-synthetic set, nearly all in its two figures, and the report 4.0 s on eight, while 15 of its
-16 cores idled. Inside `collect()`, `figures._save` pickles the laid-out figure and hands the
+on the 2-vCPU machine, where two figures are ~0.46 of a synthetic set's ~0.5 s of
+analyses). On the H100 machine the quick study's analyses took ~2 s per set and its report
+4.0 s for eight figures (1.3 s here), while 15 of its 16 cores idled. Inside `collect()`, `figures._save` pickles the laid-out figure and hands the
 two renders to a pool of spawned processes; the stage goes on, and `collect()` returns once
 every figure is on disk (re-raising the first failure). Outside it, or with no pool, figures
 are written at once, as before. Files are the same either way (PNG bytes compared in
