@@ -79,22 +79,28 @@ def profiler(device, skip: int, active: int):
         wait=skip, warmup=2, active=active, repeat=1))
 
 
-def run_generators(jobs, k, steps: int, device, prof_args) -> tuple[list[float], object]:
-    cfgs = [dataclasses.replace(c, train_kimg=c.batch_size * steps / 1000, warmup_kimg=0.0,
-                                checkpoint_every_kimg=1e9) for *_, c in jobs]
-    real_lr_at = GG.lr_at
+def _ticked(module, device, prof_args, train) -> tuple[list[float], object]:
+    """train(tmp_dir) with `module.lr_at` (called once per training step, before the step's
+    work) ticking: (the ticks' times, the profiler)."""
+    real_lr_at = module.lr_at
     with tempfile.TemporaryDirectory() as tmp, profiler(device, *prof_args) as prof:
         ticks = Ticks(prof, prof_args[0], device)
 
-        def lr_at(cfg, step):  # called once per step, before the step's work
+        def lr_at(cfg, step):
             ticks.tick()
             return real_lr_at(cfg, step)
 
-        with mock.patch.object(GG, "lr_at", lr_at):
-            GG.train_generators([(x, y) for x, y, _ in jobs], k, cfgs,
-                                [Path(tmp) / f"g{i}" for i in range(len(jobs))], device,
-                                progress=False)
+        with mock.patch.object(module, "lr_at", lr_at):
+            train(Path(tmp))
     return ticks.times, prof
+
+
+def run_generators(jobs, k, steps: int, device, prof_args) -> tuple[list[float], object]:
+    cfgs = [dataclasses.replace(c, train_kimg=c.batch_size * steps / 1000, warmup_kimg=0.0,
+                                checkpoint_every_kimg=1e9) for *_, c in jobs]
+    return _ticked(GG, device, prof_args, lambda tmp: GG.train_generators(
+        [(x, y) for x, y, _ in jobs], k, cfgs, [tmp / f"g{i}" for i in range(len(jobs))],
+        device, progress=False))
 
 
 def run_cifar10_generator(batch: int, steps: int, device, prof_args):
@@ -104,17 +110,8 @@ def run_cifar10_generator(batch: int, steps: int, device, prof_args):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (max(batch, 512), 3, 32, 32), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (len(x),), generator=g)
-    real_lr_at = G.lr_at
-    with tempfile.TemporaryDirectory() as tmp, profiler(device, *prof_args) as prof:
-        ticks = Ticks(prof, prof_args[0], device)
-
-        def lr_at(cfg, step):  # called once per step, before the step's work
-            ticks.tick()
-            return real_lr_at(cfg, step)
-
-        with mock.patch.object(G, "lr_at", lr_at):
-            G.train_generator(x, y, 10, gcfg, Path(tmp), device, progress=False, compile=False)
-    return ticks.times, prof
+    return _ticked(G, device, prof_args, lambda tmp: G.train_generator(
+        x, y, 10, gcfg, tmp, device, progress=False, compile=False))
 
 
 def train_flops_per_image(kind: str, cfg, shape: tuple[int, int, int]) -> float:
