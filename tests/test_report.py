@@ -185,6 +185,13 @@ def test_figures_written_by_workers_equal_those_written_here(tmp_path, figure_po
                 tmp_path / f"pool{i}.png"
         assert len(figure_pool._COLLECTING[-1]) == 3  # handed to the workers, not drawn here
     assert figure_pool._POOL is not None
+    odd = _figure("lambda ticks")  # a figure pickle refuses is written here, at once
+    from matplotlib.ticker import FuncFormatter
+
+    odd.axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1f}!"))
+    with figure_pool.collect():
+        figures._save(odd, tmp_path / "odd.png")
+        assert figure_pool._COLLECTING[-1] == [] and (tmp_path / "odd.png").is_file()
     for i in range(3):
         assert (tmp_path / f"pool{i}.png").read_bytes() == (tmp_path / f"here{i}.png").read_bytes()
         assert (tmp_path / f"pool{i}.svg").stat().st_size > 1000

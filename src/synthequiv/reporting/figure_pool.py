@@ -89,11 +89,15 @@ def _render(blob: bytes, path: str) -> str:
 
 def submit(fig, path: Path) -> bool:
     """Hand fig's renders to a worker if a collect() block is open and a pool runs; False
-    (nothing done) otherwise: the caller writes it itself."""
+    (nothing done) otherwise, or for a figure that cannot be pickled: the caller writes it
+    itself."""
     pool = _pool() if _COLLECTING else None
     if pool is None:
         return False
-    blob = pickle.dumps(fig)
+    try:
+        blob = pickle.dumps(fig)
+    except (pickle.PicklingError, TypeError, AttributeError):  # e.g. a lambda formatter
+        return False
     try:
         fut = pool.submit(_render, blob, str(path))
     except (BrokenProcessPool, RuntimeError):  # broken, or shut down at exit
