@@ -12,8 +12,9 @@ tests/test_report.py): the figure is the same object, rendered by the same code.
 
 Workers: SYNTHEQUIV_FIGURE_WORKERS = auto (default) | N (0: none). auto is 0 below
 AUTO_MIN_CORES usable cores (on 2 cores a render competes with torch's threads; nothing to
-gain) and min(4, cores // 4) above. `prestart()` spawns them early (each imports matplotlib
-and torch, ~1–2 s) so that happens during the GPU stages. A worker that dies (a broken
+gain) and min(4, cores // 4) above. The study starts them (`prestart()`) at its beginning
+(each imports matplotlib and torch, ~1–2 s), so that happens during the GPU stages; without a
+started pool figures are written in the process. A worker that dies (a broken
 pool) makes the remaining figures render in this process, and no pool is tried again.
 """
 
@@ -50,22 +51,13 @@ def figure_workers() -> int:
     return int(raw)
 
 
-def _pool() -> ProcessPoolExecutor | None:
+def _start() -> ProcessPoolExecutor | None:
     global _POOL
     if _POOL is None and not _BROKEN:
         n = figure_workers()
         if n > 0 and not mp.current_process().daemon:  # a daemonic worker has no children
-            _POOL = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"),
-                                        initializer=_quiet_worker)
+            _POOL = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"))
     return _POOL
-
-
-def _quiet_worker() -> None:
-    """A Ctrl-C at the terminal reaches the whole process group: the study stops and its
-    workers leave with it (their pipe closes), without a traceback each."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _warm() -> None:
@@ -73,11 +65,35 @@ def _warm() -> None:
 
 
 def prestart() -> None:
-    """Spawn the workers now (their imports then overlap the work that follows)."""
-    pool = _pool()
+    """Start the workers now (their imports then overlap the work that follows). Only a
+    started pool takes figures: a command that draws a few figures and stops (`synthequiv
+    report`) would spend longer starting workers than drawing.
+
+    A Ctrl-C at the terminal reaches the whole process group: the workers are started with
+    SIGINT ignored (`_sigint_ignored`: Python then never turns it into a traceback), so the
+    study stops with its own one line and they leave when their pipe closes."""
+    pool = _start()
     if pool is not None:
-        for _ in range(pool._max_workers):
-            pool.submit(_warm)
+        with _sigint_ignored():
+            for _ in range(pool._max_workers):
+                pool.submit(_warm)  # spawns a worker per call, synchronously
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored in this process for the block (main thread only): a process started
+    meanwhile inherits that."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _render(blob: bytes, path: str) -> str:
@@ -88,10 +104,10 @@ def _render(blob: bytes, path: str) -> str:
 
 
 def submit(fig, path: Path) -> bool:
-    """Hand fig's renders to a worker if a collect() block is open and a pool runs; False
+    """Hand fig's renders to a worker if a collect() block is open and a pool was started; False
     (nothing done) otherwise, or for a figure that cannot be pickled: the caller writes it
     itself."""
-    pool = _pool() if _COLLECTING else None
+    pool = _POOL if _COLLECTING else None
     if pool is None:
         return False
     try:
