@@ -228,6 +228,11 @@ def test_classification_metrics_equal_sklearn(k, absent, decimals):
     assert got[0]["auc"] < 0.5 < got[-1]["auc"] or absent is not None  # wrong-way vs right
     with pytest.raises(ValueError, match="do not fit"):
         classification_metrics(probs, y[:-1], k)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        classification_metrics(probs, np.where(y == 0, -1, y), k)
+    probs[2, 5, 0] = np.nan  # a diverged model: an error (sklearn's too), not a chance score
+    with pytest.raises(SynthequivError, match=r"not finite \(model \[2\] of 4"):
+        classification_metrics(probs, y, k)
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 3)])

@@ -224,6 +224,53 @@ def test_a_figure_failing_in_a_worker_fails_the_block_and_a_dead_worker_is_survi
     assert (tmp_path / "after.png").is_file()
 
 
+def _gone_within(pid: int, seconds: float) -> bool:
+    """The process has exited (reaped, or a zombie) within `seconds`."""
+    import os
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        status = Path(f"/proc/{pid}/status")
+        if status.exists() and "State:\tZ" in status.read_text():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_an_error_or_a_ctrl_c_in_a_collect_block_leaves_nothing_running(tmp_path, figure_pool):
+    """An error inside the block: figures already with a worker are finished before it goes
+    on, the rest cancelled, and no file appears afterwards. A Ctrl-C goes on at once: the
+    pool is given up, its workers leave after the figure in hand."""
+    import time
+
+    from synthequiv.reporting import figures
+
+    figure_pool.prestart()
+    with pytest.raises(RuntimeError, match="stage failed"), figure_pool.collect():
+        for i in range(6):
+            figures._save(_figure(f"f{i}"), tmp_path / f"f{i}.png")
+        raise RuntimeError("stage failed")
+    after = sorted(p.name for p in tmp_path.iterdir())
+    time.sleep(2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == after  # nothing written later
+    assert not any(n.startswith(".sqtmp-") for n in after)
+    procs = list(figure_pool._POOL._processes.values())
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt), figure_pool.collect():
+        for i in range(6):
+            figures._save(_figure(f"k{i}"), tmp_path / f"k{i}.png")
+        raise KeyboardInterrupt
+    assert time.perf_counter() - t0 < 5 and figure_pool._POOL is None and figure_pool._BROKEN
+    for pid in [proc.pid for proc in procs]:  # (the executor's thread reaps them itself)
+        assert _gone_within(pid, 10), f"figure worker {pid} still running"
+
+
 def test_figure_workers_setting(monkeypatch):
     from synthequiv.reporting import figure_pool as FP
     from synthequiv.utils import SynthequivError

@@ -122,7 +122,7 @@ def study(
 
     # run_study validates the whole config (the name too: runs_dir / cfg.name never leaves
     # runs_dir) before it writes anything
-    result = run_study(cfg, runs_dir.expanduser() / cfg.name)
+    result = run_study(cfg, runs_dir.expanduser() / cfg.name, figure_workers=True)
     console.print(f"\n[bold]report:[/] {result['report']}")
     console.print(f"[bold]headline:[/] {result['headline']}")
 

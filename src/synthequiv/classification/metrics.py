@@ -14,12 +14,15 @@ The values are scikit-learn's (tests/test_classifier.py compares them, ties incl
                      ranks (`scipy.stats.rankdata`: a tied positive–negative pair counts ½,
                      the trapezoid sklearn integrates): the class-1 probability for K = 2,
                      the macro one-vs-rest mean for K > 2; NaN when a class is absent.
+Non-finite probabilities (a diverged model) are an error, as they were in scikit-learn.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
+
+from synthequiv.utils import SynthequivError
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, num_classes: int
@@ -35,6 +38,12 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, num_classes: i
     if y.shape != (n,) or k != num_classes:
         raise ValueError(f"probabilities {probs.shape} do not fit {y.shape} labels of "
                          f"{num_classes} classes")
+    if n and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"labels must lie in [0, {k - 1}], got [{y.min()}, {y.max()}]")
+    if not np.isfinite(probs).all():  # sklearn refused these too ("Input contains NaN")
+        bad = sorted({int(i) for i in np.nonzero(~np.isfinite(probs).all((1, 2)))[0]})
+        raise SynthequivError(f"classifier outputs are not finite (model {bad} of {g}: its "
+                              "training diverged; lower classifier.lr)")
     probs = probs / probs.sum(-1, keepdims=True)
     onehot = np.eye(k)[y]  # [N, K]
     correct = (probs.argmax(-1) == y).astype(np.float64)  # [G, N]

@@ -284,7 +284,12 @@ def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
     return out
 
 
-def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
+def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
+              figure_workers: bool = False) -> dict:
+    """The whole study in run_dir (resumed where it stopped). figure_workers: start the
+    figure worker processes (figure_pool.py; on hosts with ≥ 6 cores) — the CLI does; a
+    script that calls this needs an `if __name__ == "__main__":` guard for it, as spawned
+    processes import the script."""
     validate(cfg)  # every stage's config, then the data (read-only): bad input writes nothing
     ds = load_dataset(cfg.data)
     splits = make_replicates(cfg, ds)
@@ -298,7 +303,8 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True) -> dict:
         device = resolve_device(cfg.device)
         set_cpu_threads(cfg)
         log_plan(cfg, ds)
-        figure_pool.prestart()  # figure workers (many-core hosts) start beside the training
+        if figure_workers:  # many-core hosts: they start beside the training
+            figure_pool.prestart()
         timings = Timings()  # each stage's time is logged as it is set
         t0 = time.time()
         jobs = study_generator_jobs(cfg, splits, run_dir, provided)

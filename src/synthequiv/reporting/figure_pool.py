@@ -24,6 +24,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import pickle
+from concurrent import futures
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -124,6 +125,9 @@ def submit(fig, path: Path) -> bool:
 
 
 def _give_up() -> None:
+    """No pool from here on: queued figures are cancelled, and the workers leave after the
+    figure in hand (they are not killed: a killed worker leaves the executor's own thread
+    failing on cancelled futures, with a traceback)."""
     global _POOL, _BROKEN
     _BROKEN = True
     if _POOL is not None:
@@ -133,31 +137,44 @@ def _give_up() -> None:
 
 def _finish(jobs: list) -> None:
     """Wait for jobs; a broken pool's figures are rendered here; the first error raised."""
-    first: BaseException | None = None
+    first: Exception | None = None
     for fut, blob, path in jobs:
         try:
             fut.result()
         except BrokenProcessPool:
             _give_up()
             _render(blob, str(path))
-        except BaseException as exc:  # noqa: BLE001  (re-raised below, after the others)
+        except Exception as exc:  # noqa: BLE001  (re-raised below, after the others)
             first = first or exc
     if first is not None:
         raise first
 
 
+def _abandon(jobs: list, interrupted: bool) -> None:
+    """After an error in a collect() block: queued figures are cancelled and those already
+    with a worker finish before the error goes on (no file appears after the block). A
+    Ctrl-C goes on at once: the pool is given up, its workers finish the figure in hand."""
+    for fut, _, _ in jobs:
+        fut.cancel()
+    if interrupted:
+        _give_up()
+    else:
+        futures.wait([fut for fut, _, _ in jobs])
+
+
 @contextlib.contextmanager
 def collect():
-    """Figures drawn inside are written by the pool (if any); the block's end waits for them.
-    On an error inside, pending renders are cancelled and the error propagates."""
+    """Figures drawn inside are written by the pool (if started); the block's end waits for
+    them. On an error inside (or a failed figure), no file is written after the block ends;
+    a Ctrl-C is not held up by the figures (`_abandon`)."""
     jobs: list[tuple[Future, bytes, Path]] = []
     _COLLECTING.append(jobs)
     try:
-        yield
-    except BaseException:
-        for fut, _, _ in jobs:
-            fut.cancel()
+        try:
+            yield
+        finally:
+            _COLLECTING.pop()
+        _finish(jobs)
+    except BaseException as exc:
+        _abandon(jobs, interrupted=not isinstance(exc, Exception))
         raise
-    finally:
-        _COLLECTING.pop()
-    _finish(jobs)

@@ -72,7 +72,11 @@ def _save(fig, path: Path) -> Path:
     from synthequiv.reporting import figure_pool
 
     path = Path(path)
-    check_replaceable(path)  # refuse a bad target now, not in a worker
+    try:
+        check_replaceable(path)  # refuse a bad target now, not in a worker
+    except BaseException:
+        plt.close(fig)
+        raise
     if figure_pool.submit(fig, path):
         plt.close(fig)
         return path
