@@ -2,20 +2,21 @@
 
 A figure is host work on one core: matplotlib lays it out in the study's process (cheap) and
 then renders it twice, PNG and SVG (most of its time: ~0.17 of 0.23 s for an analyses figure
-on the 2-vCPU machine, where two figures are ~0.46 of a synthetic set's ~0.5 s of
-analyses). On the H100 machine the quick study's analyses took ~2 s per set and its report
-4.0 s for eight figures (1.3 s here), while 15 of its 16 cores idled. Inside `collect()`, `figures._save` pickles the laid-out figure and hands the
-two renders to a pool of spawned processes; the stage goes on, and `collect()` returns once
-every figure is on disk (re-raising the first failure). Outside it, or with no pool, figures
-are written at once, as before. Files are the same either way (PNG bytes compared in
-tests/test_report.py): the figure is the same object, rendered by the same code.
+on the 2-vCPU machine, where two figures are ~0.46 of a synthetic set's ~0.5 s of analyses).
+On the H100 machine the quick study's analyses took ~2 s per set and its report 4.0 s for
+eight figures (1.3 s here), while 15 of its 16 cores idled. Inside `collect()`,
+`figures._save` pickles the laid-out figure and hands the two renders to a pool of spawned
+processes; the stage goes on, and `collect()` returns once every figure is on disk
+(re-raising the first failure). Outside it, or with no pool, figures are written at once, as
+before. Files are the same either way (PNG bytes compared in tests/test_report.py): the
+figure is the same object, rendered by the same code.
 
 Workers: SYNTHEQUIV_FIGURE_WORKERS = auto (default) | N (0: none). auto is 0 below
 AUTO_MIN_CORES usable cores (on 2 cores a render competes with torch's threads; nothing to
-gain) and min(4, cores // 4) above. The study starts them (`prestart()`) at its beginning
-(each imports matplotlib and torch, ~1–2 s), so that happens during the GPU stages; without a
-started pool figures are written in the process. A worker that dies (a broken
-pool) makes the remaining figures render in this process, and no pool is tried again.
+gain) and min(4, cores // 4) above. `synthequiv study` starts them (`prestart()`) at its
+beginning (each imports matplotlib and torch, ~1–2 s), so that happens during the GPU
+stages; without a started pool figures are written in the process. A worker that dies (a
+broken pool) makes the remaining figures render in this process, and no pool is tried again.
 """
 
 from __future__ import annotations
@@ -105,9 +106,9 @@ def _render(blob: bytes, path: str) -> str:
 
 
 def submit(fig, path: Path) -> bool:
-    """Hand fig's renders to a worker if a collect() block is open and a pool was started; False
-    (nothing done) otherwise, or for a figure that cannot be pickled: the caller writes it
-    itself."""
+    """Hand fig's renders to a worker if a collect() block is open and a pool was started;
+    False (nothing done) otherwise, or for a figure that cannot be pickled: the caller writes
+    it itself."""
     pool = _POOL if _COLLECTING else None
     if pool is None:
         return False
