@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU check of the speed work (issue 14): every step time-limited, 475 s at most in all
+# One GPU check of the speed work (issue 14): every step time-limited, 485 s at most in all
 # (~6 min expected) on one H100/H200. Run from the repo root:
 #     OUT_DIR=/tmp/gpu-check bash benchmarks/gpu_check.sh          # log: $OUT_DIR/gpu_check.log
 # Needs python3 with torch (+ the project's deps, e.g. wheels on PYTHONPATH); no venv.
@@ -17,7 +17,8 @@
 #      torch's spinning threads?)
 #   t) where a step's time goes (benchmarks/gpu_trace.py): wall vs kernel ms per step and the
 #      model arithmetic achieved, top kernels, of the 9 quick generators and of 36 quick cells
-#      as graphed groups and of the cifar10 generator alone; arms: default, cudnn.benchmark,
+#      as graphed groups, of sampling one quick set (4,096-row blocks, 39 % real rows) and of
+#      the cifar10 generator alone; arms: default, cudnn.benchmark,
 #      + TF32 matmuls (is a loop bound by the GPU or the host, and by which kernels?)
 #   k) cifar10 projected grid with the airbench classifier and the preset's compiled generator,
 #      with each task's fixed costs (set-up, compilation, checkpoints, scoring) added
@@ -56,7 +57,8 @@ if [ "$DEVICE" = cpu ]; then  # shrink every step to a smoke test
   STAGES=(--preset quick --device cpu --steps 2 --repeats 1)
   ANALYSES=(--device cpu --set analysis.domain_train_steps=20 --set classifier.train_steps=20)
   GENS=(--device cpu --gens 3 --kimg 0.32); T_TRACE=120; T_HOST=60
-  TRACE=(--device cpu --gens 3 --cells 6 --steps 18 --active 3 --c10-batch 2); T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
+  TRACE=(--device cpu --gens 3 --cells 6 --steps 18 --active 3 --c10-batch 2 --sample-images 64)
+  T_STUDY=240; T_TP=120; T_CELLS=120; T_GENS=60
   T_STAGES=120; T_ANALYSES=120; T_EAGER=240; T_TESTS=120; T_PROF=240; T_WARM=120; T_TPC=120
   PROF=(--set device=cpu "${STUDY_SET[@]}")
 else
@@ -67,7 +69,7 @@ else
   T_EAGER=90; T_TESTS=60; T_PROF=120; PROF=(--set device=cuda); T_WARM=50; T_TPC=170
   STAGES=(--preset cifar10 --device cuda --steps 20 --repeats 1)
   GENS=(--device cuda --gens 9 --kimg 1.6); T_GENS=55; T_STAGES=180
-  TRACE=(--device cuda); T_TRACE=90; T_HOST=30
+  TRACE=(--device cuda); T_TRACE=100; T_HOST=30
   ANALYSES=(--device cuda --repeats 1); T_ANALYSES=120
 fi
 TP+=(${GPU_CHECK_TP_ARGS:-})

@@ -6,6 +6,9 @@
 The quick study's two group loops, in steady state (after warm-up and the CUDA-graph capture):
   generators  the 9 quick generators as one group (gengroup.py, graphed on CUDA), batch 64 each
   cells       --cells quick cells as one group (batched.py, graphed on CUDA), batch 128 each
+  sampling    one quick synthetic set (--sample-images, 1,600 like the study's) with the
+              study's sampler at --steps steps: a step is one network call per block of rows
+              (graphed on CUDA; 4,096-row blocks at 8 px there, so the set is 39 % real rows)
   cifar10-gen the cifar10 preset's 36M-parameter generator alone (generator.train_generator:
               bf16 autocast and channels_last on CUDA, eager: no torch.compile), at the preset's
               batch 256 (--c10-batch), on random 32-px images: 2.35 of the 3.67 projected
@@ -30,6 +33,7 @@ On the CPU only `default` runs (host profile: device ms is 0, wall ms is the CPU
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import statistics
@@ -79,26 +83,26 @@ def profiler(device, skip: int, active: int):
         wait=skip, warmup=2, active=active, repeat=1))
 
 
-def _ticked(module, device, prof_args, train) -> tuple[list[float], object]:
-    """train(tmp_dir) with `module.lr_at` (called once per training step, before the step's
-    work) ticking: (the ticks' times, the profiler)."""
-    real_lr_at = module.lr_at
+def _ticked(target, name: str, device, prof_args, run) -> tuple[list[float], object]:
+    """run(tmp_dir) with `target.name` (called once per step, before the step's work: a loop's
+    lr_at, sampling's network call) ticking first: (the ticks' times, the profiler)."""
+    real = getattr(target, name)
     with tempfile.TemporaryDirectory() as tmp, profiler(device, *prof_args) as prof:
         ticks = Ticks(prof, prof_args[0], device)
 
-        def lr_at(cfg, step):
+        def ticking(*args, **kwargs):
             ticks.tick()
-            return real_lr_at(cfg, step)
+            return real(*args, **kwargs)
 
-        with mock.patch.object(module, "lr_at", lr_at):
-            train(Path(tmp))
+        with mock.patch.object(target, name, ticking):
+            run(Path(tmp))
     return ticks.times, prof
 
 
 def run_generators(jobs, k, steps: int, device, prof_args) -> tuple[list[float], object]:
     cfgs = [dataclasses.replace(c, train_kimg=c.batch_size * steps / 1000, warmup_kimg=0.0,
                                 checkpoint_every_kimg=1e9) for *_, c in jobs]
-    return _ticked(GG, device, prof_args, lambda tmp: GG.train_generators(
+    return _ticked(GG, "lr_at", device, prof_args, lambda tmp: GG.train_generators(
         [(x, y) for x, y, _ in jobs], k, cfgs, [tmp / f"g{i}" for i in range(len(jobs))],
         device, progress=False))
 
@@ -110,8 +114,39 @@ def run_cifar10_generator(batch: int, steps: int, device, prof_args):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (max(batch, 512), 3, 32, 32), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (len(x),), generator=g)
-    return _ticked(G, device, prof_args, lambda tmp: G.train_generator(
+    return _ticked(G, "lr_at", device, prof_args, lambda tmp: G.train_generator(
         x, y, 10, gcfg, tmp, device, progress=False, compile=False))
+
+
+def quick_generator(jobs, device):
+    """A quick-study generator (8 px, fresh weights: timing needs no training), eval mode."""
+    x, y, cfg = jobs[0]
+    return G.init_generator(G.run_meta(x, y, 10, cfg), cfg).to(device).eval()
+
+
+def run_sampling(gen, n_images: int, steps: int, device, prof_args):
+    """One synthetic set of n_images, the study's sampler with `steps` steps (one network
+    call per step per block of rows: the quick set is one block on CUDA)."""
+    from synthequiv.generation import sampling as S
+
+    labels = torch.arange(n_images) % gen.num_classes
+    return _ticked(S.BlockNet, "__call__", device, prof_args, lambda tmp: S.sample_images(
+        gen, labels, S.SampleConfig(steps=steps), device, progress=False))
+
+
+def sampling_flops_per_call(gen, device) -> tuple[float, int]:
+    """(forward FLOPs of one network call: a whole block of rows, padding included; rows
+    per block) — FlopCounterMode on the CPU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from synthequiv.generation.sampling import net_block_rows
+
+    cpu = copy.deepcopy(gen).cpu()
+    x = torch.zeros(2, *gen.image_shape[:1], gen.resolution, gen.resolution)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        cpu(x, torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    block = net_block_rows(torch.device(device), gen.resolution)
+    return fc.get_total_flops() / 2 * block, block
 
 
 def train_flops_per_image(kind: str, cfg, shape: tuple[int, int, int]) -> float:
@@ -192,7 +227,8 @@ def main() -> None:
     ap.add_argument("--gens", type=int, default=9)
     ap.add_argument("--cells", type=int, default=36)
     ap.add_argument("--c10-batch", type=int, default=256, help="cifar10-gen batch size")
-    ap.add_argument("--loops", default="generators,cells,cifar10-gen")
+    ap.add_argument("--sample-images", type=int, default=1600, help="one quick set's size")
+    ap.add_argument("--loops", default="generators,cells,sampling,cifar10-gen")
     args = ap.parse_args()
     device = resolve_device(args.device)
     skip = max(FIRST + 5, args.steps - args.active - 6)  # timed steps FIRST..skip, then profiled
@@ -210,7 +246,12 @@ def main() -> None:
              * train_flops_per_image("cell", cfg.classifier, shape),
              "cifar10-gen": args.c10_batch * train_flops_per_image(
                  "generator", C.resolve("cifar10", None, []).generator, (3, 32, 32))}
-    print("training GFLOP per step: " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in flops.items()))
+    gen = quick_generator(jobs, device)
+    flops["sampling"], block = sampling_flops_per_call(gen, device)
+    rows = -(-args.sample_images // block) * block
+    print("GFLOP per step (training; sampling: one network call, forward): " + ", ".join(
+        f"{k} {v / 1e9:.1f}" for k, v in flops.items()) + f"; sampling: {args.sample_images} "
+        f"images in {rows} rows of {block}-row blocks ({args.sample_images / rows:.0%} real)")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {device} ({name}), torch {torch.__version__}; {len(jobs)} generators × "
           f"batch {jobs[0][2].batch_size}, {len(cells)} cells × batch "
@@ -222,6 +263,9 @@ def main() -> None:
             for loop in args.loops.split(","):
                 if loop == "generators":
                     times, prof = run_generators(jobs, k, args.steps, device, prof_args)
+                elif loop == "sampling":
+                    times, prof = run_sampling(gen, args.sample_images, args.steps, device,
+                                               prof_args)
                 elif loop == "cifar10-gen":
                     times, prof = run_cifar10_generator(args.c10_batch, args.steps, device,
                                                         prof_args)
