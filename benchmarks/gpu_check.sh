@@ -115,7 +115,7 @@ step "b) throughput (preset, eager generator)" "$T_TP" $PY benchmarks/throughput
 step "k) throughput (preset)" "$T_TPC" $PY benchmarks/throughput.py "${TP[@]}"
 step "e) generator step" "$T_STAGES" $PY benchmarks/stages.py "${STAGES[@]}"
 rm -rf "$RUNS" "$OUT_DIR/pycache"  # only the copied files come back
-grep -E "^=== |ms/step|usable cores| ms \(|imported|dont_write|passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
+grep -E "^=== |ms/step|GFLOP|figures: in|fixed|usable cores| ms \(|imported|dont_write|passed|failed|SKIPPED|stage |wall|img/s|images/s|speed-up|group|graph|sequential|old step|alone|largest|weight \
 difference|total|grid|generators|sampling|classifier|Error|error" "$LOG" |
   grep -v "classifier grid [0-9]" | tail -80
 echo "full log: $LOG"
