@@ -171,7 +171,7 @@ def figure_pool(monkeypatch):
         FP._POOL.shutdown(wait=True, cancel_futures=True)
 
 
-def test_figures_written_by_workers_equal_those_written_here(tmp_path, figure_pool):
+def test_figures_written_by_workers_equal_those_written_here(tmp_path, figure_pool, capsys):
     """Inside collect() the renders go to the pool and the block ends once the files are
     there; the PNG bytes equal those of the figure written in this process."""
     from synthequiv.reporting import figures
@@ -179,6 +179,7 @@ def test_figures_written_by_workers_equal_those_written_here(tmp_path, figure_po
     for i in range(3):
         figures._save(_figure(f"panel {i}"), tmp_path / f"here{i}.png")
     figure_pool.prestart()
+    assert "figures: drawn by 2 worker processes" in capsys.readouterr().out
     with figure_pool.collect():
         for i in range(3):
             assert figures._save(_figure(f"panel {i}"), tmp_path / f"pool{i}.png") == \

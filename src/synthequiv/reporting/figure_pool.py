@@ -79,6 +79,10 @@ def prestart() -> None:
         with _sigint_ignored():
             for _ in range(pool._max_workers):
                 pool.submit(_warm)  # spawns a worker per call, synchronously
+        from synthequiv.orchestration.runlog import info
+
+        info(f"figures: drawn by {pool._max_workers} worker processes "
+             f"({WORKERS_ENV}=0 draws them in this one)")
 
 
 @contextlib.contextmanager
