@@ -311,6 +311,7 @@ def test_ctrl_c_stops_the_figure_workers_quietly(tmp_path, after_s):
            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     p = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, start_new_session=True, text=True)
+    assert "figures: drawn by 2 worker processes" in p.stdout.readline()  # the log line
     assert p.stdout.readline().strip() == "2"  # two workers spawned
     time.sleep(after_s)
     os.killpg(p.pid, signal.SIGINT)
