@@ -290,10 +290,12 @@ def test_figure_workers_setting(monkeypatch):
         C.validate(C.resolve("quick", None, []))
 
 
-@pytest.mark.parametrize("after_s", [0.0, 0.6, 3.0])  # workers starting, importing, idle
-def test_ctrl_c_stops_the_figure_workers_quietly(tmp_path, after_s):
+@pytest.mark.parametrize("after_s,how", [(0.0, "ctrl-c"), (0.6, "ctrl-c"), (3.0, "ctrl-c"),
+                                         (3.0, "kill")])  # workers starting, importing, idle
+def test_ctrl_c_stops_the_figure_workers_quietly(tmp_path, after_s, how):
     """A Ctrl-C reaches the study's whole process group: its figure workers leave with the
-    study, at once and without a traceback each, whenever it comes."""
+    study, at once and without a traceback each, whenever it comes. A study killed outright
+    (SIGKILL) takes its workers with it too."""
     import os
     import signal
     import subprocess
@@ -314,9 +316,13 @@ def test_ctrl_c_stops_the_figure_workers_quietly(tmp_path, after_s):
     assert "figures: drawn by 2 worker processes" in p.stdout.readline()  # the log line
     assert p.stdout.readline().strip() == "2"  # two workers spawned
     time.sleep(after_s)
-    os.killpg(p.pid, signal.SIGINT)
+    if how == "kill":
+        p.kill()  # the study's process only: its workers must notice by themselves
+    else:
+        os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=30)
-    assert err.count("Traceback") == 1 and "KeyboardInterrupt" in err, err  # the study's own
+    if how == "ctrl-c":
+        assert err.count("Traceback") == 1 and "KeyboardInterrupt" in err, err  # its own
     for _ in range(60):  # a worker still starting leaves when its pipe closes
         time.sleep(0.5)
         try:
