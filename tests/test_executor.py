@@ -136,3 +136,80 @@ def test_local_workers_take_one_gpu_each(monkeypatch):
     assert worker_gpus(cfg, 4) == [0, 1, 0, 1]
     assert worker_gpus(C.resolve("quick", None, ["device=cuda:1"]), 2) == [None, None]
     assert worker_gpus(C.resolve("quick", None, ["device=cpu"]), 2) == [None, None]
+
+
+def _gone_within(pgid: int, seconds: float) -> bool:
+    """No process of the group is left (zombies count as gone) within `seconds`."""
+    import os
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [pid for pid in os.listdir("/proc") if pid.isdigit()
+                 and _pgid(int(pid)) == pgid and "State:\tZ" not in _status(int(pid))]
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _pgid(pid: int) -> int | None:
+    import os
+
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _status(pid: int) -> str:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "State:\tZ"  # gone meanwhile
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="reads /proc (Linux)")
+def test_local_workers_leave_with_a_killed_study(tmp_path):
+    """A study killed outright (SIGKILL, the OOM killer) takes its local worker processes
+    along: before, they idled on forever, waiting on a pipe nobody closed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "study.py"
+    script.write_text(
+        "import time\n"
+        "from synthequiv import config as C\n"
+        "from synthequiv.orchestration.executor import map_tasks\n"
+        "def task(i):\n    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    cfg = C.resolve('quick', None, ['workers=2', 'cpu_threads=1', 'device=cpu'])\n"
+        "    next(map_tasks(task, [0, 1], {}, cfg))\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    import time
+
+    for _ in range(100):  # map_tasks starts its 2 workers; they sleep in their tasks
+        time.sleep(0.2)
+        if len([pid for pid in os.listdir("/proc") if pid.isdigit()
+                and _pgid(int(pid)) == p.pid]) >= 3:
+            break
+    else:
+        pytest.fail("the study never started its 2 workers")
+    time.sleep(1)
+    p.kill()
+    p.wait()
+    try:
+        assert _gone_within(p.pid, 20), "local workers outlived the killed study"
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -283,3 +283,26 @@ def check_seed(name: str, value: int) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) \
             or not 0 <= value <= SEED_MAX:
         raise SynthequivError(f"{name} must be an integer in [0, 2**63), got {value!r}")
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+
+def watch_parent() -> None:
+    """In a spawned worker process: leave as soon as the process that started it is gone.
+    A parent killed outright (SIGKILL, the OOM killer) closes no pipe an idle pool worker is
+    waiting on, so without this its workers idle on forever. Call it from the pool's
+    initializer; it returns at once (a daemon thread waits on the parent's sentinel)."""
+    import multiprocessing as mp
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

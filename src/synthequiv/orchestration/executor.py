@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from synthequiv.utils import SynthequivError
+from synthequiv.utils import SynthequivError, watch_parent
 
 _SHARED: dict[str, Any] = {}
 
@@ -50,6 +50,7 @@ def set_cpu_threads(cfg) -> None:
 
 
 def _init_worker(shared: dict, cpu_threads: int, gpus) -> None:
+    watch_parent()  # a study killed outright takes its workers along (they idled on before)
     _SHARED.clear()
     _SHARED.update(shared)
     if cpu_threads > 0:

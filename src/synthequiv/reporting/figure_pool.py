@@ -30,7 +30,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from synthequiv.utils import SynthequivError
+from synthequiv.utils import SynthequivError, watch_parent
 
 WORKERS_ENV = "SYNTHEQUIV_FIGURE_WORKERS"
 AUTO_MIN_CORES = 6
@@ -58,27 +58,10 @@ def _start() -> ProcessPoolExecutor | None:
     if _POOL is None and not _BROKEN:
         n = figure_workers()
         if n > 0 and not mp.current_process().daemon:  # a daemonic worker has no children
+            # watch_parent: a study killed outright takes its workers along
             _POOL = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"),
-                                        initializer=_watch_parent)
+                                        initializer=watch_parent)
     return _POOL
-
-
-def _watch_parent() -> None:
-    """In a worker: leave as soon as the study's process is gone. A study killed outright
-    (SIGKILL, the OOM killer) closes no pipe a waiting worker would notice: without this its
-    workers would idle on forever."""
-    import threading
-    from multiprocessing.connection import wait
-
-    parent = mp.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _warm() -> None:
