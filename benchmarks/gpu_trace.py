@@ -13,8 +13,8 @@ The quick study's two group loops, in steady state (after warm-up and the CUDA-g
               bf16 autocast and channels_last on CUDA, eager: no torch.compile), at the preset's
               batch 256 (--c10-batch), on random 32-px images: 2.35 of the 3.67 projected
               H200 hours of the cifar10 grid are this loop (README, "The GPU targets")
-Each loop runs --steps steps; a hook on its once-per-step learning-rate call timestamps every
-step (host clock) and steps a torch.profiler schedule that records --active steps near the end.
+Each loop runs --steps steps; a hook on a once-per-step call (the learning rate, a group's
+step, sampling's network call) timestamps every step (host clock) and steps a torch.profiler schedule that records --active steps near the end.
 Printed per loop and arm: wall ms per step (steps 5 to the profiled ones, unprofiled, the
 device synchronised at both ends; the median gap of the profiled steps beside it),
 device ms per step (the kernels' summed own time over the recorded steps, CUDA only), their
@@ -84,8 +84,8 @@ def profiler(device, skip: int, active: int):
 
 
 def _ticked(target, name: str, device, prof_args, run) -> tuple[list[float], object]:
-    """run(tmp_dir) with `target.name` (called once per step, before the step's work: a loop's
-    lr_at, sampling's network call) ticking first: (the ticks' times, the profiler)."""
+    """run(tmp_dir) with `target.name` (called once per step: a loop's lr_at, a cell group's
+    step, sampling's network call) ticking first: (the ticks' times, the profiler)."""
     real = getattr(target, name)
     with tempfile.TemporaryDirectory() as tmp, profiler(device, *prof_args) as prof:
         ticks = Ticks(prof, prof_args[0], device)
@@ -175,24 +175,9 @@ def train_flops_per_image(kind: str, cfg, shape: tuple[int, int, int]) -> float:
 
 def run_cells(cells, ccfg, steps: int, device, prof_args) -> tuple[list[float], object]:
     ccfg = dataclasses.replace(ccfg, train_steps=steps)
-    real = B.optimizer_for
-    with profiler(device, *prof_args) as prof:
-        ticks = Ticks(prof, prof_args[0], device)
-
-        def optimizer_for(*args):
-            opt, sched = real(*args)
-            step = sched.step
-
-            def tick_step(*a, **kw):  # the LR schedule steps once per training step
-                ticks.tick()
-                return step(*a, **kw)
-
-            sched.step = tick_step
-            return opt, sched
-
-        with mock.patch.object(B, "optimizer_for", optimizer_for):
-            B.train_classifiers([d for d, _ in cells], [s for _, s in cells], 10, ccfg, device)
-    return ticks.times, prof
+    # the group's step (eager, or the graph's replay) is called once per training step
+    return _ticked(B.StepGraph, "__call__", device, prof_args, lambda tmp: B.train_classifiers(
+        [d for d, _ in cells], [s for _, s in cells], 10, ccfg, device))
 
 
 def summarize(name: str, arm: str, times: list[float], prof, skip: int, active: int,

@@ -92,19 +92,21 @@ def _differenced_ips(run, steps: int, batch_size: int, short: int = 1) -> float:
 
 def generator_ips(cfg, shape, device, steps, compile_sampling: bool | None = None
                   ) -> tuple[float, float]:
-    """(training, sampling) images/s of the preset's generator (`generator_costs`)."""
-    c = generator_costs(cfg, shape, device, steps, compile_sampling)
+    """(training, sampling) images/s of the preset's generator (`generator_costs` without
+    the per-set fixed cost, which needs another load and set)."""
+    c = generator_costs(cfg, shape, device, steps, compile_sampling, set_cost=False)
     return c["train_ips"], c["sample_ips"]
 
 
-def generator_costs(cfg, shape, device, steps, compile_sampling: bool | None = None) -> dict:
-    """{"train_ips", "train_fixed_s", "sample_ips", "sample_fixed_s"} of the preset's
-    generator; cfg.compile compiles training and sampling (`compile_sampling` can override
-    it for sampling). Training is timed by differencing (`_differenced`) after a first 1-step
-    run that warms imports and autotuning; its fixed part is a 1-step run's set-up, compile
-    and checkpoint write. Sampling: a set of the timed size after a warm-up load; its fixed
-    part is a fresh `load_generator` plus a small set, minus the small set's images at the
-    measured rate."""
+def generator_costs(cfg, shape, device, steps, compile_sampling: bool | None = None,
+                    set_cost: bool = True) -> dict:
+    """{"train_ips", "train_fixed_s", "sample_ips", "sample_fixed_s" (with set_cost)} of the
+    preset's generator; cfg.compile compiles training and sampling (`compile_sampling` can
+    override it for sampling). Training is timed by differencing (`_differenced`) after a
+    first 1-step run that warms imports and autotuning; its fixed part is a 1-step run's
+    set-up, compile and checkpoint write. Sampling: a set of the timed size after a warm-up
+    load; its fixed part is a fresh `load_generator` plus a small set, minus the small set's
+    images at the measured rate."""
     x, y = _data(shape, 512)
     compile_sampling = cfg.compile if compile_sampling is None else compile_sampling
     out = {}
@@ -126,6 +128,8 @@ def generator_costs(cfg, shape, device, steps, compile_sampling: bool | None = N
         sample_images(gen, labels, cfg.sampling, device, False)
         _sync(device)
         out["sample_ips"] = len(labels) / (time.perf_counter() - t0)
+        if not set_cost:
+            return out
         small = labels[:8]
         t0 = time.perf_counter()  # another set: its generator loaded (and compiled) afresh
         sample_images(load_generator(Path(tmp) / "short", device, compile=compile_sampling),
@@ -144,12 +148,6 @@ def ddp_generator_ips(cfg, shape, device, steps, nproc) -> float:
                                                                nproc, progress=False),
                               cfg.generator, tmp, device)
         return _differenced_ips(run, steps, cfg.generator.batch_size)
-
-
-def classifier_ips(cfg, shape, device, steps, group: int = 1) -> float:
-    """Cell training images/s: one cell (group 1) or `group` cells trained at once
-    (`classifier_costs`)."""
-    return classifier_costs(cfg, shape, device, steps, group)["ips"]
 
 
 def classifier_costs(cfg, shape, device, steps, group: int = 1, n_test: int = 0) -> dict:

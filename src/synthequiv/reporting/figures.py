@@ -74,13 +74,14 @@ def _save(fig, path: Path) -> Path:
     path = Path(path)
     try:
         check_replaceable(path)  # refuse a bad target now, not in a worker
+        taken = figure_pool.submit(fig, path)
     except BaseException:
         plt.close(fig)
         raise
-    if figure_pool.submit(fig, path):
-        plt.close(fig)
-        return path
-    return write_figure(fig, path)
+    if not taken:
+        return write_figure(fig, path)
+    plt.close(fig)
+    return path
 
 
 def _panels(bases: list[int], width: float = 4.2, height: float = 3.4):
