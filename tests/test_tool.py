@@ -296,6 +296,31 @@ def test_generator_train_takes_preset_settings(tmp_path, cli):
 # ----------------------------------------------------------------------------- device script
 
 
+def _gpu_check_plan(steps: str | None) -> list[tuple[str, int]]:
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPU_CHECK")}
+    env.update({"GPU_CHECK_DRY": "1", "OUT_DIR": "/nonexistent/never-written"})
+    if steps is not None:
+        env["GPU_CHECK_STEPS"] = steps
+    out = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=root, env=env, check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    return [(m[0], int(m[1])) for m in re.findall(r"^step (\w) limit_s=(\d+)$", out, flags=re.M)]
+
+
+def test_gpu_check_measures_both_targets_in_under_five_minutes_by_default():
+    """Issue 14: a lent GPU's check measures the quick study (a) and the cifar10 projection (k)
+    in under 5 minutes; the diagnostics are a named set of their own."""
+    default = _gpu_check_plan(None)
+    assert [s for s, _ in default] == ["w", "a", "k"]
+    assert sum(t for _, t in default) < 300
+    assert [s for s, _ in _gpu_check_plan("diagnose")] == ["h", "s", "t"]
+    assert [s for s, _ in _gpu_check_plan("a d")] == ["a", "d"]
+    assert len(_gpu_check_plan("all")) == 13
+
+
 @pytest.mark.slow
 def test_gpu_check_script_runs_every_step_as_a_cpu_smoke_test(tmp_path):
     """benchmarks/gpu_check.sh is what a lent GPU's few minutes run: its shrunk CPU mode must
