@@ -180,6 +180,19 @@ def test_console_script_bad_npz_exits_2_with_one_line(script, tmp_path):
 
 
 
+def test_help_answers_without_loading_torch():
+    """`synthequiv --help` is answered before any heavy import (torch took ~1 s of its 1.6 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom synthequiv.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "study" in proc.stdout
+
+
 def test_generator_train_nproc_must_split_the_batch(cli, tmp_path):
     code, _, err = cli("generator", "train", "digits", "--base-per-class", "5", "--out",
                        tmp_path / "g", "--processes", "3", "--device", "cpu")

@@ -20,10 +20,12 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where used: `synthequiv --help` need not load it
+    import torch
 
 
 class SynthequivError(Exception):
@@ -118,6 +120,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -185,6 +189,8 @@ def tensor_digest(*tensors: torch.Tensor, length: int = 12) -> str:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch.Generator seeded the same way."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -193,6 +199,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' → cuda when available, else cpu. Decided once, outside training loops."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -205,6 +213,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 def device_type(device) -> str:
     """"cuda" or "cpu": what `resolve_device` would pick, without requiring the device to be
     present (a plan or a group size for `cuda` is decided on any machine)."""
+    import torch
+
     name = str(device)
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -238,6 +248,8 @@ def generator_autocast(device: torch.device):
     (1.45x the images/s of float32 for the mnist preset's net on 2 AVX-512-BF16 cores, measured
     with benchmarks/stages.py); float32 elsewhere, where emulated bf16 is slower.
     `SYNTHEQUIV_CPU_BF16=0|1` overrides the CPU choice (inherited by worker processes)."""
+    import torch
+
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     choice = cpu_bf16_choice()
@@ -249,6 +261,8 @@ def generator_autocast(device: torch.device):
 def compile_unavailable(device_type: str, index: int | None = None) -> str | None:
     """Why torch.compile cannot run on this device (a short reason), or None. CUDA needs
     Triton and a GPU of compute capability ≥ 7.0; the CPU needs a C++ compiler."""
+    import torch
+
     if device_type == "cuda":
         try:
             import triton  # noqa: F401
