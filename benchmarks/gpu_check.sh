@@ -23,7 +23,8 @@
 #      torch's spinning threads?)
 #   t) where a step's time goes (benchmarks/gpu_trace.py): wall vs kernel ms per step and the
 #      model arithmetic achieved, top kernels, of the 9 quick generators and of 36 quick cells
-#      as graphed groups, of sampling one quick set (4,096-row blocks, 39 % real rows) and of
+#      as graphed groups, of sampling one quick set (4,096-row blocks, 39 % real rows; and in
+#      1,024-row blocks) and of
 #      the cifar10 generator alone; arms: default, cudnn.benchmark,
 #      + TF32 matmuls (is a loop bound by the GPU or the host, and by which kernels?)
 #   k) cifar10 projected grid with the airbench classifier and the preset's compiled generator,

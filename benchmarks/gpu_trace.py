@@ -9,6 +9,9 @@ The quick study's two group loops, in steady state (after warm-up and the CUDA-g
   sampling    one quick synthetic set (--sample-images, 1,600 like the study's) with the
               study's sampler at --steps steps: a step is one network call per block of rows
               (graphed on CUDA; 4,096-row blocks at 8 px there, so the set is 39 % real rows)
+  sampling@R  the same with R-row blocks (default loops: sampling@1024, two calls per step, 78 %
+              real rows): does a smaller block than the study's sample a quick set faster?
+              (changing the study's block changes the GPU's pixels by rounding: measure first)
   cifar10-gen the cifar10 preset's 36M-parameter generator alone (generator.train_generator:
               bf16 autocast and channels_last on CUDA, eager: no torch.compile), at the preset's
               batch 256 (--c10-batch), on random 32-px images: 2.35 of the 3.67 projected
@@ -33,6 +36,7 @@ On the CPU only `default` runs (host profile: device ms is 0, wall ms is the CPU
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import os
@@ -53,6 +57,7 @@ from synthequiv import config as C  # noqa: E402
 from synthequiv.classification import batched as B  # noqa: E402
 from synthequiv.generation import generator as G
 from synthequiv.generation import gengroup as GG  # noqa: E402
+from synthequiv.generation.sampling import net_block_rows  # noqa: E402
 from synthequiv.stepgraph import GRAPHS_ENV  # noqa: E402
 from synthequiv.utils import resolve_device  # noqa: E402
 
@@ -124,29 +129,29 @@ def quick_generator(jobs, device):
     return G.init_generator(G.run_meta(x, y, 10, cfg), cfg).to(device).eval()
 
 
-def run_sampling(gen, n_images: int, steps: int, device, prof_args):
-    """One synthetic set of n_images, the study's sampler with `steps` steps (one network
-    call per step per block of rows: the quick set is one block on CUDA)."""
+def run_sampling(gen, n_images: int, steps: int, device, prof_args, block: int = 0):
+    """One synthetic set of n_images, the study's sampler with `steps` steps (a tick per
+    sampler step: one network call per block of rows; the quick set is one block on CUDA).
+    block > 0 replaces the study's rows per call."""
     from synthequiv.generation import sampling as S
 
     labels = torch.arange(n_images) % gen.num_classes
-    return _ticked(S.BlockNet, "__call__", device, prof_args, lambda tmp: S.sample_images(
-        gen, labels, S.SampleConfig(steps=steps), device, progress=False))
+    rows = mock.patch.object(S, "net_block_rows", lambda *a: block) if block else \
+        contextlib.nullcontext()
+    with rows:
+        return _ticked(S.BlockNet, "__call__", device, prof_args, lambda tmp: S.sample_images(
+            gen, labels, S.SampleConfig(steps=steps), device, progress=False))
 
 
-def sampling_flops_per_call(gen, device) -> tuple[float, int]:
-    """(forward FLOPs of one network call: a whole block of rows, padding included; rows
-    per block) — FlopCounterMode on the CPU."""
+def sampling_flops_per_row(gen) -> float:
+    """Forward FLOPs of one row of a network call (FlopCounterMode on the CPU)."""
     from torch.utils.flop_counter import FlopCounterMode
-
-    from synthequiv.generation.sampling import net_block_rows
 
     cpu = copy.deepcopy(gen).cpu()
     x = torch.zeros(2, *gen.image_shape[:1], gen.resolution, gen.resolution)
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         cpu(x, torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
-    block = net_block_rows(torch.device(device), gen.resolution)
-    return fc.get_total_flops() / 2 * block, block
+    return fc.get_total_flops() / 2
 
 
 def train_flops_per_image(kind: str, cfg, shape: tuple[int, int, int]) -> float:
@@ -213,7 +218,7 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=36)
     ap.add_argument("--c10-batch", type=int, default=256, help="cifar10-gen batch size")
     ap.add_argument("--sample-images", type=int, default=1600, help="one quick set's size")
-    ap.add_argument("--loops", default="generators,cells,sampling,cifar10-gen")
+    ap.add_argument("--loops", default="generators,cells,sampling,sampling@1024,cifar10-gen")
     args = ap.parse_args()
     device = resolve_device(args.device)
     skip = max(FIRST + 5, args.steps - args.active - 6)  # timed steps FIRST..skip, then profiled
@@ -232,11 +237,17 @@ def main() -> None:
              "cifar10-gen": args.c10_batch * train_flops_per_image(
                  "generator", C.resolve("cifar10", None, []).generator, (3, 32, 32))}
     gen = quick_generator(jobs, device)
-    flops["sampling"], block = sampling_flops_per_call(gen, device)
-    rows = -(-args.sample_images // block) * block
-    print("GFLOP per step (training; sampling: one network call, forward): " + ", ".join(
-        f"{k} {v / 1e9:.1f}" for k, v in flops.items()) + f"; sampling: {args.sample_images} "
-        f"images in {rows} rows of {block}-row blocks ({args.sample_images / rows:.0%} real)")
+    per_row, blocks = sampling_flops_per_row(gen), []
+    for loop in args.loops.split(","):
+        if loop.startswith("sampling"):
+            block = int(loop.partition("@")[2] or net_block_rows(device, gen.resolution))
+            rows = -(-args.sample_images // block) * block  # padding included
+            flops[loop] = per_row * rows
+            blocks.append(f"{loop}: {args.sample_images} images in {rows} rows of {block}-row "
+                          f"blocks ({args.sample_images / rows:.0%} real)")
+    print("GFLOP per step (training; sampling: the network calls of one sampler step, "
+          "forward): " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in flops.items())
+          + "; " + "; ".join(blocks))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {device} ({name}), torch {torch.__version__}; {len(jobs)} generators × "
           f"batch {jobs[0][2].batch_size}, {len(cells)} cells × batch "
@@ -248,9 +259,9 @@ def main() -> None:
             for loop in args.loops.split(","):
                 if loop == "generators":
                     times, prof = run_generators(jobs, k, args.steps, device, prof_args)
-                elif loop == "sampling":
+                elif loop.startswith("sampling"):
                     times, prof = run_sampling(gen, args.sample_images, args.steps, device,
-                                               prof_args)
+                                               prof_args, int(loop.partition("@")[2] or 0))
                 elif loop == "cifar10-gen":
                     times, prof = run_cifar10_generator(args.c10_batch, args.steps, device,
                                                         prof_args)
