@@ -329,6 +329,57 @@ def test_bad_command_value_is_one_line(cli, tmp_path, args, match):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("setting", ["grid.replicates=-1", "grid.seeds=[]",
+                                     "splits.base_per_class=[0]", "classifier.lr=-1",
+                                     "grid.arms=[foo]", "data.source=nosuch", "executor=foo",
+                                     "device=tpu"])
+def test_dry_run_refuses_what_a_real_run_refuses(cli, tmp_path, setting):
+    """`--dry-run` printed a plan (e.g. "-3 generators, -124 s") for values a real run
+    refuses at once."""
+    code, out, err = cli("study", "--dry-run", "--set", setting, "--runs-dir", tmp_path)
+    one_error_line(code, err)
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_plans_a_cuda_study_on_a_cpu_machine(cli, tmp_path):
+    code, out, err = cli("study", "--dry-run", "--preset", "cifar10", "--runs-dir", tmp_path)
+    assert code == 0, err
+    assert "# plan: estimated cost on cuda" in out
+
+
+def test_outputs_inside_an_image_folder_are_refused(cli, tmp_path, image_folder):
+    """A run directory, generator or PNG written into a folder data source became a class
+    (or a mixed-size image) of it, breaking the dataset for every later run."""
+    src = f"folder:{image_folder}"
+    before = tree(image_folder)
+    for args in (["study", "--runs-dir", image_folder, "--name", "r", "--set",
+                  f"data.source={src}"],
+                 ["study", "--dry-run", "--runs-dir", image_folder / "ant", "--set",
+                  f"data.source={src}"],
+                 ["study", "--runs-dir", tmp_path, "--name", "r", "--set",
+                  f'provided.sets=["sd=folder:{tmp_path}/r"]'],
+                 ["generator", "train", src, "--base-per-class", "1", "--out",
+                  image_folder / "gen"],
+                 ["data", "show", src, "--out", image_folder / "ant" / "grid.png"]):
+        code, _, err = cli(*args)
+        assert "inside the" in one_error_line(code, err), args
+    assert tree(image_folder) == before
+
+
+def test_samples_out_must_be_npz(cli, tmp_path):
+    """`--out s.png`: the grid written beside it (s.png) replaced the samples."""
+    code, _, err = cli("generator", "sample", tmp_path / "g", "--per-class", "1", "--out",
+                       tmp_path / "s.png")
+    assert ".npz" in one_error_line(code, err)
+
+
+def test_run_dir_that_is_a_file_is_one_clear_line(cli, tmp_path):
+    (tmp_path / "r").write_text("x")
+    code, _, err = cli("study", "--runs-dir", tmp_path, "--name", "r")
+    assert "it is a file" in one_error_line(code, err)
+    assert (tmp_path / "r").read_text() == "x"
+
+
 def test_checkpoint_without_backbone_is_one_line(cli, tmp_path):
     from synthequiv.generation.generator import CHECKPOINT_NAME
 

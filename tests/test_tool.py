@@ -155,6 +155,48 @@ def test_export_stacks_runs_with_run_and_dataset_columns(tiny_run, tmp_path, cli
     assert {"accuracy", "config_hash", "key"} <= set(rows[0])
 
 
+@pytest.mark.parametrize("where", ["results.sqlite", "figures/rows.csv", "."])
+def test_export_and_fit_refuse_to_write_inside_a_run(tiny_run, tmp_path, cli, where):
+    """`export --out RUN/results.sqlite` replaced the run's table with a CSV (data loss)."""
+    run_dir = tiny_run[0]
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    code, _, err = cli("export", run_dir, "--out", run_dir / where)
+    assert code == 2 and "inside the run directory" in err and err.count("\n") == 1
+    csv_path = _write_csv(tmp_path / "mine.csv", rows_known(noise=0.001))
+    code, _, err = cli("fit", csv_path, "--out", run_dir / where)
+    assert code == 2 and "inside the run directory" in err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_rows_of_an_earlier_config_are_not_reported_or_exported(tiny_run, tmp_path, cli):
+    """A rerun with a changed config keeps the old cells in results.sqlite (same config hash
+    when only the generator or sampling changed): report, plan and export read the current
+    config's cells (cells.json) and never mix the old ones in."""
+    import sqlite3
+
+    run_dir = tmp_path / "changed"
+    shutil.copytree(tiny_run[0], run_dir)
+    keys = json.loads((run_dir / "cells.json").read_text())["keys"]
+    db = sqlite3.connect(run_dir / "results.sqlite")
+    cols = [r[1] for r in db.execute("PRAGMA table_info(cells)")]
+    for row in db.execute("SELECT * FROM cells").fetchall():  # an earlier config's copies
+        old = dict(zip(cols, row), key="old" + row[cols.index("key")][3:], accuracy=0.01)
+        db.execute(f"INSERT INTO cells ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                   [old[c] for c in cols])
+    db.commit()
+    db.close()
+    code, _, err = cli("export", run_dir, "--out", tmp_path / "x.csv")
+    assert code == 0, err
+    with open(tmp_path / "x.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["key"] for r in rows) == sorted(keys) and len(rows) == 6
+    code, _, err = cli("report", run_dir)
+    assert code == 0, err
+    after = json.loads((run_dir / "summary.json").read_text())
+    assert after["n_cells"] == 6
+    assert after["figures"]["accuracy"] == "figures/accuracy.png"
+
+
 def test_export_parquet_without_pyarrow_is_one_error(tiny_run, tmp_path, cli):
     code, _, err = cli("export", tiny_run[0], "--format", "parquet", "--out",
                        tmp_path / "x.parquet")
@@ -192,6 +234,22 @@ def test_fit_on_a_csv_reproduces_equivalence_analyse(tmp_path, cli):
     assert summary["equivalence"]["arms"]["closed"]["fit"]["status"] == "ok"
     assert (tmp_path / "fit" / "report.html").is_file()
     assert " ".join(summary["headline"].split()) in " ".join(out.split())  # rich wraps lines
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"accuracy": 72.8}, "not in [0, 1]"),  # percentages
+    ({"accuracy": float("nan")}, "not in [0, 1]"),
+    ({"baseline": None}, "no baseline rows"),
+])
+def test_fit_refuses_rows_the_report_would_misread(tmp_path, cli, change, match):
+    rows = rows_known(noise=0.001)
+    if "baseline" in change:
+        rows = [r for r in rows if not (r["arm"] == "real" and r["n_add"] == 0)]
+    else:
+        rows[3] = {**rows[3], **change}
+    code, _, err = cli("fit", _write_csv(tmp_path / "m.csv", rows), "--out", tmp_path / "f")
+    assert code == 2 and match in err and err.count("\n") == 1
+    assert not (tmp_path / "f").exists()
 
 
 def test_fit_names_a_missing_column(tmp_path, cli):

@@ -76,6 +76,7 @@ def data_show(
     check_positive("--image-size", image_size, allow_zero=True)
     if out is not None:
         check_replaceable(out)  # before loading anything: a directory or device is refused
+        _check_out_of_inputs(out, _study_cfg("quick", None, [], [f"data.source={source}"]))
     ds = load_dataset(_data_cfg(source, root, download, image_size))
     sp = make_splits(ds, SplitConfig(base_per_class=(1,), test_per_class=test_per_class,
                                      seed=seed))
@@ -114,7 +115,9 @@ def study(
     # taken as given, never parsed as YAML ("run #1" stays "run #1", "2024" a string)
     given = {"name": name, "executor": executor, "device": device}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
-    if dry_run:
+    if dry_run:  # the same checks as a real run's, before the plan is printed
+        C.validate(cfg, plan_only=True)
+        C.check_run_dir(cfg, runs_dir.expanduser() / cfg.name)
         typer.echo(C.dump_yaml(cfg))
         typer.echo(_plan_text(cfg))
         return
@@ -163,6 +166,8 @@ def analyze(
     from synthequiv.measures.analyses import analyse_dirs
     from synthequiv.utils import resolve_device
 
+    if synthetic is not None and out.exists() and not out.is_dir():  # before the work
+        raise SynthequivError(f"--out {out} is a file; analyze writes a directory there")
     if synthetic is None:
         from synthequiv.orchestration.study import analyse_run
 
@@ -247,13 +252,24 @@ def export(
     out: Path | None = typer.Option(None, "--out", help="Output file (default results.FORMAT)."),
 ) -> None:
     """Every results row of the runs, stacked, with run and dataset columns."""
-    from synthequiv.reporting.rebuild import export_rows, write_export
+    from synthequiv.reporting.rebuild import check_outside_runs, export_rows, write_export
 
     if fmt not in ("csv", "parquet"):
         raise SynthequivError(f"unknown export format '{fmt}' (use csv or parquet)")
+    out = out or Path(f"results.{fmt}")
+    check_outside_runs(out)  # before reading any run
     rows = export_rows(runs)
-    path = write_export(rows, out or Path(f"results.{fmt}"), fmt)
+    path = write_export(rows, out, fmt)
     console.print(f"{len(rows)} rows from {len(runs)} run(s): {path}")
+
+
+def _check_out_of_inputs(out: Path, cfg) -> None:
+    """--out outside every image folder the command reads (it would become part of it)."""
+    from synthequiv.config import input_folders
+    from synthequiv.utils import check_outside
+
+    for folder, what in input_folders(cfg):
+        check_outside(out, folder, what)
 
 
 def _study_cfg(preset: str, config: Path | None, set_: list[str], extra: list[str]):
@@ -304,6 +320,7 @@ def generator_train(
     extra += [f"generator_nproc={nproc}"] if nproc is not None else []
     cfg = _study_cfg(preset, config, set_, extra)
     validate(cfg)  # before loading data or creating --out: --kimg nan fails at once
+    _check_out_of_inputs(out, cfg)
     check_seed("--seed", cfg.generator.seed)
     check_positive("--processes", cfg.generator_nproc)
     check_split(cfg.generator.batch_size, cfg.generator_nproc)
@@ -359,6 +376,9 @@ def generator_sample(
     check_sample_config(scfg)
     check_seed("--seed", scfg.seed)
     check_positive("--per-class", per_class)
+    if out.suffix != ".npz":  # the grid goes to OUT with .png: a .png OUT would overwrite
+        raise SynthequivError(f"--out {out} must end in .npz (the samples file; the PNG grid "
+                              "is written beside it)")
     for path in (out, out.with_suffix(".png")):  # refused now, not after sampling
         check_replaceable(path)
     dev = resolve_device(cfg.device)

@@ -324,12 +324,15 @@ INT_MAX = 2**63 - 1  # every integer ends up in an int64 tensor or sqlite INTEGE
 MEDMNIST_SIZES = (28, 64, 128, 224)
 
 
-def validate(cfg: StudyConfig) -> None:
+def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     """Every check that needs no data, for every stage: run before anything is written or
-    trained, so a bad value is one error line at once, not a failure after hours of training."""
+    trained, so a bad value is one error line at once, not a failure after hours of training.
+    plan_only (the dry run: planning a GPU study on a laptop): a CUDA device need not be
+    present, only well named."""
     from synthequiv.classification import classifier
     from synthequiv.generation import generator, sampling
     from synthequiv.generation.levers import check_levers
+    from synthequiv.inputs.data import check_source
     from synthequiv.reporting.figure_pool import figure_workers
     from synthequiv.stepgraph import graphs_choice
     from synthequiv.utils import check_positive, cpu_bf16_choice, resolve_device
@@ -337,7 +340,8 @@ def validate(cfg: StudyConfig) -> None:
     check_run_name(cfg.name)
     _check_numbers(cfg, "")
     check_runtime(cfg)
-    resolve_device(cfg.device)
+    resolve_device("cpu" if plan_only and cfg.device.startswith("cuda")
+                   and re.fullmatch(r"cuda(:\d+)?", cfg.device) else cfg.device)
     cpu_bf16_choice()
     graphs_choice()
     figure_workers()
@@ -345,6 +349,7 @@ def validate(cfg: StudyConfig) -> None:
     d = cfg.data
     if not d.source:
         raise SynthequivError("data.source is empty")
+    check_source(d.source)
     if d.medmnist_size not in MEDMNIST_SIZES:
         raise SynthequivError(f"data.medmnist_size must be one of {MEDMNIST_SIZES}, got "
                               f"{d.medmnist_size}")
@@ -511,6 +516,31 @@ def parse_provided(text: str, kind: str) -> ProvidedEntry:
         if prefix not in ("npz", "folder") or not path:
             raise SynthequivError(f"{where}: source must be npz:PATH or folder:PATH")
     return ProvidedEntry(text, kind, arm, n, source)
+
+
+def input_folders(cfg: StudyConfig) -> list[tuple[Path, str]]:
+    """(folder, what) of every image folder the study reads: the data source's and provided
+    sets' `folder:PATH` (outputs must stay out of them: `utils.check_outside`)."""
+    out = []
+    kind, _, arg = cfg.data.source.partition(":")
+    if kind == "folder" and arg:
+        out.append((Path(arg), "data folder"))
+    for text in cfg.provided.sets:
+        prefix, _, path = text.partition("=")[2].strip().partition(":")
+        if prefix == "folder" and path:
+            out.append((Path(path), "provided images folder"))
+    return out
+
+
+def check_run_dir(cfg: StudyConfig, run_dir: Path) -> None:
+    """A run directory is a directory (or not there yet) outside every input folder."""
+    from synthequiv.utils import check_outside
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SynthequivError(f"refusing to use {run_dir} as a run directory: it is a file")
+    for folder, what in input_folders(cfg):
+        check_outside(run_dir, folder, what)
 
 
 def provided_entries(cfg: StudyConfig) -> list[ProvidedEntry]:

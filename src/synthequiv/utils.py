@@ -61,6 +61,17 @@ def check_replaceable(path: str | os.PathLike) -> None:
         raise SynthequivError(f"refusing to write {path}: it is {kind}; choose another path")
 
 
+def check_outside(out: str | os.PathLike, folder: str | os.PathLike, what: str,
+                  why: str = "it would be read as part of that data") -> None:
+    """One-line error when `out` is `folder` or lies inside it (symlinks resolved): an output
+    written into an image folder would be read back as part of it (a run directory as a
+    class, a PNG as an image), breaking that data for the next run."""
+    o, f = Path(out).expanduser().resolve(), Path(folder).expanduser().resolve()
+    if o == f or f in o.parents:
+        raise SynthequivError(f"refusing to write {out} inside the {what} {folder}: {why}; "
+                              "choose a path outside it")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success rename it over `path`, on error delete it.

@@ -48,8 +48,20 @@ def data_root(cfg: DataConfig) -> Path:
     return Path(cfg.root or os.environ.get("SYNTHEQUIV_DATA", "data")).expanduser()
 
 
+def check_source(source: str) -> None:
+    """One error line unless `source` names a known kind of data source (its data may still
+    be missing: load_dataset says so)."""
+    kind, _, arg = source.partition(":")
+    if not ((kind == "digits" or kind in TORCHVISION_SOURCES) and not arg
+            or kind in ("medmnist", "folder", "npz") and arg):
+        raise SynthequivError(
+            f"unknown data source '{source}' (run `synthequiv datasets` for the list)"
+        )
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Load `cfg.source` into memory; any problem is one SynthequivError line."""
+    check_source(cfg.source)
     kind, _, arg = cfg.source.partition(":")
     if kind == "digits" and not arg:
         ds = _load_digits()

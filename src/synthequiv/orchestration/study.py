@@ -19,9 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from synthequiv import __version__
-from synthequiv.config import StudyConfig, dump_yaml, study_arms, validate, validate_data
+from synthequiv.config import (
+    StudyConfig,
+    check_run_dir,
+    dump_yaml,
+    study_arms,
+    validate,
+    validate_data,
+)
 from synthequiv.generation.levers import prepare_levers, variant_arms
 from synthequiv.generation.provided import load_provided
 from synthequiv.generation.synthetic import GenJob, SyntheticSet, prepare_synthetic
@@ -31,10 +39,11 @@ from synthequiv.orchestration.executor import set_cpu_threads
 from synthequiv.orchestration.lock import RunLock
 from synthequiv.orchestration.progress import progress_bar
 from synthequiv.orchestration.results import ResultsTable
-from synthequiv.orchestration.runlog import Timings, environment, log_plan, run_log
+from synthequiv.orchestration.runlog import Timings, environment, info, log_plan, run_log
 from synthequiv.reporting import figure_pool
 from synthequiv.utils import (
     SynthequivError,
+    atomic_write_json,
     atomic_write_text,
     resolve_device,
     stable_hash,
@@ -291,6 +300,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
     script that calls this needs an `if __name__ == "__main__":` guard for it, as spawned
     processes import the script."""
     validate(cfg)  # every stage's config, then the data (read-only): bad input writes nothing
+    check_run_dir(cfg, run_dir)
     ds = load_dataset(cfg.data)
     splits = make_replicates(cfg, ds)
     validate_data(cfg, ds)
@@ -299,6 +309,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
     with RunLock(run_dir), run_log(run_dir):
         sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay
         note_data_digest(run_dir, ds)
+        note_config_change(run_dir, cfg)
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         device = resolve_device(cfg.device)
         set_cpu_threads(cfg)
@@ -320,6 +331,8 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
             reps[r] = Replicate(r, rcfg, sp, synth)
         timings["generators_and_sampling_s"] = time.time() - t0
         cells = plan_cells(cfg, list(reps.values()), ds.digest)
+        # the keys of this config's cells: what report, plan and export read from the table
+        atomic_write_json(run_dir / CELLS_FILE, {"keys": sorted(c.key for c in cells)})
         table = ResultsTable(run_dir / "results.sqlite")
         t0 = time.time()
         run_cells(cfg, cells, reps, table, device, config_hash(cfg, ds.digest), progress)
@@ -349,6 +362,29 @@ def finish(cfg, run_dir, rows, sp, synth, device, timings, progress) -> dict:
     timings["report_s"] = time.time() - t0
     out["timings"] = timings
     return out
+
+
+CELLS_FILE = "cells.json"  # {"keys": [...]}: the current config's cell keys
+
+
+def note_config_change(run_dir: Path, cfg: StudyConfig) -> None:
+    """One log line when a run directory's config.yaml differs from `cfg`: which sections
+    changed, and that cells of the old config stay in results.sqlite but are not used."""
+    from synthequiv import config as C
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return
+    try:
+        old = C.read_yaml(path)
+    except SynthequivError:
+        old = {}
+    new = yaml.safe_load(dump_yaml(cfg))
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        info(f"config changed since this run directory's last run ({', '.join(changed)}): "
+             "what it changes is computed again; earlier cells stay in results.sqlite but are "
+             "no longer reported or exported")
 
 
 def read_run_config(run_dir: Path) -> StudyConfig:

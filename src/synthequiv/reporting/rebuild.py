@@ -51,6 +51,23 @@ def read_results(path: Path) -> list[dict]:
         raise SynthequivError(f"cannot read results table {path}: {exc}") from exc
 
 
+def current_rows(run_dir: Path, config_hash: str) -> list[dict]:
+    """The rows of results.sqlite that belong to the run's current config: the cells listed
+    in its cells.json (written before the grid), or — a run from before that file — the rows
+    with its config hash (which misses a generator or sampling change). Older configs' rows
+    stay in the table (a changed config reuses what it can) but are never mixed in."""
+    rows = read_results(Path(run_dir) / "results.sqlite")
+    try:
+        keys = set(json.loads((Path(run_dir) / "cells.json").read_text())["keys"])
+    except (OSError, ValueError, KeyError, TypeError):
+        keys = None
+    rows = [r for r in rows if (r.get("key") in keys if keys is not None
+                                else r.get("config_hash") == config_hash)]
+    if not rows:
+        raise SynthequivError(f"{run_dir}: no finished classifier cell of this run's config yet")
+    return rows
+
+
 def _previous_run_info(run_dir: Path) -> dict:
     try:
         old = json.loads((run_dir / "summary.json").read_text())
@@ -69,15 +86,26 @@ def rebuild_run_report(run_dir: Path, cfg, config_hash: str) -> Path:
     from synthequiv.reporting.report import write_report
     from synthequiv.stats.equivalence import analyse
 
-    rows = [r for r in read_results(run_dir / "results.sqlite")
-            if r.get("config_hash") == config_hash]
-    if not rows:
-        raise SynthequivError(f"{run_dir}: no finished classifier cell of this run's config yet")
+    rows = current_rows(run_dir, config_hash)
     equivalence = analyse(rows, cfg.equivalence)
     analysis = read_analysis(run_dir) if cfg.analysis.enabled else None
     info = {**_previous_run_info(run_dir), "rebuilt_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     out = write_report(cfg, run_dir, rows, equivalence, analysis, None, None, run_info=info)
     return Path(out["report"])
+
+
+def check_outside_runs(out: Path) -> None:
+    """One error line when `out` is or lies inside a study's run directory (config.yaml
+    beside results.sqlite or data_digest.txt): a run's files belong to its study — an export
+    or a fit report written there would replace them (`export --out RUN/results.sqlite`
+    did)."""
+    from synthequiv.utils import check_outside
+
+    path = Path(out).expanduser().resolve()
+    for d in (path, *path.parents):
+        if (d / "config.yaml").is_file() and any(
+                (d / f).exists() for f in ("results.sqlite", "data_digest.txt")):
+            check_outside(out, d, "run directory", "its files belong to that study")
 
 
 # ----------------------------------------------------------------------------- fit
@@ -109,18 +137,30 @@ def read_results_csv(path: Path, metric: str = "accuracy") -> list[dict]:
                               f"{metric}, optional replicate)")
     rows = []
     for i, r in enumerate(raw, start=2):  # line 1 is the header
+        value = _cell(r, i, metric, float)
+        if not 0.0 <= value <= 1.0:  # NaN fails too
+            raise SynthequivError(
+                f"{path} line {i}: {metric} {r[metric]!r} is not in [0, 1]: the report reads "
+                "the metric as an accuracy-like fraction (percentages: divide by 100)")
         arm = str(r["arm"]).strip()
         if arm not in (*ARMS, "baseline") and not is_variant(arm):
             raise SynthequivError(f"{path} line {i}: arm '{arm}' (use real, closed, open, "
                                   "baseline or a lever variant such as closed@cfg2+top0.5)")
         row = {"n_base": _cell(r, i, "n_base", int), "arm": "real" if arm == "baseline" else arm,
                "n_add": 0 if arm == "baseline" else _cell(r, i, "n_add", int),
-               "seed": _cell(r, i, "seed", int), metric: _cell(r, i, metric, float)}
+               "seed": _cell(r, i, "seed", int), metric: value}
         if r.get("replicate") not in (None, ""):
             row["replicate"] = _cell(r, i, "replicate", int)
         rows.append(row)
     if not rows:
         raise SynthequivError(f"{path}: no rows")
+    bases = sorted({r["n_base"] for r in rows})
+    lacking = [b for b in bases if not any(r["n_base"] == b and r["arm"] == "real"
+                                           and r["n_add"] == 0 for r in rows)]
+    if lacking:  # every gain and equivalence is measured against that base size's baseline
+        raise SynthequivError(
+            f"{path}: base size(s) {', '.join(map(str, lacking))} have no baseline rows (arm "
+            "baseline, or arm real with n_add 0): gains are measured against them")
     return rows
 
 
@@ -151,6 +191,7 @@ def fit_results(csv_path: Path, out_dir: Path, metric: str = "accuracy", ci: flo
     from synthequiv.reporting.report import write_report
     from synthequiv.stats.equivalence import analyse
 
+    check_outside_runs(out_dir)
     rows = read_results_csv(csv_path, metric)
     cfg = fit_config(rows, Path(csv_path).stem, ci, k)
     equivalence = analyse(rows, cfg.equivalence, metric)
@@ -162,21 +203,24 @@ def fit_results(csv_path: Path, out_dir: Path, metric: str = "accuracy", ci: flo
 
 
 def export_rows(run_dirs: list[Path]) -> list[dict]:
-    """Every results row of every run, with run (directory name) and dataset columns."""
+    """Every results row of every run's current config, with run (directory name) and
+    dataset columns."""
     from synthequiv.config import read_yaml
+    from synthequiv.orchestration.study import read_run_config, run_config_hash
 
     out = []
     for d in map(Path, run_dirs):
         if not (d / "config.yaml").is_file():
             raise SynthequivError(f"{d} is not a run directory (no config.yaml)")
         dataset = (read_yaml(d / "config.yaml").get("data") or {}).get("source", "")
-        for r in read_results(d / "results.sqlite"):
+        for r in current_rows(d, run_config_hash(d, read_run_config(d))):
             out.append({"run": d.name, "dataset": dataset, **r,
                         "baseline": r["arm"] == "real" and r["n_add"] == 0})
     return out
 
 
 def write_export(rows: list[dict], out: Path, fmt: str) -> Path:
+    check_outside_runs(out)
     cols = list(EXPORT_FRONT) + sorted({k for r in rows for k in r} - set(EXPORT_FRONT))
     if fmt == "csv":
         with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
