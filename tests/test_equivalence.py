@@ -13,6 +13,8 @@ from sklearn.isotonic import IsotonicRegression
 
 from synthequiv.stats import equivalence as eq
 from synthequiv.stats.intervals import holm, unit_table
+
+NO_SPREAD = "no spread over units: interval undetermined"
 from synthequiv.stats.simulate import Design, Truth, coverage, simulate_rows
 from synthequiv.utils import SynthequivError, to_jsonable
 
@@ -314,3 +316,115 @@ def test_analyse_is_json_and_names_its_method():
     assert "jackknife" in out["arms"]["closed"]["ci_method"]
     text = json.dumps(to_jsonable(out), allow_nan=False)
     assert json.loads(text)["config"]["k"] == 1.0
+
+
+# ----------------------------------------------------------------------------- degenerate tables
+
+
+def _partly_finished(reps=2):
+    """Replicate 0 complete, the later replicates' synthetic cells not trained yet."""
+    return [r for r in rows_known(noise=0.001, reps=reps, seeds=1)
+            if not (r["replicate"] > 0 and r["arm"] == "closed")]
+
+
+def test_one_unit_gives_the_full_table_fits_and_no_intervals():
+    """One replicate with one seed: the jackknife has no leave-one-out table (this crashed in
+    fit_effective); the fits on the full table stand, every interval is NaN and says why."""
+    out = eq.analyse(rows_known(reps=1, seeds=1), eq.EquivalenceConfig())
+    assert out["n_units"] == 1
+    arm = out["arms"]["closed"]
+    assert arm["fit"]["status"] == "ok" and arm["fit"]["c2"] == pytest.approx(2.53, rel=1e-6)
+    assert arm["effective_data"]["status"] == "ok"
+    assert all(math.isnan(v) for lo_hi in arm["ci"].values() for v in lo_hi)
+    assert all(math.isnan(x["lo"]) and math.isfinite(x["rate"]) for x in arm["exchange"])
+    assert all(p["usable"] and math.isnan(p["n_real_eq_lo"]) for p in arm["points"])
+    assert arm["ci_method"] == "none: no interval (one unit)"
+    assert all(math.isnan(g["p"]) and not g["significant"] and g["no_interval"] == "one unit"
+               for g in out["gains"])
+    assert all(math.isnan(c["lo"]) and c["no_interval"] == "one unit" for c in out["cells"])
+    assert eq.fit_effective({}, "closed")["status"] == "too_few_cells"
+    json.dumps(to_jsonable(out), allow_nan=False)
+
+
+def test_partly_finished_run_tests_only_the_cells_with_two_units():
+    out = eq.analyse(_partly_finished(), eq.EquivalenceConfig())
+    syn = [g for g in out["gains"] if g["arm"] == "closed"]
+    real = [g for g in out["gains"] if g["arm"] == "real"]
+    assert all(g["n_units"] == 1 and math.isnan(g["p"]) and not g["significant"] for g in syn)
+    assert all(g["n_units"] == 2 and math.isfinite(g["p"]) for g in real)
+    assert {g["family_size"] for g in syn} == {0}
+    arm = out["arms"]["closed"]
+    assert arm["fit"]["status"] == "ok"  # on the full table's means
+    assert all(math.isnan(x["lo"]) for x in arm["exchange"])  # leave-one-out lacks the arm
+
+
+def test_equal_differences_in_every_unit_have_no_interval_and_are_not_significant():
+    """+0.046 in both units (0.672 − 0.626 and 0.700 − 0.654: equal up to float rounding) is
+    no evidence of zero variance: before, lo = hi = 0.046 with p = 0 ("significant")."""
+    from synthequiv.stats.intervals import t_interval
+
+    r = t_interval(np.array([0.672, 0.700]) - np.array([0.626, 0.654]), 0.95)
+    assert r["estimate"] == pytest.approx(0.046)
+    assert math.isnan(r["p"]) and math.isnan(r["lo"]) and math.isnan(r["hi"])
+    assert r["no_interval"] == NO_SPREAD
+    rows = [{"n_base": 10, "arm": arm, "n_add": n, "seed": 0, "replicate": u, "accuracy": a}
+            for arm, n, accs in (("real", 0, (0.626, 0.654)), ("real", 10, (0.672, 0.700)),
+                                 ("real", 20, (0.690, 0.730)), ("closed", 40, (0.672, 0.700)))
+            for u, a in enumerate(accs)]
+    out = eq.analyse(rows, eq.EquivalenceConfig())
+    g = {(x["arm"], x["n_add"]): x for x in out["gains"]}
+    for key in (("real", 10), ("closed", 40)):
+        assert math.isnan(g[key]["p"]) and not g[key]["significant"]
+        assert g[key]["no_interval"] == NO_SPREAD
+    assert math.isfinite(g[("real", 20)]["p"])  # a varying difference is still tested
+    p = out["arms"]["closed"]["points"][0]  # equal to real +10 in both units: nothing rejected
+    assert p["n_real_eq"] == pytest.approx(10) and p["flag"] == "ok"
+    assert (p["n_real_eq_lo"], p["n_real_eq_hi"]) == (0.0, math.inf)
+
+
+def test_a_censored_point_lies_in_its_own_interval():
+    """A flat real curve (isotonic: one level) and a synthetic mean marginally above it: the
+    point is the bound n_real_eq ≥ 20 and its interval holds it (before: [0, 8.05])."""
+    cells = {("real", 0): (0.6200, 0.6300, 0.6274), ("real", 10): (0.6250, 0.6240, 0.6260),
+             ("real", 20): (0.6240, 0.6250, 0.6260), ("closed", 20): (0.6256, 0.6267, 0.6275)}
+    rows = [{"n_base": 10, "arm": arm, "n_add": n, "seed": 0, "replicate": u, "accuracy": a}
+            for (arm, n), accs in cells.items() for u, a in enumerate(accs)]
+    out = eq.analyse(rows, eq.EquivalenceConfig())
+    p = out["arms"]["closed"]["points"][0]
+    assert p["flag"] == "above_range" and p["n_real_eq"] == pytest.approx(20)
+    assert p["n_real_eq_lo"] <= p["n_real_eq"] <= p["n_real_eq_hi"] == math.inf
+    assert p["rate_lo"] <= 20 / p["n_real_eq"] <= p["rate_hi"]
+    assert not next(g for g in out["gains"] if g["arm"] == "closed")["significant"]
+
+
+def test_intervals_of_a_bounded_metric_stay_in_its_range():
+    """Two units far apart: t(1 df) = 12.7 puts a cell's interval at about −4.6 to 5.6."""
+    cells = {("real", 0): (0.1, 0.9), ("real", 10): (0.2, 0.95), ("closed", 20): (0.9, 0.1)}
+    rows = [{"n_base": 10, "arm": arm, "n_add": n, "seed": 0, "replicate": u, "accuracy": a,
+             "loss": a} for (arm, n), accs in cells.items() for u, a in enumerate(accs)]
+    out = eq.analyse(rows, eq.EquivalenceConfig())
+    base = next(c for c in out["cells"] if (c["arm"], c["n_add"]) == ("real", 0))
+    assert (base["lo"], base["mean"], base["hi"]) == (0.0, pytest.approx(0.5), 1.0)
+    g = next(g for g in out["gains"] if g["arm"] == "closed")
+    assert (g["lo"], g["hi"], g["sim_lo"], g["sim_hi"]) == (-1.0, 1.0, -1.0, 1.0)
+    assert eq.gain_significance(rows, 10, "closed", 20)["lo"] == -1.0
+    loss = eq.analyse(rows, eq.EquivalenceConfig(), metric="loss")  # not a bounded metric
+    assert next(c for c in loss["cells"] if c["n_add"] == 0)["lo"] < -4
+
+
+def test_a_cell_without_spread_counts_in_the_holm_family_as_untestable():
+    """A cell whose differences are equal in every unit has no p-value of its own, but it was
+    tested: it counts in the Holm family (as p = 1), so it never makes the others' adjustment
+    milder than with the cell present and varying."""
+    rows = []
+    for u, (b, r5, c40, c160) in enumerate([(0.80, 0.82, 0.85, 0.83), (0.81, 0.83, 0.87, 0.84),
+                                            (0.79, 0.81, 0.84, 0.82)]):
+        for arm, n, a in (("real", 0, b), ("real", 5, r5), ("closed", 40, c40),
+                          ("closed", 160, c160)):
+            rows.append({"n_base": 10, "arm": arm, "n_add": n, "seed": 0, "replicate": u,
+                         "accuracy": a})
+    g = {(x["arm"], x["n_add"]): x for x in eq.gains(eq.unit_table(rows), 0.95)}
+    flat, varying = g[("closed", 160)], g[("closed", 40)]
+    assert flat["no_interval"] and math.isnan(flat["p"]) and not flat["significant"]
+    assert varying["family_size"] == flat["family_size"] == 2
+    assert varying["p_holm"] == pytest.approx(min(1.0, 2 * varying["p"]))

@@ -211,6 +211,24 @@ def test_heldout_check_falls_back_to_the_effective_data_model_and_says_when_impo
     assert few["status"] == "not_possible" and "too few" in few["reason"]
 
 
+def test_heldout_check_of_a_partly_finished_run_warns_nothing_and_crashes_nowhere():
+    """Replicate 1's synthetic cells not trained yet: leaving replicate 0 out leaves nothing of
+    them to average (this printed numpy's 'Mean of empty slice'); one unit: no intervals."""
+    import warnings
+
+    rows = [r for r in rows_truth(noise=0.002, reps=2, seeds=1)
+            if not (r["replicate"] == 1 and r["arm"] == "closed")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check = P.heldout_check(rows)
+        one = P.heldout_check([r for r in rows if r["replicate"] == 0])
+    covered = {c["arm"]: c["covered"] for c in check["cells"]}
+    assert check["status"] == "ok" and covered["closed"] is None
+    assert covered["real"] is not None and check["n_with_interval"] == 2
+    assert one["status"] == "ok" and one["n_units"] == 1 and one["n_with_interval"] == 0
+    assert P.heldout_text(one).endswith("no intervals (one unit)")
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

@@ -168,7 +168,8 @@ def test_export_and_fit_refuse_to_write_inside_a_run(tiny_run, tmp_path, cli, wh
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
-def test_rows_of_an_earlier_config_are_not_reported_or_exported(tiny_run, tmp_path, cli):
+def test_rows_of_an_earlier_config_are_not_reported_or_exported(tiny_run, tmp_path, cli,
+                                                                  monkeypatch):
     """A rerun with a changed config keeps the old cells in results.sqlite (same config hash
     when only the generator or sampling changed): report, plan and export read the current
     config's cells (cells.json) and never mix the old ones in."""
@@ -190,11 +191,14 @@ def test_rows_of_an_earlier_config_are_not_reported_or_exported(tiny_run, tmp_pa
     with open(tmp_path / "x.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["key"] for r in rows) == sorted(keys) and len(rows) == 6
-    code, _, err = cli("report", run_dir)
+    code, out, err = cli("plan", run_dir, "--target-gain", "1", "--json")
+    assert code == 0, err
+    monkeypatch.chdir(tmp_path)  # a run directory given relative to the working directory
+    code, _, err = cli("report", "changed")
     assert code == 0, err
     after = json.loads((run_dir / "summary.json").read_text())
     assert after["n_cells"] == 6
-    assert after["figures"]["accuracy"] == "figures/accuracy.png"
+    assert after["figures"]["accuracy"] == "figures/accuracy.png"  # was changed/figures/…
 
 
 def test_export_parquet_without_pyarrow_is_one_error(tiny_run, tmp_path, cli):

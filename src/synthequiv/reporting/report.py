@@ -39,31 +39,56 @@ def _rate(x: float) -> str:
     return f"{x:.0f}" if x >= 10 or x == 0 else f"{x:.1f}"
 
 
+def _no_interval(n_units: int, why: str = "") -> str:
+    """Why an interval is missing: 'no interval (one unit)' or t_interval's reason."""
+    if n_units < 2:
+        return "no interval (one unit)"
+    return why if why.startswith("no ") else f"no interval ({why or 'not estimable'})"
+
+
+def _gain_ci(g: dict) -> str:
+    """'95 % CI a to b' of a gain, or why it has none (one unit, no spread over units)."""
+    if g["lo"] == g["lo"] and g["hi"] == g["hi"]:
+        return f"95 % CI {_pct(g['lo'])} to {_pct(g['hi'])}"
+    return _no_interval(g.get("n_units", 0), g.get("no_interval", ""))
+
+
+def _rate_ci(lo: float, hi: float, n_units: int) -> str:
+    """'95 % CI a–b' of an exchange rate (ends may be 0 or ∞), or why it has none."""
+    if lo == lo and hi == hi:
+        return f"95 % CI {_rate(lo)}–{_rate(hi)}"
+    return _no_interval(n_units)
 
 
 def _arm_base_line(arm: str, n: int, points: list[dict], gains: list[dict]) -> str:
     """'1 real ≈ N synthetic (CI)' from the measured points of one arm and base size, or why
-    there is none."""
+    there is none. A cell above the real curve's range counts only if its gain over the
+    baseline is significant (Holm, as everywhere in the report)."""
     usable = [p for p in points if p["usable"]]
     where = f"{arm}-set at {n} images/class"
     if usable:
         p = max(usable, key=lambda p: p["n_syn"])
-        return (f"{where}: 1 real image ≈ {_rate(p['rate'])} synthetic images (95 % CI "
-                f"{_rate(p['rate_lo'])}–{_rate(p['rate_hi'])}; measured: +{p['n_syn']} synthetic "
-                f"matched +{p['n_real_eq']:.1f} real/class)")
-    above = [p for p in points if p["flag"] == "above_range"]
+        return (f"{where}: 1 real image ≈ {_rate(p['rate'])} synthetic images "
+                f"({_rate_ci(p['rate_lo'], p['rate_hi'], p['n_units'])}; measured: "
+                f"+{p['n_syn']} synthetic matched +{p['n_real_eq']:.1f} real/class)")
+    g = [x for x in gains if x["arm"] == arm and x["n_base"] == n]
+    sig = {x["n_add"]: x for x in g if x["significant"] and x["gain"] > 0}
+    above = [p for p in points if p["flag"] == "above_range" and p["n_syn"] in sig]
     if above:
         p = min(above, key=lambda p: p["n_syn"])
-        return (f"{where}: +{p['n_syn']} synthetic/class beat even the largest real amount "
-                f"(+{p['largest_real']:g}/class), so 1 real image ≈ at most "
-                f"{_rate(p['n_syn'] / p['largest_real'])} synthetic; measure more real amounts "
-                "to pin it down")
-    g = [x for x in gains if x["arm"] == arm and x["n_base"] == n]
+        beyond = p["n_real_eq_lo"] >= p["largest_real"]  # the unit-level test puts it there
+        what = ("beat even the largest real amount" if beyond else
+                "reached at least the accuracy of the largest real amount")
+        return (f"{where}: +{p['n_syn']} synthetic/class {what} "
+                f"(+{p['largest_real']:g}/class; significant gain "
+                f"{_pct(sig[p['n_syn']]['gain'])} pts), so 1 real image ≈ at most "
+                f"{_rate(p['n_syn'] / p['largest_real'])} synthetic "
+                f"({_rate_ci(p['rate_lo'], p['rate_hi'], p['n_units'])}); measure more real "
+                "amounts to pin it down")
     if g:
         best = max(g, key=lambda x: x["gain"])
         return (f"{where}: no rate — synthetic images did not beat the baseline at any amount "
-                f"(best +{best['n_add']}/class: {_pct(best['gain'])} pts, 95 % CI "
-                f"{_pct(best['lo'])} to {_pct(best['hi'])})")
+                f"(best +{best['n_add']}/class: {_pct(best['gain'])} pts, {_gain_ci(best)})")
     return f"{where}: no rate — no synthetic cell was measured"
 
 
@@ -84,6 +109,11 @@ def interval_text(equivalence: dict) -> str:
     """What every interval in the report is, and what it is conditional on."""
     unit, u = equivalence.get("unit", "seed"), equivalence.get("n_units", 0)
     cov = equivalence.get("coverage", {})
+    if u < 2:
+        return ("Intervals: none. The results table has one unit (one replicate with one "
+                "classifier seed), and every interval here is over units (replicates, or with "
+                "one replicate its seeds), so no interval, p-value or significance can be "
+                "given: the numbers are point estimates only. Run grid.replicates ≥ 3.")
     what = (f"each of the {u} replicates draws its own base sets, reserve and test set and trains "
             "its own generators, so the intervals include that variability"
             if unit == "replicate" else
@@ -102,6 +132,9 @@ def interval_text(equivalence: dict) -> str:
             "Bonferroni-simultaneous interval. An exchange-rate interval is every real amount "
             "the synthetic cell is not significantly different from (paired t-test inversion); "
             "∞ means the data cannot exclude that synthetic images are worth nothing. "
+            "A difference equal in every unit (common with a discrete metric) has no interval "
+            "(no spread over units: undetermined), is never called significant and is left out "
+            "of the Holm family. Accuracy intervals are clipped to [0, 1]. "
             "Formula coefficients and r: jackknife over units." + measured)
 
 
@@ -115,7 +148,12 @@ def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
     # the headline answers for the plain arms; lever variants are listed below it and
     # compared in the levers table
     plain = rate_lines(equivalence, plain_only=True)
-    return _headline(gains, plain), lines + fitted + ([note] if note else [])
+    n_units = equivalence.get("n_units", 2)
+    return _headline(gains, plain, n_units), lines + fitted + ([note] if note else [])
+
+
+def _best(gains: list[dict]) -> dict:
+    return max(gains, key=lambda g: g["gain"] if g["gain"] == g["gain"] else -math.inf)
 
 
 def _recommendation(gains: list[dict]) -> str:
@@ -123,20 +161,25 @@ def _recommendation(gains: list[dict]) -> str:
     sig = [g for g in syn if g["significant"] and g["gain"] > 0]
     hurt = [g for g in syn if g["significant"] and g["gain"] < 0]
     real_sig = [g for g in gains if g["arm"] == "real" and g["significant"] and g["gain"] > 0]
-    m = syn[0]["family_size"] if syn else 0
+    m = syn[0]["family_size"] if syn else 0  # Holm's family (untestable cells count as p = 1)
+    tested = sum(g["p"] == g["p"] for g in syn)
     if sig:
         arms = sorted({g["arm"] for g in sig})
         bases = sorted({g["n_base"] for g in sig})
         text = (f"Recommendation: {' and '.join(arms)}-set synthetic data gave a significant "
                 f"gain (Holm-adjusted across {m} synthetic cells) at base size(s) {bases} "
                 "images/class; weigh the exchange rates below against the cost of real images.")
+    elif syn and tested == 0:  # nothing could be tested: one unit, or no spread in any cell
+        best = _best(syn)
+        text = (f"Recommendation: none possible — no synthetic gain could be tested "
+                f"({_gain_ci(best)}); the largest was {_pct(best['gain'])} pts. "
+                + ("With one unit (one replicate, one seed) there are no intervals: run "
+                   "grid.replicates ≥ 3." if best.get("n_units", 0) < 2 else
+                   "More replicates give the differences a spread to test against."))
     elif syn:
-        best = max(syn, key=lambda g: g["gain"])
+        best = _best(syn)
         text = (f"Recommendation: no synthetic cell's gain is significant after Holm adjustment "
-                f"across {m} cells; the largest was {_pct(best['gain'])} pts (95 % CI "
-                f"{_pct(best['lo'])} to {_pct(best['hi'])}). This does not show that synthetic "
-                "data is useless: the study cannot resolve a gain this small. More replicates "
-                "narrow the intervals (about as 1/√replicates).")
+                f"across {m} cells; " + _not_significant(best, hurt))
     else:
         return "Recommendation: no synthetic arm was run."
     if hurt:
@@ -147,6 +190,25 @@ def _recommendation(gains: list[dict]) -> str:
         text += (f" Real images did help significantly (up to {_pct(best['gain'])} pts at "
                  f"+{best['n_add']}/class, base {best['n_base']}/class).")
     return text
+
+
+def _not_significant(best: dict, hurt: list[dict]) -> str:
+    """What the largest synthetic gain says when none is significant after Holm: a loss, a large
+    effect the multiplicity adjustment removed, or an effect too small to resolve."""
+    size = f"{_pct(best['gain'])} pts ({_gain_ci(best)})"
+    if round(100 * best["gain"], 1) < 0:  # below the baseline as printed
+        return (f"every synthetic cell was below the baseline (the best was "
+                f"{_pct(best['gain'])} pts, {_gain_ci(best)}): the "
+                "synthetic data did not help here" + ("." if hurt else
+                                                       ", and the loss is not significant."))
+    if best["lo"] > 0:  # the unadjusted interval excludes 0; the adjusted test does not
+        return (f"the largest was {_pct(best['gain'])} pts (unadjusted {_gain_ci(best)}), "
+                "which is not significant after the multiplicity adjustment (Holm-adjusted "
+                f"p = {best['p_holm']:.2g}). More "
+                "replicates narrow the intervals (about as 1/√replicates).")
+    return (f"the largest was {size}. This does not show that synthetic data is useless: the "
+            "study cannot resolve a gain this small. More replicates narrow the intervals "
+            "(about as 1/√replicates).")
 
 
 def _exchange_lines(equivalence: dict) -> list[str]:
@@ -179,15 +241,20 @@ def _exchange_lines(equivalence: dict) -> list[str]:
             out.append(
                 f"{arm}-set, {x['n_base']} images/class (fitted formula): matching "
                 f"+{x['n_real_plus']:g} real/class takes ≈ {x['n_syn']:.0f} synthetic/class — "
-                f"1 real ≈ {_rate(x['rate'])} synthetic (95 % CI {_rate(x.get('lo'))}–"
-                f"{_rate(x.get('hi'))}){beyond}.")
+                f"1 real ≈ {_rate(x['rate'])} synthetic ("
+                f"{_rate_ci(x['lo'], x['hi'], equivalence.get('n_units', 2))}){beyond}.")
     return out
 
 
-def _headline(gains: list[dict], rate_texts: list[str]) -> str:
+def _headline(gains: list[dict], rate_texts: list[str], n_units: int = 2) -> str:
     syn = [g for g in gains if g["arm"] != "real"]  # closed, open and provided arms
     if not syn:
         return "No synthetic arm was run."
+    if n_units < 2:
+        rated = "; ".join(t for t in rate_texts if "1 real image ≈" in t)
+        return ((rated + ". " if rated else "") + "No intervals: the results have one unit "
+                "(one replicate with one seed), so no gain is tested for significance and "
+                "every number is a point estimate.")
     rated = [t for t in rate_texts if "1 real image ≈" in t]
     head = "; ".join(rated) if rated else "No synthetic amount matched a real-data gain"
     sig = [g for g in syn if g["significant"] and g["gain"] > 0]
@@ -197,7 +264,14 @@ def _headline(gains: list[dict], rate_texts: list[str]) -> str:
                  f"at base {best['n_base']}/class, {_pct(best['gain'])} pts (simultaneous 95 % "
                  f"CI {_pct(best['sim_lo'])} to {_pct(best['sim_hi'])})")
     else:
-        head += f". No synthetic gain is significant (Holm, {len(syn)} cells)"
+        m = syn[0]["family_size"]
+        tested = any(g["p"] == g["p"] for g in syn)
+        head += (f". No synthetic gain is significant (Holm, {m} cells)" if tested else
+                 ". No synthetic gain could be tested")
+        untested = [g for g in syn if not g["p"] == g["p"]]
+        if untested:  # one unit in a partly finished run, or no spread over units
+            why = sorted({g.get("no_interval") or "not estimable" for g in untested})
+            head += f"; {len(untested)} without an interval ({'; '.join(why)})"
     return head + "."
 
 
@@ -206,7 +280,9 @@ def _headline(gains: list[dict], rate_texts: list[str]) -> str:
 
 def _accuracy_rows(stats: list[dict]) -> list[list[str]]:
     return [[str(s["n_base"]), s["arm"], str(s["n_add"]), f"{s['mean']:.4f}",
-             f"{_fmt(s['lo'], 4)}–{_fmt(s['hi'], 4)}", str(s.get("n_units", s.get("n_seeds"))),
+             f"{_fmt(s['lo'], 4)}–{_fmt(s['hi'], 4)}" if s["lo"] == s["lo"] else
+             _no_interval(s.get("n_units", 0), s.get("no_interval", "")),
+             str(s.get("n_units", s.get("n_seeds"))),
              str(s.get("n_runs", s.get("n_seeds")))] for s in stats]
 
 
@@ -263,8 +339,10 @@ def _draw_figures(cfg, figdir: Path, stats, equivalence, sp, synth, metric) -> d
 
 
 def _relative(path, root: Path) -> str:
-    p = Path(path)
-    return str(p.relative_to(root)) if p.is_absolute() and p.is_relative_to(root) else str(p)
+    """A figure's path as stored in summary.json: relative to the run directory (also when
+    `root` was given relative to the working directory, as in `synthequiv report runs/x`)."""
+    p, root = Path(path), Path(root)
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
 
 # ----------------------------------------------------------------------------- report

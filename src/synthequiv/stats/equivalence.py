@@ -51,10 +51,13 @@ import numpy as np
 from scipy import optimize, stats
 
 from synthequiv.stats.intervals import (
+    BOUNDED_METRICS,
     MEASURED_COVERAGE,
+    NO_SPREAD,
     REAL,
     Key,
     UnitTable,
+    clip_ends,
     holm,
     inversion_interval,
     jackknife,
@@ -212,10 +215,13 @@ def _point(t: UnitTable, means, curve: RealCurve, key: Key, ci: float) -> dict:
         lo, hi = curve.m_max, math.inf  # significantly beyond the largest real amount
     elif inv["upper_open"]:
         hi = math.inf  # the data allow any amount beyond the largest measured
+    if math.isfinite(lo):  # the estimate lies in its own interval: the isotonic point may sit
+        # just outside the raw hull, and a censored mean (a flat or noisy real curve) outside
+        # the amounts its unit-level test accepts; above the range it is a bound n_eq ≥ m_max
+        hi = math.inf if flag == "above_range" else hi
+        lo, hi = min(lo, n_eq), max(hi, n_eq)
     n_syn = key[2]
     usable = flag in ("ok", "flat") and n_eq > 0
-    if usable and math.isfinite(lo):  # the isotonic point may sit just outside the raw hull
-        lo, hi = min(lo, n_eq), max(hi, n_eq)
     return {
         "n_base": key[0], "arm": key[1], "n_syn": n_syn, "acc_syn": acc, "n_real_eq": n_eq,
         "n_real_eq_lo": lo, "n_real_eq_hi": hi, "flag": flag, "usable": usable,
@@ -257,9 +263,10 @@ def _check_arm(values: Mapping[Key, Any], arm: str) -> None:
 # ----------------------------------------------------------------------------- gains
 
 
-def gains(t: UnitTable, ci: float) -> list[dict]:
+def gains(t: UnitTable, ci: float, bounded: bool = False) -> list[dict]:
     """Every non-baseline cell's gain over its baseline, paired within units, with Holm-adjusted
-    significance (families: synthetic cells; real cells) and a Bonferroni-simultaneous CI."""
+    significance (families: synthetic cells; real cells) and a Bonferroni-simultaneous CI.
+    `bounded`: the metric lies in [0, 1], so interval ends are clipped to [-1, 1]."""
     out = []
     for key in sorted(t.values):
         nb, arm, na = key
@@ -270,9 +277,12 @@ def gains(t: UnitTable, ci: float) -> list[dict]:
         out.append({"n_base": nb, "arm": arm, "n_add": na, **t_interval(d, ci), "_d": d})
     for family in (lambda g: g["arm"] != REAL, lambda g: g["arm"] == REAL):
         members = [g for g in out if family(g)]
-        m = sum(math.isfinite(g["p"]) for g in members)
-        for g, p_adj in zip(members, holm([g["p"] for g in members])):
-            g["p_holm"] = p_adj
+        # a cell with no spread over units was tested but is undetermined: it counts in the
+        # family as p = 1 (conservative for the others), and stays without a p-value itself
+        pvals = [1.0 if g["no_interval"] == NO_SPREAD else g["p"] for g in members]
+        m = sum(math.isfinite(p) for p in pvals)
+        for g, p_adj in zip(members, holm(pvals)):
+            g["p_holm"] = p_adj if math.isfinite(g["p"]) else math.nan
             g["family_size"] = m
             g["significant"] = bool(math.isfinite(p_adj) and p_adj < 1 - ci)
             sim = t_interval(g["_d"], 1 - (1 - ci) / max(m, 1))
@@ -280,6 +290,7 @@ def gains(t: UnitTable, ci: float) -> list[dict]:
     for g in out:
         g["gain"] = g.pop("estimate")
         del g["_d"]
+        clip_ends(g, 1.0 if bounded else None, -1.0, ("lo", "hi", "sim_lo", "sim_hi"))
     return out
 
 
@@ -291,7 +302,8 @@ def gain_significance(rows, n_base: int, arm: str, n_add: int, ci: float = 0.95,
     for k in (key, base):
         if k not in t.values:
             raise SynthequivError(f"no results for cell n_base={k[0]} arm={k[1]} n_add={k[2]}")
-    r = t_interval(t.values[key] - t.values[base], ci)
+    r = clip_ends(t_interval(t.values[key] - t.values[base], ci),
+                  1.0 if metric in BOUNDED_METRICS else None, -1.0)
     r["gain"] = r.pop("estimate")
     r["significant"] = bool(math.isfinite(r["p"]) and r["p"] < 1 - ci)
     return r
@@ -406,6 +418,8 @@ def _effective_arrays(means: Mapping[Key, float], arm: str):
     """Cells of the real arm and `arm` as (n_base, n_real, n_syn, acc), each of shape [cells]."""
     cells = [(k[0], k[2] if k[1] == REAL else 0, k[2] if k[1] == arm else 0, m)
              for k, m in means.items() if k[1] in (REAL, arm)]
+    if not cells:  # e.g. the arm's cells exist in one unit only and it was left out
+        return tuple(np.zeros(0) for _ in range(4))
     return tuple(np.asarray(c, dtype=float) for c in zip(*cells))
 
 
@@ -537,8 +551,9 @@ def _arm_analysis(t: UnitTable, arm: str, cfg: EquivalenceConfig) -> dict:
     bases = sorted({p["n_base"] for p in points})
     grid = [(nb, f) for nb in bases for f in cfg.exchange_points]
     full = _fitted_numbers(fit, eff, grid)
+    units = range(t.n_units if t.n_units > 1 else 0)  # one unit: no jackknife, no interval
     loo = np.array([_fitted_numbers(*_fits(t.drop_unit(i), arm, cfg.k), grid)
-                    for i in range(t.n_units)]).reshape(t.n_units, len(full))
+                    for i in units]).reshape(len(units), len(full))
     jk = [jackknife(full[j], loo[:, j].tolist(), cfg.ci, log=(j != 1)) for j in range(len(full))]
     fitted = fit["status"] == "ok"
     supported = {p["n_base"] for p in points if p["usable"]}
@@ -556,21 +571,24 @@ def _arm_analysis(t: UnitTable, arm: str, cfg: EquivalenceConfig) -> dict:
         ci.update({n: [math.nan, math.nan] for n in ("c1", "c2", "ln_c1_over_k")})
     return {"points": points, "fit": fit, "exchange": exchange, "effective_data": eff,
             "comparison": compare_models(means, se, arm, cfg.k, cfg.ci), "ci": ci,
-            "ci_method": f"jackknife over {t.n_units} {t.unit}s, Student t"}
+            "ci_method": (f"jackknife over {t.n_units} {t.unit}s, Student t" if t.n_units > 1
+                          else "none: no interval (one unit)")}
 
 
 # ----------------------------------------------------------------------------- entry point
 
 
-def cell_summaries(t: UnitTable, ci: float) -> list[dict]:
-    """Mean and t-interval over units for every cell (the accuracy table and curves)."""
+def cell_summaries(t: UnitTable, ci: float, bounded: bool = False) -> list[dict]:
+    """Mean and t-interval over units for every cell (the accuracy table and curves);
+    `bounded`: the metric lies in [0, 1], and so do the interval's ends."""
     out = []
     for (nb, a, na), v in sorted(t.values.items()):
-        r = t_interval(v, ci)
+        r = clip_ends(t_interval(v, ci), 1.0 if bounded else None, 0.0)
         v = v[np.isfinite(v)]
         out.append({"n_base": nb, "arm": a, "n_add": na, "mean": float(v.mean()),
                     "std": float(v.std(ddof=1)) if v.size > 1 else math.nan,
-                    "lo": r["lo"], "hi": r["hi"], "n_units": int(v.size),
+                    "lo": r["lo"], "hi": r["hi"], "no_interval": r["no_interval"],
+                    "n_units": int(v.size),
                     "n_runs": t.n_rows[(nb, a, na)]})
     return out
 
@@ -593,7 +611,7 @@ def analyse(rows, cfg: EquivalenceConfig, metric: str = "accuracy") -> dict:
         "config": config, "metric": metric, "unit": t.unit, "n_units": t.n_units,
         "coverage": dict(MEASURED_COVERAGE),
         "t_crit": float(stats.t.ppf(0.5 + cfg.ci / 2, max(t.n_units - 1, 1))),
-        "cells": cell_summaries(t, cfg.ci),
-        "gains": gains(t, cfg.ci),
+        "cells": cell_summaries(t, cfg.ci, metric in BOUNDED_METRICS),
+        "gains": gains(t, cfg.ci, metric in BOUNDED_METRICS),
         "arms": {arm: _arm_analysis(t, arm, cfg) for arm in arms},
     }

@@ -148,22 +148,51 @@ def unit_table(rows: Iterable[Mapping[str, Any]], metric: str = "accuracy") -> U
 # ----------------------------------------------------------------------------- t intervals
 
 
+NO_UNIT = "no unit"
+ONE_UNIT = "one unit"
+NO_SPREAD = "no spread over units: interval undetermined"
+# a spread below this (× the contrasts' scale) is float rounding of equal values (0.672 − 0.626
+# and 0.700 − 0.654 differ in the 17th digit), not a measured variability
+_SPREAD_TOL = 1e-9
+
+
 def t_interval(d: np.ndarray, ci: float) -> dict:
-    """Mean of unit-level contrasts with a Student-t interval and two-sided p-value."""
+    """Mean of unit-level contrasts with a Student-t interval and two-sided p-value.
+
+    "no_interval" says why lo/hi/p are NaN ("" when they are not): fewer than 2 units, or no
+    spread over units (equal contrasts in every unit, common with a discrete metric: a zero
+    sample spread over a handful of units does not show a zero variance, so nothing is tested).
+    """
     d = np.asarray(d, float)
     d = d[np.isfinite(d)]
     out = {"estimate": float(d.mean()) if d.size else math.nan, "lo": math.nan,
-           "hi": math.nan, "se": math.nan, "p": math.nan, "n_units": int(d.size)}
+           "hi": math.nan, "se": math.nan, "p": math.nan, "n_units": int(d.size),
+           "no_interval": ""}
     if d.size < 2:
+        out["no_interval"] = ONE_UNIT if d.size else NO_UNIT
         return out
     se = float(d.std(ddof=1) / math.sqrt(d.size))
+    if not se > _SPREAD_TOL * max(1.0, float(np.abs(d).max())):
+        out["no_interval"] = NO_SPREAD
+        return out
     half = float(stats.t.ppf(0.5 + ci / 2, d.size - 1)) * se
-    if se == 0:
-        p = 1.0 if out["estimate"] == 0 else 0.0
-    else:
-        p = float(2 * stats.t.sf(abs(out["estimate"]) / se, d.size - 1))
+    p = float(2 * stats.t.sf(abs(out["estimate"]) / se, d.size - 1))
     out.update(lo=out["estimate"] - half, hi=out["estimate"] + half, se=se, p=p)
     return out
+
+
+# metrics bounded to [0, 1] (a cell mean's interval is clipped there, a difference's to [-1, 1])
+BOUNDED_METRICS = frozenset({"accuracy", "balanced_accuracy", "auc"})
+
+
+def clip_ends(r: dict, bound: float | None, lower: float, names=("lo", "hi")) -> dict:
+    """r with its interval ends `names` clipped to [lower, bound] (in place); bound None: as is.
+    A t-interval of a bounded metric over 2–3 units can reach far beyond the possible values."""
+    if bound is not None:
+        for n in names:
+            if math.isfinite(r[n]):
+                r[n] = float(min(max(r[n], lower), bound))
+    return r
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -234,7 +263,9 @@ def inversion_interval(syn_u: np.ndarray, real_u: np.ndarray, knots_x: np.ndarra
     se = d.std(axis=1, ddof=1) / math.sqrt(u)
     tcrit = float(stats.t.ppf(0.5 + ci / 2, u - 1))
     mean = d.mean(axis=1)
-    accept = np.abs(mean) <= tcrit * se + 1e-15
+    # no spread over units at a position: nothing can be rejected there (see t_interval)
+    accept = (np.abs(mean) <= tcrit * se + 1e-15) | ~(se > _SPREAD_TOL *
+                                                     np.maximum(1.0, np.abs(d).max(axis=1)))
     if not accept.any():
         out["empty"] = True
         return out

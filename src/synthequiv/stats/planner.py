@@ -439,7 +439,11 @@ def heldout_check(rows, k: float = 1.0, ci: float = 0.95, metric: str = "accurac
     for j, key in enumerate(held):
         v = t.values[key]
         obs = float(np.nanmean(v))
-        obs_loo = [float(np.nanmean(np.delete(v, i))) for i in units]
+        # a cell of a partly finished run may exist in one unit only: leaving it out leaves
+        # nothing to average (NaN, and then no interval for that cell)
+        rest_v = [np.delete(v, i) for i in units]
+        obs_loo = [float(np.mean(r[np.isfinite(r)])) if np.isfinite(r).any() else math.nan
+                   for r in rest_v]
         cell = {"n_base": key[0], "arm": key[1], "n_add": key[2], "method": how[j],
                 "predicted": float(pred[j]), "observed": obs,
                 "error": float(pred[j] - obs)}
@@ -480,18 +484,15 @@ def heldout_text(check: dict) -> str:
 
 def read_source(source: Path, metric: str = "accuracy") -> tuple[list[dict], float, float]:
     """(rows, k, ci) of a run directory (config.yaml + results.sqlite, read-only: works while
-    the study runs; rows of another config are left out) or of a results CSV (k 1, ci 0.95)."""
+    the study runs; only the current config's cells, `rebuild.current_rows`) or of a results
+    CSV (k 1, ci 0.95)."""
     source = Path(source)
     if source.is_dir():
         from synthequiv.orchestration.study import read_run_config, run_config_hash
-        from synthequiv.reporting.rebuild import read_results
+        from synthequiv.reporting.rebuild import current_rows
 
         cfg = read_run_config(source)
-        chash = run_config_hash(source, cfg)
-        rows = [r for r in read_results(source / "results.sqlite")
-                if r.get("config_hash") == chash]
-        if not rows:
-            raise SynthequivError(f"{source}: no finished classifier cell of this run's config yet")
+        rows = current_rows(source, run_config_hash(source, cfg))
         if any(r.get(metric) is None for r in rows):
             raise SynthequivError(f"{source}: metric '{metric}' is missing from some results rows")
         return rows, cfg.equivalence.k, cfg.equivalence.ci
