@@ -133,8 +133,8 @@ def interval_text(equivalence: dict) -> str:
             "the synthetic cell is not significantly different from (paired t-test inversion); "
             "∞ means the data cannot exclude that synthetic images are worth nothing. "
             "A difference equal in every unit (common with a discrete metric) has no interval "
-            "(no spread over units: undetermined), is never called significant and is left out "
-            "of the Holm family. Accuracy intervals are clipped to [0, 1]. "
+            "(no spread over units: undetermined) and is never called significant; it still "
+            "counts in its Holm family, as p = 1. Accuracy intervals are clipped to [0, 1]. "
             "Formula coefficients and r: jackknife over units." + measured)
 
 
