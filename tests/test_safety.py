@@ -147,6 +147,27 @@ def test_changed_data_at_same_path_is_not_reused(cli, tmp_path):
     assert (run / "data_digest.txt").read_text().strip() != ""
 
 
+def test_changed_config_is_logged_and_only_its_cells_are_reported(cli, tmp_path):
+    """A rerun with another classifier recipe in the same directory said nothing, and export
+    then mixed both configs' rows (fit on it failed: 'cell … appears twice')."""
+    args = ["study", *sets(REAL_ONLY), "--runs-dir", tmp_path / "runs", "--name", "r"]
+    assert cli(*args)[0] == 0
+    run = tmp_path / "runs" / "r"
+    first = json.loads((run / "summary.json").read_text())["n_cells"]
+    code, out, err = cli(*args, "--set", "classifier.lr=0.02")
+    assert code == 0, err
+    assert "config changed since this run directory's last run (classifier)" in out
+    assert "config changed" in (run / "log.txt").read_text()
+    with sqlite3.connect(run / "results.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 2 * first
+    assert json.loads((run / "summary.json").read_text())["n_cells"] == first
+    code, _, err = cli("export", run, "--out", tmp_path / "x.csv")
+    assert code == 0, err
+    assert len((tmp_path / "x.csv").read_text().strip().splitlines()) == first + 1
+    code, _, err = cli("fit", tmp_path / "x.csv", "--out", tmp_path / "fit")
+    assert code == 0, err
+
+
 # ----------------------------------------------------------------------------- 3. special files
 
 
