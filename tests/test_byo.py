@@ -318,3 +318,15 @@ def test_generator_arm_flows_through_a_study(generator_dir, tmp_path, monkeypatc
     assert any("sampled with a new seed in every replicate" in line
                for line in out["summary"]["recommendation"])
     assert not (tmp_path / "run" / "generators").exists()  # nothing trained by the study
+
+
+@pytest.mark.parametrize("lever", ["grid.filters=[0.5]", "grid.guidance=[2.0]",
+                                   "grid.sampler_steps=[4]"])
+def test_levers_on_an_arm_given_as_images_are_refused(lever):
+    """Guidance/step variants of a provided closed set were the plain set relabelled (same
+    accuracies, reported as levers); a filter's pool repeated the set's images (800 unique of
+    1,600). Both need the arm's generator: refused before any work."""
+    with pytest.raises(SynthequivError, match="need its generator"):
+        C.validate(tiny_cfg('provided.sets=["closed:5=npz:/a.npz"]', lever))
+    C.validate(tiny_cfg('provided.sets=["closed:5=npz:/a.npz"]', lever,
+                        "grid.lever_arms=[open]"))  # levers on another arm: fine

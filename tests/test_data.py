@@ -105,6 +105,26 @@ def test_npz_float_images_in_unit_range_are_scaled(tmp_path):
     assert ds.images[0, 0].tolist() == [[0, 128], [255, 64]]
 
 
+@pytest.mark.parametrize("images, match", [
+    (np.linspace(-1, 1, 6 * 64).reshape(6, 8, 8).astype(np.float32), "range -1 to 1"),
+    (np.linspace(0, 4095, 6 * 64).reshape(6, 8, 8).astype(np.uint16), "range 0 to 4095"),
+    (np.full((6, 8, 8), -3, np.int16), "range -3 to -3"),
+])
+def test_npz_images_outside_the_uint8_range_are_refused_not_clipped(tmp_path, images, match):
+    """A [-1, 1] float set lost its negative half to clipping (48.9 % → 70.7 % zero pixels)
+    and 12-bit data was binarised at 255, both without a word."""
+    np.savez(tmp_path / "x.npz", images=images, labels=np.arange(6) % 2)
+    with pytest.raises(SynthequivError, match=match):
+        load_dataset(DataConfig(source=f"npz:{tmp_path / 'x.npz'}"))
+
+
+def test_npz_floats_on_the_0_255_scale_are_kept(tmp_path):
+    x = np.linspace(0, 255, 6 * 64).reshape(6, 8, 8)
+    np.savez(tmp_path / "x.npz", images=x.astype(np.float32), labels=np.arange(6) % 2)
+    ds = load_dataset(DataConfig(source=f"npz:{tmp_path / 'x.npz'}"))
+    assert ds.images.flatten().tolist() == np.rint(x).astype(np.uint8).flatten().tolist()
+
+
 def test_npz_class_names_key(tmp_path):
     np.savez(tmp_path / "c.npz", images=np.zeros((3, 4, 4), np.uint8), labels=np.array([0, 1, 1]),
              class_names=np.array(["cat", "dog"]))

@@ -97,6 +97,26 @@ def check_levers(cfg) -> None:
                        ("sampler_steps", g.sampler_steps)):
         if len(set(vals)) != len(vals):
             raise SynthequivError(f"grid.{name} has a repeated value: {list(vals)}")
+    _check_provided_sets(cfg)
+
+
+def _check_provided_sets(cfg) -> None:
+    """A lever needs the arm's generator: another guidance or step count samples new images
+    from it, and a filter scores a pool drawn beyond the plain set. A provided image set has
+    neither — its 'variants' were the plain set relabelled, and a filter pool repeated its
+    images — so levers on an arm given as images are refused."""
+    from synthequiv.config import provided_entries
+
+    g = cfg.grid
+    if not (g.filters or g.guidance or g.sampler_steps) or not g.syn_add_per_class:
+        return
+    for e in provided_entries(cfg):
+        if e.kind == "set" and e.arm in g.lever_arms and e.arm in g.arms:
+            raise SynthequivError(
+                f"provided.sets entry '{e.text}': the {e.arm} arm's levers (grid.filters, "
+                "guidance, sampler_steps) need its generator, and a provided image set has "
+                f"none; drop {e.arm} from grid.lever_arms, or provide a generator "
+                "(provided.generators)")
 
 
 def _sampling_settings(cfg) -> list[tuple[float, int]]:

@@ -116,8 +116,10 @@ def read_data_digest(run_dir: Path) -> str:
 def to_nchw_uint8(images: np.ndarray, what: str) -> torch.Tensor:
     """[N,H,W] / [N,H,W,C] / [N,C,H,W] numpy → uint8 tensor [N, C, H, W] (C = 1 or 3).
 
-    Integers are clipped to 0..255; floats in [0, 1] are scaled by 255. NaN/inf, complex,
-    bool or non-numeric images are refused: NaN would silently become 0."""
+    Integers must lie in 0..255; floats in [0, 1] are scaled by 255, floats up to 255 taken as
+    0..255. Values outside (a [-1, 1] float pipeline, 12/16-bit integers) are refused: clipping
+    them would silently destroy half the image. NaN/inf, complex, bool or non-numeric images are
+    refused too: NaN would silently become 0."""
     a = np.asarray(images)
     kind = a.dtype.kind
     if kind not in "uif":
@@ -132,7 +134,13 @@ def to_nchw_uint8(images: np.ndarray, what: str) -> torch.Tensor:
     if a.dtype != np.uint8:
         if kind == "f" and a.size and not np.isfinite(a).all():
             raise SynthequivError(f"{what}: images contain NaN or infinite values")
-        if kind == "f" and a.size and a.max() <= 1.0:
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo < 0 or hi > 255:
+            hint = ("rescale to [0, 1] first, e.g. (x + 1) / 2 for [-1, 1]" if kind == "f" else
+                    "rescale to 0..255 first (e.g. 12- or 16-bit data)")
+            raise SynthequivError(f"{what}: image values range {lo:g} to {hi:g}; expected uint8 "
+                                  f"0..255 or floats in [0, 1]: {hint}")
+        if kind == "f" and hi <= 1.0:
             a = a * 255.0  # float images in [0, 1]
         a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
     return torch.from_numpy(np.ascontiguousarray(a))
