@@ -110,14 +110,17 @@ def test_a_synthetic_amount_far_beyond_the_measured_ones_is_not_recommended():
 
 
 def test_a_target_above_the_ceiling_is_unreachable_with_real_and_synthetic_data():
-    p = P.plan(rows_truth(bases=(20,)), P.Target(gain_pts=7.0))  # 0.9386 + 0.07 > a = 1
+    """0.9386 + 0.07 is above 100 %: unreachable (before, a fitted ceiling a > 1 could plan
+    finite amounts for such targets, e.g. 7.4e14 real images/class)."""
+    p = P.plan(rows_truth(bases=(20,)), P.Target(gain_pts=7.0))
     b = base(p, 20)
-    assert b["real"]["method"] == "ceiling" and b["real"]["amount"] == math.inf
+    assert b["real"]["method"] == "above_max" and b["real"]["amount"] == math.inf
     assert b["real"]["power_law"]["a"] == pytest.approx(TRUTH.a, abs=1e-4)
     syn = b["arms"]["closed"]
     assert syn["amount"] == math.inf and syn["formula"] == "ok" and syn["moved_toward"]
     lines = P.plan_lines(p)
-    assert "real: not reachable by collecting real images" in lines[2]
+    assert "target 1.0086" in lines[1] + lines[2]
+    assert "real: not reachable — the target is above the metric's maximum of 1" in lines[2]
     assert lines[3].startswith("  closed-set: not reachable with synthetic data at the "
                                "measured amounts (best measured: +274/class gave 0.9745")
     assert "the real extrapolation does not reach the target either" in lines[3]
@@ -318,3 +321,11 @@ def test_report_carries_the_heldout_check_in_summary_and_a_section(tmp_path):
     section = md[md.index("## Planner check"):]
     assert P.heldout_text(expected) in section
     assert section.count("| NO |") == 4  # no held-out cell inside its interval
+
+
+def test_the_power_law_ceiling_never_exceeds_the_metrics_maximum():
+    """Real cells still rising steeply at the largest amount fitted a ceiling a = 1.32, and
+    --target-accuracy 1.0 then planned ~1.4e6 real images/class."""
+    n = np.array([10.0, 15, 20, 30, 50])
+    fit = P.fit_power(n, 1.32 - 1.9 * n ** -0.3)  # a curve whose own ceiling is 1.32
+    assert fit["a"] <= 1.0

@@ -64,6 +64,7 @@ from synthequiv.stats.equivalence import (
 from synthequiv.stats.intervals import REAL, Key, UnitTable, jackknife, unit_table
 from synthequiv.utils import SynthequivError
 
+METRIC_MAX = 1.0  # accuracy-like metrics (results CSVs are checked to lie in [0, 1])
 _ALPHA_GRID = np.geomspace(ALPHA_BOUNDS[0], 3.0, 30)  # start values of the power law's alpha
 
 
@@ -115,9 +116,11 @@ def fit_power(n_total, acc) -> dict:
     def resid(p):
         return p[0] - p[1] * n ** -p[2] - y
 
-    res = optimize.least_squares(resid, [a[i], b[i], _ALPHA_GRID[i]], x_scale="jac",
-                                 bounds=([-np.inf, 0.0, ALPHA_BOUNDS[0]],
-                                         [np.inf, np.inf, ALPHA_BOUNDS[1]]))
+    # the ceiling a is at most 1, the metric's maximum (an unbounded a of 1.32 planned 1.4e6
+    # real images/class for a target accuracy of 1.0)
+    res = optimize.least_squares(resid, [min(a[i], METRIC_MAX), b[i], _ALPHA_GRID[i]],
+                                 x_scale="jac", bounds=([-np.inf, 0.0, ALPHA_BOUNDS[0]],
+                                                        [METRIC_MAX, np.inf, ALPHA_BOUNDS[1]]))
     out.update(a=float(res.x[0]), b=float(res.x[1]), alpha=float(res.x[2]),
                rmse=float(np.sqrt(np.mean(res.fun**2))),
                at_bound=bool(np.isclose(res.x[2], ALPHA_BOUNDS, rtol=1e-6).any()))
@@ -148,8 +151,11 @@ class RealModel:
 
     def amount(self, level: float) -> tuple[float, str]:
         """(m, method) reaching `level`: baseline | measured | power_law | ceiling (the
-        extrapolation levels off below it) | no_extrapolation (< 3 real amounts)."""
+        extrapolation levels off below it) | no_extrapolation (< 3 real amounts) | above_max
+        (the level exceeds the metric's maximum, 1)."""
         c = self.curve
+        if level > METRIC_MAX:
+            return math.inf, "above_max"
         if level <= c.y[0]:
             return 0.0, "baseline"
         if level <= c.y[-1]:
@@ -309,6 +315,8 @@ def _real_line(r: dict, ci: float) -> str:
     how = r["method"]
     if how == "baseline":
         return "real: the baseline already reaches the target (collect 0)"
+    if how == "above_max":
+        return f"real: not reachable — the target is above the metric's maximum of {METRIC_MAX:g}"
     if how == "ceiling":
         p = r["power_law"]
         return (f"real: not reachable by collecting real images — the power law fitted to the "
