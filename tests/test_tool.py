@@ -201,6 +201,24 @@ def test_rows_of_an_earlier_config_are_not_reported_or_exported(tiny_run, tmp_pa
     assert after["figures"]["accuracy"] == "figures/accuracy.png"  # was changed/figures/…
 
 
+def test_analyze_run_feeds_the_report_even_when_the_study_ran_without_analyses(
+        tiny_run, tmp_path, cli):
+    """`analyze RUN` wrote analysis.json, but `report RUN` left it out when the study had
+    analyses off; and --domain-steps etc. were silently ignored for a run directory."""
+    run_dir = tmp_path / "later"
+    shutil.copytree(tiny_run[0], run_dir)
+    code, _, err = cli("analyze", run_dir, "--domain-steps", "30")
+    assert code == 2 and "--domain-steps: for two .npz sets only" in err
+    assert not (run_dir / "analysis.json").exists()
+    code, _, err = cli("analyze", run_dir)
+    assert code == 0, err
+    assert (run_dir / "analysis.json").is_file()
+    code, _, err = cli("report", run_dir)
+    assert code == 0, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary.get("analysis"), sorted(summary)
+
+
 def test_export_parquet_without_pyarrow_is_one_error(tiny_run, tmp_path, cli):
     code, _, err = cli("export", tiny_run[0], "--format", "parquet", "--out",
                        tmp_path / "x.parquet")

@@ -158,14 +158,23 @@ def analyze(
     target: Path = typer.Argument(..., help="A run directory, or a real-images .npz."),
     synthetic: Path | None = typer.Argument(None, help="Synthetic .npz (with a real .npz)."),
     out: Path = typer.Option(Path("analysis"), "--out", help="Output dir for two .npz sets."),
-    device: str = typer.Option("auto"),
-    max_images: int = typer.Option(1000, help="Cap per set."),
-    domain_steps: int = typer.Option(300, help="Domain classifier training steps."),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda (two sets; default auto)."),
+    max_images: int | None = typer.Option(None, help="Cap per set (two sets; default 1000)."),
+    domain_steps: int | None = typer.Option(
+        None, help="Domain classifier training steps (two sets; default 300)."),
 ) -> None:
     """Real/synthetic gap: of a run directory's generators, or of any two .npz image sets."""
     from synthequiv.measures.analyses import analyse_dirs
     from synthequiv.utils import resolve_device
 
+    given = {"--device": device, "--max-images": max_images, "--domain-steps": domain_steps}
+    if synthetic is None and any(v is not None for v in given.values()):
+        named = ", ".join(k for k, v in given.items() if v is not None)
+        raise SynthequivError(f"{named}: for two .npz sets only; a run directory's analyses "
+                              "use its config (analysis.max_images, analysis.domain_train_steps,"
+                              " device)")
+    device, max_images = device or "auto", 1000 if max_images is None else max_images
+    domain_steps = 300 if domain_steps is None else domain_steps
     if synthetic is not None and out.exists() and not out.is_dir():  # before the work
         raise SynthequivError(f"--out {out} is a file; analyze writes a directory there")
     if synthetic is None:

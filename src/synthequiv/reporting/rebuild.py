@@ -88,7 +88,8 @@ def rebuild_run_report(run_dir: Path, cfg, config_hash: str) -> Path:
 
     rows = current_rows(run_dir, config_hash)
     equivalence = analyse(rows, cfg.equivalence)
-    analysis = read_analysis(run_dir) if cfg.analysis.enabled else None
+    # also when the study ran without analyses: `synthequiv analyze RUN` writes the file later
+    analysis = read_analysis(run_dir)
     info = {**_previous_run_info(run_dir), "rebuilt_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     out = write_report(cfg, run_dir, rows, equivalence, analysis, None, None, run_info=info)
     return Path(out["report"])
