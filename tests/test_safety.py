@@ -353,7 +353,9 @@ def test_bad_command_value_is_one_line(cli, tmp_path, args, match):
 @pytest.mark.parametrize("setting", ["grid.replicates=-1", "grid.seeds=[]",
                                      "splits.base_per_class=[0]", "classifier.lr=-1",
                                      "grid.arms=[foo]", "data.source=nosuch", "executor=foo",
-                                     "device=tpu"])
+                                     "device=tpu",
+                                     'provided.sets=["mine=npz:/nonexistent/x.npz"]',
+                                     "splits.test_per_class=10000"])
 def test_dry_run_refuses_what_a_real_run_refuses(cli, tmp_path, setting):
     """`--dry-run` printed a plan (e.g. "-3 generators, -124 s") for values a real run
     refuses at once."""

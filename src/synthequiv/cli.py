@@ -118,8 +118,9 @@ def study(
     if dry_run:  # the same checks as a real run's, before the plan is printed
         C.validate(cfg, plan_only=True)
         C.check_run_dir(cfg, runs_dir.expanduser() / cfg.name)
+        plan = _plan_text(cfg)  # checks the data and provided inputs: before any output
         typer.echo(C.dump_yaml(cfg))
-        typer.echo(_plan_text(cfg))
+        typer.echo(plan)
         return
     from synthequiv.orchestration.study import run_study
 
@@ -141,7 +142,23 @@ def _plan_text(cfg) -> str:
         ds, note = None, [f"data not readable here ({exc}): counts from the config alone"]
     else:
         note = []
+        _check_inputs(cfg, ds)
     return "\n".join(f"# plan: {line}" for line in note + plan_lines(study_plan(cfg, ds)))
+
+
+def _check_inputs(cfg, ds) -> None:
+    """The real run's checks that need the data: every replicate's splits, memory for the
+    largest set, and every provided set or generator (their log lines are not the plan's)."""
+    import io
+
+    from synthequiv.config import validate_data
+    from synthequiv.generation.provided import load_provided
+    from synthequiv.orchestration.study import make_replicates
+
+    splits = make_replicates(cfg, ds)
+    validate_data(cfg, ds)
+    with contextlib.redirect_stdout(io.StringIO()):
+        load_provided(cfg, splits)
 
 
 @app.command()
