@@ -259,3 +259,128 @@ def test_analyses_train_their_classifiers_in_groups_like_cells(tmp_path, monkeyp
         assert abs(g["domain"]["auc"] - s["domain"]["auc"]) < 0.1
         assert abs(g["cas"]["accuracy"] - s["cas"]["accuracy"]) < 0.05
         assert g["overlap"]["fd"] == pytest.approx(s["overlap"]["fd"], rel=0.2)
+
+
+# ----------------------------------------------------------------------------- small / bad sets
+
+
+def test_feature_metrics_too_few_images_are_nan_with_a_reason():
+    rng = np.random.default_rng(0)
+    few = A.feature_metrics(rng.normal(size=(4, 3)), rng.normal(size=(3, 3)))
+    assert np.isfinite(few["fd"]) and np.isfinite(few["kid"])
+    for key in ("precision", "recall", "density", "coverage"):
+        assert np.isnan(few[key]), key
+    assert "needs more than k=5 images per set" in few["unavailable"]["prdc"]
+    one = A.feature_metrics(rng.normal(size=(4, 3)), rng.normal(size=(1, 3)))
+    assert np.isnan(one["fd"]) and np.isnan(one["kid"]) and "≥ 2" in one["unavailable"]["fd"]
+    full = A.feature_metrics(rng.normal(size=(20, 3)), rng.normal(size=(20, 3)))
+    assert full["unavailable"] == {} and np.isfinite(full["coverage"])
+
+
+def test_f4_verdict_without_overlap_says_so():
+    nan = float("nan")
+    sets = {"s": {"domain": {"auc": 0.95}, "overlap": {
+        "fd": 1.0, "precision": nan, "coverage": nan,
+        "unavailable": {"prdc": "needs more than k=5 images per set, got 3 and 3"}}}}
+    v = A.f4_verdict(sets, None)
+    assert v["holds"] is None and v["per_set"]["s"]["overlapping"] is None
+    assert "nan" not in v["text"] and "needs more than k=5 images per set" in v["text"]
+
+
+def test_analyse_study_with_tiny_sets_reports_prdc_as_unavailable(tmp_path):
+    cfg, sp, synth = _study_inputs("splits.test_per_class=2", "analysis.max_images=4")
+    out = A.analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
+    for r in [out["baseline"], *out["sets"].values()]:
+        ov = r["overlap"]
+        assert ov["precision"] is None and ov["coverage"] is None and ov["fd"] is not None
+        assert "needs more than k=5 images per set" in ov["unavailable"]["prdc"]
+    stored = json.loads((tmp_path / "analysis.json").read_text())
+    assert stored["sets"]["open"]["overlap"]["unavailable"] == \
+        out["sets"]["open"]["overlap"]["unavailable"]
+    md, _ = A.report_section(out)
+    assert "closed-n10" in md and "Not computed (too few images): PRDC needs more than k=5" in md
+    assert all(v["overlapping"] is None for v in out["paper_finding_f4"]["per_set"].values())
+
+
+def _npz(path: Path, x, y) -> Path:
+    np.savez(path, images=x.numpy(), labels=np.asarray(y))
+    return path
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    from synthequiv.classification import batched
+
+    def boom(*a, **k):
+        raise AssertionError("trained before refusing the input")
+
+    monkeypatch.setattr(batched, "train_many", boom)
+    monkeypatch.setattr(A, "train_classifier", boom)
+
+
+@pytest.fixture(scope="module")
+def digit_sets():
+    ds = load_dataset(DataConfig())
+    return ds.images[:400], ds.labels[:400]
+
+
+@pytest.mark.parametrize("case, match", [
+    ("shifted", "synthetic labels 20–29 are not classes of the real set"),
+    ("superset", "synthetic labels 5–9 are not classes of the real set"),
+    ("one_real_class", "the real set holds 1 class"),
+    ("one_fake_class", "the synthetic set holds 1 class"),
+])
+def test_analyse_dirs_refuses_mismatched_classes_before_training(
+        tmp_path, no_training, digit_sets, case, match):
+    x, y = digit_sets
+    rx, ry, fx, fy = x, y, x[:200], y[:200]
+    if case == "shifted":
+        fy = fy + 20
+    elif case == "superset":
+        keep = y < 5
+        rx, ry = x[keep], y[keep]
+    elif case == "one_real_class":
+        rx, ry = x[y == 3], y[y == 3]
+    else:
+        fx, fy = x[y == 3], y[y == 3]
+    real, fake = _npz(tmp_path / "r.npz", rx, ry), _npz(tmp_path / "f.npz", fx, fy)
+    with pytest.raises(SynthequivError, match=match):
+        A.analyse_dirs(real, fake, tmp_path / "out", ccfg=FAST, domain_train_steps=20)
+
+
+@pytest.mark.parametrize("n_real, max_images, match", [
+    (4, 1000, "the real set needs at least 14 images"),
+    (30, 1000, "the real set needs at least 70 images"),
+    (400, 0, "--max-images must be ≥ 2"),
+    (400, 1, "--max-images must be ≥ 2"),
+])
+def test_analyse_dirs_names_the_actual_problem(tmp_path, no_training, digit_sets, n_real,
+                                               max_images, match):
+    x, y = digit_sets
+    rx, ry = x[:n_real], y[:n_real]
+    if n_real == 4:
+        rx, ry = x[:4], torch.tensor([0, 1, 0, 1])
+    fx, fy = x[:100], y[:100]
+    if n_real == 4:
+        fx, fy = fx[fy < 2], fy[fy < 2]
+    real, fake = _npz(tmp_path / "r.npz", rx, ry), _npz(tmp_path / "f.npz", fx, fy)
+    with pytest.raises(SynthequivError, match=match):
+        A.analyse_dirs(real, fake, tmp_path / "out", max_images=max_images, ccfg=FAST,
+                       domain_train_steps=20)
+
+
+def test_analyse_dirs_small_cap_degrades_and_counts_the_real_classes(tmp_path, digit_sets):
+    x, y = digit_sets
+    real = _npz(tmp_path / "r.npz", x, y)
+    fake = _npz(tmp_path / "f.npz", x[:100][y[:100] < 5], y[:100][y[:100] < 5])  # a subset
+    out = A.analyse_dirs(real, fake, tmp_path / "out", max_images=5, ccfg=FAST,
+                         domain_train_steps=20)
+    s = out["sets"]["synthetic"]
+    assert s["overlap"]["precision"] is None and "k=5" in s["overlap"]["unavailable"]["prdc"]
+    assert len(s["fidelity"]["per_class"]) == len(out["class_names"]) == 10
+
+
+def test_analyse_study_refuses_a_test_split_without_a_reference_half(tmp_path, no_training):
+    cfg, sp, synth = _study_inputs("splits.test_per_class=1")
+    with pytest.raises(SynthequivError, match="set splits.test_per_class ≥ 2"):
+        A.analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)

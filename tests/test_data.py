@@ -292,7 +292,7 @@ def test_npz_missing_keys(tmp_path, arrays, match):
     ({"images": np.zeros((3, 4, 4), np.uint8), "labels": np.array([0, 1])},
      "3 images but 2 labels"),
     ({"images": np.zeros((3, 4, 4), np.uint8), "labels": np.array([0, -1, 1])},
-     "label -1 out of range"),
+     "label -1 is negative"),
     ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0, 2]),
       "class_names": np.array(["a", "b"])}, r"label 2 out of range \[0, 2\)"),
     ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0.0, 1.5])},

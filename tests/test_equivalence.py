@@ -406,8 +406,9 @@ def test_intervals_of_a_bounded_metric_stay_in_its_range():
     base = next(c for c in out["cells"] if (c["arm"], c["n_add"]) == ("real", 0))
     assert (base["lo"], base["mean"], base["hi"]) == (0.0, pytest.approx(0.5), 1.0)
     g = next(g for g in out["gains"] if g["arm"] == "closed")
-    assert (g["lo"], g["hi"], g["sim_lo"], g["sim_hi"]) == (-1.0, 1.0, -1.0, 1.0)
-    assert eq.gain_significance(rows, 10, "closed", 20)["lo"] == -1.0
+    # a gain over a baseline of mean 0.5 lies in [-0.5, +0.5] (was clipped to ±1 only)
+    assert (g["lo"], g["hi"], g["sim_lo"], g["sim_hi"]) == pytest.approx((-0.5, 0.5, -0.5, 0.5))
+    assert eq.gain_significance(rows, 10, "closed", 20)["lo"] == pytest.approx(-0.5)
     loss = eq.analyse(rows, eq.EquivalenceConfig(), metric="loss")  # not a bounded metric
     assert next(c for c in loss["cells"] if c["n_add"] == 0)["lo"] < -4
 

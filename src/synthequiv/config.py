@@ -362,6 +362,9 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     _check_grid(cfg.grid)
     check_levers(cfg)
     check_positive("analysis.max_images", cfg.analysis.max_images)
+    if cfg.analysis.enabled and cfg.analysis.max_images < 2:  # found before training, not after
+        raise SynthequivError("analysis.max_images must be ≥ 2 (a domain classifier needs 2 "
+                              f"images per side), got {cfg.analysis.max_images}")
     check_positive("analysis.domain_train_steps", cfg.analysis.domain_train_steps)
 
 

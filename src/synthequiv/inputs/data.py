@@ -158,9 +158,10 @@ def to_labels(labels: np.ndarray, what: str) -> torch.Tensor:
     if a.dtype.kind == "f":
         if not (np.isfinite(a).all() and np.all(np.mod(a, 1) == 0)):
             raise SynthequivError(f"{what}: labels must be integers")
-    if a.size and (a.min() < 0 or a.max() >= MAX_CLASSES):
-        bad = a.min() if a.min() < 0 else a.max()
-        raise SynthequivError(f"{what}: label {bad} out of range [0, {MAX_CLASSES})")
+    if a.size and a.min() < 0:
+        raise SynthequivError(f"{what}: label {int(a.min())} is negative (classes are 0, 1, 2, …)")
+    if a.size and a.max() >= MAX_CLASSES:
+        raise SynthequivError(f"{what}: label {int(a.max())} out of range [0, {MAX_CLASSES})")
     return torch.from_numpy(a.astype(np.int64))
 
 

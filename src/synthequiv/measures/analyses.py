@@ -18,6 +18,8 @@ Per synthetic set (one per closed-set generator, one shared open-set set):
 Every number sits beside a real-vs-real baseline so it has a scale: the real test split is cut
 into two stratified halves A and B; synthetic features are compared with A at |B| images, and
 the baseline is B vs A (same sizes, so the finite-sample bias of FD/KID/PRDC is the same).
+A metric the set sizes cannot support (PRDC needs more than k images per set) is NaN with its
+reason in overlap["unavailable"]; inputs no analysis can use are refused before any training.
 
 Feature-level metrics take numpy [N, D] arrays and are tested against analytic values. The
 small classifiers behind them (feature extractor, domain classifiers, CAS models) are trained
@@ -60,13 +62,13 @@ from synthequiv.measures.memorization import memorization, nearest
 from synthequiv.reporting import figure_pool
 from synthequiv.reporting.analysis_report import report_section
 from synthequiv.reporting.figures import pca_maps
-from synthequiv.utils import atomic_write_json, check_positive, stable_hash
+from synthequiv.utils import SynthequivError, atomic_write_json, check_positive, stable_hash
 
 __all__ = ["analyse_study", "analyse_dirs", "compare_sets", "real_baseline", "read_analysis",
            "report_section", "frechet_distance", "kid", "prdc", "feature_metrics",
            "memorization", "nearest", "domain_gap", "f4_verdict", "split_halves"]
 
-ANALYSIS_FORMAT = 1  # bump when the contents of analysis.json change: invalidates caches
+ANALYSIS_FORMAT = 2  # bump when the contents of analysis.json change: invalidates caches
 
 
 # ----------------------------------------------------------------------------- one generator
@@ -154,12 +156,34 @@ def compare_sets(real_x, real_y, fake_x, fake_y, train_x, test_x, test_y,
         panels = [(dom_feats, dom_fake, f"domain classifier (AUC {dom['auc']:.2f})"),
                   (np.concatenate([ref_f, fake_f]),
                    np.r_[np.zeros(len(ref_f), bool), np.ones(len(fake_f), bool)],
-                   f"real-trained classifier (coverage {out['overlap']['coverage']:.2f})")]
+                   f"real-trained classifier (coverage {_two(out['overlap']['coverage'])})")]
         maps = pca_maps(panels, arm, Path(figdir) / f"analysis_{name}_maps.png")
         out["figures"] = {f"analysis_{name}_maps": str(maps), f"analysis_{name}_nearest":
                           out["memorization"]["figure"]}
     out["wall_s"] = time.time() - t0
     return out
+
+
+def _two(x: float) -> str:
+    return f"{x:.2f}" if math.isfinite(x) else "n/a"
+
+
+def _check_max_images(what: str, max_images) -> None:
+    """The domain classifiers need 2 images per side (1 to train, 1 to score)."""
+    if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) \
+            or max_images < 2:
+        raise SynthequivError(f"{what} must be ≥ 2 (a domain classifier needs 2 images per "
+                              f"side), got {max_images}")
+
+
+def _check_reference(test_y: torch.Tensor, need: str) -> None:
+    """Half B of the real test split (split_halves) is the real-vs-real reference: its domain
+    classifier needs ≥ 2 images. `need`: what to tell the user to give."""
+    _, half_b = split_halves(test_y, SEED)
+    if len(half_b) < 2:
+        raise SynthequivError(f"{need}: half of the real test images ({len(test_y)} here) is "
+                              f"the real-vs-real reference, and that half has {len(half_b)} "
+                              "image(s), 2 needed")
 
 
 def _halves(test_x, test_y, seed: int, max_images: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -338,9 +362,11 @@ def analyse_study(cfg, run_dir: Path, sp, synth: dict, device, progress: bool = 
     t0 = time.time()
     acfg = {"max_images": cfg.analysis.max_images,
             "domain_train_steps": cfg.analysis.domain_train_steps}
-    check_positive("analysis.max_images", acfg["max_images"])
+    _check_max_images("analysis.max_images", acfg["max_images"])
     ds = sp.dataset
     if named:
+        _check_reference(sp.test_labels, "the real test split is too small for the analyses "
+                                         "(set splits.test_per_class ≥ 2)")
         idx = sp.pool_indices()
         group = _analysis_group(cfg.cell_group, cfg.classifier, ds.shape, device)
         body = _analyse(named, (ds.images[idx], ds.labels[idx]), (sp.test_images, sp.test_labels),
@@ -376,6 +402,38 @@ def _holdout(labels: torch.Tensor, fraction: float, seed: int = SEED) -> torch.T
     return mask
 
 
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] → "0–2, 5, 7–8" (at most 6 runs shown)."""
+    runs: list[list[int]] = []
+    for v in sorted(values):
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    text = [str(a) if a == b else f"{a}–{b}" for a, b in runs[:6]]
+    return ", ".join(text) + (", …" if len(runs) > 6 else "")
+
+
+def _check_classes(real, fake) -> int:
+    """The class count: the real set's (its class_names, else its largest label + 1). Refuses a
+    real set with < 2 classes present and synthetic labels that are no class of the real set
+    (no real images of them: CAS, fidelity and per-class results would be meaningless)."""
+    real_y = [real.labels] + ([real.test_labels] if real.test_labels is not None else [])
+    real_classes = set(torch.unique(torch.cat(real_y)).tolist())
+    fake_classes = set(torch.unique(fake.labels).tolist())
+    if len(real_classes) < 2:
+        raise SynthequivError(f"{real.name}: the real set holds {len(real_classes)} class "
+                              f"({_ranges(sorted(real_classes))}); the analyses need ≥ 2")
+    if len(fake_classes) < 2:
+        raise SynthequivError(f"{fake.name}: the synthetic set holds {len(fake_classes)} class "
+                              f"({_ranges(sorted(fake_classes))}); CAS needs ≥ 2")
+    extra = sorted(fake_classes - real_classes)
+    if extra:
+        raise SynthequivError(f"{fake.name}: synthetic labels {_ranges(extra)} are not classes "
+                              f"of the real set (its labels: {_ranges(sorted(real_classes))})")
+    return real.num_classes
+
+
 def analyse_dirs(real_npz: Path, fake_npz: Path, out_dir: Path, device="cpu",
                  max_images: int = 1000, domain_train_steps: int = 300,
                  ccfg: ClassifierConfig | None = None, test_fraction: float = 0.3,
@@ -391,13 +449,26 @@ def analyse_dirs(real_npz: Path, fake_npz: Path, out_dir: Path, device="cpu",
 
     out_dir = Path(out_dir)
     ccfg = ccfg or ClassifierConfig()
+    _check_max_images("--max-images", max_images)
+    check_positive("--domain-steps", domain_train_steps)
+    if not 0.0 < test_fraction < 1.0:
+        raise SynthequivError(f"test_fraction must be in (0, 1), got {test_fraction}")
     real, fake = validate(_load_npz(Path(real_npz))), validate(_load_npz(Path(fake_npz)))
     _same_shape("analyze", real.images, fake.images)
+    num_classes = _check_classes(real, fake)
     x, y, tx, ty = real.images, real.labels, real.test_images, real.test_labels
     if tx is None:
         held = _holdout(y, test_fraction)
         x, y, tx, ty = x[~held], y[~held], x[held], y[held]
-    num_classes = max(real.num_classes, fake.num_classes)
+        per_class = next(n for n in range(2, 10**6) if int(test_fraction * n) >= 2)
+        need = (f"the real set needs at least {per_class * num_classes} images "
+                f"({per_class} per class: {test_fraction:.0%} of each class is held out as "
+                "its test part)")
+    else:
+        need = "the real set's test split needs at least 2 images per class"
+    _check_reference(ty, need)
+    if len(x) == 0:  # a given test split with an empty train split is refused by validate
+        raise SynthequivError(f"{need}; none is left to train the feature extractor")
     named = {"synthetic": (_Set(fake.images, fake.labels), x, y, Path(real_npz).name)}
     acfg = {"max_images": max_images, "domain_train_steps": domain_train_steps}
     t0 = time.time()

@@ -109,7 +109,14 @@ def domain_gap(real_x, fake_x, cfg_steps: int, seed: int = SEED, device="cpu",
 # ----------------------------------------------------------------------------- verdict
 
 
+def _finite(x) -> bool:
+    return x is not None and np.isfinite(x)
+
+
 def _span(vals: list[float], digits: int = 2) -> str:
+    vals = [v for v in vals if _finite(v)]
+    if not vals:
+        return "n/a"
     lo, hi = min(vals), max(vals)
     return f"{lo:.{digits}f}" if round(lo, digits) == round(hi, digits) else (
         f"{lo:.{digits}f}–{hi:.{digits}f}")
@@ -117,6 +124,8 @@ def _span(vals: list[float], digits: int = 2) -> str:
 
 def _words(v: dict) -> str:
     sep = "easy to tell from real images" if v["separable"] else "hard to tell from real images"
+    if v["overlapping"] is None:
+        return sep + " (overlap in features not measured)"
     ov = "overlapping them in features" if v["overlapping"] else "off the real images' features"
     if v["separable"] and v["overlapping"]:
         return "separable yet overlapping (" + sep + ", yet " + ov + ")"
@@ -125,15 +134,19 @@ def _words(v: dict) -> str:
 
 def f4_verdict(sets: dict, baseline: dict | None) -> dict:
     """Separable by a domain classifier, yet overlapping in real features? (The paper's
-    finding F4; the JSON key keeps that name, the text says it in words.)"""
+    finding F4; the JSON key keeps that name, the text says it in words.) Where precision or
+    coverage could not be computed (too few images; overlap["unavailable"] says why), that
+    set's "overlapping" and the overall "holds" are None."""
     per = {}
     for name, r in sets.items():
         ov, dom = r["overlap"], r["domain"]
         base_fd = baseline["overlap"]["fd"] if baseline else float("nan")
+        known = _finite(ov["precision"]) and _finite(ov["coverage"])
         per[name] = {"separable": bool(dom["auc"] >= SEPARABLE_AUC),
                      "overlapping": bool(ov["precision"] >= OVERLAP_MIN
-                                         and ov["coverage"] >= OVERLAP_MIN),
-                     "fd_over_baseline": ov["fd"] / base_fd if base_fd > 0 else None}
+                                         and ov["coverage"] >= OVERLAP_MIN) if known else None,
+                     "fd_over_baseline": ov["fd"] / base_fd
+                     if _finite(ov["fd"]) and _finite(base_fd) and base_fd > 0 else None}
     if not per:
         return {"holds": None, "per_set": {}, "text": "No synthetic set was analysed.",
                 "criteria": ""}
@@ -141,9 +154,9 @@ def f4_verdict(sets: dict, baseline: dict | None) -> dict:
     aucs = [sets[n]["domain"]["auc"] for n in sets]
     cov = [sets[n]["overlap"]["coverage"] for n in sets]
     prec = [sets[n]["overlap"]["precision"] for n in sets]
-    base = (f" (two halves of the real test set: AUC {baseline['domain']['auc']:.2f}, "
-            f"precision {baseline['overlap']['precision']:.2f}, coverage "
-            f"{baseline['overlap']['coverage']:.2f})") if baseline else ""
+    base = (f" (two halves of the real test set: AUC {_span([baseline['domain']['auc']])}, "
+            f"precision {_span([baseline['overlap']['precision']])}, coverage "
+            f"{_span([baseline['overlap']['coverage']])})") if baseline else ""
     verdicts = {n: _words(v) for n, v in per.items()}
     kinds = sorted(set(verdicts.values()))
     which = (f"all {len(per)} synthetic set(s) are {kinds[0]}" if len(kinds) == 1 else
@@ -156,6 +169,15 @@ def f4_verdict(sets: dict, baseline: dict | None) -> dict:
         text += (" Separable yet overlapping means the images differ in detail from real ones "
                  "but carry the classes' information where real images do (the paper's "
                  "finding).")
-    return {"holds": len(both) == len(per), "per_set": per, "text": text,
+    why = sorted({f"{metric.upper()} {reason.split(', got')[0]}"
+                  for r in [*sets.values(), baseline or {}]
+                  for metric, reason in ((r.get("overlap") or {}).get("unavailable") or {}).items()})
+    if why:
+        text += f" Not computed (too few images): {'; '.join(why)}."
+    # False once a set with known overlap fails; None while an unmeasured one could decide it
+    fails = any(v["overlapping"] is False or not v["separable"] for v in per.values())
+    unknown = any(v["overlapping"] is None for v in per.values())
+    holds = False if fails else None if unknown else True
+    return {"holds": holds, "per_set": per, "text": text,
             "criteria": f"separable: domain AUC ≥ {SEPARABLE_AUC}; overlapping: precision and "
                         f"coverage ≥ {OVERLAP_MIN} (k = {PRDC_K})"}

@@ -20,17 +20,18 @@ PRDC_K = 5  # k of the k-NN manifolds (Naeem et al. 2020 default)
 # ----------------------------------------------------------------------------- metrics
 
 
-def _feats(name: str, f) -> np.ndarray:
+def _feats(name: str, f, min_n: int = 2) -> np.ndarray:
     a = np.asarray(f.numpy() if isinstance(f, torch.Tensor) else f, dtype=np.float64)
-    if a.ndim != 2 or len(a) < 2:
-        raise SynthequivError(f"{name} must be a [N, D] feature array with N ≥ 2, got {a.shape}")
+    if a.ndim != 2 or len(a) < min_n:
+        raise SynthequivError(f"{name} must be a [N, D] feature array with N ≥ {min_n}, "
+                              f"got {a.shape}")
     if not np.isfinite(a).all():
         raise SynthequivError(f"{name} contains NaN or infinite values")
     return a
 
 
-def _pair(f1, f2, names=("f1", "f2")) -> tuple[np.ndarray, np.ndarray]:
-    a, b = _feats(names[0], f1), _feats(names[1], f2)
+def _pair(f1, f2, names=("f1", "f2"), min_n: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _feats(names[0], f1, min_n), _feats(names[1], f2, min_n)
     if a.shape[1] != b.shape[1]:
         raise SynthequivError(f"feature dims differ: {a.shape[1]} vs {b.shape[1]}")
     return a, b
@@ -111,11 +112,29 @@ def prdc(real_f, fake_f, k: int = PRDC_K) -> dict:
 
 
 def feature_metrics(ref_f, other_f, seed: int = SEED) -> dict:
-    """FD, KID (mean, std) and PRDC of `other` against the reference features."""
-    ref, other = _pair(ref_f, other_f, ("reference features", "compared features"))
-    kid_mean, kid_std = kid(ref, other, subsets=50, subset_size=100, seed=seed)
-    return {"n_ref": len(ref), "n": len(other), "fd": frechet_distance(ref, other),
-            "kid": kid_mean, "kid_std": kid_std, **prdc(ref, other, PRDC_K)}
+    """FD, KID (mean, std) and PRDC of `other` against the reference features.
+
+    A metric the set sizes cannot support is NaN (None in analysis.json) with its reason under
+    "unavailable" {"fd" | "kid" | "prdc": why}: FD and KID need ≥ 2 images per set, PRDC more
+    than k. Small sets (a small test split, a low max_images) so never stop an analysis.
+    """
+    ref, other = _pair(ref_f, other_f, ("reference features", "compared features"), min_n=1)
+    nan, got = float("nan"), f"got {len(ref)} and {len(other)}"
+    n = min(len(ref), len(other))
+    out = {"n_ref": len(ref), "n": len(other), "fd": nan, "kid": nan, "kid_std": nan,
+           "precision": nan, "recall": nan, "density": nan, "coverage": nan}
+    unavailable = {}
+    if n >= 2:
+        out["kid"], out["kid_std"] = kid(ref, other, subsets=50, subset_size=100, seed=seed)
+        out["fd"] = frechet_distance(ref, other)
+    else:
+        unavailable["fd"] = unavailable["kid"] = f"needs ≥ 2 images per set, {got}"
+    if n > PRDC_K:
+        out.update(prdc(ref, other, PRDC_K))
+    else:
+        unavailable["prdc"] = f"needs more than k={PRDC_K} images per set, {got}"
+    out["unavailable"] = unavailable
+    return out
 
 
 # ----------------------------------------------------------------------------- image helpers

@@ -33,7 +33,7 @@ def _rows(analysis: dict) -> list[list[str]]:
     for name, r in analysis.get("sets", {}).items():
         o, d, c, m = r["overlap"], r["domain"], r["cas"], r["memorization"]
         rows.append([f"{name} (vs {r.get('reference', 'real')})", _f(d["accuracy"]), _f(d["auc"]),
-                     _f(o["fd"]), _f(1e3 * o["kid"]), _f(o["precision"]), _f(o["recall"]),
+                     _f(o["fd"]), _kid(o), _f(o["precision"]), _f(o["recall"]),
                      _f(o["density"]), _f(o["coverage"]), _f(r["fidelity"]["accuracy"]),
                      f"{_f(c['accuracy'])} ({_f(c['real_accuracy'])})",
                      f"{_f(m['pixel']['frac_below'], 2)}"])

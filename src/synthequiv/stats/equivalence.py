@@ -266,7 +266,8 @@ def _check_arm(values: Mapping[Key, Any], arm: str) -> None:
 def gains(t: UnitTable, ci: float, bounded: bool = False) -> list[dict]:
     """Every non-baseline cell's gain over its baseline, paired within units, with Holm-adjusted
     significance (families: synthetic cells; real cells) and a Bonferroni-simultaneous CI.
-    `bounded`: the metric lies in [0, 1], so interval ends are clipped to [-1, 1]."""
+    `bounded`: the metric lies in [0, 1], so interval ends are clipped to what a gain over
+    the baseline's mean b can be, [-b, 1 - b]."""
     out = []
     for key in sorted(t.values):
         nb, arm, na = key
@@ -274,7 +275,8 @@ def gains(t: UnitTable, ci: float, bounded: bool = False) -> list[dict]:
         if (arm, na) == (REAL, 0) or base not in t.values:
             continue
         d = t.values[key] - t.values[base]
-        out.append({"n_base": nb, "arm": arm, "n_add": na, **t_interval(d, ci), "_d": d})
+        out.append({"n_base": nb, "arm": arm, "n_add": na, **t_interval(d, ci), "_d": d,
+                    "_base": float(np.nanmean(t.values[base]))})
     for family in (lambda g: g["arm"] != REAL, lambda g: g["arm"] == REAL):
         members = [g for g in out if family(g)]
         # a cell with no spread over units was tested but is undetermined: it counts in the
@@ -290,7 +292,8 @@ def gains(t: UnitTable, ci: float, bounded: bool = False) -> list[dict]:
     for g in out:
         g["gain"] = g.pop("estimate")
         del g["_d"]
-        clip_ends(g, 1.0 if bounded else None, -1.0, ("lo", "hi", "sim_lo", "sim_hi"))
+        b = g.pop("_base")  # a bounded metric's gain over a baseline b lies in [-b, 1 - b]
+        clip_ends(g, 1.0 - b if bounded else None, -b, ("lo", "hi", "sim_lo", "sim_hi"))
     return out
 
 
@@ -302,8 +305,9 @@ def gain_significance(rows, n_base: int, arm: str, n_add: int, ci: float = 0.95,
     for k in (key, base):
         if k not in t.values:
             raise SynthequivError(f"no results for cell n_base={k[0]} arm={k[1]} n_add={k[2]}")
+    b = float(np.nanmean(t.values[base]))  # a bounded metric's gain lies in [-b, 1 - b]
     r = clip_ends(t_interval(t.values[key] - t.values[base], ci),
-                  1.0 if metric in BOUNDED_METRICS else None, -1.0)
+                  1.0 - b if metric in BOUNDED_METRICS else None, -b)
     r["gain"] = r.pop("estimate")
     r["significant"] = bool(math.isfinite(r["p"]) and r["p"] < 1 - ci)
     return r
