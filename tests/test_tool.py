@@ -219,6 +219,27 @@ def test_analyze_run_feeds_the_report_even_when_the_study_ran_without_analyses(
     assert summary.get("analysis"), sorted(summary)
 
 
+def test_analyze_two_sets_takes_a_presets_classifier(tmp_path, cli, monkeypatch):
+    """Two-set analyze always used the default classifier (a ResNet-18 from 28 px up: > 6 min
+    on 2 CPU cores for a pneumonia-sized pair, 6 s with the pneumonia preset's small CNN)."""
+    from synthequiv.measures import analyses
+
+    seen = {}
+
+    def fake(real, fake_, out, device, max_images, steps, ccfg=None):
+        seen["ccfg"] = ccfg
+        return {"sets": {}}
+
+    monkeypatch.setattr(analyses, "analyse_dirs", fake)
+    code, _, err = cli("analyze", tmp_path / "r.npz", tmp_path / "s.npz", "--preset",
+                       "pneumonia", "--set", "classifier.train_steps=7")
+    assert code == 0, err
+    assert seen["ccfg"].arch == "smallcnn" and seen["ccfg"].train_steps == 7
+    code, _, err = cli("analyze", tmp_path / "r.npz", tmp_path / "s.npz", "--set",
+                       "generator.lr=1")
+    assert code == 2 and "classifier.* settings only" in err
+
+
 def test_export_parquet_without_pyarrow_is_one_error(tiny_run, tmp_path, cli):
     code, _, err = cli("export", tiny_run[0], "--format", "parquet", "--out",
                        tmp_path / "x.parquet")

@@ -179,17 +179,32 @@ def analyze(
     max_images: int | None = typer.Option(None, help="Cap per set (two sets; default 1000)."),
     domain_steps: int | None = typer.Option(
         None, help="Domain classifier training steps (two sets; default 300)."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Two sets: the classifier settings of this study preset (e.g. "
+        "pneumonia: a small CNN at 28 px; default: auto, a ResNet-18 from 28 px up)."),
+    set_: list[str] = typer.Option([], "--set", help="Two sets: classifier.KEY=VALUE."),
 ) -> None:
     """Real/synthetic gap: of a run directory's generators, or of any two .npz image sets."""
     from synthequiv.measures.analyses import analyse_dirs
     from synthequiv.utils import resolve_device
 
-    given = {"--device": device, "--max-images": max_images, "--domain-steps": domain_steps}
+    given = {"--device": device, "--max-images": max_images, "--domain-steps": domain_steps,
+             "--preset": preset, "--set": set_ or None}
     if synthetic is None and any(v is not None for v in given.values()):
         named = ", ".join(k for k, v in given.items() if v is not None)
         raise SynthequivError(f"{named}: for two .npz sets only; a run directory's analyses "
                               "use its config (analysis.max_images, analysis.domain_train_steps,"
-                              " device)")
+                              " device, classifier)")
+    bad = [x for x in set_ if not x.startswith("classifier.")]
+    if bad:
+        raise SynthequivError(f"--set {bad[0]}: analyze takes classifier.* settings only")
+    ccfg = None
+    if preset is not None or set_:  # the study's strict config parsing and checks
+        from synthequiv.config import validate
+
+        cfg = _study_cfg(preset or "quick", None, set_, [])
+        validate(cfg)
+        ccfg = cfg.classifier
     device, max_images = device or "auto", 1000 if max_images is None else max_images
     domain_steps = 300 if domain_steps is None else domain_steps
     if synthetic is not None and out.exists() and not out.is_dir():  # before the work
@@ -200,7 +215,7 @@ def analyze(
         analysis = analyse_run(target)
     else:
         analysis = analyse_dirs(target, synthetic, out, resolve_device(device), max_images,
-                                domain_steps)
+                                domain_steps, ccfg)
     table = Table("set", "domain acc", "domain AUC", "FD", "FD real-vs-real", "precision",
                   "coverage", "fidelity", "CAS", "memorized")
     base_fd = (analysis.get("baseline") or {}).get("overlap", {}).get("fd")
