@@ -355,7 +355,8 @@ def test_bad_command_value_is_one_line(cli, tmp_path, args, match):
                                      "grid.arms=[foo]", "data.source=nosuch", "executor=foo",
                                      "device=tpu",
                                      'provided.sets=["mine=npz:/nonexistent/x.npz"]',
-                                     "splits.test_per_class=10000"])
+                                     "splits.test_per_class=10000",
+                                     "splits.test_per_class=1"])  # no analyses reference half
 def test_dry_run_refuses_what_a_real_run_refuses(cli, tmp_path, setting):
     """`--dry-run` printed a plan (e.g. "-3 generators, -124 s") for values a real run
     refuses at once."""
@@ -394,6 +395,15 @@ def test_samples_out_must_be_npz(cli, tmp_path):
     code, _, err = cli("generator", "sample", tmp_path / "g", "--per-class", "1", "--out",
                        tmp_path / "s.png")
     assert ".npz" in one_error_line(code, err)
+
+
+def test_analyses_without_a_reference_half_are_refused_before_training(cli, tmp_path):
+    """A test split too small for the analyses failed the study after all its training."""
+    args = sets([a for a in WITH_GENERATORS if not a.startswith("analysis.")])
+    code, _, err = cli("study", *args, "--set", "analysis.enabled=true", "--set",
+                       "splits.test_per_class=1", "--runs-dir", tmp_path, "--name", "r")
+    assert "too small for the analyses" in one_error_line(code, err)
+    assert not (tmp_path / "r").exists()
 
 
 def test_run_dir_that_is_a_file_is_one_clear_line(cli, tmp_path):

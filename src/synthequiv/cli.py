@@ -153,10 +153,11 @@ def _check_inputs(cfg, ds) -> None:
 
     from synthequiv.config import validate_data
     from synthequiv.generation.provided import load_provided
-    from synthequiv.orchestration.study import make_replicates
+    from synthequiv.orchestration.study import check_analysable, make_replicates
 
     splits = make_replicates(cfg, ds)
     validate_data(cfg, ds)
+    check_analysable(cfg, splits)
     with contextlib.redirect_stdout(io.StringIO()):
         load_provided(cfg, splits)
 

@@ -176,7 +176,12 @@ def _check_max_images(what: str, max_images) -> None:
                               f"side), got {max_images}")
 
 
-def _check_reference(test_y: torch.Tensor, need: str) -> None:
+# what a study's test split must give the analyses (run_study checks it before training)
+STUDY_REFERENCE_NEED = ("the real test split is too small for the analyses (set "
+                        "splits.test_per_class ≥ 2, or analysis.enabled=false)")
+
+
+def check_reference(test_y: torch.Tensor, need: str) -> None:
     """Half B of the real test split (split_halves) is the real-vs-real reference: its domain
     classifier needs ≥ 2 images. `need`: what to tell the user to give."""
     _, half_b = split_halves(test_y, SEED)
@@ -365,8 +370,7 @@ def analyse_study(cfg, run_dir: Path, sp, synth: dict, device, progress: bool = 
     _check_max_images("analysis.max_images", acfg["max_images"])
     ds = sp.dataset
     if named:
-        _check_reference(sp.test_labels, "the real test split is too small for the analyses "
-                                         "(set splits.test_per_class ≥ 2)")
+        check_reference(sp.test_labels, STUDY_REFERENCE_NEED)
         idx = sp.pool_indices()
         group = _analysis_group(cfg.cell_group, cfg.classifier, ds.shape, device)
         body = _analyse(named, (ds.images[idx], ds.labels[idx]), (sp.test_images, sp.test_labels),
@@ -466,7 +470,7 @@ def analyse_dirs(real_npz: Path, fake_npz: Path, out_dir: Path, device="cpu",
                 "its test part)")
     else:
         need = "the real set's test split needs at least 2 images per class"
-    _check_reference(ty, need)
+    check_reference(ty, need)
     if len(x) == 0:  # a given test split with an empty train split is refused by validate
         raise SynthequivError(f"{need}; none is left to train the feature extractor")
     named = {"synthetic": (_Set(fake.images, fake.labels), x, y, Path(real_npz).name)}

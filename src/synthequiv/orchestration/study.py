@@ -282,6 +282,15 @@ def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
     return ds, sp
 
 
+def check_analysable(cfg: StudyConfig, splits: list[Splits]) -> None:
+    """With analyses on, replicate 0's test split (theirs) must hold a real-vs-real reference
+    half: found now, not after the whole grid has trained."""
+    if cfg.analysis.enabled:
+        from synthequiv.measures.analyses import STUDY_REFERENCE_NEED, check_reference
+
+        check_reference(splits[0].test_labels, STUDY_REFERENCE_NEED)
+
+
 def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
     """Every replicate's splits, checked before any training (a class too small for one
     replicate's draw fails now, naming the class)."""
@@ -304,6 +313,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
     ds = load_dataset(cfg.data)
     splits = make_replicates(cfg, ds)
     validate_data(cfg, ds)
+    check_analysable(cfg, splits)
     provided = load_provided(cfg, splits)  # checked for every replicate before training
     run_dir = Path(run_dir)
     with RunLock(run_dir), run_log(run_dir):
