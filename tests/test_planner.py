@@ -329,3 +329,14 @@ def test_the_power_law_ceiling_never_exceeds_the_metrics_maximum():
     n = np.array([10.0, 15, 20, 30, 50])
     fit = P.fit_power(n, 1.32 - 1.9 * n ** -0.3)  # a curve whose own ceiling is 1.32
     assert fit["a"] <= 1.0
+
+
+def test_an_amount_inside_the_range_with_an_interval_beyond_it_is_flagged():
+    """'collect about 2.4 (95 % CI 0.0–6519), inside the measured range (up to +40/class)'
+    read as if nothing were extrapolated."""
+    r = {"method": "measured", "amount": 2.4, "lo": 0.0, "hi": 6519.0, "extrapolated": False,
+         "largest_measured": 40}
+    line = P._real_line(r, 0.95)
+    assert "inside the measured range (up to +40/class)" in line
+    assert line.endswith("its interval reaches beyond it (EXTRAPOLATED there)")
+    assert "EXTRAPOLATED" not in P._real_line({**r, "hi": 30.0}, 0.95)

@@ -330,7 +330,10 @@ def _real_line(r: dict, ci: float) -> str:
         return (text + f" — EXTRAPOLATED beyond the largest measured +{r['largest_measured']:g}"
                 f"/class (power law a − b·n^−α, α = {r['power_law']['alpha']:.2f}"
                 + (" at its bound: a rough guess" if r["power_law"]["at_bound"] else "") + ")")
-    return text + f", inside the measured range (up to +{r['largest_measured']:g}/class)"
+    text += f", inside the measured range (up to +{r['largest_measured']:g}/class)"
+    if r["hi"] > r["largest_measured"]:  # the estimate is measured, its uncertainty is not
+        text += "; its interval reaches beyond it (EXTRAPOLATED there)"
+    return text
 
 
 def _arm_line(arm: str, e: dict, ci: float) -> str:
