@@ -67,6 +67,7 @@ def data_show(
     out: Path | None = typer.Option(None, "--out", help="PNG grid of examples."),
 ) -> None:
     """Per-class counts per split, image size/channels, and a PNG grid of examples."""
+    from synthequiv.config import check_outside_inputs
     from synthequiv.generation.sampling import save_grid_png
     from synthequiv.inputs.data import load_dataset
     from synthequiv.inputs.splits import SplitConfig, make_splits
@@ -76,7 +77,7 @@ def data_show(
     check_positive("--image-size", image_size, allow_zero=True)
     if out is not None:
         check_replaceable(out)  # before loading anything: a directory or device is refused
-        _check_out_of_inputs(out, _study_cfg("quick", None, [], [f"data.source={source}"]))
+        check_outside_inputs(_study_cfg("quick", None, [], [f"data.source={source}"]), out)
     ds = load_dataset(_data_cfg(source, root, download, image_size))
     sp = make_splits(ds, SplitConfig(base_per_class=(1,), test_per_class=test_per_class,
                                      seed=seed))
@@ -147,19 +148,14 @@ def _plan_text(cfg) -> str:
 
 
 def _check_inputs(cfg, ds) -> None:
-    """The real run's checks that need the data: every replicate's splits, memory for the
-    largest set, and every provided set or generator (their log lines are not the plan's)."""
+    """The real run's checks that need the data (the provided inputs' log lines are not the
+    plan's)."""
     import io
 
-    from synthequiv.config import validate_data
-    from synthequiv.generation.provided import load_provided
-    from synthequiv.orchestration.study import check_analysable, make_replicates
+    from synthequiv.orchestration.study import check_inputs
 
-    splits = make_replicates(cfg, ds)
-    validate_data(cfg, ds)
-    check_analysable(cfg, splits)
     with contextlib.redirect_stdout(io.StringIO()):
-        load_provided(cfg, splits)
+        check_inputs(cfg, ds)
 
 
 @app.command()
@@ -294,24 +290,13 @@ def export(
     out: Path | None = typer.Option(None, "--out", help="Output file (default results.FORMAT)."),
 ) -> None:
     """Every results row of the runs, stacked, with run and dataset columns."""
-    from synthequiv.reporting.rebuild import check_outside_runs, export_rows, write_export
+    from synthequiv.reporting.rebuild import export_rows, write_export
 
     if fmt not in ("csv", "parquet"):
         raise SynthequivError(f"unknown export format '{fmt}' (use csv or parquet)")
-    out = out or Path(f"results.{fmt}")
-    check_outside_runs(out)  # before reading any run
     rows = export_rows(runs)
-    path = write_export(rows, out, fmt)
+    path = write_export(rows, out or Path(f"results.{fmt}"), fmt)  # never inside a run
     console.print(f"{len(rows)} rows from {len(runs)} run(s): {path}")
-
-
-def _check_out_of_inputs(out: Path, cfg) -> None:
-    """--out outside every image folder the command reads (it would become part of it)."""
-    from synthequiv.config import input_folders
-    from synthequiv.utils import check_outside
-
-    for folder, what in input_folders(cfg):
-        check_outside(out, folder, what)
 
 
 def _study_cfg(preset: str, config: Path | None, set_: list[str], extra: list[str]):
@@ -345,7 +330,7 @@ def generator_train(
 ) -> None:
     """Train a class-conditional generator on the base set B(n) of SOURCE only, with the
     generator settings of --preset / --config / --set (e.g. --preset cifar10)."""
-    from synthequiv.config import validate
+    from synthequiv.config import check_outside_inputs, validate
     from synthequiv.generation.distributed import check_split, train_distributed
     from synthequiv.inputs.data import load_dataset
     from synthequiv.inputs.splits import SplitConfig, make_splits
@@ -362,7 +347,7 @@ def generator_train(
     extra += [f"generator_nproc={nproc}"] if nproc is not None else []
     cfg = _study_cfg(preset, config, set_, extra)
     validate(cfg)  # before loading data or creating --out: --kimg nan fails at once
-    _check_out_of_inputs(out, cfg)
+    check_outside_inputs(cfg, out)
     check_seed("--seed", cfg.generator.seed)
     check_positive("--processes", cfg.generator_nproc)
     check_split(cfg.generator.batch_size, cfg.generator_nproc)

@@ -340,8 +340,8 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     check_run_name(cfg.name)
     _check_numbers(cfg, "")
     check_runtime(cfg)
-    resolve_device("cpu" if plan_only and cfg.device.startswith("cuda")
-                   and re.fullmatch(r"cuda(:\d+)?", cfg.device) else cfg.device)
+    resolve_device("cpu" if plan_only and re.fullmatch(r"cuda(:\d+)?", cfg.device)
+                   else cfg.device)
     cpu_bf16_choice()
     graphs_choice()
     figure_workers()
@@ -535,15 +535,21 @@ def input_folders(cfg: StudyConfig) -> list[tuple[Path, str]]:
     return out
 
 
-def check_run_dir(cfg: StudyConfig, run_dir: Path) -> None:
-    """A run directory is a directory (or not there yet) outside every input folder."""
+def check_outside_inputs(cfg: StudyConfig, out: Path) -> None:
+    """An output path (run directory, --out) outside every image folder the study reads: it
+    would become part of that data."""
     from synthequiv.utils import check_outside
 
+    for folder, what in input_folders(cfg):
+        check_outside(out, folder, what)
+
+
+def check_run_dir(cfg: StudyConfig, run_dir: Path) -> None:
+    """A run directory is a directory (or not there yet) outside every input folder."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise SynthequivError(f"refusing to use {run_dir} as a run directory: it is a file")
-    for folder, what in input_folders(cfg):
-        check_outside(run_dir, folder, what)
+    check_outside_inputs(cfg, run_dir)
 
 
 def provided_entries(cfg: StudyConfig) -> list[ProvidedEntry]:

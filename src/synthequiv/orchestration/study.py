@@ -282,13 +282,18 @@ def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
     return ds, sp
 
 
-def check_analysable(cfg: StudyConfig, splits: list[Splits]) -> None:
-    """With analyses on, replicate 0's test split (theirs) must hold a real-vs-real reference
-    half: found now, not after the whole grid has trained."""
-    if cfg.analysis.enabled:
+def check_inputs(cfg: StudyConfig, ds: Dataset) -> tuple[list[Splits], list]:
+    """The checks that need the data, before anything is written or trained (the study and
+    its dry run): every replicate's splits, memory for the largest set, a real-vs-real half
+    of replicate 0's test split for the analyses, every provided set and generator.
+    Returns (splits, provided)."""
+    splits = make_replicates(cfg, ds)
+    validate_data(cfg, ds)
+    if cfg.analysis.enabled:  # found now, not after the whole grid has trained
         from synthequiv.measures.analyses import STUDY_REFERENCE_NEED, check_reference
 
         check_reference(splits[0].test_labels, STUDY_REFERENCE_NEED)
+    return splits, load_provided(cfg, splits)
 
 
 def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
@@ -311,10 +316,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
     validate(cfg)  # every stage's config, then the data (read-only): bad input writes nothing
     check_run_dir(cfg, run_dir)
     ds = load_dataset(cfg.data)
-    splits = make_replicates(cfg, ds)
-    validate_data(cfg, ds)
-    check_analysable(cfg, splits)
-    provided = load_provided(cfg, splits)  # checked for every replicate before training
+    splits, provided = check_inputs(cfg, ds)
     run_dir = Path(run_dir)
     with RunLock(run_dir), run_log(run_dir):
         sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay

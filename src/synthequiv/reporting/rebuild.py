@@ -206,16 +206,13 @@ def fit_results(csv_path: Path, out_dir: Path, metric: str = "accuracy", ci: flo
 def export_rows(run_dirs: list[Path]) -> list[dict]:
     """Every results row of every run's current config, with run (directory name) and
     dataset columns."""
-    from synthequiv.config import read_yaml
     from synthequiv.orchestration.study import read_run_config, run_config_hash
 
     out = []
     for d in map(Path, run_dirs):
-        if not (d / "config.yaml").is_file():
-            raise SynthequivError(f"{d} is not a run directory (no config.yaml)")
-        dataset = (read_yaml(d / "config.yaml").get("data") or {}).get("source", "")
-        for r in current_rows(d, run_config_hash(d, read_run_config(d))):
-            out.append({"run": d.name, "dataset": dataset, **r,
+        cfg = read_run_config(d)  # refuses a directory without config.yaml
+        for r in current_rows(d, run_config_hash(d, cfg)):
+            out.append({"run": d.name, "dataset": cfg.data.source, **r,
                         "baseline": r["arm"] == "real" and r["n_add"] == 0})
     return out
 

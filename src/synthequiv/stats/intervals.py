@@ -156,6 +156,12 @@ NO_SPREAD = "no spread over units: interval undetermined"
 _SPREAD_TOL = 1e-9
 
 
+def _has_spread(se, d: np.ndarray, axis=None):
+    """Whether contrasts d (per unit along `axis`) with standard error `se` vary over units
+    beyond float rounding; vectorised over the other axes."""
+    return se > _SPREAD_TOL * np.maximum(1.0, np.abs(d).max(axis=axis))
+
+
 def t_interval(d: np.ndarray, ci: float) -> dict:
     """Mean of unit-level contrasts with a Student-t interval and two-sided p-value.
 
@@ -172,7 +178,7 @@ def t_interval(d: np.ndarray, ci: float) -> dict:
         out["no_interval"] = ONE_UNIT if d.size else NO_UNIT
         return out
     se = float(d.std(ddof=1) / math.sqrt(d.size))
-    if not se > _SPREAD_TOL * max(1.0, float(np.abs(d).max())):
+    if not _has_spread(se, d):
         out["no_interval"] = NO_SPREAD
         return out
     half = float(stats.t.ppf(0.5 + ci / 2, d.size - 1)) * se
@@ -264,8 +270,7 @@ def inversion_interval(syn_u: np.ndarray, real_u: np.ndarray, knots_x: np.ndarra
     tcrit = float(stats.t.ppf(0.5 + ci / 2, u - 1))
     mean = d.mean(axis=1)
     # no spread over units at a position: nothing can be rejected there (see t_interval)
-    accept = (np.abs(mean) <= tcrit * se + 1e-15) | ~(se > _SPREAD_TOL *
-                                                     np.maximum(1.0, np.abs(d).max(axis=1)))
+    accept = (np.abs(mean) <= tcrit * se + 1e-15) | ~_has_spread(se, d, axis=1)
     if not accept.any():
         out["empty"] = True
         return out
