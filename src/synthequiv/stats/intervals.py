@@ -162,28 +162,49 @@ def _has_spread(se, d: np.ndarray, axis=None):
     return se > _SPREAD_TOL * np.maximum(1.0, np.abs(d).max(axis=axis))
 
 
-def t_interval(d: np.ndarray, ci: float) -> dict:
+def unit_variances(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(s² [...], d = n − 1 [...]) of contrasts d [..., U] over their finite units (NaN:
+    missing, so each contrast is paired on the units where both its cells exist); s² is NaN
+    where fewer than 2 units remain and 0 where the contrast has no spread beyond rounding."""
+    d = np.asarray(d, float)
+    n = np.isfinite(d).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(d, -1) / n
+        s2 = np.nansum((d - mean[..., None]) ** 2, -1) / (n - 1)
+        spread = _has_spread(np.sqrt(s2 / n), np.nan_to_num(d), axis=-1)
+    s2 = np.where(spread, s2, 0.0)
+    return np.where(n >= 2, s2, np.nan), (n - 1).astype(float)
+
+
+def t_interval(d: np.ndarray, ci: float, prior=None) -> dict:
     """Mean of unit-level contrasts with a Student-t interval and two-sided p-value.
 
+    prior (moderated.Prior, or None for the per-cell t): the family's prior, which replaces the
+    contrast's variance by its moderated posterior on more degrees of freedom (see
+    moderated.py); a contrast without spread then gets the prior's share as its variance.
     "no_interval" says why lo/hi/p are NaN ("" when they are not): fewer than 2 units, or no
-    spread over units (equal contrasts in every unit, common with a discrete metric: a zero
-    sample spread over a handful of units does not show a zero variance, so nothing is tested).
+    spread over units and no prior (equal contrasts in every unit, common with a discrete
+    metric: a zero sample spread over a handful of units does not show a zero variance).
     """
     d = np.asarray(d, float)
     d = d[np.isfinite(d)]
     out = {"estimate": float(d.mean()) if d.size else math.nan, "lo": math.nan,
            "hi": math.nan, "se": math.nan, "p": math.nan, "n_units": int(d.size),
-           "no_interval": ""}
+           "df": math.nan, "no_interval": ""}
     if d.size < 2:
         out["no_interval"] = ONE_UNIT if d.size else NO_UNIT
         return out
-    se = float(d.std(ddof=1) / math.sqrt(d.size))
-    if not _has_spread(se, d):
+    s2, df = unit_variances(d)
+    if prior is not None:
+        s2, df = prior.posterior(s2, df)
+    se = float(math.sqrt(float(s2) / d.size))
+    if not se > 0:
         out["no_interval"] = NO_SPREAD
         return out
-    half = float(stats.t.ppf(0.5 + ci / 2, d.size - 1)) * se
-    p = float(2 * stats.t.sf(abs(out["estimate"]) / se, d.size - 1))
-    out.update(lo=out["estimate"] - half, hi=out["estimate"] + half, se=se, p=p)
+    df = float(df)
+    half = float(stats.t.ppf(0.5 + ci / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(out["estimate"]) / se, df))
+    out.update(lo=out["estimate"] - half, hi=out["estimate"] + half, se=se, p=p, df=df)
     return out
 
 
@@ -229,8 +250,9 @@ def jackknife(theta_full: float, theta_loo: list[float], ci: float, log: bool = 
     se = float(math.sqrt((u - 1) / u * np.sum((t_loo - t_loo.mean()) ** 2)))
     half = float(stats.t.ppf(0.5 + ci / 2, u - 1)) * se
     lo, hi = t_full - half, t_full + half
-    if log:
-        lo, hi = math.exp(lo), math.exp(hi)
+    if log:  # np.exp: a degenerate leave-one-out fit (c₂ = 1.7e237) gives inf, not a traceback
+        with np.errstate(over="ignore"):
+            lo, hi = float(np.exp(lo)), float(np.exp(hi))
     out.update(lo=float(lo), hi=float(hi), se=se)
     return out
 
@@ -245,32 +267,49 @@ def _segments(knots_x: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return j, w
 
 
+def _curve_per_unit(real_u: np.ndarray, j: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The real curve at each grid position per unit [G, U]: linear between knots j and j + 1;
+    NaN only where a knot that carries weight is missing in that unit."""
+    a, b, w = real_u[j], real_u[j + 1], w[:, None]
+    with np.errstate(invalid="ignore"):
+        mid = (1 - w) * a + w * b
+    return np.where(w <= 0, a, np.where(w >= 1, b, mid))
+
+
 def inversion_interval(syn_u: np.ndarray, real_u: np.ndarray, knots_x: np.ndarray, ci: float,
-                       grid: int = 600) -> dict:
+                       grid: int = 600, prior=None) -> dict:
     """Set of real-curve positions x (knots_x: log(n_base + n_add) of the real cells) that a
     synthetic cell is not significantly different from, by a paired t-test over units.
 
-    syn_u: [U] the synthetic cell per unit; real_u: [K, U] the real cells per unit (K knots).
+    syn_u: [U] the synthetic cell per unit; real_u: [K, U] the real cells per unit (K knots);
+    NaN marks a missing cell, and each position is tested on the units where the synthetic
+    cell and the knots it uses all exist. prior: the family's moderated-variance prior (see
+    t_interval), None for the per-cell t.
     Returns {"x_lo", "x_hi", "lower_open" (x_lo is the curve's start: the gain may be 0),
     "upper_open" (x_hi is the curve's end: more real data than measured may be needed),
-    "empty" (no position accepted: the cell lies significantly outside the curve)}.
+    "empty" (no position accepted: the cell lies significantly outside the curve), "n_units"
+    (the most units any position was tested on)}.
     """
-    ok = np.isfinite(syn_u) & np.isfinite(real_u).all(0)
-    syn_u, real_u = syn_u[ok], real_u[:, ok]
     out = {"x_lo": math.nan, "x_hi": math.nan, "lower_open": False, "upper_open": False,
-           "empty": False, "n_units": int(ok.sum())}
-    if ok.sum() < 2 or len(knots_x) < 2:
+           "empty": False, "n_units": 0}
+    if len(knots_x) < 2:
         return out
     xs = np.linspace(knots_x[0], knots_x[-1], grid)
     j, w = _segments(knots_x, xs)
-    curve = (1 - w)[:, None] * real_u[j] + w[:, None] * real_u[j + 1]  # [G, U]
-    d = syn_u[None, :] - curve
-    u = d.shape[1]
-    se = d.std(axis=1, ddof=1) / math.sqrt(u)
-    tcrit = float(stats.t.ppf(0.5 + ci / 2, u - 1))
-    mean = d.mean(axis=1)
-    # no spread over units at a position: nothing can be rejected there (see t_interval)
-    accept = (np.abs(mean) <= tcrit * se + 1e-15) | ~_has_spread(se, d, axis=1)
+    d = np.asarray(syn_u, float)[None, :] - _curve_per_unit(np.asarray(real_u, float), j, w)
+    n = np.isfinite(d).sum(1)  # [G]
+    out["n_units"] = int(n.max())
+    if n.max() < 2:
+        return out
+    s2, df = unit_variances(d)
+    if prior is not None:
+        s2, df = prior.posterior(s2, df)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.sqrt(s2 / n)
+        mean = np.nansum(d, 1) / n
+        tcrit = stats.t.ppf(0.5 + ci / 2, np.maximum(df, 1))
+    # fewer than 2 units or no spread at a position: nothing can be rejected there
+    accept = (n < 2) | ~(se > 0) | (np.abs(mean) <= tcrit * se + 1e-15)
     if not accept.any():
         out["empty"] = True
         return out

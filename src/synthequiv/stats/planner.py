@@ -48,18 +48,16 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize
 
-from synthequiv.stats.equivalence import (
+from synthequiv.stats.curves import RealCurve, monotone_inverse, real_curves
+from synthequiv.stats.fitting import (
     ALPHA_BOUNDS,
     MAX_EXTRAPOLATION,
-    RealCurve,
     _cell_se,
     _effective_predict,
     fit_effective,
     fit_paper,
-    monotone_inverse,
     paper_n_real,
     paper_n_syn,
-    real_curves,
 )
 from synthequiv.stats.intervals import REAL, Key, UnitTable, jackknife, unit_table
 from synthequiv.utils import SynthequivError
@@ -234,7 +232,8 @@ def _jackknife_amount(nb: int, full: float, loo: list[float], ci: float) -> tupl
     if not all(math.isfinite(v) for v in loo):
         return math.nan, math.inf  # unreachable without some unit: open above
     jk = jackknife(math.log(nb + full), [math.log(nb + v) for v in loo], ci)
-    return max(0.0, math.exp(jk["lo"]) - nb), math.exp(jk["hi"]) - nb
+    with np.errstate(over="ignore"):  # a wild leave-one-out amount: inf, not OverflowError
+        return max(0.0, float(np.exp(jk["lo"])) - nb), float(np.exp(jk["hi"])) - nb
 
 
 # ----------------------------------------------------------------------------- plan

@@ -1,15 +1,18 @@
-"""Simulated studies with a known truth: how often do the report's intervals cover it?
+"""Simulated studies with a known truth: coverage, power and informativeness of the intervals.
 
 A study's accuracy in replicate u, seed s, cell c at base size n is
 
-    truth(c) + e_base[u, n] + e_gen[u, n, arm] (synthetic cells) + e_cell[u, c] + e_seed[u, s, c]
+    truth(c) + e_base[u, n] + e_gen[u, n, arm] (synthetic cells) + h_c·(e_cell[u, c] + e_seed[u, s, c])
 
 truth: the real arm follows a power law acc(N) = a − b·N^(−α) in the total real images/class N;
-a synthetic cell is worth n_real⁺ extra real images by the paper's formula (so its truth is
-acc(n_base + n_real⁺)). e_base (base draw and test set of the replicate, shared by every cell at
-that base size), e_gen (the replicate's generator), e_cell (cell × replicate interaction) and
-e_seed (classifier seed) are independent normals. The defaults are sized after the digits
-calibration in the design notes (seed sd ≈ 0.004 accuracy; baseline 0.948 at 10/class).
+a synthetic cell is worth n_real⁺ extra real images — by the paper's formula, or a fixed worth
+per synthetic image (Truth.worth) — so its truth is acc(n_base + n_real⁺). e_base (base draw and
+test set of the replicate, shared by every cell at that base size), e_gen (the replicate's
+generator), e_cell (cell × replicate interaction: the cell's own test-set and training noise)
+and e_seed (classifier seed) are independent normals. Harder designs: h_c spreads the variance
+of the cells over [1, hetero] (heteroscedastic cells); a share of generators fails (e_gen gets
+a large negative shift, re-centred so the truth is still the mean); a share of rows is missing.
+Design.quick() takes its standard deviations from a real quick study (see benchmarks/coverage.py).
 """
 
 from __future__ import annotations
@@ -30,12 +33,20 @@ class Truth:
     alpha: float = 1.22  # acc(10) = 0.948, acc(20) = 0.972, as digits measured
     ln_c1_over_k: float = 0.172  # with c2: closed +160 ≈ real +5 at 10/class (design notes)
     c2: float = 15.0
+    # real images one synthetic image is worth, per arm (overrides the formula for that arm)
+    worth: tuple[tuple[str, float], ...] = ()
 
     def real(self, n_total):
         return self.a - self.b * np.asarray(n_total, float) ** -self.alpha
 
-    def n_real(self, n_base, n_syn) -> float:
+    def n_real(self, n_base, n_syn, arm: str = "closed") -> float:
+        fixed = dict(self.worth)
+        if arm in fixed:
+            return float(fixed[arm] * n_syn)
         return float(paper_n_real(self.ln_c1_over_k, self.c2, n_base, n_syn))
+
+    def gain(self, n_base, n_syn, arm: str = "closed") -> float:
+        return float(self.real(n_base + self.n_real(n_base, n_syn, arm)) - self.real(n_base))
 
 
 @dataclass(frozen=True)
@@ -50,24 +61,44 @@ class Design:
     sd_cell: float = 0.002
     sd_seed: float = 0.004
     arms: tuple[str, ...] = field(default=("closed",))
+    hetero: float = 1.0  # cell variances spread evenly over [1, hetero] × the above
+    gen_fail: float = 0.0  # share of generators that fail ...
+    gen_fail_shift: float = 0.0  # ... and lose this much accuracy (before re-centring)
+    missing: float = 0.0  # share of result rows missing at random
+
+
+def _cell_scale(design: Design, n_cells: int, rng: np.random.Generator) -> np.ndarray:
+    """sd multipliers h_c [n_cells]: variances evenly over [1, hetero], in a random order."""
+    return np.sqrt(rng.permutation(np.linspace(1.0, design.hetero, n_cells)))
+
+
+def _gen_effect(design: Design, rng: np.random.Generator) -> float:
+    e = rng.normal(0, design.sd_gen)
+    if design.gen_fail > 0:  # a failed generator: a one-sided loss, re-centred to mean 0
+        e += design.gen_fail * design.gen_fail_shift
+        e -= design.gen_fail_shift * float(rng.random() < design.gen_fail)
+    return e
 
 
 def simulate_rows(truth: Truth, design: Design, rng: np.random.Generator) -> list[dict]:
+    """One study's results rows (see the module docstring for the model)."""
+    cells = [(nb, REAL, m) for nb in design.bases for m in (0, *design.real_add)]
+    cells += [(nb, arm, m) for nb in design.bases for arm in design.arms for m in design.syn_add]
+    scale = dict(zip(cells, _cell_scale(design, len(cells), rng)))
     rows = []
     for u in range(design.replicates):
-        for nb in design.bases:
-            e_base = rng.normal(0, design.sd_base)
-            cells = [(REAL, m, truth.real(nb + m), 0.0) for m in (0, *design.real_add)]
-            for arm in design.arms:
-                e_gen = rng.normal(0, design.sd_gen)
-                cells += [(arm, m, truth.real(nb + truth.n_real(nb, m)), e_gen)
-                          for m in design.syn_add]
-            for arm, m, acc, e_gen in cells:
-                e_cell = rng.normal(0, design.sd_cell)
-                for s in range(design.seeds):
-                    rows.append({"n_base": nb, "arm": arm, "n_add": m, "seed": s, "replicate": u,
-                                 "accuracy": float(acc + e_base + e_gen + e_cell
-                                                   + rng.normal(0, design.sd_seed))})
+        e_base = {nb: rng.normal(0, design.sd_base) for nb in design.bases}
+        e_gen = {(nb, arm): _gen_effect(design, rng) for nb in design.bases for arm in design.arms}
+        for nb, arm, m in cells:
+            acc = (truth.real(nb + m) if arm == REAL else
+                   truth.real(nb + truth.n_real(nb, m, arm)) + e_gen[(nb, arm)])
+            e_cell = rng.normal(0, design.sd_cell)
+            for s in range(design.seeds):
+                noise = scale[(nb, arm, m)] * (e_cell + rng.normal(0, design.sd_seed))
+                rows.append({"n_base": nb, "arm": arm, "n_add": m, "seed": s, "replicate": u,
+                             "accuracy": float(acc + e_base[nb] + noise)})
+    if design.missing > 0:
+        rows = [r for r in rows if rng.random() >= design.missing]
     return rows
 
 
@@ -75,24 +106,46 @@ def _covers(lo: float, hi: float, value: float) -> bool:
     return bool(math.isfinite(lo) and lo <= value <= hi)
 
 
+def _study(truth: Truth, design: Design, t, ci: float, variance: str, power_band) -> dict:
+    """Per-study hits of one variance method (lists, pooled over cells by `coverage`)."""
+    hits = {k: [] for k in ("gain", "n_real_eq", "n_real_eq_finite", "finite", "power",
+                            "significant")}
+    for g in gains(t, ci, variance=variance):
+        if g["arm"] == REAL:
+            continue
+        true_gain = truth.gain(g["n_base"], g["n_add"], g["arm"])
+        hits["gain"].append(_covers(g["lo"], g["hi"], true_gain))
+        hits["significant"].append(g["significant"] and g["gain"] > 0)
+        if power_band[0] <= true_gain <= power_band[1]:
+            hits["power"].append(g["significant"] and g["gain"] > 0)
+    for arm in design.arms:
+        for p in measured_points(t, arm, ci, variance):
+            true_eq = truth.n_real(p["n_base"], p["n_syn"], arm)
+            covered = _covers(p["n_real_eq_lo"], p["n_real_eq_hi"], true_eq)
+            finite = bool(p["n_real_eq_lo"] > 0 and math.isfinite(p["n_real_eq_hi"]))
+            hits["n_real_eq"].append(covered)
+            hits["finite"].append(finite)
+            if finite:
+                hits["n_real_eq_finite"].append(covered)
+    return hits
+
+
 def coverage(truth: Truth = Truth(), design: Design = Design(), studies: int = 500,
-             ci: float = 0.95, seed: int = 0) -> dict:
-    """Fraction of simulated studies whose intervals contain the truth: the gain of every
-    synthetic cell, and n_real_eq (hence the exchange rate n_syn / n_real_eq) of every cell."""
+             ci: float = 0.95, seed: int = 0, variances=("moderated",),
+             power_band=(0.015, 0.025)) -> dict:
+    """For each variance method (all on the same simulated studies): the fraction of intervals
+    containing the truth — the gain of every synthetic cell ("gain"), n_real_eq and so the
+    exchange rate n_syn / n_real_eq ("n_real_eq"; "n_real_eq_finite": among intervals finite at
+    both ends) —, the share of rate intervals finite at both ends ("finite"), the share of cells
+    with a true gain in `power_band` called significant after Holm ("power"), and of all
+    synthetic cells ("significant"). One method: a flat dict; several: {method: dict}."""
     rng = np.random.default_rng(seed)
-    hits = {"gain": [], "n_real_eq": [], "gain_significant": []}
+    pooled = {v: {} for v in variances}
     for _ in range(studies):
         t = unit_table(simulate_rows(truth, design, rng))
-        for g in gains(t, ci):
-            if g["arm"] == REAL:
-                continue
-            true_gain = (truth.real(g["n_base"] + truth.n_real(g["n_base"], g["n_add"]))
-                         - truth.real(g["n_base"]))
-            hits["gain"].append(_covers(g["lo"], g["hi"], true_gain))
-            hits["gain_significant"].append(g["significant"])
-        for arm in design.arms:
-            for p in measured_points(t, arm, ci):
-                true_eq = truth.n_real(p["n_base"], p["n_syn"])
-                hits["n_real_eq"].append(_covers(p["n_real_eq_lo"], p["n_real_eq_hi"], true_eq))
-    return {name: float(np.mean(v)) if v else math.nan for name, v in hits.items()} | {
-        "studies": studies, "cells": len(hits["gain"]) // max(studies, 1)}
+        for v in variances:
+            for k, h in _study(truth, design, t, ci, v, power_band).items():
+                pooled[v].setdefault(k, []).extend(h)
+    out = {v: {k: float(np.mean(h)) if h else math.nan for k, h in res.items()}
+           | {"studies": studies} for v, res in pooled.items()}
+    return out[variances[0]] if len(variances) == 1 else out
