@@ -52,9 +52,9 @@ def test_precedence_preset_then_file_then_set(tmp_path):
     (tmp_path / "o.yaml").write_text("splits:\n  seed: 3\n  test_per_class: 7\n")
     cfg = C.resolve("mnist", tmp_path / "o.yaml", ["splits.seed=9"])
     assert cfg.splits.seed == 9  # --set beats the file
-    assert cfg.splits.test_per_class == 7  # the file beats the preset (100)
+    assert cfg.splits.test_per_class == 7  # the file beats the default ("all")
     assert cfg.splits.base_per_class == (10, 50)  # untouched preset value kept
-    assert C.PRESETS["mnist"]["splits"] == {"base_per_class": [10, 50], "test_per_class": 100}
+    assert C.PRESETS["mnist"]["splits"] == {"base_per_class": [10, 50]}
 
 
 def test_set_parsing():

@@ -153,3 +153,66 @@ def test_class_too_small_for_reserve_names_it(make_indexed):
 def test_invalid_split_config(digits, cfg, match):
     with pytest.raises(SynthequivError, match=match):
         make_splits(digits, cfg)
+
+
+# ----------------------------------------------------------------------------- test: all
+
+
+def test_all_holdout_is_every_image_outside_base_and_reserve(make_indexed, decode):
+    ds = make_indexed([30, 25, 40])
+    sp = make_splits(ds, SplitConfig(base_per_class=(5, 10), seed=3), reserve_per_class=4)
+    base, reserve = as_set(sp.base_indices(10)), as_set(sp.reserve_indices(4))
+    test = decode(sp.test_images)
+    assert sp.test_labels.bincount().tolist() == [30 - 14, 25 - 14, 40 - 14]
+    assert not test & (base | reserve) and base | reserve | test == set(range(95))
+    assert sp.reserve_capacity() == 4  # the reserve is exactly what the grid asked for
+    with pytest.raises(SynthequivError, match="too few for base"):
+        sp.reserve_indices(5)
+
+
+def test_all_holdout_keeps_base_reserve_and_is_nested_in_a_smaller_reserve(make_indexed, decode):
+    """Base sets and the reserve do not depend on the test size; a larger reserve takes its
+    extra images from the hold-out, whose remaining images are the same ones."""
+    ds = make_indexed([40, 40, 40])
+    fixed = make_splits(ds, SplitConfig(base_per_class=(10,), test_per_class=5, seed=7),
+                        reserve_per_class=20)
+    small = make_splits(ds, SplitConfig(base_per_class=(10,), seed=7), reserve_per_class=10)
+    large = make_splits(ds, SplitConfig(base_per_class=(10,), seed=7), reserve_per_class=20)
+    assert torch.equal(fixed.base_indices(10), small.base_indices(10))
+    assert torch.equal(small.reserve_indices(10), large.reserve_indices(10))
+    assert torch.equal(fixed.reserve_indices(20), large.reserve_indices(20))
+    assert decode(large.test_images) < decode(small.test_images)
+    assert decode(fixed.test_images) <= decode(large.test_images)  # the last 5 of each order
+
+
+def test_all_holdout_is_capped_and_the_rest_stays_in_the_pool(make_indexed, decode):
+    ds = make_indexed([30, 12])
+    sp = make_splits(ds, SplitConfig(base_per_class=(4,), seed=0, test_cap_per_class=6),
+                     reserve_per_class=2)
+    assert sp.test_labels.bincount().tolist() == [6, 6]
+    pool, test = as_set(sp.pool_indices()), decode(sp.test_images)
+    assert not pool & test and pool | test == set(range(42))
+
+
+def test_all_holdout_same_seed_same_split(digits):
+    a, b = (make_splits(digits, SplitConfig(base_per_class=(10, 20), seed=4), 40)
+            for _ in range(2))
+    assert torch.equal(a.test_images, b.test_images) and torch.equal(a.test_labels, b.test_labels)
+    assert len(a.test_labels) == 1797 - 600
+
+
+def test_all_holdout_class_with_nothing_left_names_it(make_indexed):
+    ds = make_indexed([30, 14])
+    with pytest.raises(SynthequivError, match=r"class '1' has 14 images.*reserve \(4/class\)"):
+        make_splits(ds, SplitConfig(base_per_class=(10,), seed=0), reserve_per_class=4)
+    make_splits(ds, SplitConfig(base_per_class=(10,), seed=0), reserve_per_class=3)  # 1 left
+
+
+@pytest.mark.parametrize("cfg, match", [
+    (SplitConfig(test_per_class="most"), "positive integer or 'all'"),
+    (SplitConfig(test_per_class=True), "positive integer or 'all'"),
+    (SplitConfig(test_cap_per_class=0), "test_cap_per_class must be > 0"),
+])
+def test_invalid_holdout_settings(digits, cfg, match):
+    with pytest.raises(SynthequivError, match=match):
+        make_splits(digits, cfg)

@@ -69,8 +69,7 @@ def test_every_cell_recorded_once(finished):
 
 
 def test_each_replicate_trains_its_own_generators_on_its_own_base_sets(finished):
-    from synthequiv.inputs.splits import make_splits
-    from synthequiv.orchestration.study import replicate_config
+    from synthequiv.orchestration.study import study_splits
 
     cfg, run_dir, _ = finished
     ds, _ = load_inputs(cfg)
@@ -78,7 +77,7 @@ def test_each_replicate_trains_its_own_generators_on_its_own_base_sets(finished)
             for p in run_dir.glob("generators/*/trained_on.json")}
     assert len(seen) == 2 * (len(cfg.splits.base_per_class) + 1)
     for r in range(2):
-        sp = make_splits(ds, replicate_config(cfg, r).splits)
+        sp = study_splits(cfg, ds, r)
         for n in cfg.splits.base_per_class:
             info = seen[f"closed-n{n}-r{r}"]
             assert info["train_digest"] == tensor_digest(*sp.base(n))
@@ -88,6 +87,19 @@ def test_each_replicate_trains_its_own_generators_on_its_own_base_sets(finished)
             sp.dataset.images[pool], sp.dataset.labels[pool])
     # different draws: the base sets of the two replicates are not the same images
     assert seen["closed-n5-r0"]["train_digest"] != seen["closed-n5-r1"]["train_digest"]
+
+
+def test_each_replicate_tests_on_every_image_outside_its_base_sets_and_reserve(finished):
+    """splits.test_per_class: all (default): digits has 1797 images; B(10) + R(20) per class
+    leave 1497 for each replicate's test set, stated in the rows, summary and report."""
+    _, run_dir, _ = finished
+    with sqlite3.connect(run_dir / "results.sqlite") as db:
+        sizes = set(db.execute("SELECT replicate, n_test FROM cells"))
+    assert sizes == {(0, 1497), (1, 1497)}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test_images"]["per_replicate"] == {"0": 1497, "1": 1497}
+    assert "Test set: 1497 images per replicate (2 replicate(s))" in (
+        run_dir / "report.md").read_text()
 
 
 def test_rows_carry_their_replicate(finished):

@@ -1,11 +1,17 @@
 """Splits stage: seeded, stratified, nested.
 
-  test      official test split, else a stratified hold-out of `test_per_class` per class
+  test      official test split, else a stratified hold-out taken from the END of each class
+            order: `test_per_class: all` (default) = every image of the class not in B(max) or
+            the reserve R(reserve_per_class), at most `test_cap_per_class`; an integer = exactly
+            that many per class
   B(n)      base set, the first n images of each class in a seeded per-class order:
             B(10) ⊂ B(20) ⊂ … for one split seed
   R(m)      reserve for the real-augmentation arm: the next m images of each class after
             B(max), so every R(m) is disjoint from every base set, and R(10) ⊂ R(40) ⊂ …
-A class too small for a request is an error naming the class, never a silent shrink.
+  pool      every non-test image (B ∪ R, and with a capped hold-out the images beyond the cap)
+Base sets and the reserve come from the front of a class order and the hold-out from its end,
+so they never depend on the test size. A class too small for a request is an error naming the
+class, never a silent shrink.
 """
 
 from __future__ import annotations
@@ -18,11 +24,18 @@ from synthequiv.inputs.data import Dataset
 from synthequiv.utils import SynthequivError, check_positive
 
 
+TEST_ALL = "all"
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     base_per_class: tuple[int, ...] = (10, 20)  # base-set sizes n (images per class)
-    test_per_class: int = 50  # hold-out size when the source has no official test split
+    # hold-out test images per class when the source has no official test split: "all" = every
+    # image not in a base set or the real arm's reserve (capped below), an integer = that many.
+    # Larger test sets shrink each cell's test-set noise (binomial: sd √(p(1−p)/N))
+    test_per_class: int | str = TEST_ALL
     seed: int = 0
+    test_cap_per_class: int = 2000  # the cap on test_per_class: all (images per class)
 
 
 @dataclass
@@ -76,27 +89,60 @@ def _per_class_orders(labels: torch.Tensor, num_classes: int, g: torch.Generator
     return orders
 
 
-def make_splits(ds: Dataset, cfg: SplitConfig) -> Splits:
+def check_split_config(cfg: SplitConfig) -> None:
+    """One-line errors for the split settings (no data needed)."""
     if not cfg.base_per_class:
         raise SynthequivError("splits.base_per_class is empty")
     for n in cfg.base_per_class:
         check_positive("splits.base_per_class entry", n)
+    t = cfg.test_per_class
+    if t != TEST_ALL and (not isinstance(t, int) or isinstance(t, bool)):
+        raise SynthequivError(f"splits.test_per_class must be a positive integer or "
+                              f"'{TEST_ALL}', got {t!r}")
+    if t != TEST_ALL:
+        check_positive("splits.test_per_class", t)
+    if not isinstance(cfg.test_cap_per_class, int) or isinstance(cfg.test_cap_per_class, bool):
+        raise SynthequivError("splits.test_cap_per_class must be a positive integer, got "
+                              f"{cfg.test_cap_per_class!r}")
+    check_positive("splits.test_cap_per_class", cfg.test_cap_per_class)
+
+
+def holdout_sizes(cfg: SplitConfig, class_sizes: list[int], class_names: list[str],
+                  reserve_per_class: int = 0) -> list[int]:
+    """Test images per class of a hold-out (no official test split), checked: every class keeps
+    its training images (an integer size) or B(max) + R(reserve) and ≥ 1 test image (all)."""
+    if cfg.test_per_class != TEST_ALL:
+        t = cfg.test_per_class
+        for name, n in zip(class_names, class_sizes):
+            if n <= t:
+                raise SynthequivError(f"class '{name}' has {n} images, too few for a "
+                                      f"{t}/class test hold-out plus training images")
+        return [t] * len(class_sizes)
+    keep = max(cfg.base_per_class) + reserve_per_class
+    for name, n in zip(class_names, class_sizes):
+        if n <= keep:
+            raise SynthequivError(
+                f"class '{name}' has {n} images, too few for the largest base set "
+                f"({max(cfg.base_per_class)}/class) + real-arm reserve ({reserve_per_class}"
+                "/class) + a hold-out test set of at least 1 (splits.test_per_class: all)")
+    return [min(n - keep, cfg.test_cap_per_class) for n in class_sizes]
+
+
+def make_splits(ds: Dataset, cfg: SplitConfig, reserve_per_class: int = 0) -> Splits:
+    """reserve_per_class: the real arm's largest addition R(m), kept out of a `test_per_class:
+    all` hold-out (an integer hold-out does not depend on it)."""
+    check_split_config(cfg)
+    check_positive("reserve per class", reserve_per_class, allow_zero=True)
     g = torch.Generator().manual_seed(cfg.seed)
     orders = _per_class_orders(ds.labels, ds.num_classes, g)
     if ds.test_images is not None:
         test_x, test_y = ds.test_images, ds.test_labels
     else:
-        check_positive("splits.test_per_class", cfg.test_per_class)
-        for c, o in enumerate(orders):
-            if len(o) <= cfg.test_per_class:
-                raise SynthequivError(
-                    f"class '{ds.class_names[c]}' has {len(o)} images, too few for a "
-                    f"{cfg.test_per_class}/class test hold-out plus training images"
-                )
-        # the hold-out takes the LAST test_per_class of each class order, so the base sets
-        # (taken from the front) do not depend on the test size
-        test_idx = torch.cat([o[-cfg.test_per_class:] for o in orders])
-        orders = [o[:-cfg.test_per_class] for o in orders]
+        sizes = holdout_sizes(cfg, [len(o) for o in orders], ds.class_names, reserve_per_class)
+        # the hold-out takes the LAST images of each class order, so the base sets and the
+        # reserve (taken from the front) do not depend on the test size
+        test_idx = torch.cat([o[len(o) - t:] for o, t in zip(orders, sizes)])
+        orders = [o[:len(o) - t] for o, t in zip(orders, sizes)]
         test_x, test_y = ds.images[test_idx], ds.labels[test_idx]
     splits = Splits(ds, orders, test_x, test_y, max(cfg.base_per_class))
     splits.base_indices(splits.max_base)  # fail now, naming the class, if a base set can't fit

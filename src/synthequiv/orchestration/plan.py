@@ -174,19 +174,54 @@ def _cost(cfg, counts: dict, classes: int, shape) -> dict:
 
 def study_plan(cfg, ds=None) -> dict:
     """Counts, data requirements and an estimated cost of the study `cfg` describes."""
+    from synthequiv.inputs.splits import TEST_ALL
+
     facts, counts = _data_facts(cfg, ds), _counts(cfg)
     real_reserve = max(cfg.grid.real_add_per_class or [0]) if "real" in cfg.grid.arms else 0
     need = max(cfg.splits.base_per_class) + real_reserve
-    if not facts["official_test"]:
-        need += cfg.splits.test_per_class
+    test_all = cfg.splits.test_per_class == TEST_ALL
+    if not facts["official_test"]:  # a hold-out: "all" needs at least one test image/class
+        need += 1 if test_all else cfg.splits.test_per_class
     short = ({c: n for c, n in facts["per_class"].items() if n < need}
              if facts["per_class"] else {})
     classes = facts["classes"] or 10
     return {**counts, "generator_kimg": cfg.generator.train_kimg,
             "samples_per_class": max(cfg.grid.syn_add_per_class or [0]),
             "seeds": len(cfg.grid.seeds), "images_needed_per_class": need,
+            "test": _test_facts(cfg, facts, need - 1 if test_all else need),
             "data": {k: v for k, v in facts.items() if k != "per_class"},
             "classes_short": short, "cost_estimate": _cost(cfg, counts, classes, facts["shape"])}
+
+
+def _test_facts(cfg, facts: dict, kept: int) -> dict:
+    """The test set each replicate scores on: the official split, a fixed hold-out per class,
+    or (test_per_class: all) every image outside B(max) ∪ R up to the cap; per-class counts
+    when the data were read (kept: the images/class that stay out of the hold-out)."""
+    from synthequiv.inputs.splits import TEST_ALL
+
+    s = cfg.splits
+    if facts["official_test"]:
+        return {"kind": "official"}
+    if s.test_per_class != TEST_ALL:
+        return {"kind": "fixed", "per_class": s.test_per_class}
+    out = {"kind": "all", "cap_per_class": s.test_cap_per_class}
+    if facts["per_class"]:
+        per = [max(0, min(n - kept, s.test_cap_per_class)) for n in facts["per_class"].values()]
+        out.update(min_per_class=min(per), max_per_class=max(per), per_replicate=sum(per))
+    return out
+
+
+def _test_text(t: dict) -> str:
+    if t["kind"] == "official":
+        return "test: the source's official test split (shared by every replicate)"
+    if t["kind"] == "fixed":
+        return (f"test: a hold-out of {t['per_class']}/class per replicate "
+                "(splits.test_per_class)")
+    counts = (f": {t['min_per_class']}–{t['max_per_class']}/class, {t['per_replicate']} images "
+              "per replicate" if "per_replicate" in t else "")
+    return (f"test: every real image outside the base sets and reserve, at most "
+            f"{t['cap_per_class']}/class (splits.test_per_class: all; a new hold-out per "
+            f"replicate){counts}")
 
 
 def plan_lines(p: dict) -> list[str]:
@@ -195,13 +230,15 @@ def plan_lines(p: dict) -> list[str]:
     shape = "×".join(map(str, d["shape"])) if d["shape"] else "unknown shape"
     classes = (f"{d['classes']} classes" if d["classes"]
                else "class count unknown (10 assumed for the cost)")
+    hold = {"fixed": " + hold-out test", "all": " + at least 1 hold-out test image"}
     need = (f"{p['images_needed_per_class']} real images per class (largest base set + real-"
-            f"arm reserve{' + hold-out test' if not d['official_test'] else ''})")
+            f"arm reserve{hold.get(p['test']['kind'], '')})")
     short = ("; too few in " + ", ".join(f"'{k}' ({v})" for k, v in p["classes_short"].items())
              if p["classes_short"] else ("; every class has enough" if d["known"] == "read"
                                          else ""))
     return [
         f"data: {classes}, {shape}; needs {need}{short}",
+        _test_text(p["test"]),
         f"generators: {p['generators']} × {p['generator_kimg']:g} kimg "
         f"({p['replicates']} replicate(s); preset {c['generator_preset']})",
         f"sample sets: {p['sample_sets']} × {p['samples_per_class']}/class"

@@ -23,6 +23,7 @@ COLUMNS = {
     "balanced_accuracy": "REAL",
     "auc": "REAL",
     "n_train": "INTEGER",
+    "n_test": "INTEGER",  # test images the cell was scored on (its replicate's test split)
     "wall_s": "REAL",
     "version": "TEXT",
     "finished_at": "TEXT",

@@ -169,11 +169,12 @@ def train_cell(cells: list[Cell], datas: list, tests: dict, num_classes: int, cc
                 scores[i] = m
     rows = []
     for cell, (_, y, _, sy), metrics in zip(cells, datas, scores):
+        n_test = len(tests[cell.replicate][1])
         rows.append({
             "key": cell.key, "n_base": cell.n_base, "arm": cell.arm, "n_add": cell.n_add,
             "seed": cell.seed, "replicate": cell.replicate, "accuracy": metrics["accuracy"],
             "balanced_accuracy": metrics.get("balanced_accuracy"), "auc": metrics.get("auc"),
-            "n_train": len(y) + (0 if sy is None else len(sy)),
+            "n_train": len(y) + (0 if sy is None else len(sy)), "n_test": n_test,
             "version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         })
     for row in rows:  # a group's wall time, shared equally by its cells
@@ -275,11 +276,21 @@ def sample_study_sets(jobs: list[tuple[StudyConfig, GenJob]], cfg: StudyConfig,
                     cfg, device, progress, keep=False)
 
 
+def reserve_per_class(cfg: StudyConfig) -> int:
+    """The real arm's largest addition R(m): kept out of a `test_per_class: all` hold-out."""
+    return max(cfg.grid.real_add_per_class or [0]) if "real" in cfg.grid.arms else 0
+
+
+def study_splits(cfg: StudyConfig, ds: Dataset, r: int = 0) -> Splits:
+    """Replicate r's splits, checked against the grid."""
+    sp = make_splits(ds, replicate_config(cfg, r).splits, reserve_per_class(cfg))
+    check_grid(cfg, sp)
+    return sp
+
+
 def load_inputs(cfg: StudyConfig) -> tuple[Dataset, Splits]:
     ds = load_dataset(cfg.data)
-    sp = make_splits(ds, cfg.splits)
-    check_grid(cfg, sp)
-    return ds, sp
+    return ds, study_splits(cfg, ds)
 
 
 def check_inputs(cfg: StudyConfig, ds: Dataset) -> tuple[list[Splits], list]:
@@ -299,12 +310,7 @@ def check_inputs(cfg: StudyConfig, ds: Dataset) -> tuple[list[Splits], list]:
 def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
     """Every replicate's splits, checked before any training (a class too small for one
     replicate's draw fails now, naming the class)."""
-    out = []
-    for r in range(cfg.grid.replicates):
-        sp = make_splits(ds, replicate_config(cfg, r).splits)
-        check_grid(cfg, sp)
-        out.append(sp)
-    return out
+    return [study_splits(cfg, ds, r) for r in range(cfg.grid.replicates)]
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,

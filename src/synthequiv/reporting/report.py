@@ -371,7 +371,7 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
         "budget": _budget_text(cfg), "metric": metric, "n_cells": len(rows), "accuracy": stats,
         "equivalence": equivalence, "analysis": stored, "config": to_dict(cfg),
         "figures": {k: _relative(v, run_dir) for k, v in figs.items()},
-        "planner": planner, "run": run_info or {},
+        "planner": planner, "run": run_info or {}, "test_images": test_images(rows, cfg),
         "levers": lever_rows(cfg, equivalence, analysis),
     }
     atomic_write_json(run_dir / "summary.json", summary)
@@ -524,6 +524,31 @@ def _lever_row(r: dict) -> list[str]:
             _fmt(r["recall"], 3), _fmt(r["coverage"], 3), _fmt(r["memorized"], 3), gain, rate]
 
 
+def test_images(rows: list[dict], cfg) -> dict:
+    """Test images each replicate's cells were scored on (rows' n_test; rows of older versions
+    have none) and the setting that chose them."""
+    per = {}
+    for r in rows:
+        if r.get("n_test") is not None:
+            per[int(r.get("replicate") or 0)] = int(r["n_test"])
+    s = cfg.splits
+    how = (f"every real image outside the base sets and reserve, at most "
+           f"{s.test_cap_per_class}/class" if s.test_per_class == "all" else
+           f"a hold-out of {s.test_per_class}/class")
+    return {"per_replicate": dict(sorted(per.items())),
+            "setting": f"the source's official test split, else per replicate {how}"}
+
+
+def _test_text(t: dict) -> str:
+    """The test images per replicate ("" for rows without them: a results file, an old run)."""
+    per = t.get("per_replicate") or {}
+    if not per:
+        return ""
+    sizes = sorted(set(per.values()))
+    n = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+    return f"Test set: {n} images per replicate ({len(per)} replicate(s)): {t['setting']}."
+
+
 def _setting_section(doc: Doc, cfg, summary: dict) -> None:
     doc.h2("Setting")
     reps = cfg.grid.replicates
@@ -531,6 +556,8 @@ def _setting_section(doc: Doc, cfg, summary: dict) -> None:
           f"seeds {list(cfg.grid.seeds)}; replicates {reps}; classifier budget: "
           f"{summary['budget']}; mixing: {cfg.classifier.mixing}; open-set arm: "
           f"{cfg.openset.kind}.")
+    if _test_text(summary.get("test_images") or {}):
+        doc.p(_test_text(summary["test_images"]))
     doc.p(interval_text(summary["equivalence"]))
     run = summary.get("run") or {}
     if run.get("timings"):
