@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 from sklearn.isotonic import IsotonicRegression
 
 from synthequiv.stats import equivalence as eq
@@ -465,3 +465,82 @@ def test_a_cell_without_spread_counts_in_the_holm_family_as_untestable():
     assert flat["no_interval"] and math.isnan(flat["p"]) and not flat["significant"]
     assert varying["family_size"] == flat["family_size"] == 2
     assert varying["p_holm"] == pytest.approx(min(1.0, 2 * varying["p"]))
+
+
+# ----------------------------------------------------------------------------- moderated variance
+
+
+def _family_rows(diffs: dict, base=(0.80, 0.82, 0.79)) -> list[dict]:
+    """One base size, 3 replicates: the baseline and cells at baseline + the given
+    per-replicate differences ((arm, n_add) → 3 differences)."""
+    rows = [{"n_base": 10, "arm": "real", "n_add": 0, "seed": 0, "replicate": u, "accuracy": b}
+            for u, b in enumerate(base)]
+    rows += [{"n_base": 10, "arm": arm, "n_add": n, "seed": 0, "replicate": u,
+              "accuracy": base[u] + d[u]} for (arm, n), d in diffs.items() for u in range(3)]
+    return rows
+
+
+def test_moderated_variance_equals_smyths_formulas_by_hand():
+    """Smyth (2004) §6.2 on four synthetic contrasts of 3 units (2 df each), by hand: e_g =
+    log s_g² − ψ(1) + log(1); ψ'(d0/2) = var(e) − ψ'(1); s0² = exp(ē + ψ(d0/2) − log(d0/2));
+    s̃² = (d0·s0² + 2·s²)/(d0 + 2), t on d0 + 2 df."""
+    from scipy import special
+
+    diffs = {("closed", 40): (0.010, 0.030, 0.020), ("closed", 160): (0.000, 0.050, 0.010),
+             ("open", 40): (0.020, 0.021, 0.025), ("open", 160): (-0.010, 0.060, 0.040),
+             ("real", 5): (0.01, 0.02, 0.03)}
+    d = {k: np.array(v) for k, v in diffs.items() if k[0] != "real"}
+    s2 = np.array([v.var(ddof=1) for v in d.values()])
+    e = np.log(s2) - special.digamma(1.0) + np.log(1.0)
+    excess = e.var(ddof=1) - special.polygamma(1, 1.0)
+    assert excess > 0  # these variances differ by more than 2-df sampling explains
+    half_d0 = optimize.brentq(lambda x: special.polygamma(1, x) - excess, 1e-8, 1e8)
+    d0 = 2 * half_d0
+    s0 = math.exp(e.mean() + special.digamma(half_d0) - math.log(half_d0))
+    t = unit_table(_family_rows(diffs))
+    prior = eq.family_priors(t)["synthetic"]
+    assert (prior.df, prior.s2) == (pytest.approx(d0, rel=1e-9), pytest.approx(s0, rel=1e-9))
+    g = {(x["arm"], x["n_add"]): x for x in eq.gains(t, 0.95)}
+    for (key, v), s2_g in zip(d.items(), s2):
+        post = (d0 * s0 + 2 * s2_g) / (d0 + 2)
+        tstat = v.mean() / math.sqrt(post / 3)
+        assert g[key]["df"] == pytest.approx(d0 + 2)
+        assert g[key]["p"] == pytest.approx(2 * stats.t.sf(abs(tstat), d0 + 2), rel=1e-9)
+        half = stats.t.ppf(0.975, d0 + 2) * math.sqrt(post / 3)
+        assert g[key]["hi"] - g[key]["gain"] == pytest.approx(half, rel=1e-9)
+    # the real family has one contrast: no prior, its own t on 2 df
+    assert g[("real", 5)]["df"] == 2.0 and eq.family_priors(t)["real"].df == 0
+    per_cell = {(x["arm"], x["n_add"]): x for x in eq.gains(t, 0.95, variance="per_cell")}
+    ref = stats.ttest_1samp(d[("closed", 40)], 0.0)
+    assert per_cell[("closed", 40)]["p"] == pytest.approx(ref.pvalue)
+
+
+def test_equal_variances_pool_fully_up_to_the_familys_degrees_of_freedom():
+    """Four contrasts with identical sample variances: no spread beyond sampling, so Smyth's
+    d0 is ∞; it is capped at the family's pooled 4 × 2 = 8 df and s0² = exp(ē)."""
+    from scipy import special
+
+    diffs = {("closed", n): (0.01 + c, 0.03 + c, 0.02 + c)
+             for n, c in zip((10, 20, 40, 80), (0.0, 0.001, 0.002, 0.003))}
+    prior = eq.family_priors(unit_table(_family_rows(diffs)))["synthetic"]
+    s2 = np.var([0.01, 0.03, 0.02], ddof=1)
+    assert prior.df_uncapped == math.inf and prior.df == 8.0
+    assert prior.s2 == pytest.approx(math.exp(math.log(s2) - special.digamma(1.0)), rel=1e-6)
+
+
+def test_a_cell_missing_in_some_replicates_is_compared_on_the_units_where_it_exists():
+    """Replicate 2 is 5 points easier than the others and has no synthetic cell. Paired on
+    replicates 0-1, the cell lies 1/10 of the way from real +10 to real +20 (in log amount);
+    unpaired, against the curve averaged over all three, it read as about +2.2 real/class."""
+    reals = {0: 0.80, 5: 0.81, 10: 0.82, 20: 0.83, 40: 0.84}
+    shift = (0.0, 0.004, 0.05)
+    rows = [{"n_base": 10, "arm": "real", "n_add": m, "seed": 0, "replicate": u,
+             "accuracy": a + shift[u]} for m, a in reals.items() for u in range(3)]
+    rows += [{"n_base": 10, "arm": "closed", "n_add": 160, "seed": 0, "replicate": u,
+              "accuracy": reals[10] + shift[u] + 0.002 * u} for u in range(2)]
+    for variance in ("moderated", "per_cell"):
+        p = eq.equivalent_points(rows, "closed", variance=variance)[0]
+        assert p["n_units"] == 2 and p["flag"] == "ok"
+        assert p["n_real_eq"] == pytest.approx(20 * 1.5**0.1 - 10, rel=1e-9)  # 10.8, not 2.2
+    g = next(g for g in eq.gains(unit_table(rows), 0.95) if g["arm"] == "closed")
+    assert g["n_units"] == 2 and g["gain"] == pytest.approx(0.021)

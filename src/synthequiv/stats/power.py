@@ -1,0 +1,148 @@
+"""Power of a planned design: the smallest gain a study would call significant.
+
+A study's accuracies vary by four components (standard deviations in accuracy units, the same
+model as simulate.py): `base` (a replicate's base draw and test set, shared by every cell at a
+base size: it cancels in a gain), `generator` (a replicate's generator, shared by an arm's
+synthetic cells at a base size), `cell` (cell × replicate) and `seed` (classifier seed within a
+replicate and cell). A gain is a paired difference within replicates (seeds averaged), so over
+replicates it varies with
+
+    sd(gain) = √(generator² [synthetic cells] + 2·cell² + 2·seed²/seeds).
+
+The report calls a gain significant when its Holm-adjusted p < 1 − ci; for one cell of a
+family of m the first Holm step is the strictest, so the detectable gain here is computed at
+level (1 − ci)/m (Bonferroni: slightly conservative for all but the most significant cell).
+With `variance="moderated"` the t has the family's pooled degrees of freedom on top of its own
+(the cap in moderated.py: d0 ≤ (m' contrasts)·(U − 1), reached when the family's variances are
+alike); with "per_cell" it has U − 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+
+from synthequiv.stats.intervals import REAL, unit_table
+from synthequiv.utils import SynthequivError
+
+
+@dataclass(frozen=True)
+class VarianceComponents:
+    """Standard deviations of a study's accuracies (see the module docstring)."""
+
+    base: float
+    generator: float
+    cell: float
+    seed: float
+
+    def gain_sd(self, seeds: int, synthetic: bool = True) -> float:
+        """sd over replicates of a gain (cell − baseline, each averaged over `seeds` seeds)."""
+        if seeds < 1:
+            raise SynthequivError(f"seeds must be ≥ 1, got {seeds}")
+        gen = self.generator**2 if synthetic else 0.0
+        return math.sqrt(gen + 2 * self.cell**2 + 2 * self.seed**2 / seeds)
+
+
+def _seed_variance(rows: list[dict], metric: str) -> tuple[float, float]:
+    """(pooled within-cell variance over seeds, harmonic mean of seeds per cell); (0, 1) when
+    every cell of a replicate has one seed."""
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        key = (r.get("replicate", 0), r["n_base"], r["arm"], r["n_add"])
+        groups.setdefault(key, []).append(float(r[metric]))
+    sizes = np.array([len(v) for v in groups.values()], float)
+    ss = sum(float(np.var(v) * len(v)) for v in groups.values())
+    df = float((sizes - 1).sum())
+    return (ss / df if df > 0 else 0.0), float(len(sizes) / np.sum(1 / sizes))
+
+
+def variance_components(rows: Iterable[Mapping[str, Any]], metric: str = "accuracy"
+                        ) -> VarianceComponents:
+    """Method-of-moments components from a results table with ≥ 2 replicates: seed from the
+    spread over seeds within a replicate's cell; cell from the real gains' variance over
+    replicates; generator from how much more the synthetic gains vary; base from the baseline's
+    variance over replicates. A negative moment estimate is 0."""
+    rows = list(rows.to_dict("records") if hasattr(rows, "to_dict") else rows)
+    t = unit_table(rows, metric)
+    if t.unit != "replicate":
+        raise SynthequivError("variance components need results of ≥ 2 replicates")
+    seed_var, seeds = _seed_variance(rows, metric)
+    real, syn, base = [], [], []
+    for (nb, arm, na), v in t.values.items():
+        b = t.values.get((nb, REAL, 0))
+        if b is None:
+            continue
+        if (arm, na) == (REAL, 0):
+            base.append(np.nanvar(v, ddof=1))
+            continue
+        d = v - b
+        if np.isfinite(d).sum() >= 2:
+            (real if arm == REAL else syn).append(np.nanvar(d, ddof=1))
+    if not real:
+        raise SynthequivError("variance components need real-arm cells beside the baseline")
+    cell_var = max(0.0, float(np.mean(real)) / 2 - seed_var / seeds)
+    gen_var = max(0.0, float(np.mean(syn)) - float(np.mean(real))) if syn else 0.0
+    base_var = max(0.0, float(np.nanmean(base)) - cell_var - seed_var / seeds)
+    return VarianceComponents(base=math.sqrt(base_var), generator=math.sqrt(gen_var),
+                              cell=math.sqrt(cell_var), seed=math.sqrt(seed_var))
+
+
+def _df(replicates: int, variance: str, family_contrasts: int) -> float:
+    if variance not in ("moderated", "per_cell"):
+        raise SynthequivError(f"variance must be moderated or per_cell, got {variance!r}")
+    own = replicates - 1
+    return own * (1 + family_contrasts) if variance == "moderated" else own
+
+
+def power_at(gain: float, sd: float, replicates: int, *, family_size: int = 1,
+             ci: float = 0.95, variance: str = "moderated", family_contrasts: int | None = None
+             ) -> float:
+    """Probability that a true `gain` (accuracy units) with per-replicate sd `sd` is called
+    significant (two-sided, level (1 − ci)/family_size) by a t over `replicates` units."""
+    if replicates < 2:
+        return 0.0
+    df = _df(replicates, variance, family_size if family_contrasts is None else family_contrasts)
+    crit = float(stats.t.ppf(1 - (1 - ci) / (2 * max(family_size, 1)), df))
+    nc = gain * math.sqrt(replicates) / sd
+    # the far tail (a significant loss) can be NaN in scipy's nct where it is ~1e-17: it is 0
+    lower = float(np.nan_to_num(stats.nct.cdf(-crit, df, nc)))
+    return float(stats.nct.sf(crit, df, nc)) + lower
+
+
+def min_detectable_gain(components: VarianceComponents, replicates: int, seeds: int, *,
+                        family_size: int = 8, ci: float = 0.95, power: float = 0.8,
+                        variance: str = "moderated", synthetic: bool = True,
+                        family_contrasts: int | None = None) -> float:
+    """The smallest true gain (accuracy units; ×100 for points) that a design of `replicates`
+    replicates × `seeds` seeds calls significant with probability `power`, Holm-adjusted over
+    `family_size` synthetic cells (see the module docstring). family_contrasts: contrasts whose
+    variances are pooled (default family_size). inf with fewer than 2 replicates."""
+    if not 0 < power < 1:
+        raise SynthequivError(f"power must lie in (0, 1), got {power}")
+    if replicates < 2:
+        return math.inf
+    sd = components.gain_sd(seeds, synthetic)
+    if sd == 0:
+        return 0.0
+    kw = dict(family_size=family_size, ci=ci, variance=variance,
+              family_contrasts=family_contrasts)
+    f = lambda g: power_at(g, sd, replicates, **kw) - power  # noqa: E731
+    hi = sd  # doubling bracket: nct is NaN far out, so the root is bracketed from below
+    while f(hi) < 0:
+        hi *= 2
+    return float(optimize.brentq(f, 0.0, hi, xtol=1e-9 * sd))
+
+
+def replicates_for(gain: float, components: VarianceComponents, seeds: int, *,
+                   max_replicates: int = 200, **kw) -> int | None:
+    """Fewest replicates whose min_detectable_gain (same keywords) is ≤ `gain`; None if more
+    than `max_replicates` would be needed."""
+    for u in range(2, max_replicates + 1):
+        if min_detectable_gain(components, u, seeds, **kw) <= gain:
+            return u
+    return None
