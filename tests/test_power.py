@@ -11,6 +11,7 @@ from scipy import stats
 
 from synthequiv.stats.power import (
     VarianceComponents,
+    lower_bound_components,
     min_detectable_gain,
     power_at,
     replicates_for,
@@ -57,3 +58,15 @@ def test_min_detectable_gain_has_the_asked_power_and_shrinks_with_replicates():
     with pytest.raises(SynthequivError, match="2 replicates"):
         variance_components([{"n_base": 10, "arm": "real", "n_add": 0, "seed": s,
                               "accuracy": 0.9} for s in range(3)])
+
+
+def test_a_one_replicate_pilot_gives_the_seed_component_and_a_lower_bound():
+    design = Design(replicates=1, seeds=4, sd_seed=0.004, sd_gen=0.01)
+    rows = simulate_rows(Truth(), design, np.random.default_rng(2))
+    lb = lower_bound_components(rows)
+    assert (lb.base, lb.generator, lb.cell) == (0.0, 0.0, 0.0)
+    assert lb.seed == pytest.approx(0.004, rel=0.3)
+    full = VarianceComponents(base=0.006, generator=0.01, cell=0.002, seed=lb.seed)
+    assert min_detectable_gain(lb, 3, 4) < min_detectable_gain(full, 3, 4)
+    with pytest.raises(SynthequivError, match="2 seeds"):
+        lower_bound_components([dict(r, seed=0) for r in rows if r["seed"] == 0])
