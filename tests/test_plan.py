@@ -61,3 +61,68 @@ def test_cost_uses_group_compile_and_architecture_rates(monkeypatch):
     cpu = plan("quick", "device=cpu")["cost_estimate"]
     assert cpu["hours"]["generator"] == pytest.approx(
         230400 / P.THROUGHPUT[("cpu", "generator", "8px")] / 3600)  # no groups on a CPU
+
+
+# ----------------------------------------------------------------------------- test set, power
+
+
+def test_plan_states_the_test_images_per_replicate(digits):
+    lines = P.plan_lines(P.study_plan(C.resolve("quick"), digits))
+    assert ("test: every real image outside the base sets and reserve, at most 2000/class "
+            "(splits.test_per_class: all; a new hold-out per replicate): 114–123/class, 1197 "
+            "images per replicate") in lines
+    assert "needs 61 real images per class" in lines[0]  # B(20) + R(40) + 1 test image
+    fixed = P.plan_lines(P.study_plan(C.resolve("quick", None, ["splits.test_per_class=50"]),
+                                      digits))
+    assert "needs 110 real images per class" in fixed[0]
+    assert "test: a hold-out of 50/class per replicate (splits.test_per_class)" in fixed
+
+
+def test_power_is_unknown_without_an_earlier_run_and_says_how_to_get_it(tmp_path):
+    p = P.study_plan(C.resolve("quick"), None, tmp_path / "quick")
+    assert p["power"] == {"known": False, "cells": 8,
+                          "why": f"no earlier run of this study in {tmp_path / 'quick'}"}
+    text = P.plan_lines(p)[-1]
+    assert text.startswith("power: minimum detectable gain unknown") and (
+        "--set grid.replicates=1" in text)
+
+
+def _simulated(worth: float, seed: int = 0):
+    import numpy as np
+
+    from synthequiv.stats.simulate import Design, Truth, simulate_rows
+
+    truth = Truth(worth=(("closed", worth), ("open", worth)))
+    return simulate_rows(truth, Design(arms=("closed", "open")), np.random.default_rng(seed))
+
+
+def test_report_power_states_the_mde_and_what_would_resolve_a_null_result(tmp_path):
+    from synthequiv.stats.equivalence import analyse
+    from synthequiv.stats.power import min_detectable_gain, replicates_for, variance_components
+
+    cfg = C.resolve("quick")
+    (tmp_path / "config.yaml").write_text(C.dump_yaml(cfg))
+    rows = _simulated(0.01, seed=3)  # a synthetic image worth 1/100 of a real one: tiny gains
+    eq = analyse(rows, cfg.equivalence)
+    assert not any(g["significant"] for g in eq["gains"] if g["arm"] != "real")
+    out = P.report_power(rows, cfg, eq, {"per_replicate_s": 60.0}, tmp_path)
+    comps = variance_components(rows)
+    mde = min_detectable_gain(comps, 3, 2, family_size=8)
+    assert out["designs"][0]["mde"] == pytest.approx(mde)
+    assert f"≈ {100 * mde:.1f} pts with 3 replicate(s) × 2 seed(s)" in out["mde_text"]
+    best = max((g for g in eq["gains"] if g["arm"] != "real"), key=lambda g: g["gain"])
+    need = max(replicates_for(best["gain"], comps, 2, max_replicates=1000, family_size=8), 4)
+    assert out["resolve_replicates"] == need
+    assert (f"about {need} replicates (≈ {need - 3:.1f} min more on this machine at the "
+            "measured 1.0 min per replicate)") in out["resolve_text"]
+    assert (f"`synthequiv study --config {tmp_path / 'config.yaml'} --runs-dir "
+            f"{tmp_path.parent} --set grid.replicates={need}`") in out["resolve_text"]
+
+
+def test_report_power_says_nothing_to_resolve_when_a_gain_is_significant(tmp_path):
+    from synthequiv.stats.equivalence import analyse
+
+    cfg = C.resolve("quick")
+    rows = _simulated(0.5)
+    out = P.report_power(rows, cfg, analyse(rows, cfg.equivalence), {}, tmp_path)
+    assert out["significant"] and "resolve_text" not in out and out["mde_text"]

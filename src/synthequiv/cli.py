@@ -106,20 +106,26 @@ def study(
     executor: str | None = typer.Option(None, help="local | ray"),
     device: str | None = typer.Option(None, help="auto | cpu | cuda"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and stop."),
+    budget: str | None = typer.Option(
+        None, "--budget", help="grid.replicates=auto: wall-clock budget, e.g. 2h, 20m, 1h30m "
+        "(sets grid.budget_s)"),
 ) -> None:
     """Run the whole study: generators, samples, classifier grid, equivalence fit, report."""
     import dataclasses
 
     from synthequiv import config as C
+    from synthequiv.stats.sequential import parse_duration
 
-    cfg = C.resolve(preset, config, list(set_))
+    extra = [f"grid.budget_s={parse_duration(budget)}"] if budget is not None else []
+    cfg = C.resolve(preset, config, list(set_) + extra)
     # taken as given, never parsed as YAML ("run #1" stays "run #1", "2024" a string)
     given = {"name": name, "executor": executor, "device": device}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
     if dry_run:  # the same checks as a real run's, before the plan is printed
         C.validate(cfg, plan_only=True)
         C.check_run_dir(cfg, runs_dir.expanduser() / cfg.name)
-        plan = _plan_text(cfg)  # checks the data and provided inputs: before any output
+        # checks the data and provided inputs: before any output
+        plan = _plan_text(cfg, runs_dir.expanduser() / cfg.name)
         typer.echo(C.dump_yaml(cfg))
         typer.echo(plan)
         return
@@ -132,8 +138,9 @@ def study(
     console.print(f"[bold]headline:[/] {result['headline']}")
 
 
-def _plan_text(cfg) -> str:
-    """The plan as YAML comments, so the dry run's output stays a usable --config file."""
+def _plan_text(cfg, run_dir: Path | None = None) -> str:
+    """The plan as YAML comments, so the dry run's output stays a usable --config file;
+    run_dir: an earlier run there gives the plan's power."""
     from synthequiv.inputs.data import load_dataset
     from synthequiv.orchestration.plan import plan_lines, study_plan
 
@@ -144,7 +151,8 @@ def _plan_text(cfg) -> str:
     else:
         note = []
         _check_inputs(cfg, ds)
-    return "\n".join(f"# plan: {line}" for line in note + plan_lines(study_plan(cfg, ds)))
+    lines = plan_lines(study_plan(cfg, ds, run_dir))
+    return "\n".join(f"# plan: {line}" for line in note + lines)
 
 
 def _check_inputs(cfg, ds) -> None:

@@ -42,7 +42,14 @@ class GridConfig:
     # ≥ 4 real amounts per base size: the real curve is what synthetic cells are read off
     real_add_per_class: tuple[int, ...] = (5, 10, 20, 40)  # extra real images/class (R(m))
     syn_add_per_class: tuple[int, ...] = (40, 160)  # synthetic images/class per generative arm
-    replicates: int = 3  # independent draws of the design (base sets, generators, test set)
+    replicates: int | str = 3  # independent draws of the design (base sets, generators, test set)
+    # replicates: auto — start with min_replicates, then add one at a time (nothing is
+    # retrained) until `target` is met, `budget_s` is spent or max_replicates is reached
+    # (stats/sequential.py). target: "gain_halfwidth=1.0" (pts) or "rate_halfwidth=0.5" (×rate)
+    target: str = ""
+    budget_s: float = 0.0  # wall-clock budget of an auto study (0 = none); study --budget 2h
+    min_replicates: int = 3
+    max_replicates: int = 20
     seeds: tuple[int, ...] = (0, 1)  # classifier seeds per cell within each replicate
     # levers (levers.py): each setting is its own synthetic arm, e.g. closed@cfg2, closed+top0.5;
     # off in the quick study (cost), on in the `levers` preset. A filtered arm keeps the top q
@@ -422,11 +429,36 @@ def _check_grid(g: GridConfig) -> None:
     _check_counts("grid.syn_add_per_class", g.syn_add_per_class, allow_empty=True)
     if not g.seeds:
         raise SynthequivError("grid.seeds is empty")
-    if not 1 <= g.replicates <= 1000:
-        raise SynthequivError(f"grid.replicates must be in [1, 1000], got {g.replicates}")
+    check_replicates(g)
     if len(set(g.seeds)) != len(g.seeds):
         raise SynthequivError(f"grid.seeds has duplicate seeds: {list(g.seeds)} (a repeated "
                               "seed repeats the same cell and narrows the CIs falsely)")
+
+
+def check_replicates(g: GridConfig) -> None:
+    """grid.replicates: a count in [1, 1000] or auto, with auto's target, budget and bounds."""
+    from synthequiv.stats.sequential import AUTO, parse_target
+    from synthequiv.utils import check_positive
+
+    auto = g.replicates == AUTO
+    if not auto and (not isinstance(g.replicates, int) or isinstance(g.replicates, bool)
+                     or not 1 <= g.replicates <= 1000):
+        raise SynthequivError(f"grid.replicates must be in [1, 1000] or auto, got "
+                              f"{g.replicates!r}")
+    check_positive("grid.budget_s", g.budget_s, allow_zero=True)
+    if not auto:
+        if g.target or g.budget_s:
+            raise SynthequivError("grid.target and a budget (grid.budget_s, --budget) apply to "
+                                  "grid.replicates=auto only")
+        return
+    if not g.target:
+        raise SynthequivError("grid.replicates=auto needs grid.target, e.g. "
+                              "'grid.target=gain_halfwidth=1.0' (pts) or 'rate_halfwidth=0.5'")
+    parse_target(g.target)
+    if not 2 <= g.min_replicates <= g.max_replicates <= 1000:
+        raise SynthequivError("grid.replicates=auto needs 2 ≤ grid.min_replicates ≤ "
+                              f"grid.max_replicates ≤ 1000, got {g.min_replicates} and "
+                              f"{g.max_replicates}")
 
 
 def _check_ray(r: RayConfig, used: bool) -> None:

@@ -14,6 +14,7 @@ run_dir/
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from synthequiv.orchestration.progress import progress_bar
 from synthequiv.orchestration.results import ResultsTable
 from synthequiv.orchestration.runlog import Timings, environment, info, log_plan, run_log
 from synthequiv.reporting import figure_pool
+from synthequiv.stats.sequential import AUTO, parse_target, stop_reason, target_status
 from synthequiv.utils import (
     SynthequivError,
     atomic_write_json,
@@ -309,8 +311,8 @@ def check_inputs(cfg: StudyConfig, ds: Dataset) -> tuple[list[Splits], list]:
 
 def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
     """Every replicate's splits, checked before any training (a class too small for one
-    replicate's draw fails now, naming the class)."""
-    return [study_splits(cfg, ds, r) for r in range(cfg.grid.replicates)]
+    replicate's draw fails now, naming the class); an auto study's first pass."""
+    return [study_splits(cfg, ds, r) for r in range(first_replicates(cfg))]
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
@@ -318,13 +320,16 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
     """The whole study in run_dir (resumed where it stopped). figure_workers: start the
     figure worker processes (figure_pool.py; on hosts with ≥ 6 cores) — the CLI does; a
     script that calls this needs an `if __name__ == "__main__":` guard for it, as spawned
-    processes import the script."""
+    processes import the script. grid.replicates: auto runs min_replicates, then adds one at a
+    time (`keep_going`)."""
     validate(cfg)  # every stage's config, then the data (read-only): bad input writes nothing
     check_run_dir(cfg, run_dir)
     ds = load_dataset(cfg.data)
-    splits, provided = check_inputs(cfg, ds)
+    first = with_replicates(cfg, first_replicates(cfg))
+    splits, provided = check_inputs(first, ds)
     run_dir = Path(run_dir)
     with RunLock(run_dir), run_log(run_dir):
+        t_start = time.time()  # what a budget counts from
         sweep_temp_files(run_dir)  # what a killed run was writing; its finished files stay
         note_data_digest(run_dir, ds)
         note_config_change(run_dir, cfg)
@@ -335,32 +340,125 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
         if figure_workers:  # many-core hosts: they start beside the training
             figure_pool.prestart()
         timings = Timings()  # each stage's time is logged as it is set
-        t0 = time.time()
-        jobs = study_generator_jobs(cfg, splits, run_dir, provided)
-        train_study_generators(jobs, cfg, ds.num_classes, device, progress)
-        timings["generators_s"] = time.time() - t0  # training alone (sampling is the rest)
-        sample_study_sets(jobs, cfg, splits, run_dir, device, provided, progress)
-        reps = {}
-        for r, sp in enumerate(splits):  # generators trained: samples (and lever sets)
-            rcfg = replicate_config(cfg, r)
-            synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=f"-r{r}",
-                                      provided=provided)
-            synth |= prepare_levers(rcfg, sp, run_dir, device, progress, f"-r{r}", synth)
-            reps[r] = Replicate(r, rcfg, sp, synth)
-        timings["generators_and_sampling_s"] = time.time() - t0
-        cells = plan_cells(cfg, list(reps.values()), ds.digest)
-        # the keys of this config's cells: what report, plan and export read from the table
-        atomic_write_json(run_dir / CELLS_FILE, {"keys": sorted(c.key for c in cells)})
-        table = ResultsTable(run_dir / "results.sqlite")
-        t0 = time.time()
-        run_cells(cfg, cells, reps, table, device, config_hash(cfg, ds.digest), progress)
-        timings["classifier_grid_s"] = time.time() - t0
-        rows = table.rows({c.key for c in cells})
-        table.close()
-        return finish(cfg, run_dir, rows, reps[0].sp, reps[0].synth, device, timings, progress)
+        ctx = GridRun(ds, run_dir, device, provided, progress, timings,
+                      previous_replicate_s(run_dir))
+        reps: dict[int, Replicate] = {}
+        rows = run_replicates(ctx, first, splits, reps)
+        stopping = None
+        if cfg.grid.replicates == AUTO:
+            rows, stopping = keep_going(cfg, ctx, splits, reps, rows, t_start)
+        return finish(cfg, run_dir, rows, reps[0].sp, reps[0].synth, device, timings, progress,
+                      stopping)
 
 
-def finish(cfg, run_dir, rows, sp, synth, device, timings, progress) -> dict:
+@dataclass
+class GridRun:
+    """What every pass over the grid shares (one per run_study)."""
+
+    ds: Dataset
+    run_dir: Path
+    device: torch.device
+    provided: list
+    progress: bool
+    timings: Timings
+    replicate_s: float | None  # wall time of one replicate's work, as last measured
+
+
+def with_replicates(cfg: StudyConfig, n: int) -> StudyConfig:
+    return dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, replicates=n))
+
+
+def first_replicates(cfg: StudyConfig) -> int:
+    """Replicates of the first pass: all of them, or an auto study's min_replicates."""
+    return cfg.grid.min_replicates if cfg.grid.replicates == AUTO else cfg.grid.replicates
+
+
+def previous_replicate_s(run_dir: Path) -> float | None:
+    """One replicate's wall time as an earlier run of run_dir measured it (summary.json)."""
+    try:
+        value = json.loads((Path(run_dir) / "summary.json").read_text())["run"]["timings"][
+            "per_replicate_s"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _add_time(timings: Timings, key: str, seconds: float) -> None:
+    timings[key] = timings.get(key, 0.0) + seconds  # a later pass adds to the first's
+
+
+def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
+                   reps: dict[int, Replicate]) -> list[dict]:
+    """One pass over the grid of `cfg` (its replicates count): generators, samples and cells
+    not done yet, then this config's rows. reps: replicates prepared by an earlier pass (kept;
+    the new ones are added). Sets ctx.replicate_s when a replicate had work to do."""
+    t0 = time.time()
+    jobs = study_generator_jobs(cfg, splits, ctx.run_dir, ctx.provided)
+    train_study_generators(jobs, cfg, ctx.ds.num_classes, ctx.device, ctx.progress)
+    _add_time(ctx.timings, "generators_s", time.time() - t0)  # training alone
+    sample_study_sets(jobs, cfg, splits, ctx.run_dir, ctx.device, ctx.provided, ctx.progress)
+    for r, sp in enumerate(splits):  # generators trained: samples (and lever sets)
+        if r in reps:
+            continue
+        rcfg = replicate_config(cfg, r)
+        synth = prepare_synthetic(rcfg, sp, ctx.run_dir, ctx.device, ctx.progress,
+                                  tag=f"-r{r}", provided=ctx.provided)
+        synth |= prepare_levers(rcfg, sp, ctx.run_dir, ctx.device, ctx.progress, f"-r{r}", synth)
+        reps[r] = Replicate(r, rcfg, sp, synth)
+    _add_time(ctx.timings, "generators_and_sampling_s", time.time() - t0)
+    cells = plan_cells(cfg, [reps[r] for r in range(len(splits))], ctx.ds.digest)
+    # the keys of this config's cells: what report, plan and export read from the table
+    atomic_write_json(ctx.run_dir / CELLS_FILE, {"keys": sorted(c.key for c in cells)})
+    table = ResultsTable(ctx.run_dir / "results.sqlite")
+    done = table.done_keys()
+    worked = {c.replicate for c in cells if c.key not in done}
+    t1 = time.time()
+    run_cells(cfg, cells, reps, table, ctx.device, config_hash(cfg, ctx.ds.digest), ctx.progress)
+    _add_time(ctx.timings, "classifier_grid_s", time.time() - t1)
+    rows = table.rows({c.key for c in cells})
+    table.close()
+    if worked:  # the time per replicate that the budget and the report's estimates use
+        ctx.replicate_s = (time.time() - t0) / len(worked)
+    if ctx.replicate_s:
+        ctx.timings["per_replicate_s"] = ctx.replicate_s
+    return rows
+
+
+def keep_going(cfg: StudyConfig, ctx: GridRun, splits: list[Splits],
+               reps: dict[int, Replicate], rows: list[dict], t_start: float):
+    """grid.replicates: auto — after each pass, the headline's intervals against grid.target;
+    one more replicate while it is not met, the budget allows one more (at the last measured
+    time per replicate) and max_replicates is not reached. Replicate r is the one a fixed
+    study with more than r replicates has (same keys: nothing is retrained on a rerun).
+    Returns (rows, what the stopping rule did, for the report)."""
+    from synthequiv.stats.equivalence import analyse
+
+    g, target = cfg.grid, parse_target(cfg.grid.target)
+    n = len(splits)
+    while True:
+        status = target_status(analyse(rows, cfg.equivalence), target)
+        elapsed = time.time() - t_start
+        reason = stop_reason(status, n, g.max_replicates, elapsed, g.budget_s,
+                             ctx.replicate_s or 0.0)
+        widest = "open or none" if status["widest"] == float("inf") else f"{status['widest']:.3g}"
+        info(f"auto replicates: {n} done, widest interval {widest} ({status['where']}), target "
+             f"{target.text()}: " + (f"stop — {reason}" if reason else
+                                     f"adding replicate {n + 1}"))
+        if reason:
+            break
+        splits.append(study_splits(cfg, ctx.ds, n))
+        n += 1
+        ncfg = with_replicates(cfg, n)
+        ctx.provided = load_provided(ncfg, splits)  # checked against the new test set too
+        rows = run_replicates(ctx, ncfg, splits, reps)
+    return rows, {"mode": AUTO, "target": g.target, "target_text": target.text(),
+                  "replicates": n, "reason": reason, "met": status["met"],
+                  "widest": status["widest"], "where": status["where"],
+                  "budget_s": g.budget_s, "elapsed_s": time.time() - t_start,
+                  "min_replicates": g.min_replicates, "max_replicates": g.max_replicates}
+
+
+def finish(cfg, run_dir, rows, sp, synth, device, timings, progress, stopping=None) -> dict:
     from synthequiv.reporting.report import write_report
     from synthequiv.stats.equivalence import analyse
 
@@ -376,7 +474,8 @@ def finish(cfg, run_dir, rows, sp, synth, device, timings, progress) -> dict:
         timings["analyses_s"] = time.time() - t0
     t0 = time.time()
     out = write_report(cfg, run_dir, rows, equivalence, analysis, sp, synth,
-                       run_info={"timings": timings, "environment": environment(device)})
+                       run_info={"timings": timings, "environment": environment(device),
+                                 **({"stopping": stopping} if stopping else {})})
     timings["report_s"] = time.time() - t0
     out["timings"] = timings
     return out

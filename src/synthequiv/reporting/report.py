@@ -365,6 +365,10 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
         stored = {**analysis, "figures": {k: _relative(v, run_dir)
                                           for k, v in analysis["figures"].items()}}
     headline, lines = findings(cfg, equivalence)
+    power = _power(rows, cfg, equivalence, run_info, run_dir, metric)
+    if power.get("resolve_text"):  # nothing significant: what would resolve it, and the command
+        lines.append(power["resolve_text"])
+        headline += " " + power["resolve_text"]
     planner = planner_check(rows, cfg, metric)
     summary = {
         "version": __version__, "name": cfg.name, "headline": headline, "recommendation": lines,
@@ -372,6 +376,7 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
         "equivalence": equivalence, "analysis": stored, "config": to_dict(cfg),
         "figures": {k: _relative(v, run_dir) for k, v in figs.items()},
         "planner": planner, "run": run_info or {}, "test_images": test_images(rows, cfg),
+        "power": power,
         "levers": lever_rows(cfg, equivalence, analysis),
     }
     atomic_write_json(run_dir / "summary.json", summary)
@@ -549,15 +554,42 @@ def _test_text(t: dict) -> str:
     return f"Test set: {n} images per replicate ({len(per)} replicate(s)): {t['setting']}."
 
 
+def _power(rows, cfg, equivalence: dict, run_info: dict | None, run_dir, metric: str) -> dict:
+    """orchestration.plan.report_power: the design's minimum detectable gain, and what would
+    resolve a study where nothing is significant ({} for another metric than accuracy)."""
+    from synthequiv.orchestration.plan import report_power
+
+    if metric != "accuracy":
+        return {}
+    return report_power(rows, cfg, equivalence, (run_info or {}).get("timings") or {}, run_dir)
+
+
+def _stopping_text(stop: dict) -> str:
+    """What grid.replicates: auto did (summary.json run.stopping)."""
+    widest = stop.get("widest")
+    widest = (f"{widest:.3g}" if isinstance(widest, (int, float)) and math.isfinite(widest)
+              else "open or none")  # summary.json: inf as "inf", NaN as null
+    return (f"Replicates: auto — {stop['replicates']} run, then stopped: {stop['reason']} "
+            f"(target: {stop['target_text']}; widest at the end {widest}, {stop['where']}; "
+            f"{stop['elapsed_s'] / 60:.1f} min).")
+
+
 def _setting_section(doc: Doc, cfg, summary: dict) -> None:
     doc.h2("Setting")
     reps = cfg.grid.replicates
+    stop = (summary.get("run") or {}).get("stopping")
+    if stop:
+        reps = f"{stop['replicates']} (auto)"
     doc.p(f"Data: {cfg.data.source}; base sizes {list(cfg.splits.base_per_class)} images/class; "
           f"seeds {list(cfg.grid.seeds)}; replicates {reps}; classifier budget: "
           f"{summary['budget']}; mixing: {cfg.classifier.mixing}; open-set arm: "
           f"{cfg.openset.kind}.")
     if _test_text(summary.get("test_images") or {}):
         doc.p(_test_text(summary["test_images"]))
+    if stop:
+        doc.p(_stopping_text(stop))
+    if (summary.get("power") or {}).get("mde_text"):
+        doc.p(summary["power"]["mde_text"])
     doc.p(interval_text(summary["equivalence"]))
     run = summary.get("run") or {}
     if run.get("timings"):

@@ -1,0 +1,206 @@
+"""grid.replicates: auto — the stopping rule (targets, budget, cap) and a tiny auto study that
+adds replicates one at a time with the keys of a fixed-replicates study."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sqlite3
+
+import pytest
+
+from synthequiv import config as C
+from synthequiv.stats.sequential import (
+    Target,
+    parse_duration,
+    parse_target,
+    stop_reason,
+    target_status,
+)
+from synthequiv.utils import SynthequivError
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def test_targets_and_durations_parse():
+    assert parse_target("gain_halfwidth=1.5") == Target("gain_halfwidth", 1.5)
+    assert parse_target("rate_halfwidth=0.5") == Target("rate_halfwidth", 0.5)
+    assert [parse_duration(t) for t in ("2h", "20m", "90s", "1h30m", "600")] == [
+        7200, 1200, 90, 5400, 600]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("gain=1", "grid.target must be"), ("gain_halfwidth=x", "not a number"),
+    ("gain_halfwidth=0", "must be > 0"), ("rate_halfwidth", "grid.target must be")])
+def test_bad_targets_are_one_error(text, match):
+    with pytest.raises(SynthequivError, match=match):
+        parse_target(text)
+
+
+@pytest.mark.parametrize("text", ["", "2x", "h", "0m"])
+def test_bad_durations_are_one_error(text):
+    with pytest.raises(SynthequivError, match="--budget"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("sets, match", [
+    (["grid.replicates=auto"], "needs grid.target"),
+    (["grid.replicates=auto", "grid.target=gain_halfwidth=1", "grid.min_replicates=1"],
+     "2 ≤ grid.min_replicates"),
+    (["grid.target=gain_halfwidth=1"], "apply to grid.replicates=auto only"),
+    (["grid.budget_s=60"], "apply to grid.replicates=auto only"),
+    (["grid.replicates=many"], "in \\[1, 1000\\] or auto"),
+])
+def test_auto_settings_are_checked_up_front(sets, match):
+    with pytest.raises(SynthequivError, match=match):
+        C.validate(C.resolve("quick", None, sets))
+
+
+# ----------------------------------------------------------------------------- the rule
+
+
+def _gain(arm, n_add, lo, hi, n_base=10):
+    return {"arm": arm, "n_base": n_base, "n_add": n_add, "lo": lo, "hi": hi}
+
+
+def _point(n_syn, rate, lo, hi, usable=True, n_base=10):
+    return {"n_base": n_base, "n_syn": n_syn, "usable": usable, "rate": rate, "rate_lo": lo,
+            "rate_hi": hi}
+
+
+def test_gain_target_judges_every_plain_synthetic_gain():
+    eq = {"gains": [_gain("real", 5, -0.1, 0.1),  # real cells are not the question
+                    _gain("closed", 40, 0.00, 0.02), _gain("closed", 160, -0.01, 0.02),
+                    _gain("closed@cfg2", 40, -0.2, 0.2)]}  # a lever variant: not the headline
+    s = target_status(eq, Target("gain_halfwidth", 1.5))
+    assert s["met"] and s["intervals"] == 2 and s["widest"] == pytest.approx(1.5)
+    assert s["where"] == "closed +160 at 10/class"
+    assert not target_status(eq, Target("gain_halfwidth", 1.4))["met"]
+    eq["gains"].append(_gain("open", 40, math.nan, math.nan))  # no interval: never met
+    assert target_status(eq, Target("gain_halfwidth", 100))["widest"] == math.inf
+
+
+def test_rate_target_reads_the_headline_point_and_an_arm_without_rate_never_meets_it():
+    eq = {"arms": {"closed": {"points": [_point(40, 8.0, 6.0, 10.0),
+                                         _point(160, 20.0, 10.0, 40.0, usable=False)]}}}
+    s = target_status(eq, Target("rate_halfwidth", 0.25))  # (10 − 6) / 2 / 8 = 0.25
+    assert s["met"] and s["where"] == "closed at 10/class (+40)"
+    eq["arms"]["open"] = {"points": [_point(40, math.nan, 0.0, math.inf, usable=False)]}
+    s = target_status(eq, Target("rate_halfwidth", 10))
+    assert not s["met"] and s["where"] == "open at 10/class (no rate)"
+
+
+def test_stop_reasons():
+    met, not_met = {"met": True}, {"met": False}
+    assert stop_reason(met, 3, 20, 0, 0, 0) == "target met"
+    assert stop_reason(not_met, 3, 20, 100, 0, 50) == ""  # no budget: keep going
+    assert stop_reason(not_met, 3, 20, 100, 200, 50) == ""  # 150 s ≤ 200 s
+    assert stop_reason(not_met, 3, 20, 100, 140, 50).startswith("budget")
+    assert stop_reason(not_met, 20, 20, 0, 0, 0) == "max_replicates (20) reached"
+
+
+# ----------------------------------------------------------------------------- a tiny study
+
+# the synthetic arm is a provided set of noise images (no generator to train: seconds)
+SMALL = ["splits.base_per_class=[5]", "grid.seeds=[0,1]", "grid.arms=[real]",
+         "grid.real_add_per_class=[5,10]", "grid.syn_add_per_class=[5]",
+         "classifier.train_steps=10", "analysis.enabled=false", "device=cpu", "cpu_threads=1"]
+AUTO = ["grid.replicates=auto", "grid.min_replicates=2", "grid.max_replicates=3",
+        "grid.target=gain_halfwidth=0.001"]  # a target no study meets: it stops at the cap
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    import numpy as np
+
+    tmp = tmp_path_factory.mktemp("auto")
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "noise.npz", images=rng.integers(0, 256, (50, 1, 8, 8), dtype=np.uint8),
+             labels=np.repeat(np.arange(10), 5), class_names=np.array([str(c) for c in range(10)]))
+    return tmp, SMALL + [f'provided.sets=["noise=npz:{tmp / "noise.npz"}"]']
+
+
+@pytest.fixture(scope="module")
+def auto_run(small):
+    from synthequiv.orchestration.study import run_study
+
+    tmp, sets = small
+    out = run_study(C.resolve("quick", None, sets + AUTO), tmp / "small", progress=False)
+    return tmp / "small", out, sets
+
+
+def _keys(run_dir):
+    with sqlite3.connect(run_dir / "results.sqlite") as db:
+        return dict(db.execute("SELECT key, replicate FROM cells"))
+
+
+def test_auto_adds_replicates_to_the_cap_and_says_why(auto_run):
+    run_dir, out, _ = auto_run
+    assert sorted(set(_keys(run_dir).values())) == [0, 1, 2]
+    stop = out["summary"]["run"]["stopping"]
+    assert stop["replicates"] == 3 and stop["reason"] == "max_replicates (3) reached"
+    log = (run_dir / "log.txt").read_text()
+    assert "auto replicates: 2 done" in log and "adding replicate 3" in log
+    assert "auto replicates: 3 done" in log and "stop — max_replicates (3) reached" in log
+    md = (run_dir / "report.md").read_text()
+    assert "replicates 3 (auto)" in md and "then stopped: max_replicates (3) reached" in md
+
+
+def test_auto_replicates_are_a_fixed_study_s_replicates(auto_run, tmp_path, monkeypatch):
+    """The same cells as grid.replicates=3: a fixed rerun in the directory trains nothing."""
+    import synthequiv.classification.classifier as clf
+    import synthequiv.generation.distributed as dist
+    from synthequiv.orchestration.study import run_study
+
+    run_dir, _, sets = auto_run
+    copy = tmp_path / "small"
+    shutil.copytree(run_dir, copy)
+    calls = []
+    monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: calls.append("cell"))
+    monkeypatch.setattr(dist, "train_distributed", lambda *a, **k: calls.append("generator"))
+    run_study(C.resolve("quick", None, sets + ["grid.replicates=3"]), copy, progress=False)
+    assert calls == [] and _keys(copy) == _keys(run_dir)
+    cells = json.loads((copy / "cells.json").read_text())["keys"]
+    assert sorted(cells) == sorted(_keys(run_dir))
+
+
+def test_auto_stops_at_the_budget_without_retraining(auto_run, tmp_path, monkeypatch):
+    """A 1 s budget: the first pass (2 replicates, already done) is run, then the next
+    replicate (at the time per replicate measured before) would end past the budget."""
+    import synthequiv.classification.classifier as clf
+    from synthequiv.orchestration.study import run_study
+
+    run_dir, _, sets = auto_run
+    copy = tmp_path / "small"
+    shutil.copytree(run_dir, copy)
+    calls = []
+    monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: calls.append("cell"))
+    out = run_study(C.resolve("quick", None, sets + AUTO + ["grid.budget_s=1"]), copy,
+                    progress=False)
+    stop = out["summary"]["run"]["stopping"]
+    assert calls == [] and stop["replicates"] == 2 and stop["reason"].startswith("budget")
+    assert "stop — budget" in (copy / "log.txt").read_text()
+
+
+def test_dry_run_states_the_power_from_the_earlier_run(auto_run, cli):
+    run_dir, _, sets = auto_run
+    args = [a for s in sets + AUTO + ["grid.budget_s=1200"] for a in ("--set", s)]
+    code, out, err = cli("study", "--dry-run", "--runs-dir", run_dir.parent, "--name",
+                         run_dir.name, *args)
+    assert code == 0, err
+    power = [ln for ln in out.splitlines() if ln.startswith("# plan: power:")]
+    assert len(power) == 1 and f"variance from the earlier run in {run_dir}" in power[0]
+    assert "with 2 replicate(s) × 2 seed(s)" in power[0]  # auto: its first pass and its cap
+    assert "with 3 replicate(s) × 2 seed(s)" in power[0]
+    assert "# plan: replicates: auto — 2 first, then one at a time until every synthetic gain " \
+           "interval within ±0.001 pts, the 20.0 min budget, or 3 replicates" in out
+
+
+def test_budget_option_sets_the_budget(cli, tmp_path):
+    code, out, _ = cli("study", "--dry-run", "--runs-dir", tmp_path, "--set",
+                       "grid.replicates=auto", "--set", "grid.target=gain_halfwidth=1.5",
+                       "--budget", "1h30m")
+    assert code == 0 and "budget_s: 5400.0" in out
+    code, _, err = cli("study", "--dry-run", "--runs-dir", tmp_path, "--budget", "20m")
+    assert code != 0 and "error: grid.target and a budget" in err
