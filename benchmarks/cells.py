@@ -126,7 +126,7 @@ def _train_one(item, cfg, device, k: int):
 def run_procs(n: int, cells, cfg, device, k: int):
     """The cells one by one through the study's local executor (`executor.map_tasks`) with
     workers=n and cpu_threads=1: n spawned processes, start-up included."""
-    from synthequiv.orchestration.executor import map_tasks
+    from synthequiv.runtime.executor import map_tasks
 
     study = C.resolve("quick", None, [f"workers={n}", "cpu_threads=1", f"device={device.type}"])
     models = [None] * len(cells)

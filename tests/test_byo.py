@@ -295,7 +295,7 @@ def test_generator_that_does_not_fit_is_refused(generator_dir, tmp_path, digits,
 
 
 def test_generator_arm_flows_through_a_study(generator_dir, tmp_path, monkeypatch):
-    import synthequiv.orchestration.executor as ex
+    import synthequiv.runtime.executor as ex
 
     cfg = tiny_cfg("splits.base_per_class=[10]", "grid.arms=[real]",
                    f'provided.generators=["closed:10={generator_dir}"]')

@@ -126,7 +126,7 @@ def test_two_local_workers_give_the_one_process_table(local, tmp_path):
 def test_local_workers_take_one_gpu_each(monkeypatch):
     import torch
 
-    from synthequiv.orchestration.executor import local_workers, worker_gpus
+    from synthequiv.runtime.executor import local_workers, worker_gpus
 
     cfg = C.resolve("quick", None, ["workers=0"])
     assert worker_gpus(cfg, 3) == [None] * 3  # CPU: no GPU to take
@@ -185,7 +185,7 @@ def test_local_workers_leave_with_a_killed_study(tmp_path):
     script.write_text(
         "import time\n"
         "from synthequiv import config as C\n"
-        "from synthequiv.orchestration.executor import map_tasks\n"
+        "from synthequiv.runtime.executor import map_tasks\n"
         "def task(i):\n    time.sleep(60)\n"
         "if __name__ == '__main__':\n"
         "    cfg = C.resolve('quick', None, ['workers=2', 'cpu_threads=1', 'device=cpu'])\n"

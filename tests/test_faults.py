@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from synthequiv import config as C
-from synthequiv.orchestration.lock import RunLock
+from synthequiv.runtime.lock import RunLock
 from synthequiv.orchestration.study import run_study
 from synthequiv.utils import SynthequivError
 
@@ -182,7 +182,7 @@ def test_second_study_on_same_dir_is_refused(tmp_path):
 
 
 def test_lock_of_a_killed_process_is_released(tmp_path):
-    code = ("import sys, time; from synthequiv.orchestration.lock import RunLock\n"
+    code = ("import sys, time; from synthequiv.runtime.lock import RunLock\n"
             f"l = RunLock({str(tmp_path)!r}).__enter__(); print('held', flush=True); "
             "time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from synthequiv import config as C
-from synthequiv.orchestration.lock import RunLock
+from synthequiv.runtime.lock import RunLock
 from synthequiv.orchestration.results import COLUMNS, ResultsTable
 from synthequiv.orchestration.study import config_hash
 from synthequiv.stats import equivalence as eq

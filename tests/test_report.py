@@ -34,15 +34,17 @@ def _findings(rows, bases=(10,), extra=()):
 
 def test_no_significant_gain_is_said_plainly_and_never_as_prefer_real():
     headline, lines = _findings(_rows({40: (0.92, 0.90, 0.91), 160: (0.91, 0.92, 0.90)}))
-    assert headline == ("No synthetic amount matched a real-data gain. No synthetic gain is "
-                        "significant (Holm, 2 cells).")
+    # no rate from noise: the bound the data support (issue 26, item 6)
+    assert headline == ("closed-set at 10 images/class: no significant gain; +160 synthetic/class "
+                        "is worth at most +8.5 real/class (95 %), i.e. 1 real image ≈ at least 19 "
+                        "synthetic (best +40/class: +0.0 pts, 95 % CI -4.3 to +4.3). No synthetic "
+                        "gain is significant (Holm, 2 cells).")
     assert lines[0].startswith("Recommendation: no synthetic cell's gain is significant after "
                                "Holm adjustment across 2 cells")
     assert "does not show that synthetic data is useless" in lines[0]
     assert "prefer collecting real" not in " ".join(lines)
     assert "Real images did help significantly (up to +7.0 pts at +40/class" in lines[0]
-    assert lines[1].startswith("closed-set at 10 images/class: no rate — synthetic images did "
-                               "not beat the baseline at any amount (best +")
+    assert lines[1] == headline.split(". No synthetic")[0]
 
 
 def test_headline_states_the_measured_rate_and_why_no_fit():
@@ -65,7 +67,8 @@ def test_fitted_arm_gives_exchange_rates_and_flags_extrapolation():
     largest = max(r["n_add"] for r in rows if r["arm"] == "closed" and r["n_base"] == 40)
     _, lines = _findings(rows, (10, 20, 40))
     rates = [ln for ln in lines if "(fitted formula)" in ln]
-    assert len(rates) == 6 and all("95 % CI" in ln for ln in rates)
+    assert len(rates) == 6 and all("(model-based point estimate, no interval)" in ln
+                                   for ln in rates)
     flagged = [ln for ln in rates if "[extrapolated" in ln]
     # only base 40's +40 real/class needs more synthetic images than were measured there
     assert len(flagged) == 1 and flagged[0].startswith("closed-set, 40 images/class (fitted "
@@ -79,9 +82,9 @@ def test_no_fitted_rate_where_no_measured_point_supports_it():
         if r["arm"] == "closed" and r["n_base"] == 40:
             r["accuracy"] -= 0.3
     headline, lines = _findings(rows, (10, 20, 40))
-    assert "closed-set at 40 images/class: no rate" in " ".join(lines)
     assert not any(ln.startswith("closed-set, 40 images/class (fitted") for ln in lines)
-    assert "closed-set at 40" not in headline
+    assert "closed-set at 40 images/class: synthetic images hurt at every amount (best " \
+        "+237/class: -21.3 pts" in headline
 
 
 def test_one_unit_says_there_are_no_intervals_and_keeps_the_point_estimates(tmp_path):
@@ -93,13 +96,13 @@ def test_one_unit_says_there_are_no_intervals_and_keeps_the_point_estimates(tmp_
     rows = rows_known(reps=1, seeds=1, noise=0.0005)
     equivalence = eq.analyse(rows, eq.EquivalenceConfig())
     headline, lines = _findings(rows, (10, 20, 40))
-    assert headline.startswith("closed-set at 10 images/class: 1 real image ≈ ")
-    assert headline.endswith(". No intervals: the results have one unit (one replicate with one "
-                             "seed), so no gain is tested for significance and every number is "
-                             "a point estimate.")
+    # a cell measured in one unit is never headlined (issue 26, item 6)
+    assert headline == ("No intervals: the results have one unit (one replicate with one "
+                        "seed), so no gain is tested for significance and every number is "
+                        "a point estimate.")
     assert lines[0].startswith("Recommendation: none possible — no synthetic gain could be "
                                "tested (no interval (one unit))")
-    assert all("(no interval (one unit); measured: +" in ln for ln in lines[1:4])
+    assert all("not tested (one unit) — point estimate only: +" in ln for ln in lines[1:4])
     assert interval_text(equivalence).startswith("Intervals: none. The results table has one "
                                                  "unit")
     path = tmp_path / "one.csv"  # `synthequiv fit` on a one-replicate, one-seed CSV
@@ -118,9 +121,10 @@ def test_equal_differences_in_every_unit_are_never_called_significant():
     headline, lines = _findings(_rows({40: (0.92, 0.90, 0.91), 160: (0.91, 0.92, 0.90)}, flat))
     assert "Real images did help" not in lines[0]
     headline, lines = _findings(_rows({40: (0.95, 0.96, 0.97), 160: (0.96, 0.97, 0.98)}, flat))
-    assert headline.endswith("(95 % CI 0–∞; measured: +160 synthetic matched +21.6 real/class). "
-                             "No synthetic gain could be tested; 2 without an interval (no "
-                             "spread over units: interval undetermined).")
+    assert headline.endswith("no measurable gain (best +160/class: +6.0 pts, no spread over "
+                             "units: interval undetermined). No synthetic gain could be tested; "
+                             "2 without an interval (no spread over units: interval "
+                             "undetermined).")
     assert lines[0].startswith("Recommendation: none possible — no synthetic gain could be "
                                "tested (no spread over units: interval undetermined)")
 
@@ -139,11 +143,10 @@ def test_headline_claims_no_win_from_a_cell_marginally_above_a_flat_real_curve()
                         ("real", 20): (0.6240, 0.6250, 0.6260),
                         ("closed", 20): (0.6256, 0.6267, 0.6275)})
     headline, lines = _findings(rows)
-    assert headline == ("No synthetic amount matched a real-data gain. No synthetic gain is "
-                        "significant (Holm, 1 cells).")
+    assert headline == ("closed-set at 10 images/class: no measurable gain (best +20/class: "
+                        "+0.1 pts, 95 % CI -1.0 to +1.2). No synthetic gain is significant "
+                        "(Holm, 1 cells).")
     assert "beat even" not in " ".join(lines)
-    assert lines[1].startswith("closed-set at 10 images/class: no rate — synthetic images did "
-                               "not beat the baseline at any amount (best +20/class: +0.1 pts")
 
 
 def test_a_significant_cell_beyond_the_real_curve_is_a_bound_with_its_interval():
@@ -219,7 +222,8 @@ def test_fitted_rates_far_beyond_the_measured_amounts_are_not_reported():
                {"n_base": 10, "frac": 1.0, "n_real_plus": 10, "n_syn": 1.1e6, "rate": 1.1e5,
                 "lo": 0.0, "hi": 1e37, "supported": True}]}}}
     first, second = _exchange_lines(eqv)
-    assert "1 real ≈ 80 synthetic (95 % CI 20–1e+09) [extrapolated" in first
+    assert "1 real ≈ 80 synthetic (model-based point estimate, no interval) [extrapolated" \
+        in first
     assert "not reported" in second and "1 real ≈" not in second
 
 
@@ -430,3 +434,21 @@ def test_ctrl_c_stops_the_figure_workers_quietly(tmp_path, after_s, how):
     else:
         os.killpg(p.pid, signal.SIGKILL)
         pytest.fail("figure workers outlived the study by 30 s")
+
+
+def test_summary_json_tells_an_open_interval_end_from_a_number_not_estimable(tmp_path):
+    """Issue 26, item 7: both were null. An open end is "inf", a NaN (not estimable) null."""
+    import json
+
+    from synthequiv.reporting.report import write_report
+
+    rows = _rows({40: (0.92, 0.90, 0.91), 160: (0.91, 0.92, 0.90)})
+    cfg = C.resolve("quick", None, ["splits.base_per_class=[10]", "grid.arms=[real,closed]"])
+    equivalence = eq.analyse(rows, eq.EquivalenceConfig())
+    i, p = next((i, p) for i, p in enumerate(equivalence["arms"]["closed"]["points"])
+                if p["rate_hi"] == float("inf"))
+    assert p["n_real_eq_lo"] == 0.0 and p["rate"] != p["rate"]  # open end; NaN rate
+    write_report(cfg, tmp_path, rows, equivalence, None)
+    stored = json.loads((tmp_path / "summary.json").read_text())
+    q = stored["equivalence"]["arms"]["closed"]["points"][i]
+    assert q["rate_hi"] == "inf" and q["n_real_eq_lo"] == 0.0 and q["rate"] is None

@@ -198,7 +198,7 @@ def test_out_special_file_is_one_error_line(cli, tmp_path, kind):
 
 
 def test_lock_symlink_is_refused_and_target_untouched(tmp_path):
-    from synthequiv.orchestration.lock import RunLock
+    from synthequiv.runtime.lock import RunLock
 
     target = tmp_path / "precious"
     target.write_text("keep")
@@ -463,7 +463,7 @@ def test_nan_images_fail_a_study_before_training(cli, tmp_path):
 
 
 def test_second_generator_training_into_same_out_is_refused(cli, tmp_path):
-    from synthequiv.orchestration.lock import RunLock
+    from synthequiv.runtime.lock import RunLock
 
     with RunLock(tmp_path / "g", what="generator training"):
         code, _, err = cli("generator", "train", "digits", "--base-per-class", "2", "--kimg",

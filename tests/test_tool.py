@@ -71,7 +71,7 @@ def test_piped_study_prints_timestamped_plan_progress_and_stages(tiny_run):
 def test_a_resumed_bar_counts_only_what_is_left(tmp_path, monkeypatch, capsys):
     """A resumed grid says how much was done before, and its eta comes from this run's rate
     only (not from the instantly skipped cells)."""
-    from synthequiv.orchestration import progress, runlog
+    from synthequiv.runtime import progress, runlog
 
     monkeypatch.setattr(runlog, "plain", lambda: True)
     now = [100.0]  # the bar starts at t=100; one cell takes 10 s
@@ -106,7 +106,7 @@ def test_report_rebuild_trains_nothing_needs_no_data_and_ignores_the_lock(tiny_r
     from synthequiv.classification import classifier
     from synthequiv.generation import distributed, generator, sampling, synthetic
     from synthequiv.inputs import data
-    from synthequiv.orchestration.lock import RunLock
+    from synthequiv.runtime.lock import RunLock
 
     run_dir = tmp_path / "copy"
     shutil.copytree(tiny_run[0], run_dir)
@@ -373,7 +373,7 @@ def test_every_stage_is_a_package_with_a_docstring():
 
     stages = sorted(p.parent.name for p in SRC.glob("*/__init__.py"))
     assert stages == ["classification", "generation", "inputs", "measures", "orchestration",
-                      "reporting", "stats"]
+                      "reporting", "runtime", "stats"]
     for stage in stages:
         doc = importlib.import_module(f"synthequiv.{stage}").__doc__ or ""
         modules = {p.stem for p in (SRC / stage).glob("*.py")} - {"__init__"}
@@ -423,6 +423,7 @@ def test_gpu_check_measures_both_targets_in_under_five_minutes_by_default():
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # ~2 min of shrunk studies and benchmarks
 def test_gpu_check_script_runs_every_step_as_a_cpu_smoke_test(tmp_path):
     """benchmarks/gpu_check.sh is what a lent GPU's few minutes run: its shrunk CPU mode must
     run every default step (and the optional f and p) to rc=0, so the script cannot rot

@@ -342,7 +342,7 @@ def generator_train(
     from synthequiv.generation.distributed import check_split, train_distributed
     from synthequiv.inputs.data import load_dataset
     from synthequiv.inputs.splits import SplitConfig, make_splits
-    from synthequiv.orchestration.lock import RunLock
+    from synthequiv.runtime.lock import RunLock
     from synthequiv.utils import check_positive, check_seed, resolve_device
 
     if seed is not None:

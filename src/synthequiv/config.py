@@ -59,6 +59,9 @@ class GridConfig:
     sampler_steps: tuple[int, ...] = ()  # sampler steps; () = only sampling.steps
     lever_arms: tuple[str, ...] = ("closed",)  # generative arms that get the variants
     cross_levers: bool = False  # every combination; False = one lever at a time around plain
+    # generator families (families.py) for variant arms, e.g. [edm, dit] → closed@edm,
+    # closed@dit: the same arm's generators trained with that family (plain sampling, unfiltered)
+    generator_families: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -338,7 +341,8 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     plan_only (the dry run: planning a GPU study on a laptop): a CUDA device need not be
     present, only well named."""
     from synthequiv.classification import classifier
-    from synthequiv.generation import generator, sampling
+    from synthequiv.generation import sampling
+    from synthequiv.generation.families import check_family_config
     from synthequiv.generation.levers import check_levers
     from synthequiv.inputs.data import check_source
     from synthequiv.reporting.figure_pool import figure_workers
@@ -367,7 +371,7 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     if cfg.splits.test_per_class != TEST_ALL:
         _check_counts("splits.test_per_class", (cfg.splits.test_per_class,))
     _check_counts("splits.test_cap_per_class", (cfg.splits.test_cap_per_class,))
-    generator.check_config(cfg.generator)
+    check_family_config(cfg.generator, cfg.sampling)  # generator.family and its samplers
     sampling.check_sample_config(cfg.sampling)
     classifier._check_config(cfg.classifier)
     _check_grid(cfg.grid)

@@ -105,7 +105,7 @@ class StepGraph:
         try:
             graph = BACKEND.capture(self.fn)  # records this step's kernels, runs none
         except Exception as exc:  # an op that cannot be captured: eager from here on
-            from synthequiv.orchestration.runlog import info
+            from synthequiv.runtime.runlog import info
 
             with contextlib.suppress(Exception):
                 BACKEND.recover()

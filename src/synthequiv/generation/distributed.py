@@ -10,7 +10,10 @@ which resumes on any number of ranks.
   train_distributed  driver side: writes a job file, runs `torchrun --nproc_per_node W` on this
                      module, turns a failed rank's error into one SynthequivError
   main               rank side (`python -m synthequiv.generation.distributed JOB`): joins
-                     the process group, calls generator.train_generator
+                     the process group, calls its family's train (generator.train_generator)
+
+Every family of families.py trains here (generator.family picks it); nproc > 1 needs a family
+with ddp = True (all three of unet, edm and dit: they share generator.py's loop).
   Rank, current      which rank this process is, as train_generator sees it
 """
 
@@ -50,19 +53,20 @@ def init_from_env(device_name: str) -> torch.device:
 def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg,
                       out_dir: Path, device: torch.device | str, nproc: int,
                       compile: bool = False, progress: bool = True) -> Path:
-    """generator.train_generator on `nproc` DDP ranks (one per GPU, or gloo processes on CPU);
-    returns out_dir/checkpoint.pt. nproc = 1 trains in this process, which may itself be one
-    rank of a torchrun the user started (e.g. over several nodes): it then joins that group."""
+    """The family's train (generator.train_generator) on `nproc` DDP ranks (one per GPU, or
+    gloo processes on CPU); returns out_dir/checkpoint.pt. nproc = 1 trains in this process,
+    which may itself be one rank of a torchrun the user started (e.g. over several nodes): it
+    then joins that group."""
+    from synthequiv.generation.families import check_family_config, get_family
     from synthequiv.generation.generator import (
         CHECKPOINT_NAME,
-        check_config,
         check_data,
         existing_checkpoint,
         run_meta,
-        train_generator,
     )
 
     check_positive("generator_nproc", nproc)
+    family = get_family(cfg.family)
     outer = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by the user's torchrun
     if outer and nproc != 1:
         raise SynthequivError("this process is already a torchrun rank: leave --processes / "
@@ -70,9 +74,12 @@ def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: i
     if outer or nproc == 1:
         if outer:
             device = init_from_env(torch.device(device).type)
-        return train_generator(images, labels, num_classes, cfg, out_dir, device,
-                               progress and current().main, compile)
-    check_config(cfg)
+        return family.train(images, labels, num_classes, cfg, out_dir, device,
+                            progress and current().main, compile)
+    if not family.ddp:
+        raise SynthequivError(f"the {family.name} generator family trains in one process; "
+                              "leave generator_nproc at 1")
+    check_family_config(cfg)
     check_data(images, labels, num_classes)
     device = torch.device(device)
     check_split(cfg.batch_size, nproc)
@@ -80,7 +87,8 @@ def train_distributed(images: torch.Tensor, labels: torch.Tensor, num_classes: i
         raise SynthequivError(f"generator_nproc={nproc} but only {torch.cuda.device_count()} "
                               f"GPU(s) are visible")
     path = Path(out_dir) / CHECKPOINT_NAME
-    state = existing_checkpoint(path, run_meta(images, labels, num_classes, cfg), mmap=True)
+    meta = run_meta(images, labels, num_classes, cfg, family.builder)
+    state = existing_checkpoint(path, meta, mmap=True)
     if state is not None and state["finished"]:
         return path  # done: no processes to start
     job = write_job(images, labels, num_classes, cfg, out_dir, device, compile, progress)
@@ -148,7 +156,8 @@ def _exit_with(driver_pid: int, period_s: float = 1.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from synthequiv.generation.generator import GeneratorConfig, train_generator
+    from synthequiv.generation.families import get_family
+    from synthequiv.generation.generator import config_from_dict
 
     argv = sys.argv[1:] if argv is None else argv
     job_path = Path(argv[0])
@@ -156,9 +165,10 @@ def main(argv: list[str] | None = None) -> None:
         job = torch.load(job_path, weights_only=True)
         _exit_with(job["driver_pid"])
         device = init_from_env(job["device"])
-        train_generator(job["images"], job["labels"], job["num_classes"],
-                        GeneratorConfig(**job["config"]), job_path.parent, device,
-                        job["progress"] and current().main, job["compile"])
+        cfg = config_from_dict(job["config"])
+        get_family(cfg.family).train(job["images"], job["labels"], job["num_classes"], cfg,
+                                     job_path.parent, device,
+                                     job["progress"] and current().main, job["compile"])
     except SynthequivError as exc:
         # one write(2) of < 4 KiB on a pipe is atomic: the ranks' lines never interleave
         sys.stderr.flush()

@@ -1,20 +1,19 @@
 """Generator stage: class-conditional diffusion on a small labelled image set.
 
-  backbone   diffusers `UNet2DModel` with class embeddings, size presets in GENERATOR_PRESETS
-  wrapper    `Generator`: maps dataset images to the preset's square resolution and back,
-             owns the null class for classifier-free guidance and the noise schedule
-  training   `train_generator`: DDPM objective (v- or ε-prediction, cosine schedule), Adam with
-             linear warm-up, EMA with a half-life in k images, atomic resumable checkpoints
+  config     `GeneratorConfig` (every family) and `config_view`, what keys a generator's files
+  training   `train_generator`: Adam with linear warm-up, EMA with a half-life in k images,
+             atomic resumable checkpoints (checkpoint.py). The loop is every family's: a
+             family's `Builder` makes its network, whose wrapper draws the step's noise levels
+             (`draw_t`) and computes the family's loss (`loss`)
   loading    `load_generator`: the EMA weights in eval mode
+
+The unet family (UNet presets, the DDPM `Generator` wrapper, `UNET`) lives in unet.py and is
+re-exported here; edm.py and dit.py are the other families, families.py their registry.
 
 Every random draw of training step k comes from a generator seeded by (seed, k), so a run
 resumed from a checkpoint continues exactly as an uninterrupted one would. Under DDP
 (distributed.py) every rank makes the same draws for the global batch and trains on its slice,
 so W ranks take the step one process would (up to float summation order).
-
-Length (~555 lines): the backbone presets, the diffusion wrapper, the training loop and the
-checkpoint format are one unit (a checkpoint is only meaningful with the code that wrote it);
-sampling and distributed training are in sampling.py and distributed.py.
 """
 
 from __future__ import annotations
@@ -23,17 +22,38 @@ import copy
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from synthequiv.generation.checkpoint import (  # noqa: F401 (CHECKPOINT_NAME re-exported)
+    CHECKPOINT_NAME,
+    checkpoint_family,
+    existing_checkpoint,
+    read_checkpoint,
+)
+from synthequiv.generation.checkpoint import (  # a module-level name: tests patch it here
+    save_checkpoint as _save_checkpoint,
+)
 from synthequiv.generation.ranks import Rank, check_split, current
+from synthequiv.generation.unet import (  # noqa: F401 (the unet family's names, re-exported)
+    AUTO_PRESETS,
+    GENERATOR_PRESETS,
+    PREDICTIONS,
+    UNET,
+    BackbonePreset,
+    Generator,
+    UNetBuilder,
+    build_backbone,
+    diffusion_loss,
+    make_generator,
+    resolve_preset,
+)
 from synthequiv.utils import (
     SynthequivError,
-    atomic_torch_save,
     check_positive,
     compile_unavailable,
     generator_autocast,
@@ -41,160 +61,20 @@ from synthequiv.utils import (
     tensor_digest,
 )
 
-CHECKPOINT_NAME = "checkpoint.pt"
-PREDICTIONS = ("epsilon", "v_prediction")
-
-# ----------------------------------------------------------------------------- backbone presets
+# ----------------------------------------------------------------------------- config
 
 
 @dataclass(frozen=True)
-class BackbonePreset:
-    """A UNet2DModel size. Levels run from full resolution down, halving at each level."""
+class EDMConfig:
+    """The edm family's settings (Karras et al. 2022, Table 1), in the model's data units
+    (images in [-1, 1]); read only when generator.family is edm (edm.py)."""
 
-    resolution: int  # square side the backbone runs at (inputs are padded/resized to it)
-    block_out_channels: tuple[int, ...]  # channels per level
-    attention: tuple[bool, ...]  # self-attention blocks per level
-    layers_per_block: int = 1  # ResNet blocks per level (down path; up path gets one more)
-    mid_attention: bool = True  # attention in the bottleneck
-    norm_num_groups: int = 8
-    attention_head_dim: int = 32
-    dropout: float = 0.0
-
-
-GENERATOR_PRESETS: dict[str, BackbonePreset] = {
-    # digits 8×8, 0.65M params: two levels (8, 4 px), one ResNet block each, attention only
-    # in the 4-px bottleneck; sized on CPU for the ≤ 1 min target (benchmarks/generator.py)
-    "8px": BackbonePreset(8, (32, 64), (False, False), layers_per_block=1),
-    # 9–16 px, 4.4M: three levels (16, 8, 4 px), attention at 4 px
-    "16px": BackbonePreset(16, (64, 128, 128), (False, False, True), layers_per_block=1),
-    # 17–32 px (MNIST 28 padded, CIFAR 32), 36M: DDPM's CIFAR-10 net, attention at 16 px.
-    # GPU-sized; train it with GPU settings (DDPM: lr 2e-4, EMA over hundreds of kimg)
-    "32px": BackbonePreset(32, (128, 256, 256, 256), (False, True, False, False),
-                           layers_per_block=2, norm_num_groups=32, attention_head_dim=64,
-                           dropout=0.1),
-    # 33–64 px (and larger, resized down), 53M: attention at 16 and 8 px
-    "64px": BackbonePreset(64, (128, 256, 256, 384), (False, False, True, True),
-                           layers_per_block=2, norm_num_groups=32, attention_head_dim=64,
-                           dropout=0.1),
-    # not chosen by auto, 1.1M: a 32-px net ~15x faster than "32px", for MNIST on a CPU;
-    # MNIST B(20) fidelity 0.700 at 25.6 kimg, 0.844 at 51.2 (benchmarks/generator.py --study)
-    "32px-small": BackbonePreset(32, (32, 64, 64), (False, False, False), layers_per_block=1),
-}
-AUTO_PRESETS = ("8px", "16px", "32px", "64px")  # what preset="auto" picks from, by image side
-
-
-def resolve_preset(name: str, image_shape: tuple[int, int, int]) -> str:
-    """'auto' → the smallest preset at least as large as the image; else check the name."""
-    if name != "auto":
-        if name not in GENERATOR_PRESETS:
-            raise SynthequivError(
-                f"unknown generator preset '{name}' (use auto or {', '.join(GENERATOR_PRESETS)})")
-        return name
-    side = max(image_shape[1:])
-    fits = [k for k in AUTO_PRESETS if GENERATOR_PRESETS[k].resolution >= side]
-    return fits[0] if fits else AUTO_PRESETS[-1]  # larger images are resized down
-
-
-def build_backbone(preset: BackbonePreset, channels: int, num_classes: int) -> nn.Module:
-    """UNet2DModel with num_classes + 1 class embeddings (the last one is the null class)."""
-    from diffusers import UNet2DModel
-
-    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in preset.attention)
-    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(preset.attention))
-    return UNet2DModel(
-        sample_size=preset.resolution, in_channels=channels, out_channels=channels,
-        block_out_channels=preset.block_out_channels, down_block_types=down, up_block_types=up,
-        layers_per_block=preset.layers_per_block, add_attention=preset.mid_attention,
-        norm_num_groups=preset.norm_num_groups, attention_head_dim=preset.attention_head_dim,
-        dropout=preset.dropout, num_class_embeds=num_classes + 1,
-    )
-
-
-# ----------------------------------------------------------------------------- diffusion wrapper
-
-
-class Generator(nn.Module):
-    """Backbone + data mapping + null class + noise schedule; forward returns a tensor always.
-
-    Model space: float [N, C, R, R] in [-1, 1] at the preset resolution R. Images smaller than
-    R are zero-padded (black) around the centre, larger ones resized; `decode` undoes either.
-    """
-
-    def __init__(self, backbone: nn.Module, num_classes: int, image_shape: tuple[int, int, int],
-                 resolution: int, prediction: str = "v_prediction",
-                 beta_schedule: str = "squaredcos_cap_v2", num_train_timesteps: int = 1000):
-        super().__init__()
-        self.backbone = backbone
-        self.num_classes = num_classes
-        self.image_shape = tuple(int(s) for s in image_shape)  # dataset (C, H, W)
-        self.resolution = resolution
-        self.prediction = prediction
-        self.beta_schedule = beta_schedule
-        self.num_train_timesteps = num_train_timesteps
-
-    @property
-    def null_class(self) -> int:
-        return self.num_classes
-
-    def scheduler_config(self) -> dict:
-        """Keyword arguments shared by every diffusers scheduler built for this model."""
-        return {"num_train_timesteps": self.num_train_timesteps,
-                "beta_schedule": self.beta_schedule, "prediction_type": self.prediction}
-
-    def _pads(self) -> tuple[int, int, int, int]:
-        _, h, w = self.image_shape
-        r = self.resolution
-        return ((r - w) // 2, r - w - (r - w) // 2, (r - h) // 2, r - h - (r - h) // 2)
-
-    def _fits(self) -> bool:
-        return max(self.image_shape[1:]) <= self.resolution
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, C, H, W] → float [N, C, R, R] in [-1, 1]."""
-        x = images.float() / 127.5 - 1.0
-        if self._fits():
-            return F.pad(x, self._pads(), value=-1.0)  # -1 is black, as MNIST's border
-        return F.interpolate(x, size=(self.resolution,) * 2, mode="bilinear", antialias=True,
-                             align_corners=False)
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """float [N, C, R, R] → uint8 [N, C, H, W] at the dataset's shape."""
-        _, h, w = self.image_shape
-        if self._fits():
-            left, _, top, _ = self._pads()
-            x = x[:, :, top:top + h, left:left + w]
-        else:
-            x = F.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True,
-                              align_corners=False)
-        return ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Model output (ε or v, per `prediction`) [N, C, R, R]; labels may hold the null class."""
-        return self.backbone(x_t, t, class_labels=labels).sample
-
-    def guided(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
-               cfg_scale: float) -> torch.Tensor:
-        """Classifier-free guidance: uncond + s·(cond − uncond); s=1 and s=0 need one pass."""
-        if cfg_scale == 1.0:
-            return self(x_t, t, labels)
-        null = torch.full_like(labels, self.null_class)
-        if cfg_scale == 0.0:
-            return self(x_t, t, null)
-        out = self(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([labels, null]))
-        cond, uncond = out.chunk(2)
-        return uncond + cfg_scale * (cond - uncond)
-
-
-def make_generator(preset: str | BackbonePreset, num_classes: int,
-                   image_shape: tuple[int, int, int], prediction: str) -> Generator:
-    """A freshly initialised Generator; `preset` is a GENERATOR_PRESETS key or a preset."""
-    if isinstance(preset, str):
-        preset = GENERATOR_PRESETS[preset]
-    backbone = build_backbone(preset, image_shape[0], num_classes)
-    return Generator(backbone, num_classes, image_shape, preset.resolution, prediction)
-
-
-# ----------------------------------------------------------------------------- config
+    P_mean: float = -1.2  # training noise levels: ln σ ~ N(P_mean, P_std²)
+    P_std: float = 1.2
+    sigma_data: float = 0.5  # the data's std the preconditioning assumes
+    sigma_min: float = 0.002  # sampling starts at σ_max and ends at σ_min (then 0), with the
+    sigma_max: float = 80.0  # ρ-warped spacing that puts more steps at low noise
+    rho: float = 7.0
 
 
 @dataclass(frozen=True)
@@ -219,6 +99,35 @@ class GeneratorConfig:
     xflip: bool = False  # random horizontal flips (never for digits/letters)
     checkpoint_every_kimg: float = 6.4  # also written at the end
     seed: int = 0
+    # which generator family trains (families.py): unet = the DDPM UNet above, edm = EDM's
+    # preconditioned UNet + Heun sampler (edm.py), dit = a pixel-space DiT (dit.py). `preset`
+    # names the family's size presets; `prediction` applies to the DDPM families (unet, dit)
+    family: str = "unet"
+    edm: EDMConfig = field(default_factory=EDMConfig)
+
+
+# the fields a family adds: they key a generator's artifacts only when the family is not unet,
+# so a unet generator's keys and checkpoints are those made before families existed
+FAMILY_FIELDS = ("family", "edm")
+
+
+def config_view(cfg: GeneratorConfig) -> dict:
+    """What identifies a generator's training: every field for unet except FAMILY_FIELDS
+    (the keys of every earlier run stay valid); for another family, also its name and its
+    own settings section (the field named after it, e.g. `edm`), if it has one."""
+    view = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if f.name not in FAMILY_FIELDS}
+    if cfg.family != "unet":
+        view["family"] = cfg.family
+        section = getattr(cfg, cfg.family, None)
+        if dataclasses.is_dataclass(section):
+            view[cfg.family] = dataclasses.asdict(section)
+    return view
+
+
+def config_from_dict(d: dict) -> GeneratorConfig:
+    """The inverse of dataclasses.asdict for GeneratorConfig (its `edm` section nested)."""
+    return GeneratorConfig(**{**d, "edm": EDMConfig(**d.get("edm", {}))})
 
 
 def check_config(cfg: GeneratorConfig) -> None:
@@ -298,7 +207,7 @@ class StepDraws:
 
     idx: torch.Tensor  # int64 [B], rows of the training data
     flip: torch.Tensor | None  # bool [B, 1, 1, 1], horizontal flips (xflip only)
-    t: torch.Tensor  # int64 [B], timesteps
+    t: torch.Tensor  # [B], the model's noise level: int64 timesteps, float σ for EDM
     eps: torch.Tensor  # float [B, C, R, R], noise
     drop: torch.Tensor  # bool [B], labels replaced by the null class
 
@@ -313,117 +222,61 @@ def draw_step(gen: Generator, cfg: GeneratorConfig, step: int, n_data: int,
     g, bsz = step_rng(cfg.seed, step, device), cfg.batch_size
     idx = torch.randint(0, n_data, (bsz,), generator=g, device=device)
     flip = torch.rand(bsz, 1, 1, 1, generator=g, device=device) < 0.5 if cfg.xflip else None
-    t = torch.randint(0, gen.num_train_timesteps, (bsz,), generator=g, device=device)
+    t = gen.draw_t(bsz, g, device)  # [B]: DDPM timesteps, or EDM noise levels σ
     shape = (bsz, gen.image_shape[0], gen.resolution, gen.resolution)
     eps = torch.randn(shape, generator=g, device=device)
     drop = torch.rand(bsz, generator=g, device=device) < cfg.label_dropout
     return StepDraws(idx, flip, t, eps, drop)
 
 
-def diffusion_loss(gen: Generator, x0: torch.Tensor, labels: torch.Tensor, d: StepDraws,
-                   scheduler, net: nn.Module | None = None) -> torch.Tensor:
-    """DDPM objective: x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, regress ε or v = √ᾱ_t·ε − √(1−ᾱ_t)·x0.
-
-    x0: float [B, C, R, R] in [-1, 1]; labels: int64 [B]; the `d.drop` rows get the null class
-    so the same network is also the unconditional model (CFG). `net` runs the model (a DDP
-    wrapper of `gen`, or a compiled one); `gen` answers schedule questions.
-    """
-    y = torch.where(d.drop, torch.full_like(labels, gen.null_class), labels)
-    x_t = scheduler.add_noise(x0, d.eps, d.t)
-    target = d.eps if gen.prediction == "epsilon" else scheduler.get_velocity(x0, d.eps, d.t)
-    return F.mse_loss((net or gen)(x_t, d.t, y).float(), target)
-
-
 # ----------------------------------------------------------------------------- checkpoints
 
 
+class Builder(Protocol):
+    """What the shared training and loading code asks of a family: its size presets and its
+    network. `build` returns a wrapper like `Generator` (encode/decode, null_class, forward,
+    guided, draw_t, loss, time_dtype, backbone)."""
+
+    name: str  # the family, as in generator.family
+
+    def resolve_preset(self, name: str, image_shape: tuple[int, int, int]) -> str: ...
+
+    def architecture(self, preset: str) -> dict: ...  # stored as the checkpoint's "backbone"
+
+    def build(self, meta: dict) -> nn.Module: ...  # from run_meta or a checkpoint's entries
+
+
+
 def run_meta(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-              cfg: GeneratorConfig) -> dict:
+             cfg: GeneratorConfig, builder: Builder = UNET) -> dict:
     """Everything a checkpoint must match to be resumed (or reused) by this call."""
+    if cfg.family != builder.name:
+        raise SynthequivError(f"generator.family is {cfg.family}, but the {builder.name} "
+                              "family was asked to train it")
     shape = [int(s) for s in images.shape[1:]]
-    preset = resolve_preset(cfg.preset, tuple(shape))
-    return {"format": 1, "config": dataclasses.asdict(cfg), "num_classes": int(num_classes),
-            "image_shape": shape, "preset": preset,
-            "resolution": GENERATOR_PRESETS[preset].resolution,
+    preset = builder.resolve_preset(cfg.preset, tuple(shape))
+    arch = builder.architecture(preset)
+    return {"format": 1, "config": config_view(cfg), "num_classes": int(num_classes),
+            "image_shape": shape, "preset": preset, "resolution": arch["resolution"],
             # the architecture itself, so a checkpoint loads even if the registry changes
-            "backbone": dataclasses.asdict(GENERATOR_PRESETS[preset]),
-            "data_digest": tensor_digest(images, labels)}
-
-
-# what train_generator (resume) and load_generator read from a checkpoint
-CHECKPOINT_KEYS = ("config", "num_classes", "image_shape", "preset", "backbone", "model", "ema",
-                   "optimizer", "step", "finished")
-
-
-def read_checkpoint(path: Path, device: torch.device | str = "cpu", mmap: bool = False) -> dict:
-    """The checkpoint's entries, checked. `mmap` (CPU only) maps the file instead of reading
-    it: a tensor's bytes are read when it is used, so a caller that copies out the EMA weights
-    (sampling) or reads only the metadata (is it finished? which setup?) skips the model and
-    Adam tensors — three quarters of a 32-px checkpoint. Its tensors are copy-on-write views
-    of the file: for callers that copy them, not for live training state."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True,
-                           mmap=mmap and torch.device(device).type == "cpu")
-    except FileNotFoundError as exc:
-        raise SynthequivError(f"no generator checkpoint at {path} (train one first)") from exc
-    except Exception as exc:  # corrupt zip, foreign pickle, truncated file
-        raise SynthequivError(f"cannot read generator checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != 1:
-        raise SynthequivError(f"{path} is not a synthequiv generator checkpoint")
-    missing = [k for k in CHECKPOINT_KEYS if k not in state]
-    if missing or not isinstance(state["config"], dict) or not isinstance(state["backbone"], dict):
-        raise SynthequivError(f"generator checkpoint {path} is damaged (missing "
-                              f"{', '.join(missing) or 'config/backbone mapping'}); delete it "
-                              "to train again")
-    return state
-
-
-def existing_checkpoint(path: Path, meta: dict, device: torch.device | str = "cpu",
-                        mmap: bool = False) -> dict | None:
-    """The checkpoint at `path`, if any, checked against this run (`run_meta`): one made with
-    another setup is an error, never silently resumed or reused. `mmap`: read_checkpoint's."""
-    if not Path(path).exists():
-        return None
-    state = read_checkpoint(path, device, mmap)
-    _check_compatible(path, state, meta)
-    return state
-
-
-def _check_compatible(path: Path, state: dict, meta: dict) -> None:
-    diff = [k for k in meta if k != "config" and state.get(k) != meta[k]]
-    diff += [f"config.{k}" for k, v in meta["config"].items() if state["config"].get(k) != v]
-    if diff:
-        raise SynthequivError(f"{path} was made with another generator setup (differs in "
-                              f"{', '.join(diff)}); use a new directory or delete it")
-
-
-def _save_checkpoint(path: Path, meta: dict, gen: Generator, ema: Generator, opt, step: int,
-                     finished: bool, rank: Rank) -> None:
-    """Every rank checks (they hold the same weights, so they fail together); rank 0 writes."""
-    if not all(torch.isfinite(p).all() for p in ema.parameters()):
-        raise SynthequivError("generator weights became NaN/inf; lower generator.lr")
-    if rank.main:
-        atomic_torch_save({**meta, "model": gen.state_dict(), "ema": ema.state_dict(),
-                           "optimizer": opt.state_dict(), "step": step, "finished": finished},
-                          path)
-    rank.barrier()  # no rank reads or moves on before the file is whole
+            "backbone": arch, "data_digest": tensor_digest(images, labels)}
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def init_generator(meta: dict, cfg: GeneratorConfig) -> Generator:
+def init_generator(meta: dict, cfg: GeneratorConfig, builder: Builder = UNET) -> nn.Module:
     """The freshly initialised network of the run `meta` describes (`run_meta`), its weights
     drawn from cfg.seed; the caller's RNG is untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return make_generator(meta["preset"], meta["num_classes"], tuple(meta["image_shape"]),
-                              cfg.prediction)
+        return builder.build(meta)
 
 
 def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                     cfg: GeneratorConfig, out_dir: Path, device: torch.device | str = "cpu",
-                    progress: bool = True, compile: bool = False) -> Path:
+                    progress: bool = True, compile: bool = False,
+                    builder: Builder = UNET) -> Path:
     """Train (or resume) a class-conditional generator; return out_dir/checkpoint.pt.
 
     images: uint8 [N, C, H, W]; labels: int64 [N] in [0, num_classes). A finished checkpoint
@@ -431,18 +284,20 @@ def train_generator(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     error. The checkpoint is rewritten atomically every checkpoint_every_kimg and at the end.
     Called on every rank of an initialised process group (distributed.py), it trains with DDP;
     `compile` runs the network through torch.compile (same numbers up to rounding).
+    `builder` makes the family's network (cfg.family must name it): UNET here, edm.py's and
+    dit.py's for those families (families.py passes the right one).
     """
     check_config(cfg)
     check_data(images, labels, num_classes)
     rank, device = current(), torch.device(device)
     check_split(cfg.batch_size, rank.world)
     path = Path(out_dir) / CHECKPOINT_NAME
-    meta = run_meta(images, labels, num_classes, cfg)
+    meta = run_meta(images, labels, num_classes, cfg, builder)
     state = existing_checkpoint(path, meta, device)
     if state is not None and state["finished"]:
         return path
 
-    gen = init_generator(meta, cfg)
+    gen = init_generator(meta, cfg, builder)
     ema = copy.deepcopy(gen)
     gen, ema = gen.to(device).train(), ema.to(device).eval().requires_grad_(False)
     if device.type == "cuda":  # decided once: NHWC convolutions for tensor cores
@@ -485,12 +340,9 @@ def make_adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
 LOSS_READ_STEPS = 25  # training steps between host reads of the (device-summed) loss
 
 
-def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim.Optimizer,
+def _train_loop(gen: nn.Module, net: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
                 data: torch.Tensor, labels: torch.Tensor, cfg: GeneratorConfig, start: int,
                 save, progress: bool, rank: Rank):
-    from diffusers import DDPMScheduler
-
-    scheduler = DDPMScheduler(**gen.scheduler_config())
     device, total, bsz = data.device, num_train_steps(cfg), cfg.batch_size
     ckpt_every = max(1, round(cfg.checkpoint_every_kimg * 1000 / bsz))
     autocast = generator_autocast(device)  # bf16 on CUDA and on CPUs with native bf16
@@ -507,7 +359,7 @@ def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
             with autocast:
-                loss = diffusion_loss(gen, x0, y, d, scheduler, net)
+                loss = gen.loss(x0, y, d, net)  # the family's objective
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -534,7 +386,7 @@ def _train_loop(gen: Generator, net: nn.Module, ema: Generator, opt: torch.optim
 
 
 def _progress_bar(enabled: bool):
-    from synthequiv.orchestration.progress import (
+    from synthequiv.runtime.progress import (
         kimg_bar,  # a bar on a terminal, log lines every N kimg otherwise
     )
 
@@ -542,18 +394,22 @@ def _progress_bar(enabled: bool):
 
 
 def load_generator(out_dir: Path, device: torch.device | str = "cpu",
-                   allow_unfinished: bool = False, compile: bool = False) -> Generator:
+                   allow_unfinished: bool = False, compile: bool = False,
+                   builder: Builder = UNET) -> nn.Module:
     """The EMA weights of out_dir/checkpoint.pt, in eval mode on `device`; `compile` runs the
-    backbone through torch.compile (sampling calls it on one fixed shape: one compilation)."""
+    backbone through torch.compile (sampling calls it on one fixed shape: one compilation).
+    `builder`: the checkpoint's family's (families.load_generator picks it from the file)."""
     path = Path(out_dir) / CHECKPOINT_NAME
     state = read_checkpoint(path, "cpu", mmap=True)  # only the EMA weights are read
     if not state["finished"] and not allow_unfinished:
         raise SynthequivError(f"generator in {out_dir} has not finished training "
                               f"(step {state['step']}); rerun training to resume it")
-    backbone = {k: tuple(v) if isinstance(v, list) else v for k, v in state["backbone"].items()}
+    family = checkpoint_family(state)
+    if family != builder.name:
+        raise SynthequivError(f"generator in {out_dir} is a {family} generator, not "
+                              f"{builder.name} (load it with families.load_generator)")
     try:
-        gen = make_generator(BackbonePreset(**backbone), state["num_classes"],
-                             tuple(state["image_shape"]), state["config"]["prediction"])
+        gen = builder.build(state)
         gen.load_state_dict(state["ema"])
     except (TypeError, KeyError, ValueError, RuntimeError) as exc:  # damaged or foreign entries
         raise SynthequivError(f"generator checkpoint {path} does not fit its own architecture "
@@ -572,7 +428,7 @@ def use_compile(requested: bool, device: torch.device | str) -> bool:
     device = torch.device(device)
     why = compile_unavailable(device.type, device.index) if requested else None
     if why is not None:
-        from synthequiv.orchestration.runlog import info
+        from synthequiv.runtime.runlog import info
 
         if why not in _COMPILE_WARNED:
             _COMPILE_WARNED.add(why)

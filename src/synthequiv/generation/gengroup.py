@@ -10,8 +10,9 @@ Each generator is the one `generator.train_generator` trains alone, to float tol
   - weights: `generator.init_generator` (its own seed), or its checkpoint when resuming;
   - step draws: `generator.draw_step` with its own config (seed) and data size, so batch rows,
     flips, timesteps, noise and label drops are the same tensors as alone;
-  - loss: `generator.diffusion_loss`, vmapped; the sum of the G per-generator losses is
-    backpropagated, so each generator's parameters get exactly the gradient of its own loss;
+  - loss: the network's own `loss` (its family's objective, e.g. `unet.diffusion_loss`),
+    vmapped; the sum of the G per-generator losses is backpropagated, so each generator's
+    parameters get exactly the gradient of its own loss;
   - gradient clipping: each generator's global norm over its slice of every stacked gradient;
   - Adam is elementwise, so one Adam over the stacked tensors takes every generator's own step
     (its state unstacks to torch.optim.Adam's state_dict layout); lr (`lr_at`) and EMA decay
@@ -28,7 +29,7 @@ On CUDA the step's forward, backward and per-generator clipping replay as one CU
 eager), the same numbers as the eager loop (tests/test_stepgraph.py).
 
 Checkpoints are `train_generator`'s files (`run_meta` + unstacked model, EMA and Adam state
-via `_save_checkpoint`): `train_generator` resumes or reuses them, `load_generator` loads them,
+via `save_checkpoint`): `train_generator` resumes or reuses them, `load_generator` loads them,
 and a group resumes what either wrote. Finished generators are skipped; unfinished ones are
 grouped by the step they resume from. On the CPU a group measured no faster than one after
 another (benchmarks/generators.py), so the study's `generator_group: 0` (auto) is 1 there,
@@ -54,13 +55,14 @@ from torch import nn
 from synthequiv.generation.generator import (
     CHECKPOINT_NAME,
     LOSS_READ_STEPS,
+    UNET,
+    Builder,
     GeneratorConfig,
     StepDraws,
     _progress_bar,
     _save_checkpoint,
     check_config,
     check_data,
-    diffusion_loss,
     draw_step,
     ema_beta,
     existing_checkpoint,
@@ -68,7 +70,6 @@ from synthequiv.generation.generator import (
     lr_at,
     make_adam,
     num_train_steps,
-    resolve_preset,
     run_meta,
 )
 from synthequiv.generation.ranks import current
@@ -104,11 +105,12 @@ def plan_groups(keys: Sequence[tuple], generator_group: int, device) -> list[lis
     return out
 
 
-def group_key(images: torch.Tensor, num_classes: int, cfg: GeneratorConfig) -> tuple:
-    """Generators with equal keys can train in one group: same preset, image shape, classes
-    and config except the seed (data and its size may differ)."""
+def group_key(images: torch.Tensor, num_classes: int, cfg: GeneratorConfig,
+              builder: Builder = UNET) -> tuple:
+    """Generators with equal keys can train in one group: same family (in the config), preset,
+    image shape, classes and config except the seed (data and its size may differ)."""
     shape = tuple(int(s) for s in images.shape[1:])
-    return (resolve_preset(cfg.preset, shape), shape, int(num_classes),
+    return (builder.resolve_preset(cfg.preset, shape), shape, int(num_classes),
             dataclasses.replace(cfg, seed=0))
 
 
@@ -131,13 +133,14 @@ class _Run:
 def train_generators(jobs: Sequence[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
                      cfg: GeneratorConfig | Sequence[GeneratorConfig],
                      out_dirs: Sequence[Path], device: torch.device | str = "cpu",
-                     progress: bool = True) -> list[Path]:
+                     progress: bool = True, builder: Builder = UNET) -> list[Path]:
     """Train (or resume) len(jobs) generators at once; generator i equals
     `train_generator(*jobs[i], num_classes, cfgs[i], out_dirs[i], device)` to float tolerance.
     Returns each out_dir/checkpoint.pt.
 
     jobs[i] = (images uint8 [N_i, C, H, W], labels int64 [N_i]); `cfg` is one config or one per
-    job, equal except the seed; every job has the same image shape (`group_key`).
+    job, equal except the seed; every job has the same image shape (`group_key`). `builder`
+    makes the family's network (families.py passes it for the families that group).
     """
     cfgs = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg] * len(jobs)
     if not jobs or len(cfgs) != len(jobs) or len(out_dirs) != len(jobs):
@@ -149,19 +152,19 @@ def train_generators(jobs: Sequence[tuple[torch.Tensor, torch.Tensor]], num_clas
     for (x, y), c in zip(jobs, cfgs):
         check_config(c)
         check_data(x, y, num_classes)
-    keys = {group_key(x, num_classes, c) for (x, _), c in zip(jobs, cfgs)}
+    keys = {group_key(x, num_classes, c, builder) for (x, _), c in zip(jobs, cfgs)}
     if len(keys) > 1:
         raise SynthequivError("generators of one group need one preset, image shape, class "
                               "count and config except the seed")
     runs = []
     for (x, y), c, out in zip(jobs, cfgs, out_dirs):
         path = Path(out) / CHECKPOINT_NAME
-        meta = run_meta(x, y, num_classes, c)
+        meta = run_meta(x, y, num_classes, c, builder)
         runs.append(_Run(x, y, c, path, meta, existing_checkpoint(path, meta, "cpu", mmap=True)))
     todo = [r for r in runs if r.state is None or not r.state["finished"]]
     device = torch.device(device)
     for start in sorted({r.start for r in todo}):  # one optimizer step count per group
-        _train_group([r for r in todo if r.start == start], device, progress)
+        _train_group([r for r in todo if r.start == start], device, progress, builder)
     return [r.path for r in runs]
 
 
@@ -230,10 +233,11 @@ class _AdamView:
 # ----------------------------------------------------------------------------- training
 
 
-def _train_group(runs: list[_Run], device: torch.device, progress: bool) -> None:
+def _train_group(runs: list[_Run], device: torch.device, progress: bool,
+                 builder: Builder) -> None:
     """The batched loop over runs that all resume from one step; tensors carry G first."""
     cfg, start = runs[0].cfg, runs[0].start  # shared except the seed (group_key)
-    gens = [init_generator(r.meta, r.cfg) for r in runs]  # CPU: the checkpoint writers' modules
+    gens = [init_generator(r.meta, r.cfg, builder) for r in runs]  # CPU: the checkpoint writers' modules
     emas = [copy.deepcopy(g).requires_grad_(False) for g in gens]
     for r, gen, ema in zip(runs, gens, emas):
         if r.state is not None:
@@ -316,18 +320,15 @@ def _fill(static: dict, values: dict) -> None:
 
 
 def _group_loop(runs, base, state, data, labels, offsets, start, device, save, progress):
-    from diffusers import DDPMScheduler
-
     params, buffers, ema_params, ema_buffers, opt = state
     cfg, n_gen = runs[0].cfg, len(runs)
-    scheduler = DDPMScheduler(**base.scheduler_config())
     total, bsz = num_train_steps(cfg), cfg.batch_size
     ckpt_every = max(1, round(cfg.checkpoint_every_kimg * 1000 / bsz))
     autocast = _group_autocast(device)
 
-    def loss_one(p, b, x0, y, t, eps, drop):  # one generator's diffusion_loss, vmapped
+    def loss_one(p, b, x0, y, t, eps, drop):  # one generator's loss (its family's), vmapped
         net = lambda *args: torch.func.functional_call(base, (p, b), args)  # noqa: E731
-        return diffusion_loss(base, x0, y, StepDraws(None, None, t, eps, drop), scheduler, net)
+        return base.loss(x0, y, StepDraws(None, None, t, eps, drop), net)
 
     losses = torch.func.vmap(loss_one, randomness="different")  # dropout: own masks
     # the step's draws, refilled in place every step (StepGraph's static inputs):

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from synthequiv.orchestration.runlog import info, metric
+from synthequiv.runtime.runlog import info, metric
 from synthequiv.utils import SynthequivError, check_positive
 
 GENERATIVE = ("closed", "open")

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 
 from synthequiv.config import ProvidedEntry, provided_entries
+from synthequiv.generation.families import family_of
+from synthequiv.generation.sampling import key_view
 from synthequiv.generation.synthetic import SyntheticSet, image_hashes, match_shape
 from synthequiv.inputs.splits import Splits
 from synthequiv.utils import SynthequivError, stable_hash, tensor_digest
@@ -44,7 +46,7 @@ def _where(e: ProvidedEntry) -> str:
 def load_provided(cfg, splits: list[Splits]) -> list[Provided]:
     """Every provided entry, loaded and checked against every replicate's splits; a problem is
     one line naming the entry, raised before any training."""
-    from synthequiv.orchestration.runlog import info
+    from synthequiv.runtime.runlog import info
 
     entries = provided_entries(cfg)
     if not entries or not cfg.grid.syn_add_per_class:
@@ -60,6 +62,7 @@ def load_provided(cfg, splits: list[Splits]) -> list[Provided]:
         else:
             digest, trained_on, resolution = _check_generator(e, splits,
                                                               cfg.splits.base_per_class)
+            _check_family(e, cfg)
             p = Provided(e, None, None, digest, trained_on, resolution)
             info(f"provided generator {e.arm}{'' if e.n_base is None else f':{e.n_base}'}: "
                  f"{e.source}, {trained_on}")
@@ -160,6 +163,14 @@ def _check_generator(e: ProvidedEntry, splits: list[Splits], bases: tuple[int, .
             int(state["backbone"].get("resolution", 0)))
 
 
+def _check_family(e: ProvidedEntry, cfg) -> None:
+    """The generator's family is known here and samples with the study's sampling config."""
+    try:
+        family_of(Path(e.source)).samplers.resolve(cfg.sampling)
+    except SynthequivError as exc:
+        raise SynthequivError(f"{_where(e)}: {exc}") from exc
+
+
 def _trained_on_json(gen_dir: Path, num_classes: int) -> set[int]:
     """The base size a study-trained generator's trained_on.json names (n_images / classes)."""
     import json
@@ -176,7 +187,7 @@ def _trained_on(e: ProvidedEntry, digest: str, splits: list[Splits], sizes: list
     digest); when found, refuse it if it holds any replicate's test images. With a hold-out
     test split every replicate draws its own test set, so a generator trained on replicate 0's
     B(n) can hold replicate 1's test images."""
-    from synthequiv.orchestration.runlog import info
+    from synthequiv.runtime.runlog import info
 
     for r0, sp in enumerate(splits):
         ds = sp.dataset
@@ -251,7 +262,8 @@ def generator_target(p: Provided, cfg, sp: Splits, run_dir: Path, tag: str):
     from synthequiv.generation.synthetic import SampleTarget
 
     ds, gen_dir, m = sp.dataset, Path(p.entry.source), max(cfg.grid.syn_add_per_class)
-    key = stable_hash("provided-generator", p.digest, cfg.sampling, m, ds.shape)
+    sampling = key_view(cfg.sampling, family_of(gen_dir).samplers)  # auto resolved
+    key = stable_hash("provided-generator", p.digest, sampling, m, ds.shape)
     path = Path(run_dir) / "samples" / f"{_name(p.entry, 'generator')}{tag}-{key}.npz"
     meta = {"generator": str(gen_dir), "key": key, "entry": p.entry.text,
             "trained_on": p.trained_on}

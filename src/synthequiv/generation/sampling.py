@@ -7,20 +7,25 @@ CPU so it is also the same on every device. The network is evaluated on blocks o
 convolution/GEMM kernels pick their algorithm — and so their rounding — by tensor shape: with
 one fixed shape, row i's result depends on row i alone, so image i is bit-identical whatever
 the batch size or sharding (checked on CPU in tests/test_sampling.py).
+
+Which sampler runs is the generator family's business: `sample_images` takes a `SamplerSet`
+(the family's sampler names and its pure sampler function). DDPM_SAMPLERS, the diffusers
+schedulers below, serve the unet and dit families; edm.py has EDM's Heun sampler.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from synthequiv.generation.generator import Generator
 from synthequiv.utils import (
     SynthequivError,
     atomic_path,
@@ -31,25 +36,69 @@ from synthequiv.utils import (
     to_jsonable,
 )
 
-SAMPLERS = ("dpmpp", "ddim", "ddpm")
+if TYPE_CHECKING:  # annotations only: the wrapper lives with its family (unet.py)
+    from synthequiv.generation.unet import Generator
+
+SAMPLERS = ("dpmpp", "ddim", "ddpm")  # the DDPM families' (unet, dit); the first is their auto
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    sampler: str = "dpmpp"  # dpmpp (DPM-Solver++ 2M) | ddim | ddpm (ancestral, all 1000 steps)
+    # auto = the generator family's default: dpmpp for unet and dit, heun for edm. DDPM
+    # families: dpmpp (DPM-Solver++ 2M) | ddim | ddpm (ancestral, all 1000 steps);
+    # edm: heun (EDM's 2nd-order, 2·steps − 1 evaluations) | euler (steps evaluations)
+    sampler: str = "auto"
     steps: int = 25  # denoising steps = network evaluations per image (×2 with 0 ≠ CFG ≠ 1)
     cfg_scale: float = 1.0  # classifier-free guidance; 0 = unconditional, 1 = plain conditional
     batch_size: int = 256  # images denoised together, rounded up to whole network blocks
     seed: int = 0
+    churn: float = 0.0  # EDM's S_churn (heun/euler only): 0 = the deterministic sampler
 
 
-def check_sample_config(cfg: SampleConfig) -> None:
-    if cfg.sampler not in SAMPLERS:
-        raise SynthequivError(f"unknown sampler '{cfg.sampler}' (use {', '.join(SAMPLERS)})")
+def check_sample_config(cfg: SampleConfig, names: Sequence[str] | None = None) -> None:
+    """One-line errors; `names` = the family's samplers (None: any name, checked later by
+    the family, as config.validate does through families.check_config)."""
+    if names is not None and cfg.sampler not in ("auto", *names):
+        raise SynthequivError(f"unknown sampler '{cfg.sampler}' for this generator family "
+                              f"(use auto, {', '.join(names)})")
+    if not isinstance(cfg.sampler, str) or not cfg.sampler:
+        raise SynthequivError("sampling.sampler is empty (use auto)")
     check_positive("sampling.steps", cfg.steps)
     check_positive("sampling.batch_size", cfg.batch_size)
     if not math.isfinite(cfg.cfg_scale) or cfg.cfg_scale < 0:
         raise SynthequivError(f"sampling.cfg_scale must be >= 0, got {cfg.cfg_scale}")
+    if not math.isfinite(cfg.churn) or cfg.churn < 0:
+        raise SynthequivError(f"sampling.churn must be >= 0, got {cfg.churn}")
+
+
+@dataclass(frozen=True)
+class SamplerSet:
+    """A family's samplers: their names (the first is what sampler=auto means) and the pure
+    function that runs any of them, fn(gen, labels, rngs, cfg, net) → x_0 [n, C, R, R]."""
+
+    names: tuple[str, ...]
+    fn: Callable
+    churn: bool = False  # whether sampling.churn means anything to these samplers
+
+    def resolve(self, cfg: SampleConfig) -> SampleConfig:
+        """cfg with sampler=auto replaced by the family's default; bad names refused."""
+        check_sample_config(cfg, self.names)
+        if cfg.churn and not self.churn:
+            raise SynthequivError(f"sampling.churn is EDM's S_churn; the {cfg.sampler} "
+                                  "sampler has none (leave it at 0)")
+        if cfg.sampler == "auto":
+            return dataclasses.replace(cfg, sampler=self.names[0])
+        return cfg
+
+
+def key_view(cfg: SampleConfig, samplers: SamplerSet) -> dict:
+    """What keys a sample set: the config with sampler=auto resolved (auto and its explicit
+    name give the same images, hence the same key), and `churn` only when set, so a key made
+    before these fields existed stays the same."""
+    view = dataclasses.asdict(samplers.resolve(cfg))
+    if not view["churn"]:
+        del view["churn"]
+    return view
 
 
 # NHWC convolutions while sampling: 1.7x the images/s of NCHW for the 32-px nets on 2 CPU
@@ -102,7 +151,7 @@ class BlockNet:
         self.gen, self.cfg_scale, self.block = gen, cfg_scale, block
         shape = (block, gen.image_shape[0], gen.resolution, gen.resolution)
         self.x = torch.zeros(shape, device=device)
-        self.t = torch.zeros(block, dtype=torch.long, device=device)
+        self.t = torch.zeros(block, dtype=gen.time_dtype, device=device)  # timestep or σ
         self.y = torch.zeros(block, dtype=torch.long, device=device)
         self.out = torch.zeros(shape, device=device)  # float32: bf16 outputs widen exactly
         compiled = getattr(gen.backbone, "_compiled_call_impl", None) is not None
@@ -117,7 +166,8 @@ class BlockNet:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Model output (float32) for x [n, C, R, R] at timestep t (a 0-d tensor), labels [n]."""
+        """Model output (float32) for x [n, C, R, R] at timestep (or σ) t, a 0-d tensor, and
+        labels [n]."""
         result = self.out.new_empty((len(x), *self.out.shape[1:]))
         self.t.copy_(t.reshape(1))
         for i in range(0, len(x), self.block):
@@ -152,13 +202,18 @@ def diffusion_sampler(gen: Generator, labels: torch.Tensor, rngs: list[torch.Gen
     return x
 
 
+DDPM_SAMPLERS = SamplerSet(SAMPLERS, diffusion_sampler)
+
+
 def sample_images(generator: Generator, labels: torch.Tensor, cfg: SampleConfig,
                   device: torch.device | str = "cpu", progress: bool = True,
-                  index_offset: int = 0, description: str = "sampling") -> torch.Tensor:
+                  index_offset: int = 0, description: str = "sampling",
+                  samplers: SamplerSet = DDPM_SAMPLERS) -> torch.Tensor:
     """uint8 [len(labels), C, H, W] at the dataset's shape; image i depends only on
-    (generator, labels[i], cfg.sampler/steps/cfg_scale/seed, index_offset + i).
-    `description` names the work in the progress bar / log lines."""
-    check_sample_config(cfg)
+    (generator, labels[i], cfg.sampler/steps/cfg_scale/churn/seed, index_offset + i).
+    `description` names the work in the progress bar / log lines; `samplers` are the
+    generator family's (families.py passes them; the default serves unet and dit)."""
+    cfg = samplers.resolve(cfg)
     _check_labels(labels, generator.num_classes)
     check_positive("index_offset", index_offset, allow_zero=True)
     device = torch.device(device)
@@ -175,14 +230,14 @@ def sample_images(generator: Generator, labels: torch.Tensor, cfg: SampleConfig,
         for s in range(0, len(labels), bsz):
             y = labels[s:s + bsz].to(device)
             rngs = [sample_rng(cfg.seed, index_offset + s + i) for i in range(len(y))]
-            x0 = diffusion_sampler(gen, y, rngs, cfg, net)  # [b, C, R, R]
+            x0 = samplers.fn(gen, y, rngs, cfg, net)  # [b, C, R, R]
             out[s:s + len(y)] = gen.decode(x0).cpu()
             bar.update(task, advance=len(y))
     return out
 
 
 def _progress(enabled: bool):
-    from synthequiv.orchestration.progress import (
+    from synthequiv.runtime.progress import (
         count_bar,  # a bar on a terminal, log lines otherwise
     )
 

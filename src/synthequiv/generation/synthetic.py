@@ -17,6 +17,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from synthequiv.generation.families import (
+    generator_key,
+    get_family,
+    load_generator,
+    samples_key,
+)
 from synthequiv.generation.generator import CHECKPOINT_NAME, GeneratorConfig
 from synthequiv.generation.sampling import SampleConfig
 from synthequiv.inputs.splits import Splits
@@ -84,8 +90,9 @@ class GenJob:
 
 def make_job(name, x, y, num_classes, out_shape, n_per_class, cfg, run_dir: Path) -> GenJob:
     digest = tensor_digest(x, y)
-    gen_key = stable_hash("generator", cfg.generator, digest, num_classes)
-    sample_key = stable_hash(gen_key, cfg.sampling, n_per_class, out_shape)
+    gen_key = generator_key(cfg.generator, digest, num_classes)
+    sample_key = samples_key(gen_key, get_family(cfg.generator.family), cfg.sampling,
+                             n_per_class, out_shape)
     return GenJob(name, x, y, run_dir / "generators" / f"{name}-{gen_key}",
                   run_dir / "samples" / f"{name}-{sample_key}.npz", sample_key, digest,
                   cfg.generator)
@@ -108,12 +115,11 @@ def _train_task(job: GenJob, num_classes, cfg, device, progress) -> GenJob:
 
 def _train_group_task(jobs: list[GenJob], num_classes, cfg, device, progress) -> list[GenJob]:
     """One group of compatible generators (gengroup.py); a group of one trains as before."""
-    from synthequiv.generation.gengroup import train_generators
-
     if len(jobs) == 1:
         return [_train_task(jobs[0], num_classes, cfg, device, progress)]
-    train_generators([(j.x, j.y) for j in jobs], num_classes, [j.generator for j in jobs],
-                     [j.gen_dir for j in jobs], device, progress)
+    family = get_family(jobs[0].generator.family)  # one family per group (group_key)
+    family.train_group([(j.x, j.y) for j in jobs], num_classes, [j.generator for j in jobs],
+                       [j.gen_dir for j in jobs], device, progress)
     for job in jobs:
         _write_trained_on(job)
     return jobs
@@ -123,11 +129,11 @@ def train_jobs(jobs: list[GenJob], num_classes, cfg, device, progress) -> Iterat
     """Train (or resume, or find finished) every job's generator; yields each job when its
     group is done. Up to `cfg.generator_group` compatible generators (`gengroup.plan_groups`)
     train at once, one executor task per group; under generator_nproc > 1 each trains alone
-    (with DDP)."""
-    from synthequiv.generation.gengroup import group_key, plan_groups
-    from synthequiv.orchestration.executor import map_tasks
+    (with DDP), as does every generator of a family that does not group."""
+    from synthequiv.generation.gengroup import plan_groups
+    from synthequiv.runtime.executor import map_tasks
 
-    keys = [group_key(j.x, num_classes, j.generator) for j in jobs]
+    keys = [_group_key(j, num_classes) for j in jobs]
     groups = [[jobs[i] for i in idx] for idx in plan_groups(keys, cfg.generator_group, device)]
     if cfg.generator_nproc > 1 or all(len(g) == 1 for g in groups):
         groups = [[job] for job in jobs]  # one by one, in the order given, as before
@@ -136,15 +142,21 @@ def train_jobs(jobs: list[GenJob], num_classes, cfg, device, progress) -> Iterat
         yield from done
 
 
-def _sample_task(shard: tuple, labels, device, progress, compile):
-    from synthequiv.generation.generator import load_generator
-    from synthequiv.generation.sampling import sample_images
+def _group_key(job: GenJob, num_classes: int) -> tuple:
+    """The family's group key (gengroup.group_key); a key of its own for a family that does
+    not group."""
+    family = get_family(job.generator.family)
+    if not family.grouped:
+        return (job.gen_dir.name,)
+    return family.group_key(job.x, num_classes, job.generator)
 
+
+def _sample_task(shard: tuple, labels, device, progress, compile):
     target, start, stop = shard
-    gen = load_generator(target.gen_dir, device, compile=compile)
+    family, gen = load_generator(target.gen_dir, device, compile=compile)  # the file's family
     name = shard_name(target.name, start, stop, len(labels))
     # index_offset keeps per-sample seeds global: N shards give exactly one call's images
-    return target, start, sample_images(gen, labels[start:stop], target.sampling, device,
+    return target, start, family.sample(gen, labels[start:stop], target.sampling, device,
                                         progress, start, description=f"sampling {name}")
 
 
@@ -164,7 +176,7 @@ def shards(n: int, count: int, align: int = 1) -> list[tuple[int, int]]:
 def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, device,
              progress) -> dict[str, SyntheticSet]:
     from synthequiv.generation.sampling import load_samples
-    from synthequiv.orchestration.progress import progress_bar
+    from synthequiv.runtime.progress import progress_bar
 
     out, todo, trained = {}, [], []
     for job in jobs:
@@ -206,11 +218,10 @@ class SampleTarget(NamedTuple):
 
 def job_target(job: GenJob, cfg) -> SampleTarget:
     """The samples of a trained GenJob under `cfg` (the config that made the job's key)."""
-    from synthequiv.generation.generator import GENERATOR_PRESETS, resolve_preset
-
-    preset = resolve_preset(job.generator.preset, tuple(job.x.shape[1:]))
+    resolution = get_family(job.generator.family).resolution(job.generator,
+                                                             tuple(job.x.shape[1:]))
     return SampleTarget(job.gen_dir, job.path, {"generator": job.gen_dir.name, "key": job.key},
-                        cfg.sampling, GENERATOR_PRESETS[preset].resolution)
+                        cfg.sampling, resolution)
 
 
 def _rows_per_call(target: SampleTarget, device) -> int:
@@ -230,8 +241,8 @@ def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: 
     keeps every finished set. {samples path: (images, labels)}; empty with keep=False (the
     study's all-replicates pass: only the files are wanted, not all sets in memory at once)."""
     from synthequiv.generation.sampling import class_quota_labels, save_grid_png, save_samples
-    from synthequiv.orchestration.executor import local_workers, map_tasks, runs_elsewhere
-    from synthequiv.orchestration.progress import progress_bar
+    from synthequiv.runtime.executor import local_workers, map_tasks, runs_elsewhere
+    from synthequiv.runtime.progress import progress_bar
 
     if not targets:
         return {}

@@ -23,7 +23,6 @@ import torch
 from synthequiv.inputs.data import Dataset
 from synthequiv.utils import SynthequivError, check_positive
 
-
 TEST_ALL = "all"
 
 

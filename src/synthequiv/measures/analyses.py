@@ -290,7 +290,7 @@ def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg
     trainings (feature extractor, domain classifiers, CAS models) are made first, `group` at a
     time where compatible (batched.train_many; 1 = one by one, as on a CPU)."""
     from synthequiv.classification.batched import train_many
-    from synthequiv.orchestration.progress import progress_bar
+    from synthequiv.runtime.progress import progress_bar
 
     pool_x, pool_y = pool
     test_x, test_y = test

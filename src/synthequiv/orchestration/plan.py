@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from synthequiv.runtime import runlog
 from synthequiv.utils import SynthequivError
 
 # img/s per stage, measured: cuda = one H200 (bf16), cpu = the 2-core development machine.
@@ -372,6 +373,14 @@ def _h(hours: float) -> str:
     if hours * 60 < 1:
         return f"{hours * 3600:.0f} s"
     return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"
+
+
+def log_plan(cfg, ds=None, run_dir=None) -> None:
+    """The study plan (generators, sample sets, cells, data needed, cost estimate, power)."""
+    p = study_plan(cfg, ds, run_dir)
+    for line in plan_lines(p):
+        runlog.info(f"plan: {line}")
+    runlog.metric("plan", **p)
 
 
 # ----------------------------------------------------------------------------- report's power

@@ -36,12 +36,13 @@ from synthequiv.generation.provided import load_provided
 from synthequiv.generation.synthetic import GenJob, SyntheticSet, prepare_synthetic
 from synthequiv.inputs.data import Dataset, load_dataset, note_data_digest, read_data_digest
 from synthequiv.inputs.splits import Splits, make_splits
-from synthequiv.orchestration.executor import set_cpu_threads
-from synthequiv.orchestration.lock import RunLock
-from synthequiv.orchestration.progress import progress_bar
+from synthequiv.orchestration.plan import log_plan
 from synthequiv.orchestration.results import ResultsTable
-from synthequiv.orchestration.runlog import Timings, environment, info, log_plan, run_log
 from synthequiv.reporting import figure_pool
+from synthequiv.runtime.executor import set_cpu_threads
+from synthequiv.runtime.lock import RunLock
+from synthequiv.runtime.progress import progress_bar
+from synthequiv.runtime.runlog import Timings, environment, info, run_log
 from synthequiv.stats.sequential import AUTO, parse_target, stop_reason, target_status
 from synthequiv.utils import (
     SynthequivError,
@@ -194,7 +195,7 @@ def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
     (config_hash: what report/plan use to pick this config's rows)."""
     from synthequiv.classification.batched import plan_groups, resolve_group
     from synthequiv.classification.classifier import num_train_steps
-    from synthequiv.orchestration.executor import map_tasks
+    from synthequiv.runtime.executor import map_tasks
 
     todo = [c for c in cells if c.key not in table.done_keys()]
     ccfg = cfg.classifier
@@ -336,7 +337,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         device = resolve_device(cfg.device)
         set_cpu_threads(cfg)
-        log_plan(cfg, ds)
+        log_plan(cfg, ds, run_dir)
         if figure_workers:  # many-core hosts: they start beside the training
             figure_pool.prestart()
         timings = Timings()  # each stage's time is logged as it is set

@@ -81,7 +81,7 @@ def prestart() -> None:
         with _sigint_ignored():
             for _ in range(pool._max_workers):
                 pool.submit(_warm)  # spawns a worker per call, synchronously
-        from synthequiv.orchestration.runlog import info
+        from synthequiv.runtime.runlog import info
 
         info(f"figures: drawn by {pool._max_workers} worker processes "
              f"({WORKERS_ENV}=0 draws them in this one)")

@@ -60,19 +60,31 @@ def _rate_ci(lo: float, hi: float, n_units: int) -> str:
     return _no_interval(n_units)
 
 
+def _sig_rate_ci(p: dict) -> str:
+    """The interval of a significant measured rate: both ends, or 'at most' where the real
+    amount it matched is open above (beyond the largest real amount measured)."""
+    if p["rate_lo"] > 0:
+        return f"95 % CI {_rate(p['rate_lo'])}–{_rate(p['rate_hi'])}"
+    return f"95 % CI: at most {_rate(p['rate_hi'])}"
+
+
 def _arm_base_line(arm: str, n: int, points: list[dict], gains: list[dict]) -> str:
-    """'1 real ≈ N synthetic (CI)' from the measured points of one arm and base size, or why
-    there is none. A cell above the real curve's range counts only if its gain over the
-    baseline is significant (Holm, as everywhere in the report)."""
-    usable = [p for p in points if p["usable"]]
+    """One arm and base size, with no rate from noise (issue 26): '1 real ≈ N synthetic' only
+    for a cell whose gain is significant after Holm and measured in ≥ 2 units; elsewhere the
+    bound the data support ('worth at most +x real/class') or 'no measurable gain'."""
     where = f"{arm}-set at {n} images/class"
-    if usable:
-        p = max(usable, key=lambda p: p["n_syn"])
-        return (f"{where}: 1 real image ≈ {_rate(p['rate'])} synthetic images "
-                f"({_rate_ci(p['rate_lo'], p['rate_hi'], p['n_units'])}; measured: "
-                f"+{p['n_syn']} synthetic matched +{p['n_real_eq']:.1f} real/class)")
     g = [x for x in gains if x["arm"] == arm and x["n_base"] == n]
-    sig = {x["n_add"]: x for x in g if x["significant"] and x["gain"] > 0}
+    if not g:
+        return f"{where}: no rate — no synthetic cell was measured"
+    sig = {x["n_add"]: x for x in g
+           if x["significant"] and x["gain"] > 0 and x.get("n_units", 0) >= 2}
+    rated = [p for p in points if p["usable"] and p["n_syn"] in sig and p["n_units"] >= 2]
+    if rated:
+        p = max(rated, key=lambda p: p["n_syn"])
+        return (f"{where}: 1 real image ≈ {_rate(p['rate'])} synthetic images "
+                f"({_sig_rate_ci(p)}; measured: +{p['n_syn']} synthetic matched "
+                f"+{p['n_real_eq']:.1f} real/class, significant gain "
+                f"{_pct(sig[p['n_syn']]['gain'])} pts)")
     above = [p for p in points if p["flag"] == "above_range" and p["n_syn"] in sig]
     if above:
         p = min(above, key=lambda p: p["n_syn"])
@@ -85,11 +97,31 @@ def _arm_base_line(arm: str, n: int, points: list[dict], gains: list[dict]) -> s
                 f"{_rate(p['n_syn'] / p['largest_real'])} synthetic "
                 f"({_rate_ci(p['rate_lo'], p['rate_hi'], p['n_units'])}); measure more real "
                 "amounts to pin it down")
-    if g:
-        best = max(g, key=lambda x: x["gain"])
-        return (f"{where}: no rate — synthetic images did not beat the baseline at any amount "
-                f"(best +{best['n_add']}/class: {_pct(best['gain'])} pts, {_gain_ci(best)})")
-    return f"{where}: no rate — no synthetic cell was measured"
+    return _unresolved_line(where, points, g)
+
+
+def _unresolved_line(where: str, points: list[dict], g: list[dict]) -> str:
+    """No significant gain at this arm and base size: the strongest bound on a synthetic
+    image's worth that a measured interval supports, else 'no measurable gain'."""
+    best = max(g, key=lambda x: x["gain"])
+    best_text = f"best +{best['n_add']}/class: {_pct(best['gain'])} pts, {_gain_ci(best)}"
+    if max(x.get("n_units", 0) for x in g) < 2:
+        usable = [p for p in points if p["usable"]]
+        if usable:
+            p = max(usable, key=lambda p: p["n_syn"])
+            return (f"{where}: not tested (one unit) — point estimate only: +{p['n_syn']} "
+                    f"synthetic matched +{p['n_real_eq']:.1f} real/class")
+        return f"{where}: no measurable gain ({best_text})"
+    if best["gain"] < 0 and best["significant"]:  # even the best amount is a significant loss
+        return f"{where}: synthetic images hurt at every amount ({best_text}, significant)"
+    bounded = [p for p in points if p["n_units"] >= 2 and p["flag"] != "above_range"
+               and 0 < p["n_real_eq_hi"] < math.inf]
+    if bounded:  # the strongest bound: the fewest real images per synthetic image
+        p = max(bounded, key=lambda p: p["n_syn"] / p["n_real_eq_hi"])
+        return (f"{where}: no significant gain; +{p['n_syn']} synthetic/class is worth at "
+                f"most +{p['n_real_eq_hi']:.1f} real/class (95 %), i.e. 1 real image ≈ at least "
+                f"{_rate(p['n_syn'] / p['n_real_eq_hi'])} synthetic ({best_text})")
+    return f"{where}: no measurable gain ({best_text})"
 
 
 def rate_lines(equivalence: dict, plain_only: bool = False) -> list[str]:
@@ -127,7 +159,7 @@ def interval_text(equivalence: dict) -> str:
                     f"rate {cov['n_real_eq']:.2f} (`{cov.get('command', '')}`).")
     return ("Intervals: gains are Student-t intervals over units of the paired difference "
             "(cell − baseline), each unit averaged over its seeds; "
-            f"{what}. 'Significant' means Holm-adjusted p < 0.05 across the grid's synthetic "
+            f"{what}. {_variance_text(equivalence.get('variance', {}))} 'Significant' means Holm-adjusted p < 0.05 across the grid's synthetic "
             "cells (real-arm cells form their own family); the headline's best gain carries a "
             "Bonferroni-simultaneous interval. An exchange-rate interval is every real amount "
             "the synthetic cell is not significantly different from (paired t-test inversion); "
@@ -135,7 +167,22 @@ def interval_text(equivalence: dict) -> str:
             "A difference equal in every unit (common with a discrete metric) has no interval "
             "(no spread over units: undetermined) and is never called significant; it still "
             "counts in its Holm family, as p = 1. Accuracy intervals are clipped to [0, 1]. "
-            "Formula coefficients and r: jackknife over units." + measured)
+            "Formula coefficients, fitted rates and r are model-based point estimates without "
+            "an interval (a jackknife over 3 replicates covered only 74–92 % in simulation)."
+            + measured)
+
+
+def _variance_text(v: dict) -> str:
+    """How each contrast's variance was estimated (equivalence.variance)."""
+    if v.get("method") == "per_cell":
+        return "Each contrast's variance is its own, over units (equivalence.variance: per_cell)."
+    syn = v.get("synthetic") or {}
+    pooled = (f" (synthetic family: prior {syn['prior_df']:.0f} df from "
+              f"{syn['n_contrasts']} contrasts)" if syn.get("prior_df") else
+              " (synthetic family: too few varying contrasts to pool, each keeps its own)")
+    return ("Each contrast's variance is moderated across the cells of its family (empirical "
+            "Bayes, Smyth 2004, as in limma): its own variance shrunk toward the family's, on "
+            f"the degrees of freedom of both{pooled}.")
 
 
 def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:
@@ -222,9 +269,8 @@ def _exchange_lines(equivalence: dict) -> list[str]:
     for arm, eq in sorted(equivalence.get("arms", {}).items()):
         fit = eq.get("fit", {})
         if fit.get("status") != "ok":
-            out.append(f"{arm}-set: the paper's formula was not fitted ({fit.get('status')}: it "
-                       f"needs ≥ 3 synthetic cells inside the real curve's range, had "
-                       f"{fit.get('n_inside', 0)}); the rates above are the measured ones.")
+            out.append(f"{arm}-set: the paper's formula was not fitted ({_fit_why(fit)}); the "
+                       "rates above are the measured ones.")
             continue
         for x in eq.get("exchange", []):
             if not x.get("supported"):
@@ -241,22 +287,28 @@ def _exchange_lines(equivalence: dict) -> list[str]:
             out.append(
                 f"{arm}-set, {x['n_base']} images/class (fitted formula): matching "
                 f"+{x['n_real_plus']:g} real/class takes ≈ {x['n_syn']:.0f} synthetic/class — "
-                f"1 real ≈ {_rate(x['rate'])} synthetic ("
-                f"{_rate_ci(x['lo'], x['hi'], equivalence.get('n_units', 2))}){beyond}.")
+                f"1 real ≈ {_rate(x['rate'])} synthetic (model-based point estimate, no "
+                f"interval){beyond}.")
     return out
+
+
+def _fit_why(fit: dict) -> str:
+    """Why the formula has no fit: a degenerate optimum's reason, or too few cells."""
+    if fit.get("reason"):
+        return f"{fit.get('status')}: {fit['reason']}"
+    return (f"{fit.get('status', 'no data')}: it needs ≥ 3 synthetic cells inside the real "
+            f"curve's range, had {fit.get('n_inside', 0)}")
 
 
 def _headline(gains: list[dict], rate_texts: list[str], n_units: int = 2) -> str:
     syn = [g for g in gains if g["arm"] != "real"]  # closed, open and provided arms
     if not syn:
         return "No synthetic arm was run."
-    if n_units < 2:
-        rated = "; ".join(t for t in rate_texts if "1 real image ≈" in t)
-        return ((rated + ". " if rated else "") + "No intervals: the results have one unit "
-                "(one replicate with one seed), so no gain is tested for significance and "
-                "every number is a point estimate.")
-    rated = [t for t in rate_texts if "1 real image ≈" in t]
-    head = "; ".join(rated) if rated else "No synthetic amount matched a real-data gain"
+    if n_units < 2:  # a cell measured in one unit is never headlined
+        return ("No intervals: the results have one unit (one replicate with one seed), so no "
+                "gain is tested for significance and every number is a point estimate.")
+    # every arm and base size: a significant rate, a bound, or "no measurable gain"
+    head = "; ".join(rate_texts) if rate_texts else "No synthetic arm was compared"
     sig = [g for g in syn if g["significant"] and g["gain"] > 0]
     if sig:
         best = max(sig, key=lambda g: g["gain"])
@@ -286,13 +338,20 @@ def _accuracy_rows(stats: list[dict]) -> list[list[str]]:
              str(s.get("n_runs", s.get("n_seeds")))] for s in stats]
 
 
+def _coef_ci(lo, hi) -> str:
+    """A fitted coefficient's interval; none: a model-based point estimate (see equivalence)."""
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return "none (model-based point estimate)"
+    return f"{_fmt(lo, 3)}–{_fmt(hi, 3)}"
+
+
 def _coef_rows(equivalence: dict) -> list[list[str]]:
     rows = []
     for arm, eq in equivalence.get("arms", {}).items():
         fit, ci = eq.get("fit", {}), eq.get("ci", {})
         for name in ("c2", "ln_c1_over_k", "c1"):
             lo, hi = ci.get(name, (None, None))
-            rows.append([arm, name, _fmt(fit.get(name), 3), f"{_fmt(lo, 3)}–{_fmt(hi, 3)}",
+            rows.append([arm, name, _fmt(fit.get(name), 3), _coef_ci(lo, hi),
                          str(fit.get("n_inside", 0)), fit.get("status", "")])
         alt = eq.get("comparison", {})
         if alt:
@@ -305,7 +364,7 @@ def _coef_rows(equivalence: dict) -> list[list[str]]:
         if r:
             lo, hi = ci.get("r", (None, None))
             rows.append([arm, "effective-data r (real images per synthetic)", _fmt(r.get("r"), 3),
-                         f"{_fmt(lo, 3)}–{_fmt(hi, 3)}", str(r.get("n_cells", "")),
+                         _coef_ci(lo, hi), str(r.get("n_cells", "")),
                          r.get("status", "")])
     return rows
 
@@ -379,11 +438,23 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
         "power": power,
         "levers": lever_rows(cfg, equivalence, analysis),
     }
-    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run_dir / "summary.json", mark_infinities(summary))
     md, page = _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs)
     atomic_write_text(run_dir / "report.md", md)
     atomic_write_text(run_dir / "report.html", page)
     return {"report": str(run_dir / "report.html"), "headline": headline, "summary": summary}
+
+
+def mark_infinities(obj):
+    """obj with every ±inf float as the string "inf" / "-inf" (dicts, lists and tuples walked):
+    in summary.json an open interval end is "inf", while null (NaN) means not estimable."""
+    if isinstance(obj, dict):
+        return {k: mark_infinities(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [mark_infinities(v) for v in obj]
+    if isinstance(obj, float) and math.isinf(obj):
+        return "inf" if obj > 0 else "-inf"
+    return obj
 
 
 def _budget_text(cfg) -> str:
@@ -406,10 +477,8 @@ def _fit_notes(equivalence: dict) -> list[str]:
                        f"synthetic cells ({fit.get('n_inside', 0)} inside the real curve's "
                        "range; the others enter as bounds).")
         else:
-            out.append(f"{arm}-set: the fit FAILED ({fit.get('status', 'no data')}: it needs ≥ 3 "
-                       "synthetic cells inside the real curve's range, had "
-                       f"{fit.get('n_inside', 0)}), so no fitted rate is given; the measured "
-                       "rates in the headline are the result.")
+            out.append(f"{arm}-set: the fit FAILED ({_fit_why(fit)}), so no fitted rate is "
+                       "given; the measured rates in the headline are the result.")
     return out
 
 
@@ -463,7 +532,7 @@ def _equivalence_section(doc: Doc, cfg, equivalence: dict, figs: dict) -> None:
     for arm in equivalence.get("arms", {}):
         doc.figure(figs.get(f"equivalence_{arm}"), f"{arm}-set: synthetic images per class "
                    "that matched a real-data gain, with the fitted formula (squares: fitted "
-                   "exchange rates with 95 % jackknife CIs over replicates)")
+                   "exchange rates, model-based point estimates)")
     doc.table(["arm", "coefficient", "estimate", "95 % CI", "points", "status"],
               _coef_rows(equivalence))
 

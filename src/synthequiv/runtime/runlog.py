@@ -132,13 +132,3 @@ def run_log(run_dir: Path) -> Iterator[Path]:
             os.environ.pop(ENV, None)
         else:
             os.environ[ENV] = previous
-
-
-def log_plan(cfg, ds=None) -> None:
-    """The study plan (generators, sample sets, cells, data needed, cost estimate)."""
-    from synthequiv.orchestration.plan import plan_lines, study_plan
-
-    p = study_plan(cfg, ds)
-    for line in plan_lines(p):
-        info(f"plan: {line}")
-    metric("plan", **p)

@@ -83,7 +83,7 @@ def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
     if not items:
         return
     if cfg.executor == "ray":
-        from synthequiv.orchestration.ray_executor import ray_map
+        from synthequiv.runtime.ray_executor import ray_map
 
         yield from ray_map(fn, items, shared, cfg, kind)
         return

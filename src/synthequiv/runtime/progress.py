@@ -29,7 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from synthequiv.orchestration import runlog
+from synthequiv.runtime import runlog
 
 LOG_FRACTION = 0.05  # a generator log line every 5 % of its kimg …
 LOG_EVERY_S = 300.0  # … or every 5 minutes, whichever comes first
