@@ -52,7 +52,7 @@ def test_filter_keeps_the_correctly_labelled_images(tmp_path):
     from synthequiv.inputs.data import load_dataset
     from synthequiv.inputs.splits import make_splits
 
-    cfg = C.resolve("quick", None, ["device=cpu"])
+    cfg = C.resolve("quick", None, ["device=cpu", "splits.test_per_class=50"])  # old hold-out
     sp = make_splits(load_dataset(cfg.data), cfg.splits)
     x, y = sp.reserve(40)
     wrong = torch.arange(len(y)) % 2 == 1
@@ -76,6 +76,14 @@ def test_labels_round_trip_and_one_lever_at_a_time():
     v = Variant("closed", 2.0, 10, 0.5)
     assert arm_label(v, 1.0, 25) == "closed@cfg2@s10+top0.5"
     assert parse_label("closed@cfg2@s10+top0.5", 1.0, 25) == v
+    edm = Variant("closed", 1.0, 25, None, "edm")
+    assert arm_label(edm, 1.0, 25) == "closed@edm" and parse_label("closed@edm", 1.0, 25) == edm
+    assert parse_label("closed@s10", 1.0, 25) == Variant("closed", 1.0, 10)  # not family "s"
+    assert parse_label("closed@gan", 1.0, 25) is None  # not a registered family
+    fams = C.resolve("levers", None, ["grid.generator_families=[edm,dit]"])
+    assert variant_arms(fams) == ["closed@edm", "closed@dit", "closed@cfg2", "closed@cfg4",
+                                  "closed+top0.8"]
+    check_levers(fams)
     assert parse_label("open+top0.25", 1.0, 25) == Variant("open", 1.0, 25, 0.25)
     assert parse_label("real", 1.0, 25) is None
     cfg = C.resolve("levers")
@@ -88,7 +96,10 @@ def test_labels_round_trip_and_one_lever_at_a_time():
 @pytest.mark.parametrize("override,match", [
     ("grid.filters=[0.0]", "grid.filters"), ("grid.guidance=[-1.0]", "grid.guidance"),
     ("grid.sampler_steps=[0]", "grid.sampler_steps"), ("grid.lever_arms=[real]", "lever_arms"),
-    ("grid.filters=[0.5,0.5]", "repeated")])
+    ("grid.filters=[0.5,0.5]", "repeated"),
+    ("grid.generator_families=[gan]", "unknown generator family 'gan'"),
+    ("grid.generator_families=[unet]", "generator.family already"),
+    ("grid.generator_families=[dit,dit]", "repeated")])
 def test_bad_lever_settings_are_one_line_errors(override, match):
     with pytest.raises(SynthequivError, match=match):
         check_levers(C.resolve("quick", None, [override]))
@@ -101,7 +112,7 @@ TINY = ["splits.base_per_class=[5]", "grid.seeds=[0,1]", "grid.replicates=1",
         "grid.syn_add_per_class=[5,20]", "generator.train_kimg=1.0", "generator.warmup_kimg=0.25",
         "sampling.steps=5", "classifier.train_steps=20", "analysis.max_images=100",
         "analysis.domain_train_steps=20", "device=cpu",
-        "grid.filters=[0.5]", "grid.guidance=[1.0,2.0]"]
+        "grid.filters=[0.5]", "grid.guidance=[1.0,2.0]", "grid.generator_families=[dit]"]
 
 
 @pytest.fixture(scope="module")
@@ -125,15 +136,16 @@ def test_variant_arms_are_cells_and_analysed_arms(lever_run):
     arms = {}
     for _, n, arm, m, _, _ in rows:
         arms.setdefault(arm, set()).add((n, m))
-    for arm in ("closed", "closed@cfg2", "closed+top0.5"):
+    synthetic = ("closed", "closed@cfg2", "closed+top0.5", "closed@dit")
+    for arm in synthetic:
         assert arms[arm] == {(5, m) for m in (5, 20)}, arm
-    # 1 base size × (baseline + 2 real + 3 synthetic arms × 2 amounts) × 2 seeds
-    assert len(rows) == (1 + 2 + 3 * 2) * 2
+    # 1 base size × (baseline + 2 real + 4 synthetic arms × 2 amounts) × 2 seeds
+    assert len(rows) == (1 + 2 + 4 * 2) * 2
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["equivalence"]["arms"]) == {"closed", "closed@cfg2", "closed+top0.5"}
+    assert set(summary["equivalence"]["arms"]) == set(synthetic)
     levers = summary["levers"]
-    assert {(r["arm"], r["n_base"]) for r in levers} == {
-        (a, 5) for a in ("closed", "closed@cfg2", "closed+top0.5")}
+    assert {(r["arm"], r["n_base"]) for r in levers} == {(a, 5) for a in synthetic}
+    assert {r["arm"]: r["family"] for r in levers}["closed@dit"] == "dit"
     for r in levers:  # every setting's analyses and its gain at the largest amount
         assert 0.0 <= r["fidelity"] <= 1.0 and 0.0 <= r["coverage"] <= 1.0, r
         assert r["n_add"] == 20 and r["gain_lo"] <= r["gain"] <= r["gain_hi"], r
@@ -148,8 +160,13 @@ def test_guidance_resamples_the_same_generator_and_filter_scorer_sees_only_base(
     from synthequiv.orchestration.study import load_inputs
 
     cfg, run_dir = lever_run
-    trained = [json.loads(p.read_text()) for p in run_dir.glob("generators/*/trained_on.json")]
-    assert [t["name"] for t in trained] == ["closed-n5-r0"]  # one generator: no retraining
+    from synthequiv.generation.families import family_of
+
+    dirs = sorted(p.parent for p in run_dir.glob("generators/*/trained_on.json"))
+    trained = [json.loads((d / "trained_on.json").read_text()) for d in dirs]
+    # guidance and the filter reuse the unet generator; the family lever trains a DiT
+    assert [t["name"] for t in trained] == ["closed-n5-r0"] * 2
+    assert sorted(family_of(d).name for d in dirs) == ["dit", "unet"]
     _, sp = load_inputs(cfg)
     filtered = sorted(run_dir.glob("samples/closed+top0.5-n*-r0-*.npz"))
     assert len(filtered) == 1

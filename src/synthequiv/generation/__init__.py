@@ -1,11 +1,15 @@
 """Generation: the synthetic images of every generative arm.
 
-  generator     class-conditional diffusion: backbones, training loop, checkpoints
+  families      the registry of generator families (FAMILIES); family: the interface
+  unet          diffusers UNet2DModel in the DDPM wrapper (the default family)
+  edm           Karras et al. 2022: preconditioned UNet, log-normal σ, Heun sampler
+  dit           Peebles & Xie 2023: a pixel-space DiT in the DDPM wrapper
+  generator     the config and the training loop every family shares; checkpoint: its files
   gengroup      many small generators trained as one batched computation
   distributed   one generator on several processes (torchrun + DDP); ranks: which one am I
-  sampling      few-step samplers, per-image seeding, sample files
+  sampling      per-sample seeding, the DDPM samplers, sample files
   synthetic     the study's synthetic sets, keyed and cached in the run directory
   openset       the open-set arm from a pretrained text-to-image pipeline
   provided      synthetic sets or generators made outside the study
-  levers        guidance / sampler-steps / filter variants as extra arms; filtering: keep-top-q
+  levers        family / guidance / sampler-steps / filter variants as extra arms; filtering
 """

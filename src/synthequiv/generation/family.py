@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from synthequiv.generation import sampling
 from synthequiv.generation.generator import (
     Builder,
     GeneratorConfig,
@@ -25,7 +26,7 @@ from synthequiv.generation.generator import (
     train_generator,
 )
 from synthequiv.generation.gengroup import group_key, train_generators
-from synthequiv.generation.sampling import SampleConfig, SamplerSet, sample_images
+from synthequiv.generation.sampling import SampleConfig, SamplerSet
 
 
 class GeneratorFamily(Protocol):
@@ -102,8 +103,8 @@ class DiffusionFamily:
 
     def sample(self, model, labels, cfg, device="cpu", progress=True, index_offset=0,
                description="sampling") -> torch.Tensor:
-        return sample_images(model, labels, cfg, device, progress, index_offset, description,
-                             samplers=self.samplers)
+        return sampling.sample_images(model, labels, cfg, device, progress, index_offset,
+                                      description, samplers=self.samplers)
 
     def network(self, cfg: GeneratorConfig, num_classes: int,
                 image_shape: tuple[int, int, int]) -> nn.Module:

@@ -1,20 +1,25 @@
 """Levers: what a practitioner can do about synthetic data, as grid dimensions.
 
 Each variant of a generative arm is its own synthetic arm, labelled from the base arm:
+  closed@edm           generators of another family (grid.generator_families; families.py),
+                       trained on the same data with the same seed, sampled at the plain
+                       setting (sampler auto where the plain one is not the family's)
   closed@cfg2          classifier-free guidance 2 (sampling.cfg_scale is the plain arm's)
   closed@s10           10 sampler steps (sampling.steps is the plain arm's)
   closed+top0.5        the plain arm's samples filtered to the top 50 % per class (filtering.py)
   closed@cfg2+top0.5   both (only with grid.cross_levers)
 The plain arm keeps its label (`closed`); study.py adds the variants to each replicate's plain
 sets (prepare_levers). A guidance or steps variant is a new sample set from the SAME generator
-(no retraining), keyed by its sampling config. The equivalence stage then
+(no retraining), keyed by its sampling config; a family variant trains its own generators
+(keyed by generator.family). The equivalence stage then
 analyses every variant as an arm (same intervals; the Holm family is every synthetic cell), so
 gains and exchange rates of the settings sit side by side.
 
 Levers are varied one at a time around the sampling config by default (cost: each guided
 setting samples every image twice per step); grid.cross_levers=true runs every combination.
 They apply to the arms in grid.lever_arms (default closed); a pretrained text-to-image open arm
-takes filters only (its guidance is openset's own).
+takes filters only (its guidance is openset's own). Family variants are never crossed with the
+other levers: "would another generator change the answer?" is asked at the plain setting.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthequiv.generation.families import FAMILIES, check_family_config, get_family
 from synthequiv.runtime.runlog import info, metric
 from synthequiv.utils import SynthequivError, check_positive
 
 GENERATIVE = ("closed", "open")
 EXTRA_SEED_OFFSET = 1_000_003  # the filter pool's extra draw: far from every replicate's seed
-_LABEL = re.compile(r"^(?P<base>[a-z]+)(@cfg(?P<cfg>[0-9.]+))?(@s(?P<steps>[0-9]+))?"
-                    r"(\+top(?P<top>[0-9.]+))?$")
+# base, then a family (letters: closed@edm; never cfg<N> or s<N>, the sampling levers'), ...
+_LABEL = re.compile(r"^(?P<base>[a-z]+)(@(?!cfg[0-9.]|s[0-9])(?P<family>[a-z]+))?"
+                    r"(@cfg(?P<cfg>[0-9.]+))?(@s(?P<steps>[0-9]+))?(\+top(?P<top>[0-9.]+))?$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class Variant:
     cfg_scale: float  # the sampling setting this variant's images come from
     steps: int
     keep_top: float | None = None  # keep-top fraction, None = unfiltered
+    family: str | None = None  # another generator family (None = generator.family's)
 
 
 def base_arm(label: str) -> str:
@@ -51,6 +59,8 @@ def base_arm(label: str) -> str:
 
 def arm_label(v: Variant, plain_cfg: float, plain_steps: int) -> str:
     out = v.base
+    if v.family is not None:
+        out += f"@{v.family}"
     if v.cfg_scale != plain_cfg:
         out += f"@cfg{v.cfg_scale:g}"
     if v.steps != plain_steps:
@@ -68,11 +78,11 @@ def is_variant(label: str) -> bool:
 def parse_label(label: str, plain_cfg: float, plain_steps: int) -> Variant | None:
     """The Variant an arm label names (None for a label that is not a generative arm's)."""
     m = _LABEL.match(label)
-    if not m or m["base"] not in GENERATIVE:
+    if not m or m["base"] not in GENERATIVE or (m["family"] and m["family"] not in FAMILIES):
         return None
     return Variant(m["base"], float(m["cfg"]) if m["cfg"] else plain_cfg,
                    int(m["steps"]) if m["steps"] else plain_steps,
-                   float(m["top"]) if m["top"] else None)
+                   float(m["top"]) if m["top"] else None, m["family"])
 
 
 # ----------------------------------------------------------------------------- planning
@@ -94,10 +104,34 @@ def check_levers(cfg) -> None:
     if bad:
         raise SynthequivError(f"grid.lever_arms: unknown arm '{bad[0]}' (use closed, open)")
     for name, vals in (("filters", g.filters), ("guidance", g.guidance),
-                       ("sampler_steps", g.sampler_steps)):
+                       ("sampler_steps", g.sampler_steps),
+                       ("generator_families", g.generator_families)):
         if len(set(vals)) != len(vals):
             raise SynthequivError(f"grid.{name} has a repeated value: {list(vals)}")
+    _check_families(cfg)
     _check_provided_sets(cfg)
+
+
+def _check_families(cfg) -> None:
+    """Each family lever is a known family other than the plain arm's, and can sample at the
+    plain setting (its generator config and the sampling config a variant uses)."""
+    for name in cfg.grid.generator_families:
+        if name == cfg.generator.family:
+            raise SynthequivError(f"grid.generator_families: {name} is generator.family "
+                                  "already (the plain arms)")
+        try:
+            check_family_config(_family_cfg(cfg.generator, name), _family_sampling(cfg, name))
+        except SynthequivError as exc:
+            raise SynthequivError(f"grid.generator_families: {exc}") from exc
+    if not cfg.grid.generator_families:
+        return
+    from synthequiv.config import provided_entries  # config imports this module (circle 1)
+
+    for e in provided_entries(cfg):  # a provided arm is not trained here: no family to swap
+        if e.arm in cfg.grid.lever_arms and e.arm in cfg.grid.arms:
+            raise SynthequivError(f"provided.{e.kind}s entry '{e.text}': grid.generator_"
+                                  f"families trains the {e.arm} arm's generators, which this "
+                                  f"study does not; drop {e.arm} from grid.lever_arms")
 
 
 def _check_provided_sets(cfg) -> None:
@@ -108,13 +142,15 @@ def _check_provided_sets(cfg) -> None:
     from synthequiv.config import provided_entries
 
     g = cfg.grid
-    if not (g.filters or g.guidance or g.sampler_steps) or not g.syn_add_per_class:
+    levers = g.filters or g.guidance or g.sampler_steps or g.generator_families
+    if not levers or not g.syn_add_per_class:
         return
     for e in provided_entries(cfg):
         if e.kind == "set" and e.arm in g.lever_arms and e.arm in g.arms:
             raise SynthequivError(
                 f"provided.sets entry '{e.text}': the {e.arm} arm's levers (grid.filters, "
-                "guidance, sampler_steps) need its generator, and a provided image set has "
+                "guidance, sampler_steps, generator_families) need its generator, and a "
+                "provided image set has "
                 f"none; drop {e.arm} from grid.lever_arms, or provide a generator "
                 "(provided.generators)")
 
@@ -141,6 +177,8 @@ def variants(cfg) -> list[Variant]:
     for base in bases:
         resample = not (base == "open" and cfg.openset.kind == "pretrained")
         mine = settings if resample else [plain]
+        if resample:  # a pretrained pipeline has no family to swap
+            out += [Variant(base, *plain, family=f) for f in g.generator_families]
         out += [Variant(base, *s) for s in mine[1:]]
         filtered = mine if g.cross_levers else [plain]
         out += [Variant(base, *s, q) for s in filtered for q in g.filters]
@@ -151,16 +189,33 @@ def variant_arms(cfg) -> list[str]:
     return [arm_label(v, cfg.sampling.cfg_scale, cfg.sampling.steps) for v in variants(cfg)]
 
 
-def _plain_cfg(cfg, arms: tuple[str, ...], scale: float, steps: int, seed_offset: int = 0,
-               per_class: int | None = None):
-    """cfg for synthetic.prepare_synthetic of `arms` at one sampling setting (levers off: a
-    plain preparation); seed_offset draws other images from the same generators."""
-    rep = dataclasses.replace
+def _family_cfg(gen, family: str):
+    """The generator config of a family variant: the plain one with another family."""
+    return dataclasses.replace(gen, family=family)
+
+
+def _family_sampling(cfg, family: str):
+    """The plain sampling config for a family variant; sampler auto (the family's default)
+    where the plain sampler is not one of the family's (dpmpp for edm, heun for unet)."""
     s = cfg.sampling
+    if s.sampler != "auto" and s.sampler not in get_family(family).samplers.names:
+        return dataclasses.replace(s, sampler="auto")
+    return s
+
+
+def _plain_cfg(cfg, arms: tuple[str, ...], scale: float, steps: int, seed_offset: int = 0,
+               per_class: int | None = None, family: str | None = None):
+    """cfg for synthetic.prepare_synthetic of `arms` at one sampling setting (levers off: a
+    plain preparation); seed_offset draws other images from the same generators; `family`
+    trains the arms' generators with another family."""
+    rep = dataclasses.replace
+    s = cfg.sampling if family is None else _family_sampling(cfg, family)
+    gen = cfg.generator if family is None else _family_cfg(cfg.generator, family)
     grid = rep(cfg.grid, arms=arms, filters=(), guidance=(), sampler_steps=(),
+               generator_families=(),
                syn_add_per_class=(per_class,) if per_class else cfg.grid.syn_add_per_class)
-    return rep(cfg, grid=grid, sampling=rep(s, cfg_scale=scale, steps=steps,
-                                            seed=s.seed + seed_offset),
+    return rep(cfg, grid=grid, generator=gen,
+               sampling=rep(s, cfg_scale=scale, steps=steps, seed=s.seed + seed_offset),
                openset=rep(cfg.openset, seed=cfg.openset.seed + seed_offset))
 
 
@@ -183,10 +238,11 @@ def prepare_levers(cfg, sp, run_dir: Path, device, progress: bool, tag: str,
         if cfg.grid.filters else 0
 
     def sets_at(v: Variant, offset: int = 0, per_class: int | None = None) -> dict:
-        if (v.cfg_scale, v.steps) == (p_cfg, p_steps) and not offset:
+        if (v.cfg_scale, v.steps, v.family) == (p_cfg, p_steps, None) and not offset:
             return plain
         return prepare_synthetic(_plain_cfg(cfg, (v.base,), v.cfg_scale, v.steps, offset,
-                                            per_class), sp, run_dir, device, progress, tag)
+                                            per_class, v.family), sp, run_dir, device,
+                                 progress, tag)
 
     out = {}
     for v in todo:
@@ -234,7 +290,8 @@ def lever_rows(cfg, equivalence: dict, analysis: dict | None) -> list[dict]:
                           and p["n_syn"] == top["n_add"]), None)
             a = sets.get(f"{arm}-n{n}") or sets.get(arm) or {}
             rows.append({
-                "arm": arm, "base": v.base, "n_base": n, "cfg_scale": v.cfg_scale,
+                "arm": arm, "base": v.base, "family": v.family or cfg.generator.family,
+                "n_base": n, "cfg_scale": v.cfg_scale,
                 "steps": v.steps, "keep_top": v.keep_top,
                 "fidelity": a.get("fidelity", {}).get("accuracy"),
                 "recall": a.get("overlap", {}).get("recall"),
@@ -248,5 +305,6 @@ def lever_rows(cfg, equivalence: dict, analysis: dict | None) -> list[dict]:
                 "rate_lo": point.get("rate_lo") if point and point.get("usable") else None,
                 "rate_hi": point.get("rate_hi") if point and point.get("usable") else None,
                 "rate_flag": point.get("flag") if point else None})
-    return sorted(rows, key=lambda r: (r["base"], r["n_base"], r["keep_top"] or 0.0,
-                                       r["cfg_scale"], r["steps"]))
+    return sorted(rows, key=lambda r: (r["base"], r["n_base"], r["family"] != cfg.generator.family,
+                                       r["family"], r["keep_top"] or 0.0, r["cfg_scale"],
+                                       r["steps"]))
