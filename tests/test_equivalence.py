@@ -236,16 +236,42 @@ def test_no_true_effect_family_wise_error_is_controlled():
 
 
 def test_intervals_cover_at_a_small_design():
-    cov = coverage(studies=80, seed=3)
-    assert cov["gain"] >= 0.88 and cov["n_real_eq"] >= 0.88
+    cov = coverage(studies=80, seed=3, variances=("per_cell", "moderated"))
+    for method in ("per_cell", "moderated"):
+        assert cov[method]["gain"] >= 0.88 and cov[method]["n_real_eq"] >= 0.88
+
+
+def test_moderation_buys_power_and_finite_rates_on_the_same_studies():
+    """60 simulated quick-design studies analysed both ways: a true +1.5 to +2.5 pt gain is
+    Holm-significant far more often with the moderated variance (2 df → ≈ 18 df)."""
+    truth = Truth(worth=(("closed", 1 / 20), ("open", 1 / 8)))
+    cov = coverage(truth, Design(arms=("closed", "open")), studies=60, seed=5,
+                   variances=("per_cell", "moderated"))
+    per_cell, moderated = cov["per_cell"], cov["moderated"]
+    assert moderated["power"] >= per_cell["power"] + 0.4
+    assert moderated["finite"] >= per_cell["finite"] + 0.1
+    assert moderated["gain"] >= 0.9
 
 
 @pytest.mark.slow
 def test_intervals_cover_the_truth_at_the_default_design():
-    """Issue 12's bar: nominal 95 % intervals cover ≥ 90 % for the gain and the exchange rate
-    (n_real_eq; the rate is n_syn / n_real_eq, so it covers exactly when n_real_eq does)."""
-    cov = coverage(studies=1000, seed=0)
-    assert cov["gain"] >= 0.92 and cov["n_real_eq"] >= 0.92
+    """Issue 26's bar at the quick design with the noise of a real quick run (the components
+    benchmarks/coverage.py uses): nominal 95 % intervals cover ≥ 0.93 with both variance
+    methods, in every hard design, also among the finite rate intervals, and the moderated
+    variance has power where the per-cell t has almost none."""
+    from synthequiv.stats.simulate import QUICK_TRUTH, quick_designs
+
+    for name, design in quick_designs().items():
+        cov = coverage(QUICK_TRUTH, design, studies=400, seed=1,
+                       variances=("per_cell", "moderated"))
+        for method, c in cov.items():
+            assert c["gain"] >= 0.93 and c["n_real_eq"] >= 0.93, (name, method, c)
+            assert c["n_real_eq_finite"] >= 0.90, (name, method, c)
+        if name == "default":
+            assert cov["moderated"]["power"] >= 2 * cov["per_cell"]["power"]
+    null = coverage(Truth(worth=(("closed", 0.0), ("open", 0.0))), quick_designs()["default"],
+                    studies=400, seed=2)
+    assert null["significant"] <= 0.03  # per cell; the family-wise rate is Holm's 5 %
 
 
 def test_fitted_numbers_are_point_estimates_without_an_interval():

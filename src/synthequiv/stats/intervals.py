@@ -10,12 +10,16 @@ The unit of analysis is therefore the replicate: a cell's value in replicate u i
 that replicate's seeds, and every comparison is a contrast computed WITHIN each unit, then
 summarised across units with Student's t on U − 1 degrees of freedom:
 
-  gain          D_u = acc_u(cell) − acc_u(baseline)                 mean(D) ± t·sd(D)/√U
+  gain          D_u = acc_u(cell) − acc_u(baseline)                 mean(D) ± t·s̃/√U
   n_real_eq     {m : |t(D_u(m))| ≤ t_crit} with D_u(m) = acc_u(syn) − real-curve_u(m)  (Fieller-
                 type test inversion: the CI is every real amount the synthetic cell is not
                 significantly different from, so it is exact whenever the unit-level contrast
                 is normal, needs no resampling, and is open-ended when the data are)
-  fitted numbers jackknife over units (leave one replicate out, refit), θ̂ ± t_{U−1}·se_jack
+  fitted numbers no interval: model-based point estimates (`jackknife` is kept for the planner)
+
+s̃² is the contrast's variance over units, moderated by default across the contrasts of its
+family (empirical Bayes, Smyth 2004; moderated.py): t on d0 + U − 1 degrees of freedom instead
+of U − 1. With `equivalence.variance: per_cell` it is the contrast's own sample variance.
 
 Why not a bootstrap: with the few replicates a study can afford (3–5), a percentile bootstrap
 over units has 10–126 distinct resamples and undercovers (the variance of a resampled mean is

@@ -60,6 +60,10 @@ def trigamma_inverse(y: float) -> float:
     if not y > 0:
         raise ValueError(f"trigamma_inverse needs y > 0, got {y}")
     f = lambda lx: float(special.polygamma(1, math.exp(lx))) - y  # noqa: E731
+    if f(40.0) > 0:  # ψ'(x) ≈ 1/x: beyond e^40 the spread is nil, x is as good as infinite
+        return math.inf
+    if f(-30.0) < 0:  # ψ'(x) ≈ 1/x² near 0
+        return math.exp(-30.0)
     return math.exp(optimize.brentq(f, -30.0, 40.0, xtol=1e-14, rtol=1e-14))
 
 
@@ -76,11 +80,10 @@ def fit_prior(s2, df) -> Prior:
     e = np.log(s2) - special.digamma(df / 2) + np.log(df / 2)
     e_bar = float(e.mean())
     excess = float(np.var(e, ddof=1) - np.mean(special.polygamma(1, df / 2)))
-    if excess > 0:
-        d0 = 2.0 * trigamma_inverse(excess)
-        s0 = math.exp(e_bar + float(special.digamma(d0 / 2)) - math.log(d0 / 2))
-    else:  # no more spread than sampling alone gives: equal variances
-        d0, s0 = math.inf, math.exp(e_bar)
+    # no more spread than sampling alone gives: equal variances (d0 = ∞, s0² = exp(ē))
+    d0 = 2.0 * trigamma_inverse(excess) if excess > 0 else math.inf
+    s0 = (math.exp(e_bar + float(special.digamma(d0 / 2)) - math.log(d0 / 2))
+          if math.isfinite(d0) else math.exp(e_bar))
     return Prior(df=float(min(d0, df.sum())), s2=s0, n_contrasts=int(s2.size),
                  df_uncapped=float(d0))
 

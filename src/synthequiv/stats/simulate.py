@@ -18,12 +18,13 @@ Design.quick() takes its standard deviations from a real quick study (see benchm
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from synthequiv.stats.equivalence import gains, measured_points, paper_n_real
 from synthequiv.stats.intervals import REAL, unit_table
+from synthequiv.stats.power import VarianceComponents
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,29 @@ class Design:
     gen_fail: float = 0.0  # share of generators that fail ...
     gen_fail_shift: float = 0.0  # ... and lose this much accuracy (before re-centring)
     missing: float = 0.0  # share of result rows missing at random
+
+
+# power.variance_components of a real quick study, 4 replicates × 2 seeds, test 110 images/class
+# (≈ the 1,197-image default of splits.test_per_class: all); see QUICK_NOISE_SOURCE
+QUICK_NOISE = VarianceComponents(base=0.0, generator=0.0, cell=0.0, seed=0.0)
+QUICK_NOISE_SOURCE = "not measured yet"
+# issue 26's independent simulator: a synthetic image worth 1/20 (closed) and 1/8 (open) real
+QUICK_TRUTH = Truth(worth=(("closed", 1 / 20), ("open", 1 / 8)))
+
+
+def quick_designs(vc: VarianceComponents = QUICK_NOISE, replicates: int = 3, seeds: int = 2
+                  ) -> dict[str, Design]:
+    """The quick study's design with noise `vc`, and the harder variants of issue 26."""
+    d = Design(arms=("closed", "open"), replicates=replicates, seeds=seeds, sd_base=vc.base,
+               sd_gen=vc.generator, sd_cell=vc.cell, sd_seed=vc.seed)
+    return {
+        "default": d,
+        "heteroscedastic ×3": replace(d, hetero=3.0),
+        # 15 % of generators fail and lose 4 generator sd's (re-centred: the truth is the mean)
+        "skewed generators": replace(d, gen_fail=0.15,
+                                     gen_fail_shift=4 * max(vc.generator, 0.002)),
+        "15 % rows missing": replace(d, missing=0.15),
+    }
 
 
 def _cell_scale(design: Design, n_cells: int, rng: np.random.Generator) -> np.ndarray:
