@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -38,10 +39,40 @@ def table_rows(run_dir):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = tiny_cfg()
-    out = run_study(cfg, run_dir, progress=False)
-    return cfg, run_dir, out
+    """A tiny study with (tiny) analyses, run as `synthequiv study` runs it: a run directory
+    given relative to the working directory (runs/<name>)."""
+    import os
+
+    root = tmp_path_factory.mktemp("work")
+    cfg = tiny_cfg("analysis.enabled=true", "analysis.domain_train_steps=10",
+                   "analysis.max_images=60")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        out = run_study(cfg, Path("runs") / "tiny", progress=False)
+    finally:
+        os.chdir(cwd)
+    run_dir = root / "runs" / "tiny"
+    return cfg, run_dir, {**out, "report_md": (run_dir / "report.md").read_text()}
+
+
+def test_the_study_report_equals_the_rebuilt_one(finished, monkeypatch):
+    """Issue 25: the report written at the end of a study is the one `synthequiv report RUN`
+    gives afterwards — byte-equal report.md, the same figures (the analyses' feature maps and
+    closest pairs included: with a relative run dir they were left out)."""
+    from synthequiv.orchestration.study import rebuild_report
+
+    _, run_dir, out = finished
+    first = json.loads((run_dir / "summary.json").read_text())["figures"]
+    monkeypatch.chdir(run_dir.parents[1])
+    rebuild_report(Path("runs") / "tiny")
+    again = json.loads((run_dir / "summary.json").read_text())["figures"]
+    assert (run_dir / "report.md").read_text() == out["report_md"]
+    assert first == again
+    sets = json.loads((run_dir / "analysis.json").read_text())["sets"]
+    assert len(sets) == 2 * 2 - 1 and all(  # closed at 5 and 10, one shared open set
+        f"analysis_{s}_{kind}" in first for s in sets for kind in ("maps", "nearest"))
+    assert out["report_md"].count("![") == len(first)  # every figure embedded
 
 
 def test_report_and_summary(finished):

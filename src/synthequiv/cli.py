@@ -23,6 +23,8 @@ app.add_typer(gen_app, name="generator")
 console = Console()
 
 ROOT_OPT = typer.Option("", "--root", help="Data root ($SYNTHEQUIV_DATA or ./data).")
+FORCE_OPT = typer.Option(False, "--force", help="Replace an existing output that is not this "
+                         "command's own kind (never one inside a study's run directory).")
 
 
 def _data_cfg(source: str, root: str, download: bool = False, image_size: int = 0):
@@ -65,18 +67,20 @@ def data_show(
     test_per_class: int = typer.Option(50, help="Hold-out size when there is no test split."),
     seed: int = typer.Option(0, help="Split seed."),
     out: Path | None = typer.Option(None, "--out", help="PNG grid of examples."),
+    force: bool = FORCE_OPT,
 ) -> None:
     """Per-class counts per split, image size/channels, and a PNG grid of examples."""
     from synthequiv.config import check_outside_inputs
     from synthequiv.generation.sampling import save_grid_png
     from synthequiv.inputs.data import load_dataset
     from synthequiv.inputs.splits import SplitConfig, make_splits
-    from synthequiv.utils import check_positive, check_replaceable, check_seed
+    from synthequiv.runtime.outputs import guard_output
+    from synthequiv.utils import check_positive, check_seed
 
     check_seed("--seed", seed)
     check_positive("--image-size", image_size, allow_zero=True)
-    if out is not None:
-        check_replaceable(out)  # before loading anything: a directory or device is refused
+    if out is not None:  # before loading anything
+        guard_output(out, "png", force=force)
         check_outside_inputs(_study_cfg("quick", None, [], [f"data.source={source}"]), out)
     ds = load_dataset(_data_cfg(source, root, download, image_size))
     sp = make_splits(ds, SplitConfig(base_per_class=(1,), test_per_class=test_per_class,
@@ -90,10 +94,16 @@ def data_show(
         table.add_row(str(k), name, str(len(sp.order[k])), str(int(test_counts[k])))
     console.print(table)
     out = out or Path(f"{ds.name.replace(':', '_').replace('/', '_')}_examples.png")
-    check_replaceable(out)
+    guard_output(out, "png", force=force)
     idx = sp.base_indices(min(10, min(len(o) for o in sp.order)))
     save_grid_png(out, ds.images[idx], ds.labels[idx], ds.num_classes)
     console.print(f"examples: {out}")
+
+
+TRACK_HELP = ("mlflow: mirror the run's config, stage timings, headline numbers and report into "
+              "an MLflow store (pip install 'synthequiv[mlflow]').")
+TRACKING_URI_HELP = ("The tracking store (default: $MLFLOW_TRACKING_URI, else a SQLite store in "
+                     "RUN_DIR/mlruns).")
 
 
 @app.command()
@@ -109,6 +119,8 @@ def study(
     budget: str | None = typer.Option(
         None, "--budget", help="grid.replicates=auto: wall-clock budget, e.g. 2h, 20m, 1h30m "
         "(sets grid.budget_s)"),
+    track: str | None = typer.Option(None, "--track", help=TRACK_HELP),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
 ) -> None:
     """Run the whole study: generators, samples, classifier grid, equivalence fit, report."""
     import dataclasses
@@ -132,8 +144,9 @@ def study(
     from synthequiv.orchestration.study import run_study
 
     # run_study validates the whole config (the name too: runs_dir / cfg.name never leaves
-    # runs_dir) before it writes anything
-    result = run_study(cfg, runs_dir.expanduser() / cfg.name, figure_workers=True)
+    # runs_dir) and the tracker before it writes anything
+    result = run_study(cfg, runs_dir.expanduser() / cfg.name, figure_workers=True,
+                       track=track, tracking_uri=tracking_uri)
     console.print(f"\n[bold]report:[/] {result['report']}")
     console.print(f"[bold]headline:[/] {result['headline']}")
 
@@ -167,19 +180,32 @@ def _check_inputs(cfg, ds) -> None:
 
 
 @app.command()
-def report(run_dir: Path) -> None:
+def report(
+    run_dir: Path,
+    track: str | None = typer.Option(None, "--track", help=TRACK_HELP),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+) -> None:
     """Rebuild the report of a run from its files (results.sqlite, config.yaml,
     analysis.json, figures): no training, no data, works while the study runs."""
     from synthequiv.orchestration.study import rebuild_report
+    from synthequiv.reporting.tracking import check_tracker, track_run
 
+    check_tracker(track)
     console.print(f"report: {rebuild_report(run_dir)}")
+    if track:
+        track_run(run_dir, track, tracking_uri)
+
 
 
 @app.command()
 def analyze(
     target: Path = typer.Argument(..., help="A run directory, or a real-images .npz."),
     synthetic: Path | None = typer.Argument(None, help="Synthetic .npz (with a real .npz)."),
-    out: Path = typer.Option(Path("analysis"), "--out", help="Output dir for two .npz sets."),
+    out: Path | None = typer.Option(None, "--out", help="Output dir (two .npz sets: default "
+                                    "./analysis; a run without analyses: where to write them)."),
+    into_run: bool = typer.Option(False, "--into-run", help="A run without analyses: write "
+                                  "them into the run directory (its report then shows them)."),
+    force: bool = FORCE_OPT,
     device: str | None = typer.Option(None, help="auto | cpu | cuda (two sets; default auto)."),
     max_images: int | None = typer.Option(None, help="Cap per set (two sets; default 1000)."),
     domain_steps: int | None = typer.Option(
@@ -191,6 +217,7 @@ def analyze(
 ) -> None:
     """Real/synthetic gap: of a run directory's generators, or of any two .npz image sets."""
     from synthequiv.measures.analyses import analyse_dirs
+    from synthequiv.runtime.outputs import guard_output
     from synthequiv.utils import resolve_device
 
     given = {"--device": device, "--max-images": max_images, "--domain-steps": domain_steps,
@@ -212,13 +239,20 @@ def analyze(
         ccfg = cfg.classifier
     device, max_images = device or "auto", 1000 if max_images is None else max_images
     domain_steps = 300 if domain_steps is None else domain_steps
-    if synthetic is not None and out.exists() and not out.is_dir():  # before the work
-        raise SynthequivError(f"--out {out} is a file; analyze writes a directory there")
     if synthetic is None:
         from synthequiv.orchestration.study import analyse_run
 
-        analysis = analyse_run(target)
+        if into_run and out is not None:
+            raise SynthequivError("--out and --into-run: choose one place to write")
+        if out is not None:
+            guard_output(out, "analysis", force=force)  # before any training
+        analysis = analyse_run(target, target if into_run else out,
+                               announce=lambda line: console.print(line))
     else:
+        if into_run:
+            raise SynthequivError("--into-run: for a run directory only")
+        out = out if out is not None else Path("analysis")
+        guard_output(out, "analysis", force=force)  # before the work
         analysis = analyse_dirs(target, synthetic, out, resolve_device(device), max_images,
                                 domain_steps, ccfg)
     table = Table("set", "domain acc", "domain AUC", "FD", "FD real-vs-real", "precision",
@@ -230,7 +264,9 @@ def analyze(
             s["domain"].get("accuracy"), s["domain"].get("auc"), ov.get("fd"), base_fd,
             ov.get("precision"), ov.get("coverage"), s.get("fidelity", {}).get("accuracy"),
             s.get("cas", {}).get("accuracy"), mem.get("frac_below"))])
-    console.print(table)
+    # piped, rich assumes 80 columns and cut the set names ("clos…" twice): size to content
+    width = max([len(n) for n in analysis["sets"]] + [3]) + 120
+    (console if console.is_terminal else Console(width=max(console.width, width))).print(table)
     if analysis.get("paper_finding_f4"):
         console.print(analysis["paper_finding_f4"].get("text", ""))
 
@@ -247,11 +283,16 @@ def fit(
     metric: str = typer.Option("accuracy", help="Column holding the metric."),
     ci: float = typer.Option(0.95, help="Coverage of every interval."),
     k: float = typer.Option(1.0, help="Fixed scale k of the fitted formula (per-class counts)."),
+    run: str | None = typer.Option(None, "--run", help="Of an export of several runs: the "
+                                   "run (its `run` column) to fit."),
+    force: bool = FORCE_OPT,
 ) -> None:
     """Equivalence statistics and report for results from any training pipeline."""
     from synthequiv.reporting.rebuild import fit_results
 
-    result = fit_results(results, out, metric, ci, k)
+    result = fit_results(results, out, metric, ci, k, force=force, run=run)
+    if result["replaced"]:
+        console.print(f"replaced the earlier fit report in {out}")
     console.print(f"report: {result['report']}")
     console.print(f"[bold]headline:[/] {result['headline']}")
 
@@ -296,14 +337,18 @@ def export(
     runs: list[Path] = typer.Argument(..., help="Run directories."),
     fmt: str = typer.Option("csv", "--format", help="csv | parquet (needs pyarrow)."),
     out: Path | None = typer.Option(None, "--out", help="Output file (default results.FORMAT)."),
+    force: bool = FORCE_OPT,
 ) -> None:
     """Every results row of the runs, stacked, with run and dataset columns."""
     from synthequiv.reporting.rebuild import export_rows, write_export
+    from synthequiv.runtime.outputs import guard_output
 
     if fmt not in ("csv", "parquet"):
         raise SynthequivError(f"unknown export format '{fmt}' (use csv or parquet)")
+    out = out or Path(f"results.{fmt}")
+    guard_output(out, fmt, force=force)  # before reading the runs
     rows = export_rows(runs)
-    path = write_export(rows, out or Path(f"results.{fmt}"), fmt)  # never inside a run
+    path = write_export(rows, out, fmt, force=force)
     console.print(f"{len(rows)} rows from {len(runs)} run(s): {path}")
 
 
@@ -335,6 +380,7 @@ def generator_train(
     preset: str = PRESET_OPT,
     config: Path | None = CONFIG_OPT,
     set_: list[str] = SET_OPT,
+    force: bool = FORCE_OPT,
 ) -> None:
     """Train a class-conditional generator on the base set B(n) of SOURCE only, with the
     generator settings of --preset / --config / --set (e.g. --preset cifar10)."""
@@ -343,6 +389,7 @@ def generator_train(
     from synthequiv.inputs.data import load_dataset
     from synthequiv.inputs.splits import SplitConfig, make_splits
     from synthequiv.runtime.lock import RunLock
+    from synthequiv.runtime.outputs import guard_output
     from synthequiv.utils import check_positive, check_seed, resolve_device
 
     if seed is not None:
@@ -355,6 +402,7 @@ def generator_train(
     extra += [f"generator_nproc={nproc}"] if nproc is not None else []
     cfg = _study_cfg(preset, config, set_, extra)
     validate(cfg)  # before loading data or creating --out: --kimg nan fails at once
+    guard_output(out, "generator", force=force)  # an existing generator dir resumes
     check_outside_inputs(cfg, out)
     check_seed("--seed", cfg.generator.seed)
     check_positive("--processes", cfg.generator_nproc)
@@ -387,6 +435,7 @@ def generator_sample(
     preset: str = PRESET_OPT,
     config: Path | None = CONFIG_OPT,
     set_: list[str] = SET_OPT,
+    force: bool = FORCE_OPT,
 ) -> None:
     """Sample PER_CLASS images of every class from a trained generator, with the sampling
     settings of --preset / --config / --set."""
@@ -399,7 +448,8 @@ def generator_sample(
         save_grid_png,
         save_samples,
     )
-    from synthequiv.utils import check_positive, check_replaceable, check_seed, resolve_device
+    from synthequiv.runtime.outputs import guard_output
+    from synthequiv.utils import check_positive, check_seed, resolve_device
 
     if seed is not None:
         check_seed("--seed", seed)
@@ -414,8 +464,8 @@ def generator_sample(
     if out.suffix != ".npz":  # the grid goes to OUT with .png: a .png OUT would overwrite
         raise SynthequivError(f"--out {out} must end in .npz (the samples file; the PNG grid "
                               "is written beside it)")
-    for path in (out, out.with_suffix(".png")):  # refused now, not after sampling
-        check_replaceable(path)
+    guard_output(out, "samples", force=force)  # refused now, not after sampling
+    guard_output(out.with_suffix(".png"), "png", force=force)
     dev = resolve_device(cfg.device)
     gen = load_generator(gen_dir, dev, compile=compile_ or cfg.compile)
     labels = class_quota_labels(per_class, gen.num_classes)
@@ -463,6 +513,10 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()
+    except MemoryError:  # a size no estimate caught: one line, not a traceback
+        print("error: out of memory; use smaller images (--image-size, data.image_size) or "
+              "fewer of them", file=sys.stderr)
+        sys.exit(2)
     except _usage_error_types() as exc:
         _usage_error(exc)
     except typer.Abort:

@@ -143,7 +143,9 @@ def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Load every array of an .npz file without pickle (object arrays are refused)."""
+    """Load every array of an .npz file without pickle (object arrays are refused); one that
+    cannot fit in memory is refused from its headers, before anything is allocated."""
+    check_memory(npz_bytes(path), f"{path}")
     try:
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):  # a bare .npy array, not an archive
@@ -155,6 +157,54 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         # truncated or corrupted archives raise BadZipFile / zlib.error, not OSError
         raise SynthequivError(f"cannot read {path} as .npz: {exc}") from exc
+
+
+def available_memory() -> int:
+    """Bytes this process may still allocate: the kernel's MemAvailable, lowered to what an
+    address-space cap (`ulimit -v`, RLIMIT_AS) leaves beside what the process already maps."""
+    import resource
+
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                have = int(line.split()[1]) * 1024
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        used = 0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            used = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf(
+                "SC_PAGE_SIZE")
+        have = min(have, max(0, soft - used))
+    return have
+
+
+def check_memory(need: float, what: str) -> None:
+    """One error line, before allocating, when `need` bytes exceed what is available."""
+    have = available_memory()
+    if need > have:
+        raise SynthequivError(f"{what} needs about {need / 2**30:.1f} GiB of memory; "
+                              f"{have / 2**30:.1f} GiB is available")
+
+
+def npz_bytes(path: str | os.PathLike) -> int:
+    """Bytes the arrays of an .npz take once loaded, read from their headers (nothing loaded);
+    0 when a header cannot be read (load_npz then says why)."""
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                if not name.endswith(".npy"):
+                    continue
+                with z.open(name) as f:
+                    major, _ = np.lib.format.read_magic(f)
+                    read = (np.lib.format.read_array_header_1_0 if major == 1
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(f)
+                    total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError):
+        return 0
+    return total
 
 
 # ----------------------------------------------------------------------------- hashing / json

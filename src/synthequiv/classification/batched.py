@@ -171,13 +171,14 @@ def train_classifiers(
         return _fit_group(cells, cfg, dev)
 
 
-def train_many(specs: Sequence[tuple], group: int, device: str | torch.device = "cpu"
-               ) -> list[nn.Module]:
+def train_many(specs: Sequence[tuple], group: int, device: str | torch.device = "cpu",
+               on_trained=None) -> list[nn.Module]:
     """`train_classifier(x, y, num_classes, cfg, seed, device=device)` for every spec
     (x, y, num_classes, cfg, seed), in the order given. With group > 1, specs of one class
     count, config, image shape and step count train up to `group` at a time
     (`train_classifiers`: the same models to float tolerance); group 1 trains one by one.
-    For the analyses' small trainings (domain classifiers, CAS models, feature extractor)."""
+    For the analyses' small trainings (domain classifiers, CAS models, feature extractor);
+    `on_trained(n)` is called after each group of n (progress)."""
     check_positive("group", group)
     keys = [(k, cfg, tuple(x.shape[1:]), num_train_steps(cfg, len(x)))
             for x, _, k, cfg, _ in specs]
@@ -186,12 +187,14 @@ def train_many(specs: Sequence[tuple], group: int, device: str | torch.device = 
         if len(idx) == 1:
             x, y, k, cfg, seed = specs[idx[0]]
             out[idx[0]] = train_classifier(x, y, k, cfg, seed, device=device)
-            continue
-        _, _, k, cfg, _ = specs[idx[0]]
-        models = train_classifiers([(specs[i][0], specs[i][1], None, None) for i in idx],
-                                   [specs[i][4] for i in idx], k, cfg, device)
-        for i, m in zip(idx, models):
-            out[i] = m
+        else:
+            _, _, k, cfg, _ = specs[idx[0]]
+            models = train_classifiers([(specs[i][0], specs[i][1], None, None) for i in idx],
+                                       [specs[i][4] for i in idx], k, cfg, device)
+            for i, m in zip(idx, models):
+                out[i] = m
+        if on_trained is not None:
+            on_trained(len(idx))
     return out
 
 

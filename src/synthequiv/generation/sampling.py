@@ -301,6 +301,9 @@ def load_samples(path: Path, key: str | None = None) -> tuple[torch.Tensor, torc
     return torch.from_numpy(images), torch.from_numpy(labels).long(), meta
 
 
+GRID_CELL_PX = 96  # largest side of one example in a grid PNG
+
+
 def save_grid_png(path: Path, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                   per_row: int = 10) -> None:
     """One row per class (its first `per_row` images, blanks if fewer), upscaled to ≥ 32 px."""
@@ -310,10 +313,19 @@ def save_grid_png(path: Path, images: torch.Tensor, labels: torch.Tensor, num_cl
     check_positive("per_row", per_row)
     _check_labels(labels, num_classes)
     c, h, w = images.shape[1:]
-    cells = torch.zeros((num_classes * per_row, c, h, w), dtype=torch.uint8)
+    # large images become ≤ 96-px thumbnails first: 100 cells of 4000² px would take GBs
+    shrink = max(1.0, max(h, w) / GRID_CELL_PX)
+    th, tw = max(1, round(h / shrink)), max(1, round(w / shrink))
+    cells = torch.zeros((num_classes * per_row, c, th, tw), dtype=torch.uint8)
     for k in range(num_classes):
         idx = (labels == k).nonzero().flatten()[:per_row]
-        cells[k * per_row:k * per_row + len(idx)] = images[idx]
+        for j, i in enumerate(idx.tolist()):
+            x = images[i:i + 1]
+            if shrink > 1:  # area averaging, one image at a time
+                x = torch.nn.functional.interpolate(x.float(), size=(th, tw), mode="area")
+                x = x.round().clamp(0, 255).to(torch.uint8)
+            cells[k * per_row + j] = x[0]
+    h, w = th, tw
     scale = max(1, math.ceil(32 / max(h, w)))  # nearest-neighbour upscaling for tiny images
     cells = cells.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
     grid = make_grid(cells, nrow=per_row, padding=2, pad_value=128)  # [3, H', W'] uint8

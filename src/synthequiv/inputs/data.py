@@ -180,6 +180,10 @@ def validate(ds: Dataset) -> Dataset:
             raise SynthequivError(f"{ds.name}: the {split} split has no images")
     if ds.num_classes < 2:
         raise SynthequivError(f"{ds.name}: {ds.num_classes} class(es); a classifier needs >= 2")
+    dup = sorted({n for n in ds.class_names if ds.class_names.count(n) > 1})
+    if dup:  # provided sets are matched to classes by name: two classes would get one's images
+        raise SynthequivError(f"{ds.name}: duplicate class name(s) {', '.join(map(repr, dup))}; "
+                              "every class needs its own name")
     for name in ds.class_names:
         try:
             name.encode("utf-8")

@@ -212,7 +212,7 @@ def real_baseline(extractor_model, test_x, test_y, *, ccfg=None, domain_steps: i
 # ----------------------------------------------------------------------------- study driver
 
 
-def _distinct_sets(sp, synth: dict) -> dict:
+def distinct_sets(sp, synth: dict) -> dict:
     """{name: (SyntheticSet, real_x, real_y, reference)} — a shared open-set set once."""
     out, seen = {}, set()
     ds = sp.dataset
@@ -310,9 +310,11 @@ def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg
         specs[(name, "cas")] = (s.images, s.labels, num_classes, ccfg, SEED)
         if not same[name]:
             specs[(name, "cas_real")] = (rx, ry, num_classes, ccfg, SEED)
-    with progress_bar("analyses", total=3 + len(named), enabled=progress) as bar:
-        trained = dict(zip(specs, train_many(list(specs.values()), group, device)))
-        bar.advance(1, f"{len(specs)} classifiers trained (groups of up to {group})")
+    with progress_bar("analyses", total=len(specs) + 2 + len(named), enabled=progress) as bar:
+        def one_group(n: int) -> None:  # a line per trained group: no silent minutes
+            bar.advance(n, f"{n} of {len(specs)} classifiers trained")
+
+        trained = dict(zip(specs, train_many(list(specs.values()), group, device, one_group)))
         extractor = standardized_extractor(trained["extractor"], test_x, device)
         ext = evaluate(extractor, test_x, test_y, num_classes, device)
         bar.advance(1, f"feature extractor: test accuracy {ext['accuracy']:.3f}")
@@ -357,7 +359,7 @@ def analyse_study(cfg, run_dir: Path, sp, synth: dict, device, progress: bool = 
     ...}; figure paths are run_dir/figures/…; the JSON file stores them relative to run_dir.
     """
     run_dir = Path(run_dir)
-    named = _distinct_sets(sp, synth)
+    named = distinct_sets(sp, synth)
     key = stable_hash("analysis", ANALYSIS_FORMAT, cfg.analysis, cfg.classifier, cfg.data,
                       sp.dataset.digest, cfg.splits, {n: v[0].key for n, v in named.items()})
     path = run_dir / "analysis.json"

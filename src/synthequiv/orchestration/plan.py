@@ -452,3 +452,15 @@ def _resolve_command(cfg, run_dir, replicates: int, done: int) -> str:
     fixed = " --set 'grid.target=\"\"' --set grid.budget_s=0" if cfg.grid.replicates == AUTO else ""
     return (f": `synthequiv study --config {run_dir / 'config.yaml'} --runs-dir {run_dir.parent}"
             f" --set grid.replicates={replicates}{fixed}` (its {done} replicate(s) are reused)")
+
+
+def analysis_estimate(cfg, shape, n_sets: int, device: str) -> tuple[int, float]:
+    """(classifiers, seconds) the analyses of `n_sets` synthetic sets train, ESTIMATED from the
+    throughput table: a feature extractor and a real-vs-real domain classifier, then per set a
+    domain classifier, a CAS model and (for a set whose reference is not the pool) a real one."""
+    c = cfg.classifier
+    steps = c.train_steps if c.budget == "steps" else c.epochs * 10  # epochs: a rough count
+    images = (steps * (1 + 2 * n_sets) + cfg.analysis.domain_train_steps * (1 + n_sets)
+              ) * c.batch_size
+    rate = THROUGHPUT.get((device, "classifier", _classifier_arch(cfg, shape)), 1000.0)
+    return 2 + 3 * n_sets, images / rate

@@ -317,12 +317,17 @@ def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
-              figure_workers: bool = False) -> dict:
+              figure_workers: bool = False, track: str | None = None,
+              tracking_uri: str | None = None) -> dict:
     """The whole study in run_dir (resumed where it stopped). figure_workers: start the
     figure worker processes (figure_pool.py; on hosts with ≥ 6 cores) — the CLI does; a
     script that calls this needs an `if __name__ == "__main__":` guard for it, as spawned
     processes import the script. grid.replicates: auto runs min_replicates, then adds one at a
-    time (`keep_going`)."""
+    time (`keep_going`). track: "mlflow" mirrors the finished run into a tracking store
+    (reporting/tracking.py; tracking_uri: which, default RUN_DIR/mlruns)."""
+    from synthequiv.reporting.tracking import check_tracker, track_run
+
+    check_tracker(track)  # before anything is trained: the extra installed
     validate(cfg)  # every stage's config, then the data (read-only): bad input writes nothing
     check_run_dir(cfg, run_dir)
     ds = load_dataset(cfg.data)
@@ -348,8 +353,11 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
         stopping = None
         if cfg.grid.replicates == AUTO:
             rows, stopping = keep_going(cfg, ctx, splits, reps, rows, t_start)
-        return finish(cfg, run_dir, rows, reps[0].sp, reps[0].synth, device, timings, progress,
-                      stopping)
+        out = finish(cfg, run_dir, rows, reps[0].sp, reps[0].synth, device, timings, progress,
+                     stopping)
+        if track:
+            track_run(run_dir, track, tracking_uri)
+        return out
 
 
 @dataclass
@@ -522,16 +530,25 @@ def rebuild_report(run_dir: Path) -> Path:
     return rebuild_run_report(Path(run_dir), cfg, run_config_hash(run_dir, cfg))
 
 
-def analyse_run(run_dir: Path, progress: bool = True) -> dict:
+def analyse_run(run_dir: Path, out_dir: Path | None = None, progress: bool = True,
+                announce=print) -> dict:
     """The analyses of a run directory's synthetic sets: its analysis.json when the study
-    wrote one, else computed (and cached there) under the run lock."""
-    from synthequiv.measures.analyses import analyse_study, read_analysis
+    wrote one; else computed under the run lock — written to `out_dir` (the run itself only
+    when out_dir is the run), after `announce` has said what it trains and for how long."""
+    from synthequiv.measures.analyses import analyse_study, distinct_sets, read_analysis
+    from synthequiv.orchestration.plan import analysis_estimate
 
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     cached = read_analysis(run_dir)
     if cached is not None:
         return cached
+    if out_dir is None:
+        why = ("analysis.enabled was false" if not cfg.analysis.enabled
+               else "the study has not written them yet")
+        raise SynthequivError(
+            f"{run_dir} has no analyses ({why}): computing them trains classifiers; pass "
+            "--out DIR to write them there, or --into-run to add them to the run")
     with RunLock(run_dir):
         device = resolve_device(cfg.device)
         _, sp = load_inputs(cfg)  # replicate 0: the analyses describe its synthetic sets
@@ -539,4 +556,9 @@ def analyse_run(run_dir: Path, progress: bool = True) -> dict:
         synth = prepare_synthetic(cfg, sp, run_dir, device, progress, tag="-r0",
                                   provided=provided)
         synth |= prepare_levers(cfg, sp, run_dir, device, progress, "-r0", synth)
-        return analyse_study(cfg, run_dir, sp, synth, device, progress)
+        n_sets = len(distinct_sets(sp, synth))
+        k, secs = analysis_estimate(cfg, sp.dataset.shape, n_sets, device.type)
+        announce(f"analyses of {n_sets} synthetic set(s) of {run_dir}: training {k} small "
+                 f"classifiers, about {secs / 60:.1f} min on this {device.type} (estimated); "
+                 f"writing to {out_dir}")
+        return analyse_study(cfg, Path(out_dir), sp, synth, device, progress)

@@ -21,6 +21,7 @@ import sqlite3
 from pathlib import Path
 
 from synthequiv.generation.levers import is_variant
+from synthequiv.runtime.outputs import guard_output
 from synthequiv.utils import SynthequivError, atomic_path
 
 REQUIRED = ("n_base", "arm", "n_add", "seed")
@@ -95,20 +96,6 @@ def rebuild_run_report(run_dir: Path, cfg, config_hash: str) -> Path:
     return Path(out["report"])
 
 
-def check_outside_runs(out: Path) -> None:
-    """One error line when `out` is or lies inside a study's run directory (config.yaml
-    beside results.sqlite or data_digest.txt): a run's files belong to its study — an export
-    or a fit report written there would replace them (`export --out RUN/results.sqlite`
-    did)."""
-    from synthequiv.utils import check_outside
-
-    path = Path(out).expanduser().resolve()
-    for d in (path, *path.parents):
-        if (d / "config.yaml").is_file() and any(
-                (d / f).exists() for f in ("results.sqlite", "data_digest.txt")):
-            check_outside(out, d, "run directory", "its files belong to that study")
-
-
 # ----------------------------------------------------------------------------- fit
 
 
@@ -120,8 +107,27 @@ def _cell(row: dict, i: int, col: str, kind):
                               f"{row[col]!r}") from None
 
 
-def read_results_csv(path: Path, metric: str = "accuracy") -> list[dict]:
-    """Rows of a results CSV (module docstring), checked; arm baseline → real, n_add 0."""
+def _one_run(path: Path, header: list[str], raw: list[dict], run: str | None) -> list[dict]:
+    """The rows of one run of an `export` of several (its `run` column): each run is a study
+    of its own, so their cells are never pooled."""
+    if run is not None and "run" not in header:
+        raise SynthequivError(f"--run {run}: {path} has no run column (it is not an export of "
+                              "several runs)")
+    if "run" not in header:
+        return raw
+    runs = sorted({r["run"] for r in raw})
+    if run is None and len(runs) > 1:
+        raise SynthequivError(f"{path} holds {len(runs)} runs ({', '.join(runs[:6])}"
+                              f"{', …' if len(runs) > 6 else ''}): each is a study of its own; "
+                              f"pass --run NAME to fit one (e.g. --run {runs[0]})")
+    if run is not None and run not in runs:
+        raise SynthequivError(f"--run {run}: not in {path} (its runs: {', '.join(runs[:6])})")
+    return [r for r in raw if run is None or r["run"] == run]
+
+
+def read_results_csv(path: Path, metric: str = "accuracy", run: str | None = None) -> list[dict]:
+    """Rows of a results CSV (module docstring), checked; arm baseline → real, n_add 0; of an
+    export of several runs, the rows of `run`."""
     path = Path(path)
     try:
         with open(path, newline="") as f:
@@ -136,6 +142,7 @@ def read_results_csv(path: Path, metric: str = "accuracy") -> list[dict]:
         raise SynthequivError(f"{path}: missing column(s) {', '.join(missing)} (has: "
                               f"{', '.join(header) or 'none'}; needs n_base, arm, n_add, seed, "
                               f"{metric}, optional replicate)")
+    raw = _one_run(path, header, raw, run)
     rows = []
     for i, r in enumerate(raw, start=2):  # line 1 is the header
         value = _cell(r, i, metric, float)
@@ -187,17 +194,19 @@ def fit_config(rows: list[dict], name: str, ci: float, k: float):
 
 
 def fit_results(csv_path: Path, out_dir: Path, metric: str = "accuracy", ci: float = 0.95,
-                k: float = 1.0) -> dict:
-    """The equivalence statistics and report sections of a results CSV, written to out_dir."""
+                k: float = 1.0, force: bool = False, run: str | None = None) -> dict:
+    """The equivalence statistics and report sections of a results CSV, written to out_dir
+    (never inside a run directory; an earlier fit report there is replaced: "replaced")."""
     from synthequiv.reporting.report import write_report
     from synthequiv.stats.equivalence import analyse
 
-    check_outside_runs(out_dir)
-    rows = read_results_csv(csv_path, metric)
-    cfg = fit_config(rows, Path(csv_path).stem, ci, k)
+    replaced = guard_output(out_dir, "fit", force=force)
+    rows = read_results_csv(csv_path, metric, run)
+    cfg = fit_config(rows, run or Path(csv_path).stem, ci, k)
     equivalence = analyse(rows, cfg.equivalence, metric)
-    return write_report(cfg, Path(out_dir), rows, equivalence, None, None, None,
-                        run_info={"source": str(csv_path)}, metric=metric)
+    out = write_report(cfg, Path(out_dir), rows, equivalence, None, None, None,
+                       run_info={"source": str(csv_path)}, metric=metric)
+    return {**out, "replaced": replaced}
 
 
 # ----------------------------------------------------------------------------- export
@@ -217,8 +226,10 @@ def export_rows(run_dirs: list[Path]) -> list[dict]:
     return out
 
 
-def write_export(rows: list[dict], out: Path, fmt: str) -> Path:
-    check_outside_runs(out)
+def write_export(rows: list[dict], out: Path, fmt: str, force: bool = False) -> Path:
+    if fmt not in ("csv", "parquet"):
+        raise SynthequivError(f"unknown export format '{fmt}' (use csv or parquet)")
+    guard_output(out, fmt, force=force)
     cols = list(EXPORT_FRONT) + sorted({k for r in rows for k in r} - set(EXPORT_FRONT))
     if fmt == "csv":
         with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
@@ -226,8 +237,6 @@ def write_export(rows: list[dict], out: Path, fmt: str) -> Path:
             w.writeheader()
             w.writerows(rows)
         return out
-    if fmt != "parquet":
-        raise SynthequivError(f"unknown export format '{fmt}' (use csv or parquet)")
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -330,12 +330,33 @@ def _headline(gains: list[dict], rate_texts: list[str], n_units: int = 2) -> str
 # ----------------------------------------------------------------------------- tables
 
 
+# the arms and which numbers to trust, in plain words, under the headline's findings
+READING_GUIDE = (
+    "How to read this. The baseline is a classifier trained on the base set alone (n "
+    "images/class). The real arm adds more real images of the same kind: the yardstick. The "
+    "closed-set arm adds synthetic images from a generator trained on that same base set and "
+    "nothing else, so it can only recombine what the classifier already has. The open-set arm "
+    "adds synthetic images from a generator that saw more than the base set (the rest of the "
+    "real training pool, another data source, or a pretrained text-to-image model: the Setting "
+    "section says which), so it can bring in something the base set lacks. Which rate to "
+    "trust: a measured rate comes from synthetic cells that were actually trained and tested, "
+    "read off the real-data curve, with an interval over replicates — it is the result. A rate "
+    "from the fitted formula is model-based: the paper's formula fitted through those cells, "
+    "a point estimate without an interval, useful between the measured amounts; where the two "
+    "differ, trust the measured one.")
+
+
+def _table_order(s: dict) -> tuple:
+    """Per base size: the baseline first, then the real arm, then the synthetic arms."""
+    return (s["n_base"], s["n_add"] != 0, s["arm"] != "real", s["arm"], s["n_add"])
+
+
 def _accuracy_rows(stats: list[dict]) -> list[list[str]]:
     return [[str(s["n_base"]), s["arm"], str(s["n_add"]), f"{s['mean']:.4f}",
              f"{_fmt(s['lo'], 4)}–{_fmt(s['hi'], 4)}" if s["lo"] == s["lo"] else
              _no_interval(s.get("n_units", 0), s.get("no_interval", "")),
              str(s.get("n_units", s.get("n_seeds"))),
-             str(s.get("n_runs", s.get("n_seeds")))] for s in stats]
+             str(s.get("n_runs", s.get("n_seeds")))] for s in sorted(stats, key=_table_order)]
 
 
 def _coef_ci(lo, hi) -> str:
@@ -418,7 +439,9 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
     figs = _figures(cfg, run_dir, stats, equivalence, sp, synth, metric)
     stored = analysis
     if analysis:  # absolute paths for drawing the page, relative ones in summary.json
-        analysis = {**analysis, "figures": {k: run_dir / v
+        # paths come under run_dir already (read_analysis) or relative to it (analysis.json):
+        # joining run_dir again doubled a relative run dir (runs/q/runs/q/…: figures missing)
+        analysis = {**analysis, "figures": {k: run_dir / _relative(v, run_dir)
                                             for k, v in analysis.get("figures", {}).items()}}
         figs.update(analysis["figures"])
         stored = {**analysis, "figures": {k: _relative(v, run_dir)
@@ -487,6 +510,7 @@ def _documents(cfg, run_dir, summary, stats, equivalence, analysis, figs) -> tup
     doc.box(summary["headline"])
     doc.h2("What this means")
     doc.bullets(summary["recommendation"])
+    doc.p(READING_GUIDE, small=True)
     doc.h2("Accuracy")
     doc.p("Test accuracy of every classifier configuration: mean over units (replicates, each "
           "averaged over its seeds) with 95 % t-intervals; each arm starts from the shared "
