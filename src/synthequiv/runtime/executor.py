@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from synthequiv.runtime.cpu import Contention, ThreadAdapter, cpu_budget, measure_contention
+from synthequiv.runtime.runlog import info, metric
 from synthequiv.utils import SynthequivError, watch_parent
 
 _SHARED: dict[str, Any] = {}
@@ -43,10 +45,41 @@ def worker_gpus(cfg, workers: int) -> list[int | None]:
     return [i % torch.cuda.device_count() for i in range(workers)]
 
 
-def set_cpu_threads(cfg) -> None:
-    """Decide torch's CPU threads once per process (cfg.cpu_threads; 0 = leave as is)."""
+_ADAPTER: ThreadAdapter | None = None  # set by set_cpu_threads with cpu_threads=0 on a CPU
+
+
+def set_cpu_threads(cfg) -> Contention | None:
+    """Decide torch's CPU threads for this process: cfg.cpu_threads, or with 0 (auto) on a CPU
+    torch's count (one per core by default) lowered to the cores other processes leave free
+    (runtime/cpu.py), logged with the machine's contention; map_tasks re-decides between
+    in-process tasks, never above that count. On a GPU, or one thread already: unchanged."""
+    global _ADAPTER
+    _ADAPTER = None
     if cfg.cpu_threads > 0:
         torch.set_num_threads(cfg.cpu_threads)
+        return None
+    ceiling = torch.get_num_threads()  # torch's default, or what the caller chose
+    if _on_gpu(cfg) or ceiling == 1:
+        return None
+    c = measure_contention(max_threads=ceiling)
+    torch.set_num_threads(c.threads)
+    _ADAPTER = ThreadAdapter(c)
+    _log_contention(c, echo="always")
+    return c
+
+
+def _log_contention(c: Contention, echo: str) -> None:
+    info(c.describe(), echo=echo)
+    metric("cpu", contended=c.contended, busy_elsewhere=round(c.busy_elsewhere, 2),
+           budget=c.budget, threads=c.threads, source=c.source)
+
+
+def _adapt_threads() -> None:
+    """Between in-process tasks: follow other jobs that started or stopped (auto threads)."""
+    new = _ADAPTER.check() if _ADAPTER is not None else None
+    if new is not None:
+        torch.set_num_threads(new.threads)
+        _log_contention(new, echo="plain")  # a terminal's bars are not torn by it
 
 
 def _init_worker(shared: dict, cpu_threads: int, gpus) -> None:
@@ -92,6 +125,7 @@ def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
     workers = _pool_size(cfg, len(items), kind)
     if workers == 1:
         for item in items:
+            _adapt_threads()
             yield fn(item, **shared)
         return
     if "progress" in shared:
@@ -99,8 +133,9 @@ def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
     import multiprocessing as mp
 
     # spawn: no fork of a process that already holds torch threads / a CUDA context
-    # threads per worker: as configured, else the cores divided among the workers
-    threads = cfg.cpu_threads or max(1, len(os.sched_getaffinity(0)) // workers)
+    # threads per worker: as configured, else the free cores (auto) divided among the workers
+    free = _ADAPTER.current.threads if _ADAPTER is not None else cpu_budget()
+    threads = cfg.cpu_threads or max(1, free // workers)
     ctx = mp.get_context("spawn")
     gpus = ctx.Queue()
     for gpu in worker_gpus(cfg, workers):

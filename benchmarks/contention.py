@@ -1,0 +1,171 @@
+"""A study's CPU work alone and beside a competing CPU load, side by side in one run.
+
+    .venv/bin/python benchmarks/contention.py                    # ≈ 3–5 min on 2 CPU cores
+    .venv/bin/python benchmarks/contention.py --kimg 6.4 --repeats 3
+    .venv/bin/python benchmarks/contention.py --arms study,torch-default,1-thread,passive
+
+The workload is one quick-study generator training (the digits preset's 8-px diffusion
+generator, its default config, on 20 real digits/class) cut to `--kimg` thousand images, in a
+fresh process per measurement so that each arm's thread count and OpenMP wait policy apply
+from torch's start, as in a real `synthequiv study`. Each arm is timed alone and beside
+`--busy` competing processes (default 2: a pure-Python loop each, one thread; `--load matmul`:
+a one-thread torch matmul loop each), interleaved over `--repeats` rounds so that the others'
+load on a shared machine hits both conditions alike. Printed: each arm's median training
+seconds alone and loaded, and the ratio loaded / alone — the slowdown a study suffers when
+other jobs take the cores. Arms:
+
+  study          what `synthequiv study` does with cpu_threads=0 (auto): the thread count and
+                 wait policy chosen by synthequiv.runtime.executor (contention measured at start)
+  torch-default  torch's default: one thread per core, libgomp's spinning wait (the old study)
+  1-thread       torch.set_num_threads(1), default wait policy (`--set cpu_threads=1`)
+  passive        one thread per core, OMP_WAIT_POLICY=PASSIVE (threads sleep at barriers)
+
+Also printed: the load average and the busiest other processes before the first round, since
+on a shared machine "alone" means "beside whatever else runs".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+ARMS = ("study", "torch-default", "1-thread", "passive")
+LOADS = {
+    "python": "while True:\n    pass\n",
+    "matmul": ("import torch\ntorch.set_num_threads(1)\na = torch.randn(256, 256)\n"
+               "while True:\n    a = torch.tanh(a @ a)\n"),
+}
+
+
+# ----------------------------------------------------------------------------- child: one timing
+def _arm_env(arm: str) -> dict[str, str]:
+    """Environment for a measured process (set before torch loads: libgomp reads it then)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")}
+    if arm == "passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return env
+
+
+def child(arm: str, kimg: float) -> None:
+    """Train one quick-study generator for `kimg` and print {"train_s", "cpu_s", "threads"}."""
+    import dataclasses
+    import importlib
+    import tempfile
+
+    # the study arm imports synthequiv first, as the CLI does (it sets the wait policy before
+    # torch loads); the others load torch first, so that synthequiv leaves the policy alone
+    first = ("synthequiv", "torch") if arm == "study" else ("torch", "synthequiv")
+    for name in first:
+        importlib.import_module(name)
+    import torch
+
+    from synthequiv import config as C
+    from synthequiv.generation.generator import train_generator
+    from synthequiv.inputs.data import load_dataset
+    from synthequiv.inputs.splits import make_splits
+    from synthequiv.runtime import executor
+
+    cfg = C.resolve("quick")
+    if arm == "study":
+        executor.set_cpu_threads(cfg)  # what run_study calls, cpu_threads=0 = auto
+    elif arm == "1-thread":
+        torch.set_num_threads(1)
+    gcfg = dataclasses.replace(cfg.generator, train_kimg=kimg, checkpoint_every_kimg=1e9)
+    ds = load_dataset(cfg.data)
+    x, y = make_splits(ds, cfg.splits).base(20)  # the quick study's first base size
+    with tempfile.TemporaryDirectory() as tmp:
+        w0, c0 = time.perf_counter(), time.process_time()
+        train_generator(x, y, ds.num_classes, gcfg, tmp, "cpu", progress=False)
+        out = {"train_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0,
+               "threads": torch.get_num_threads(),
+               "wait": os.environ.get("OMP_WAIT_POLICY", "default")}
+    print(json.dumps(out))
+
+
+# ----------------------------------------------------------------------------- driver
+def measure(arm: str, kimg: float) -> dict:
+    cmd = [sys.executable, __file__, "--child", arm, "--kimg", str(kimg)]
+    res = subprocess.run(cmd, env=_arm_env(arm), capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        sys.exit(f"error: the {arm} measurement failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def start_load(kind: str, n: int) -> list[subprocess.Popen]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", LOADS[kind]], env=env) for _ in range(n)]
+    time.sleep(1.0)  # running (the matmul load has imported torch) before the timing starts
+    return procs
+
+
+def stop_load(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait()
+
+
+def machine_note() -> str:
+    """Load average and the busiest processes (top -bn1), to say what else ran."""
+    la = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    try:
+        top = subprocess.run(["top", "-bn1", "-o", "%CPU"], capture_output=True, text=True,
+                             timeout=10).stdout.splitlines()
+        rows = [r for r in top[7:] if r.split() and r.split()[8] != "0.0"][:6]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        rows = []
+    return f"load average {la}; {os.cpu_count()} CPUs\n" + "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kimg", type=float, default=3.2, help="generator training length")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds")
+    ap.add_argument("--busy", type=int, default=2, help="competing busy processes")
+    ap.add_argument("--load", choices=sorted(LOADS), default="python")
+    ap.add_argument("--arms", default="study,torch-default", help=f"of {', '.join(ARMS)}")
+    ap.add_argument("--child", choices=ARMS, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.kimg)
+        return
+    # a killed benchmark takes its busy processes along (finally blocks run on SystemExit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("error: terminated"))
+    arms = args.arms.split(",")
+    if bad := [a for a in arms if a not in ARMS]:
+        sys.exit(f"error: unknown arm(s) {', '.join(bad)} (use {', '.join(ARMS)})")
+    print(f"before: {machine_note()}\n", flush=True)
+    times: dict[tuple[str, str], list[dict]] = {}
+    for r in range(args.repeats):
+        for arm in arms:
+            for cond in ("alone", "loaded"):
+                procs = start_load(args.load, args.busy) if cond == "loaded" else []
+                try:
+                    m = measure(arm, args.kimg)
+                finally:
+                    stop_load(procs)
+                times.setdefault((arm, cond), []).append(m)
+                print(f"round {r + 1} {arm:13s} {cond:6s} {m['train_s']:7.1f} s "
+                      f"(cpu {m['cpu_s']:.1f} s, {m['threads']} threads)", flush=True)
+    print(f"\nquick generator, {args.kimg} kimg; loaded = beside {args.busy} busy "
+          f"{args.load} processes; median of {args.repeats}\n")
+    print("| arm | threads alone / loaded | alone s | loaded s | loaded / alone |")
+    print("|---|---|---|---|---|")
+    for arm in arms:
+        a = statistics.median(m["train_s"] for m in times[(arm, "alone")])
+        b = statistics.median(m["train_s"] for m in times[(arm, "loaded")])
+        ta = times[(arm, "alone")][-1]["threads"]
+        tb = times[(arm, "loaded")][-1]["threads"]
+        print(f"| {arm} | {ta} / {tb} | {a:.1f} | {b:.1f} | **{b / a:.2f}×** |")
+    print(f"\nafter: {machine_note()}")
+
+
+if __name__ == "__main__":
+    main()
