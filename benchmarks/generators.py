@@ -1,4 +1,23 @@
-"""Generators: G quick-study generators one by one vs in one group, side by side.
+"""Generators: the families side by side (--families), or G generators one by one vs grouped.
+
+Families (issue 28: which generator should a study train?):
+
+    nice -n 10 .venv/bin/python benchmarks/generators.py --families unet,edm,dit \
+        --data quick,mnist --kimg 12.8 --per-class 50
+
+trains each family on replicate 0's largest base set B(n) of each preset's data (quick: digits
+8 px; mnist: mnist10k, 28 px), from the preset's generator settings with generator.family set,
+at equal training length (--kimg) and, separately, at equal wall time (the unet's measured
+training seconds: each family trains for that long at its own measured img/s). Each generator
+samples --per-class images/class at the preset's sampling config (sampler auto: DPM-Solver++
+for unet/dit, Heun for edm; NFE = steps, or 2·steps − 1 for Heun). Printed per family: training
+img/s and GFLOP/kimg (family.cost_per_kimg), fidelity (a real-trained classifier's accuracy on
+the synthetic labels: the study's extractor, trained on the pool B ∪ R), FD, precision, recall
+and coverage in that classifier's standardised feature space against half the test split (as
+the study's analyses), memorization (share of samples closer to a training image than 95 % of
+test images are) and sampling ms/image. The real-vs-real row is the other test half.
+
+Groups (the default mode):
 
     PYTHONPATH=src .venv/bin/python benchmarks/generators.py --gens 3 --kimg 0.64   # CPU look
     python3 benchmarks/generators.py --device cuda --gens 9                         # on a GPU
@@ -34,6 +53,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import torch
 
 from synthequiv import config as C
@@ -84,8 +104,119 @@ def rel_diff(a: dict, b: dict) -> float:
     return ((va - torch.cat([b[k].double().flatten() for k in a])).norm() / va.norm()).item()
 
 
+# ----------------------------------------------------------------------------- families
+
+
+def family_inputs(preset: str):
+    """(study config, splits of replicate 0, B(n) images and labels, extractor) of a preset."""
+    from synthequiv.classification.classifier import train_classifier
+    from synthequiv.measures.analyses import standardized_extractor
+    from synthequiv.orchestration.study import load_inputs
+
+    cfg = C.resolve(preset, None, ["device=cpu"])
+    ds, sp = load_inputs(cfg)
+    x, y = sp.base(max(cfg.splits.base_per_class))
+    pool = sp.pool_indices()
+    model = train_classifier(ds.images[pool], ds.labels[pool], ds.num_classes, cfg.classifier,
+                             seed=0)
+    return cfg, sp, (x, y), standardized_extractor(model, sp.test_images, "cpu")
+
+
+def measure_set(images, labels, train_x, sp, extractor) -> dict:
+    """Fidelity, FD/precision/recall/coverage against test half A, memorization."""
+    from synthequiv.classification.classifier import extract_features, predict_proba
+    from synthequiv.measures.features import feature_metrics, split_halves
+    from synthequiv.measures.memorization import memorization
+
+    half_a, _ = split_halves(sp.test_labels)
+    ref_f = extract_features(extractor, sp.test_images[half_a], "cpu").numpy()
+    fake_f = extract_features(extractor, images, "cpu").numpy()
+    pred = predict_proba(extractor, images, "cpu").argmax(1)
+    mem = memorization(images, train_x, sp.test_images)
+    return {"fidelity": float((pred == labels).float().mean()),
+            **{k: feature_metrics(ref_f, fake_f)[k] for k in ("fd", "precision", "recall",
+                                                              "coverage")},
+            "memorized": mem["pixel"]["frac_below"]}
+
+
+def real_row(sp, extractor) -> dict:
+    """The same measures for test half B against half A: what real images score."""
+    from synthequiv.measures.features import split_halves
+
+    _, half_b = split_halves(sp.test_labels)
+    return measure_set(sp.test_images[half_b], sp.test_labels[half_b], sp.test_images[:1],
+                       sp, extractor) | {"memorized": float("nan")}
+
+
+def train_and_sample(family, cfg, gcfg, data, num_classes, per_class, root: Path) -> dict:
+    from synthequiv.generation.sampling import class_quota_labels
+
+    x, y = data
+    t0 = time.perf_counter()
+    family.train(x, y, num_classes, gcfg, root, progress=False)
+    train_s = time.perf_counter() - t0
+    gen = family.load(root)
+    labels = class_quota_labels(per_class, num_classes)
+    t0 = time.perf_counter()
+    images = family.sample(gen, labels, cfg.sampling, progress=False)
+    sample_s = time.perf_counter() - t0
+    s = family.samplers.resolve(cfg.sampling)
+    nfe = 2 * s.steps - 1 if s.sampler == "heun" else s.steps
+    return {"images": images, "labels": labels, "train_s": train_s, "kimg": gcfg.train_kimg,
+            "img_s": gcfg.train_kimg * 1000 / train_s, "ms_per_image": 1000 * sample_s
+            / len(labels), "nfe": nfe, "sampler": s.sampler}
+
+
+def compare_families(names: list[str], presets: list[str], kimg: float, per_class: int) -> None:
+    from synthequiv.generation.families import get_family
+
+    for preset in presets:
+        cfg, sp, data, extractor = family_inputs(preset)
+        k, shape = sp.dataset.num_classes, tuple(sp.dataset.shape)
+        n = max(cfg.splits.base_per_class)
+        rows = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in names:  # warm-up (imports, first calls): 3 steps each, not timed
+                g = dataclasses.replace(cfg.generator, family=name, train_kimg=0.192,
+                                        warmup_kimg=0.064)
+                train_and_sample(get_family(name), cfg, g, data, k, 1, Path(tmp) / name)
+            for budget in ("kimg", "wall"):
+                for name in names:
+                    family = get_family(name)
+                    g = dataclasses.replace(cfg.generator, family=name, train_kimg=kimg)
+                    if budget == "wall":  # the unet's training seconds at this family's speed
+                        secs = rows[("kimg", names[0])]["train_s"]
+                        g = dataclasses.replace(g, train_kimg=round(
+                            secs * rows[("kimg", name)]["img_s"] / 1000, 2))
+                    if g.warmup_kimg > g.train_kimg / 4:
+                        g = dataclasses.replace(g, warmup_kimg=g.train_kimg / 4)
+                    r = train_and_sample(family, cfg, g, data, k, per_class,
+                                         Path(tmp) / f"{budget}-{name}")
+                    r |= measure_set(r.pop("images"), r.pop("labels"), data[0], sp, extractor)
+                    r["gflop_kimg"] = family.cost_per_kimg(g, k, shape)
+                    rows[(budget, name)] = r
+        print(f"\n{preset}: {shape[1]}×{shape[2]} px, B({n}) = {len(data[1])} images, preset "
+              f"{cfg.generator.preset}, {per_class} samples/class, extractor = the study's")
+        print(f"{'budget':6s} {'family':6s} {'kimg':>6s} {'train s':>8s} {'img/s':>6s} "
+              f"{'GFLOP/kimg':>10s} {'fidelity':>8s} {'FD':>6s} {'prec':>5s} {'recall':>6s} "
+              f"{'cover':>5s} {'memo':>5s} {'sampler':>9s} {'ms/img':>7s}")
+        for (budget, name), r in rows.items():
+            print(f"{budget:6s} {name:6s} {r['kimg']:6.1f} {r['train_s']:8.1f} {r['img_s']:6.0f} "
+                  f"{r['gflop_kimg']:10.1f} {r['fidelity']:8.3f} {r['fd']:6.2f} "
+                  f"{r['precision']:5.2f} {r['recall']:6.2f} {r['coverage']:5.2f} "
+                  f"{r['memorized']:5.3f} {r['sampler'] + '×' + str(r['nfe']):>9s} "
+                  f"{r['ms_per_image']:7.1f}")
+        real = real_row(sp, extractor)
+        print(f"{'real':6s} {'test':6s} {'':>6s} {'':>8s} {'':>6s} {'':>10s} "
+              f"{real['fidelity']:8.3f} {real['fd']:6.2f} {real['precision']:5.2f} "
+              f"{real['recall']:6.2f} {real['coverage']:5.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", default="", help="e.g. unet,edm,dit: compare families")
+    ap.add_argument("--data", default="quick,mnist", help="presets whose data to use")
+    ap.add_argument("--per-class", type=int, default=50, help="samples per class (families)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gens", type=int, default=9, help="generators (9 = the quick study's)")
     ap.add_argument("--kimg", type=float, default=25.6, help="training length per generator")
@@ -93,6 +224,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=0, help="batch size (0 = the preset's 64)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.families:
+        np.seterr(all="ignore")
+        compare_families(args.families.split(","), args.data.split(","), args.kimg,
+                         args.per_class)
+        return
     device = resolve_device(args.device)
     jobs, k = quick_jobs(args.gens, args.kimg)
     if args.batch:
