@@ -99,9 +99,10 @@ class StudyConfig:
     # on the quiet 2-vCPU reference machine workers=2 + cpu_threads=1 ran the quick study
     # 1.18× faster (223 vs 264 s), with other numbers (thread counts change float sums; README)
     workers: int = 1
-    # torch threads per process on CPU; 0 = torch's default (all cores). On a quiet 2-vCPU
-    # machine 2 threads were 1.5–1.75× faster than 1 (measured); on a machine shared with
-    # other jobs set 1: oversubscribed threads were up to 10× slower
+    # torch threads per process on CPU; 0 = auto: torch's default (all cores) lowered to the
+    # cores other processes leave free, measured at the start and between tasks
+    # (runtime/cpu.py; spinning threads beside busy processes were up to 13× slower). On a
+    # quiet 2-vCPU machine 2 threads were 1.5–1.75× faster than 1 (measured); N > 0 pins N
     cpu_threads: int = 0
     # processes (one per GPU) for each generator training, DDP launched with torchrun; on a
     # CPU they are gloo processes. 1 = train in the worker itself
