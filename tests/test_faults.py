@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from synthequiv import config as C
-from synthequiv.runtime.lock import RunLock
 from synthequiv.orchestration.study import run_study
+from synthequiv.runtime.lock import RunLock
 from synthequiv.utils import SynthequivError
 
 SETTINGS = [

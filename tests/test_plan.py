@@ -6,6 +6,7 @@ import pytest
 
 from synthequiv import config as C
 from synthequiv.orchestration import plan as P
+from synthequiv.reporting.power import report_power
 
 
 def plan(preset="quick", *sets):
@@ -105,7 +106,7 @@ def test_report_power_states_the_mde_and_what_would_resolve_a_null_result(tmp_pa
     rows = _simulated(0.01, seed=3)  # a synthetic image worth 1/100 of a real one: tiny gains
     eq = analyse(rows, cfg.equivalence)
     assert not any(g["significant"] for g in eq["gains"] if g["arm"] != "real")
-    out = P.report_power(rows, cfg, eq, {"per_replicate_s": 60.0}, tmp_path)
+    out = report_power(rows, cfg, eq, {"per_replicate_s": 60.0}, tmp_path)
     comps = variance_components(rows)
     mde = min_detectable_gain(comps, 3, 2, family_size=8)
     assert out["designs"][0]["mde"] == pytest.approx(mde)
@@ -124,5 +125,5 @@ def test_report_power_says_nothing_to_resolve_when_a_gain_is_significant(tmp_pat
 
     cfg = C.resolve("quick")
     rows = _simulated(0.5)
-    out = P.report_power(rows, cfg, analyse(rows, cfg.equivalence), {}, tmp_path)
+    out = report_power(rows, cfg, analyse(rows, cfg.equivalence), {}, tmp_path)
     assert out["significant"] and "resolve_text" not in out and out["mde_text"]

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from synthequiv import config as C
+from synthequiv.rundir import COLUMNS, ResultsTable, config_hash
 from synthequiv.runtime.lock import RunLock
-from synthequiv.orchestration.results import COLUMNS, ResultsTable
-from synthequiv.orchestration.study import config_hash
 from synthequiv.stats import equivalence as eq
 from synthequiv.stats import planner as P
 from synthequiv.stats.simulate import Truth

@@ -303,7 +303,7 @@ def test_config_binary_file_or_directory_is_one_line(cli, tmp_path):
 
 
 def test_damaged_results_table_is_one_error(tmp_path):
-    from synthequiv.orchestration.results import COLUMNS, ResultsTable
+    from synthequiv.rundir import COLUMNS, ResultsTable
 
     path = tmp_path / "results.sqlite"
     table = ResultsTable(path)

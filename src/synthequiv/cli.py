@@ -312,14 +312,8 @@ def plan_cmd(
     and reports how well those curves predicted held-out cells. Trains nothing."""
     import json
 
-    from synthequiv.stats.planner import (
-        Target,
-        heldout_check,
-        heldout_text,
-        plan,
-        plan_lines,
-        read_source,
-    )
+    from synthequiv.reporting.rebuild import read_source
+    from synthequiv.stats.planner import Target, heldout_check, heldout_text, plan, plan_lines
     from synthequiv.utils import to_jsonable
 
     target = Target(target_gain, target_accuracy)

@@ -11,7 +11,6 @@ Sources (`SOURCE` strings):
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from synthequiv.inputs.dataset import Dataset  # noqa: F401 (re-exported)
-from synthequiv.utils import SynthequivError, atomic_write_text, load_npz
+from synthequiv.utils import SynthequivError, load_npz
 
 MAX_CLASSES = 100_000  # labels beyond this are refused before any per-class allocation
 
@@ -81,33 +80,6 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         )
     validate(ds)
     return ds
-
-
-def note_data_digest(run_dir: Path, ds: Dataset) -> bool:
-    """Store ds.digest in run_dir/data_digest.txt; if the run was started on other data, say
-    so in one line (its cells are keyed by the old digest, so none is reused). True if changed."""
-    path = Path(run_dir) / "data_digest.txt"
-    try:
-        old = path.read_text().strip() if path.is_file() else ""
-    except (OSError, UnicodeDecodeError):
-        old = "?"
-    changed = bool(old) and old != ds.digest
-    if changed:
-        print(f"data at {ds.name} changed since this run started: earlier cells are not reused",
-              file=sys.stderr)
-    if old != ds.digest:
-        atomic_write_text(path, ds.digest + "\n")
-    return changed
-
-
-def read_data_digest(run_dir: Path) -> str:
-    """The digest note_data_digest stored for a run ("" when there is none): what its cell keys
-    and config hash were made with, read without loading the data."""
-    path = Path(run_dir) / "data_digest.txt"
-    try:
-        return path.read_text().strip() if path.is_file() else ""
-    except (OSError, UnicodeDecodeError):
-        return ""
 
 
 # ----------------------------------------------------------------------------- conversions

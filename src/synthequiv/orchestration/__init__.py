@@ -2,6 +2,6 @@
 
   study         generators → samples → classifier grid → equivalence → analyses → report
   plan          what a config trains and samples, the data it needs, its estimated cost
-  results       the results table (SQLite), one row per finished cell
-(runtime services — log, progress, executors, lock — live in synthequiv.runtime)
+(runtime services — log, progress, executors, lock — live in synthequiv.runtime; the run
+directory's files are read and written through synthequiv.rundir)
 """

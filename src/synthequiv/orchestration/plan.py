@@ -9,10 +9,12 @@ figure was measured. `benchmarks/throughput.py` measures the device at hand.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
+from synthequiv.reporting.power import design_mdes, hours_text, mde_text
+from synthequiv.rundir import earlier_rows
 from synthequiv.runtime import runlog
+from synthequiv.stats.sequential import AUTO, first_replicates, parse_target
 from synthequiv.utils import SynthequivError
 
 # img/s per stage, measured: cuda = one H200 (bf16), cpu = the 2-core development machine.
@@ -86,7 +88,6 @@ def _counts(cfg) -> dict:
     from synthequiv.config import provided_entries, study_arms
     from synthequiv.generation.filtering import pool_per_class
     from synthequiv.generation.levers import variants
-    from synthequiv.orchestration.study import first_replicates
 
     g, reps, s = cfg.grid, first_replicates(cfg), cfg.sampling  # auto: its first pass
     bases = list(cfg.splits.base_per_class)
@@ -206,37 +207,12 @@ def study_plan(cfg, ds=None, run_dir=None) -> dict:
 
 def _auto_text(cfg) -> str:
     """The auto-replicates line of the plan ("" for a fixed count)."""
-    from synthequiv.stats.sequential import AUTO, parse_target
-
     g = cfg.grid
     if g.replicates != AUTO:
         return ""
-    budget = f"the {_h(g.budget_s / 3600)} budget" if g.budget_s else "no budget"
+    budget = f"the {hours_text(g.budget_s / 3600)} budget" if g.budget_s else "no budget"
     return (f"replicates: auto — {g.min_replicates} first, then one at a time until "
             f"{parse_target(g.target).text()}, {budget}, or {g.max_replicates} replicates")
-
-
-def earlier_rows(run_dir, ds=None) -> tuple[list[dict] | None, str]:
-    """(rows, "") of the study last run in run_dir, or (None, why not): none there, other
-    data, or unreadable."""
-    from pathlib import Path
-
-    from synthequiv.inputs.data import read_data_digest
-    from synthequiv.reporting.rebuild import current_rows
-
-    if run_dir is None:
-        return None, "no run directory to look for an earlier run in"
-    if not (Path(run_dir) / "results.sqlite").is_file():
-        return None, f"no earlier run of this study in {run_dir}"
-    if ds is not None and read_data_digest(run_dir) != ds.digest:
-        return None, f"the earlier run in {run_dir} used other data"
-    from synthequiv.orchestration.study import read_run_config, run_config_hash
-
-    try:
-        rows = current_rows(Path(run_dir), run_config_hash(run_dir, read_run_config(run_dir)))
-    except SynthequivError as exc:
-        return None, f"the earlier run in {run_dir} cannot be read ({exc})"
-    return rows, ""
 
 
 def design_power(cfg, ds, run_dir, cells: int) -> dict:
@@ -244,9 +220,6 @@ def design_power(cfg, ds, run_dir, cells: int) -> dict:
     from the variance components of an earlier run in run_dir (`power.variance_components`;
     one replicate there: a lower bound from its seeds), or why it is unknown. An auto study: at
     its first pass and at its cap."""
-    from synthequiv.orchestration.study import first_replicates
-    from synthequiv.stats.sequential import AUTO
-
     if not cells:
         return {"known": False, "why": "no synthetic cells"}
     rows, why = earlier_rows(run_dir, ds)
@@ -261,48 +234,18 @@ def design_power(cfg, ds, run_dir, cells: int) -> dict:
     return {"known": True, "source": str(run_dir), **mdes}
 
 
-def design_mdes(rows: list[dict], replicates: list[int], seeds: int, cells: int, ecfg) -> dict:
-    """{"components", "lower_bound", "source_replicates", "designs": [{replicates, seeds,
-    cells, mde}]} of designs with these replicate counts, from results rows."""
-    from synthequiv.stats.power import (
-        lower_bound_components,
-        min_detectable_gain,
-        variance_components,
-    )
-
-    n_reps = len({r.get("replicate") or 0 for r in rows})
-    comps = variance_components(rows) if n_reps >= 2 else lower_bound_components(rows)
-    designs = [{"replicates": u, "seeds": seeds, "cells": cells,
-                "mde": min_detectable_gain(comps, u, seeds, family_size=cells, ci=ecfg.ci,
-                                           variance=ecfg.variance)} for u in replicates]
-    return {"components": dataclasses.asdict(comps), "lower_bound": n_reps < 2,
-            "source_replicates": n_reps, "designs": designs}
-
-
 def _power_text(pw: dict, cost_h: float, reps: int) -> str:
     if not pw.get("known"):
         if pw.get("why") == "no synthetic cells":
             return "power: no synthetic cells to test"
         return (f"power: minimum detectable gain unknown — {pw['why']}. A one-replicate pilot "
-                f"(this command with --set grid.replicates=1, ≈ {_h(cost_h / max(reps, 1))}; the "
+                f"(this command with --set grid.replicates=1, ≈ {hours_text(cost_h / max(reps, 1))}; the "
                 "full study reuses its replicate) gives a lower bound, two replicates the full "
                 "variance; then run this dry run again")
     return (f"power: minimum detectable synthetic gain (80 % power; Holm over "
             f"{pw['designs'][0]['cells']} synthetic cells) {mde_text(pw)} — variance from the "
             f"earlier run in {pw['source']} ({pw['source_replicates']} replicate(s); its "
             "test-set size and classifier assumed)")
-
-
-def mde_text(pw: dict) -> str:
-    """'≈ 2.1 pts with 3 replicate(s) × 2 seed(s)', one per design (≥ for lower bounds)."""
-    parts = []
-    for d in pw["designs"]:
-        v = ("none (fewer than 2 replicates: no test)" if d["mde"] == math.inf else
-             f"{'≥' if pw['lower_bound'] else '≈'} {100 * d['mde']:.1f} pts")
-        parts.append(f"{v} with {d['replicates']} replicate(s) × {d['seeds']} seed(s)")
-    bound = (" (from one replicate: only the seed variance is known, so a lower bound)"
-             if pw["lower_bound"] else "")
-    return "; ".join(parts) + bound
 
 
 def _test_facts(cfg, facts: dict, kept: int) -> dict:
@@ -360,19 +303,11 @@ def plan_lines(p: dict) -> list[str]:
         f"{p['seeds']} seeds × {p['replicates']} replicate(s); {c['classifier_arch']})",
         *([p["auto"]] if p.get("auto") else []),
         f"estimated cost on {c['device']} (default throughputs, an estimate): "
-        f"{_h(c['total_hours'])} — generators {_h(h['generator'])}, sampling "
-        f"{_h(h['sampling'])}, classifiers {_h(h['classifier'])}"
+        f"{hours_text(c['total_hours'])} — generators {hours_text(h['generator'])}, sampling "
+        f"{hours_text(h['sampling'])}, classifiers {hours_text(h['classifier'])}"
         + (" (the first pass)" if p.get("auto") else ""),
         _power_text(p["power"], c["total_hours"], p["replicates"]),
     ]
-
-
-def _h(hours: float) -> str:
-    if not math.isfinite(hours):
-        return "unknown"
-    if hours * 60 < 1:
-        return f"{hours * 3600:.0f} s"
-    return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"
 
 
 def log_plan(cfg, ds=None, run_dir=None) -> None:
@@ -381,77 +316,6 @@ def log_plan(cfg, ds=None, run_dir=None) -> None:
     for line in plan_lines(p):
         runlog.info(f"plan: {line}")
     runlog.metric("plan", **p)
-
-
-# ----------------------------------------------------------------------------- report's power
-
-
-def report_power(rows: list[dict], cfg, equivalence: dict, timings: dict, run_dir) -> dict:
-    """What the report says about power: the minimum detectable gain of the design that ran
-    (variance components of its own rows), and — when no synthetic gain is significant — the
-    replicates that would detect one of the observed size, their time at this run's measured
-    time per replicate (timings["per_replicate_s"]) and the command."""
-    from synthequiv.stats.power import replicates_for
-
-    syn = [g for g in equivalence.get("gains", []) if g["arm"] != "real"]
-    if not syn or not rows:
-        return {}
-    n_units = equivalence.get("n_units", 1) if equivalence.get("unit") == "replicate" else 1
-    seeds = len({r.get("seed") for r in rows})
-    m = syn[0].get("family_size") or len(syn)
-    ecfg = cfg.equivalence
-    try:
-        out = {**design_mdes(rows, [n_units], seeds, m, ecfg), "significant": any(
-            g["significant"] and g["gain"] > 0 for g in syn)}
-    except SynthequivError as exc:  # one unit, no real arm: no variance to plan with
-        return {"unknown": str(exc)}
-    out["mde_text"] = (f"Power: the smallest true synthetic gain this design detects with 80 % "
-                       f"power (Holm over {m} synthetic cells) is {mde_text(out)}.")
-    best = max(syn, key=lambda g: g["gain"] if g["gain"] == g["gain"] else -math.inf)
-    if out["significant"] or not best["gain"] == best["gain"]:
-        return out
-    where = f"{best['arm']} +{best['n_add']} at {best['n_base']}/class"
-    if best["gain"] <= 0:
-        out["resolve_text"] = (f"No synthetic cell gained on average (best {where}: "
-                               f"{100 * best['gain']:+.1f} pts), so more replicates are not "
-                               "expected to find a gain.")
-        return out
-    from synthequiv.stats.power import lower_bound_components, variance_components
-
-    comps = (variance_components(rows) if not out["lower_bound"] else
-             lower_bound_components(rows))
-    need = replicates_for(best["gain"], comps, seeds, max_replicates=1000, family_size=m,
-                          ci=ecfg.ci, variance=ecfg.variance)
-    if need is not None:  # the observed gain may lie above the MDE and still miss by chance
-        need = max(need, n_units + 1)
-    out.update(resolve_replicates=need, observed_gain=best["gain"], observed_where=where)
-    size = f"a gain of the observed size (+{100 * best['gain']:.1f} pts, {where})"
-    if need is None:
-        out["resolve_text"] = (f"Detecting {size} with 80 % power would take more than 1000 "
-                               "replicates: a gain this small cannot practically be resolved.")
-        return out
-    per = timings.get("per_replicate_s")
-    cost = (f" (≈ {_h(max(need - n_units, 0) * per / 3600)} more on this machine at the measured "
-            f"{_h(per / 3600)} per replicate)" if per else "")
-    out["resolve_text"] = (f"What would resolve it: about {'≥ ' if out['lower_bound'] else ''}"
-                           f"{need} replicates{cost} to detect {size} with 80 % power"
-                           + _resolve_command(cfg, run_dir, need, n_units) + ".")
-    return out
-
-
-def _resolve_command(cfg, run_dir, replicates: int, done: int) -> str:
-    """': synthequiv study --config RUN/config.yaml … --set grid.replicates=R' for a run
-    directory ("" for results that came from a file)."""
-    from pathlib import Path
-
-    from synthequiv.stats.sequential import AUTO
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        return ""
-    fixed = " --set 'grid.target=\"\"' --set grid.budget_s=0" if cfg.grid.replicates == AUTO else ""
-    return (f": `synthequiv study --config {run_dir / 'config.yaml'} --runs-dir {run_dir.parent}"
-            f" --set grid.replicates={replicates}{fixed}` (its {done} replicate(s) are reused)")
 
 
 def analysis_estimate(cfg, shape, n_sets: int, device: str) -> tuple[int, float]:

@@ -34,19 +34,31 @@ from synthequiv.config import (
 from synthequiv.generation.levers import prepare_levers, variant_arms
 from synthequiv.generation.provided import load_provided
 from synthequiv.generation.synthetic import GenJob, SyntheticSet, prepare_synthetic
-from synthequiv.inputs.data import Dataset, load_dataset, note_data_digest, read_data_digest
+from synthequiv.inputs.data import Dataset, load_dataset
 from synthequiv.inputs.splits import Splits, make_splits
 from synthequiv.orchestration.plan import log_plan
-from synthequiv.orchestration.results import ResultsTable
 from synthequiv.reporting import figure_pool
+from synthequiv.rundir import (
+    ResultsTable,
+    config_hash,
+    note_data_digest,
+    read_run_config,
+    run_config_hash,
+    write_cell_keys,
+)
 from synthequiv.runtime.executor import set_cpu_threads
 from synthequiv.runtime.lock import RunLock
 from synthequiv.runtime.progress import progress_bar
 from synthequiv.runtime.runlog import Timings, environment, info, run_log
-from synthequiv.stats.sequential import AUTO, parse_target, stop_reason, target_status
+from synthequiv.stats.sequential import (
+    AUTO,
+    first_replicates,
+    parse_target,
+    stop_reason,
+    target_status,
+)
 from synthequiv.utils import (
     SynthequivError,
-    atomic_write_json,
     atomic_write_text,
     resolve_device,
     stable_hash,
@@ -95,17 +107,6 @@ def check_grid(cfg: StudyConfig, sp: Splits) -> None:
     own values are checked with the rest of the config, config.validate)."""
     if "real" in cfg.grid.arms and cfg.grid.real_add_per_class:
         sp.reserve_indices(max(cfg.grid.real_add_per_class))
-
-
-def config_hash(cfg: StudyConfig, digest: str) -> str:
-    """What every cell depends on: the data (its source and content digest, `Dataset.digest`),
-    splits and the classifier recipe."""
-    return stable_hash(cfg.data, digest, cfg.splits, cfg.classifier)
-
-
-def run_config_hash(run_dir: Path, cfg: StudyConfig) -> str:
-    """config_hash of a run directory's study, from its files alone (no data is loaded)."""
-    return config_hash(cfg, read_data_digest(run_dir))
 
 
 def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> list[Cell]:
@@ -377,11 +378,6 @@ def with_replicates(cfg: StudyConfig, n: int) -> StudyConfig:
     return dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, replicates=n))
 
 
-def first_replicates(cfg: StudyConfig) -> int:
-    """Replicates of the first pass: all of them, or an auto study's min_replicates."""
-    return cfg.grid.min_replicates if cfg.grid.replicates == AUTO else cfg.grid.replicates
-
-
 def previous_replicate_s(run_dir: Path) -> float | None:
     """One replicate's wall time as an earlier run of run_dir measured it (summary.json)."""
     try:
@@ -417,7 +413,7 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
     _add_time(ctx.timings, "generators_and_sampling_s", time.time() - t0)
     cells = plan_cells(cfg, [reps[r] for r in range(len(splits))], ctx.ds.digest)
     # the keys of this config's cells: what report, plan and export read from the table
-    atomic_write_json(ctx.run_dir / CELLS_FILE, {"keys": sorted(c.key for c in cells)})
+    write_cell_keys(ctx.run_dir, (c.key for c in cells))
     table = ResultsTable(ctx.run_dir / "results.sqlite")
     done = table.done_keys()
     worked = {c.replicate for c in cells if c.key not in done}
@@ -490,9 +486,6 @@ def finish(cfg, run_dir, rows, sp, synth, device, timings, progress, stopping=No
     return out
 
 
-CELLS_FILE = "cells.json"  # {"keys": [...]}: the current config's cell keys
-
-
 def note_config_change(run_dir: Path, cfg: StudyConfig) -> None:
     """One log line when a run directory's config.yaml differs from `cfg`: which sections
     changed, and that cells of the old config stay in results.sqlite but are not used."""
@@ -511,14 +504,6 @@ def note_config_change(run_dir: Path, cfg: StudyConfig) -> None:
         info(f"config changed since this run directory's last run ({', '.join(changed)}): "
              "what it changes is computed again; earlier cells stay in results.sqlite but are "
              "no longer reported or exported")
-
-
-def read_run_config(run_dir: Path) -> StudyConfig:
-    from synthequiv import config as C
-
-    if not (Path(run_dir) / "config.yaml").exists():
-        raise SynthequivError(f"{run_dir} is not a run directory (no config.yaml)")
-    return C.build(C.StudyConfig, C.read_yaml(Path(run_dir) / "config.yaml"))
 
 
 def rebuild_report(run_dir: Path) -> Path:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import sqlite3
 from pathlib import Path
 
 from synthequiv.generation.levers import is_variant
+from synthequiv.rundir import current_rows, read_run_config, run_config_hash
 from synthequiv.runtime.outputs import guard_output
 from synthequiv.utils import SynthequivError, atomic_path
 
@@ -31,42 +31,6 @@ EXPORT_FRONT = ("run", "dataset", "n_base", "arm", "n_add", "baseline", "replica
 
 
 # ----------------------------------------------------------------------------- reading
-
-
-def read_results(path: Path) -> list[dict]:
-    """Every row of a results.sqlite, opened read-only (never blocks or disturbs a writer)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SynthequivError(f"{path} not found (no classifier cell has finished yet?)")
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            cur = db.execute("SELECT * FROM cells")
-            cols = [d[0] for d in cur.description]
-            rows = [{"replicate": 0, **dict(zip(cols, r))} for r in cur]  # older tables: none
-            return sorted(rows, key=lambda r: (r["replicate"] or 0, r["n_base"], r["arm"],
-                                               r["n_add"], r["seed"], r["key"]))
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise SynthequivError(f"cannot read results table {path}: {exc}") from exc
-
-
-def current_rows(run_dir: Path, config_hash: str) -> list[dict]:
-    """The rows of results.sqlite that belong to the run's current config: the cells listed
-    in its cells.json (written before the grid), or — a run from before that file — the rows
-    with its config hash (which misses a generator or sampling change). Older configs' rows
-    stay in the table (a changed config reuses what it can) but are never mixed in."""
-    rows = read_results(Path(run_dir) / "results.sqlite")
-    try:
-        keys = set(json.loads((Path(run_dir) / "cells.json").read_text())["keys"])
-    except (OSError, ValueError, KeyError, TypeError):
-        keys = None
-    rows = [r for r in rows if (r.get("key") in keys if keys is not None
-                                else r.get("config_hash") == config_hash)]
-    if not rows:
-        raise SynthequivError(f"{run_dir}: no finished classifier cell of this run's config yet")
-    return rows
 
 
 def _previous_run_info(run_dir: Path) -> dict:
@@ -215,8 +179,6 @@ def fit_results(csv_path: Path, out_dir: Path, metric: str = "accuracy", ci: flo
 def export_rows(run_dirs: list[Path]) -> list[dict]:
     """Every results row of every run's current config, with run (directory name) and
     dataset columns."""
-    from synthequiv.orchestration.study import read_run_config, run_config_hash
-
     out = []
     for d in map(Path, run_dirs):
         cfg = read_run_config(d)  # refuses a directory without config.yaml
@@ -248,3 +210,22 @@ def write_export(rows: list[dict], out: Path, fmt: str, force: bool = False) -> 
     with atomic_path(out, suffix=".parquet") as tmp:
         pq.write_table(table, tmp)
     return out
+
+
+# ----------------------------------------------------------------------------- plan's input
+
+
+def read_source(source: Path, metric: str = "accuracy") -> tuple[list[dict], float, float]:
+    """(rows, k, ci) of a run directory (config.yaml + results.sqlite, read-only: works while
+    the study runs; only the current config's cells, `rundir.current_rows`) or of a results
+    CSV (k 1, ci 0.95)."""
+    source = Path(source)
+    if source.is_dir():
+        cfg = read_run_config(source)
+        rows = current_rows(source, run_config_hash(source, cfg))
+        if any(r.get(metric) is None for r in rows):
+            raise SynthequivError(f"{source}: metric '{metric}' is missing from some results rows")
+        return rows, cfg.equivalence.k, cfg.equivalence.ci
+    if source.is_file():
+        return read_results_csv(source, metric), 1.0, 0.95
+    raise SynthequivError(f"{source} not found (give a run directory or a results CSV)")

@@ -648,9 +648,9 @@ def _test_text(t: dict) -> str:
 
 
 def _power(rows, cfg, equivalence: dict, run_info: dict | None, run_dir, metric: str) -> dict:
-    """orchestration.plan.report_power: the design's minimum detectable gain, and what would
+    """reporting.power.report_power: the design's minimum detectable gain, and what would
     resolve a study where nothing is significant ({} for another metric than accuracy)."""
-    from synthequiv.orchestration.plan import report_power
+    from synthequiv.reporting.power import report_power
 
     if metric != "accuracy":
         return {}

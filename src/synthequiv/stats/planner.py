@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import optimize
@@ -487,27 +486,3 @@ def heldout_text(check: dict) -> str:
            f"{100 * check['ci']:g} % intervals covered the observed mean")
     return (f"held-out check ({check['what']}): RMSE {100 * check['rmse']:.2f} pts, mean error "
             f"{100 * check['mean_error']:+.2f} pts over {check['n_predicted']} cells; {cov}")
-
-
-# ----------------------------------------------------------------------------- from files
-
-
-def read_source(source: Path, metric: str = "accuracy") -> tuple[list[dict], float, float]:
-    """(rows, k, ci) of a run directory (config.yaml + results.sqlite, read-only: works while
-    the study runs; only the current config's cells, `rebuild.current_rows`) or of a results
-    CSV (k 1, ci 0.95)."""
-    source = Path(source)
-    if source.is_dir():
-        from synthequiv.orchestration.study import read_run_config, run_config_hash
-        from synthequiv.reporting.rebuild import current_rows
-
-        cfg = read_run_config(source)
-        rows = current_rows(source, run_config_hash(source, cfg))
-        if any(r.get(metric) is None for r in rows):
-            raise SynthequivError(f"{source}: metric '{metric}' is missing from some results rows")
-        return rows, cfg.equivalence.k, cfg.equivalence.ci
-    if source.is_file():
-        from synthequiv.reporting.rebuild import read_results_csv
-
-        return read_results_csv(source, metric), 1.0, 0.95
-    raise SynthequivError(f"{source} not found (give a run directory or a results CSV)")

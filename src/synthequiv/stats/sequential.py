@@ -205,3 +205,8 @@ def parse_duration(text: str) -> float:
     if not seconds > 0:
         raise SynthequivError(f"--budget {text!r}: must be longer than 0")
     return seconds
+
+
+def first_replicates(cfg) -> int:
+    """Replicates of the first pass: all of them, or an auto study's min_replicates."""
+    return cfg.grid.min_replicates if cfg.grid.replicates == AUTO else cfg.grid.replicates
