@@ -100,6 +100,25 @@ def test_stop_reasons():
     assert stop_reason(not_met, 20, 20, 0, 0, 0) == "max_replicates (20) reached"
 
 
+def test_simulated_stopping_rule_covers_and_stops_where_the_target_is_met():
+    """A small run of benchmarks/sequential.py's measurement (its 300-study numbers are in the
+    README): the rule stops between min and max, the fixed comparison uses the mean stop, and
+    the same seed gives the same numbers."""
+    from synthequiv.stats.sequential import sequential_coverage
+    from synthequiv.stats.simulate import Design, Truth
+
+    design, target = Design(arms=("closed",)), parse_target("gain_halfwidth=0.5")
+    a = sequential_coverage(Truth(), design, target, 3, 8, studies=15, seed=1)
+    assert a == sequential_coverage(Truth(), design, target, 3, 8, studies=15, seed=1)
+    assert 3 < a["mean_replicates"] <= 8 and a["fixed_replicates"] == round(a["mean_replicates"])
+    lo, mid, hi = a["replicates_quantiles"]
+    assert 3 <= lo <= mid <= hi <= 8
+    assert 0.8 <= a["coverage_gain"] <= 1 and 0.8 <= a["coverage_n_real_eq"] <= 1
+    never = sequential_coverage(Truth(), design, parse_target("gain_halfwidth=0.001"), 3, 4,
+                                studies=3)
+    assert never["share_target_met"] == 0 and never["mean_replicates"] == 4
+
+
 # ----------------------------------------------------------------------------- a tiny study
 
 # the synthetic arm is a provided set of noise images (no generator to train: seconds)
@@ -204,3 +223,14 @@ def test_budget_option_sets_the_budget(cli, tmp_path):
     assert code == 0 and "budget_s: 5400.0" in out
     code, _, err = cli("study", "--dry-run", "--runs-dir", tmp_path, "--budget", "20m")
     assert code != 0 and "error: grid.target and a budget" in err
+
+
+def test_report_states_the_power_of_the_design_that_ran(auto_run):
+    run_dir, out, _ = auto_run
+    power = out["summary"]["power"]
+    assert power["designs"][0]["replicates"] == 3 and power["designs"][0]["cells"] == 1
+    assert power["mde_text"].startswith("Power: the smallest true synthetic gain this design "
+                                        "detects with 80 % power (Holm over 1 synthetic cells)")
+    assert power["mde_text"] in (run_dir / "report.md").read_text()
+    if not power["significant"]:  # noise images: what would resolve it (or that nothing would)
+        assert power["resolve_text"] in out["headline"]
