@@ -16,6 +16,7 @@ from synthequiv.generation.synthetic import SyntheticSet
 from synthequiv.inputs.data import DataConfig, load_dataset
 from synthequiv.inputs.splits import SplitConfig, make_splits
 from synthequiv.measures import analyses as A
+from synthequiv.reporting.analysis_report import report_section
 from synthequiv.utils import SynthequivError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -194,7 +195,9 @@ def _noisy(x, y, per_class: int, noise: float, seed: int):
 def _study_inputs(*extra):
     from synthequiv import config as C
 
-    cfg = C.resolve("quick", None, ["splits.base_per_class=[10]", "classifier.train_steps=40",
+    # a 50/class hold-out: the pool (open-set reference) is more than B(10)
+    cfg = C.resolve("quick", None, ["splits.base_per_class=[10]", "splits.test_per_class=50",
+                                    "classifier.train_steps=40",
                                     "analysis.domain_train_steps=40", "analysis.max_images=300",
                                     "device=cpu", *extra])
     ds = load_dataset(cfg.data)
@@ -228,7 +231,7 @@ def test_analyse_study_writes_cached_analysis_and_report(tmp_path, monkeypatch):
     again = A.analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
     assert again == out
 
-    md, html = A.report_section(out)
+    md, html = report_section(out)
     auc = f"{out['sets']['closed-n10']['domain']['auc']:.3f}"
     fd = f"{out['baseline']['overlap']['fd']:.3f}"
     for text in (md, html):
@@ -297,7 +300,7 @@ def test_analyse_study_with_tiny_sets_reports_prdc_as_unavailable(tmp_path):
     stored = json.loads((tmp_path / "analysis.json").read_text())
     assert stored["sets"]["open"]["overlap"]["unavailable"] == \
         out["sets"]["open"]["overlap"]["unavailable"]
-    md, _ = A.report_section(out)
+    md, _ = report_section(out)
     assert "closed-n10" in md and "Not computed (too few images): PRDC needs more than k=5" in md
     assert all(v["overlapping"] is None for v in out["paper_finding_f4"]["per_set"].values())
 

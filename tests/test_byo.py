@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from synthequiv import config as C
+from synthequiv.generation import provided_entries as PE
 from synthequiv.generation.provided import load_provided, provided_sets
 from synthequiv.orchestration.study import (
     Replicate,
@@ -24,7 +25,10 @@ from synthequiv.utils import SynthequivError
 from test_study import TINY as STUDY_TINY
 
 # tests/test_study.py's tiny study, one replicate, no generator trained
-TINY = [s for s in STUDY_TINY if not s.startswith("grid.replicates")] + ["grid.replicates=1"]
+# a 50/class hold-out keeps most of synthetic_digits' source images in the pool (the
+# memorization reference); with every spare image as test set most would be test images
+TINY = [s for s in STUDY_TINY if not s.startswith("grid.replicates")] + [
+    "grid.replicates=1", "splits.test_per_class=50"]
 PER_CLASS = 30  # images per class in the synthetic files (the grid uses the first 20)
 
 
@@ -74,7 +78,7 @@ def byo_study(tmp_path_factory, digits):
 ])
 def test_bad_entry_is_one_line_naming_it(entry, kind, expect):
     with pytest.raises(SynthequivError, match=expect) as err:
-        C.parse_provided(entry, kind)
+        PE.parse_provided(entry, kind)
     assert f"provided.{kind}s entry '{entry}'" in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -88,8 +92,8 @@ def test_entries_are_checked_against_base_sizes_and_each_other():
         tiny_cfg('provided.sets=["closed:5=npz:/a.npz"]', 'provided.generators=["closed:5=g"]')
     cfg = tiny_cfg('provided.sets=["sd:10=npz:/a.npz", "open=folder:/b"]',
                    "grid.arms=[real,closed]")
-    assert C.study_arms(cfg) == ("real", "closed", "sd", "open")
-    e = C.parse_provided("sd15:10=folder:/imgs/sd", "set")
+    assert PE.study_arms(cfg) == ("real", "closed", "sd", "open")
+    e = PE.parse_provided("sd15:10=folder:/imgs/sd", "set")
     assert (e.arm, e.n_base, e.source) == ("sd15", 10, "folder:/imgs/sd")
 
 

@@ -11,5 +11,6 @@
   synthetic     the study's synthetic sets, keyed and cached in the run directory
   openset       the open-set arm from a pretrained text-to-image pipeline
   provided      synthetic sets or generators made outside the study
+  provided_entries  their config section and `ARM[:N]=SOURCE` parsing (light, no torch)
   levers        family / guidance / sampler-steps / filter variants as extra arms; filtering
 """

@@ -125,7 +125,7 @@ def _check_families(cfg) -> None:
             raise SynthequivError(f"grid.generator_families: {exc}") from exc
     if not cfg.grid.generator_families:
         return
-    from synthequiv.config import provided_entries  # config imports this module (circle 1)
+    from synthequiv.generation.provided_entries import provided_entries
 
     for e in provided_entries(cfg):  # a provided arm is not trained here: no family to swap
         if e.arm in cfg.grid.lever_arms and e.arm in cfg.grid.arms:
@@ -139,7 +139,7 @@ def _check_provided_sets(cfg) -> None:
     from it, and a filter scores a pool drawn beyond the plain set. A provided image set has
     neither — its 'variants' were the plain set relabelled, and a filter pool repeated its
     images — so levers on an arm given as images are refused."""
-    from synthequiv.config import provided_entries
+    from synthequiv.generation.provided_entries import provided_entries
 
     g = cfg.grid
     levers = g.filters or g.guidance or g.sampler_steps or g.generator_families
@@ -227,6 +227,7 @@ def prepare_levers(cfg, sp, run_dir: Path, device, progress: bool, tag: str,
     """{(variant label, n_base): SyntheticSet} for every variant arm; `plain` is the plain
     arms' {(arm, n_base): SyntheticSet} at the sampling config."""
     from synthequiv.generation.filtering import filtered_set, pool_per_class
+    from synthequiv.generation.provided import provided_sets
     from synthequiv.generation.synthetic import prepare_synthetic
 
     todo = variants(cfg)
@@ -240,9 +241,9 @@ def prepare_levers(cfg, sp, run_dir: Path, device, progress: bool, tag: str,
     def sets_at(v: Variant, offset: int = 0, per_class: int | None = None) -> dict:
         if (v.cfg_scale, v.steps, v.family) == (p_cfg, p_steps, None) and not offset:
             return plain
-        return prepare_synthetic(_plain_cfg(cfg, (v.base,), v.cfg_scale, v.steps, offset,
-                                            per_class, v.family), sp, run_dir, device,
-                                 progress, tag)
+        vcfg = _plain_cfg(cfg, (v.base,), v.cfg_scale, v.steps, offset, per_class, v.family)
+        given = provided_sets(vcfg, sp, run_dir, device, progress, tag)
+        return prepare_synthetic(vcfg, sp, run_dir, device, progress, tag, given)
 
     out = {}
     for v in todo:

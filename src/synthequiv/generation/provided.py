@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from synthequiv.config import ProvidedEntry, provided_entries
 from synthequiv.generation.families import family_of
+from synthequiv.generation.provided_entries import ProvidedEntry, provided_entries
 from synthequiv.generation.sampling import key_view
 from synthequiv.generation.synthetic import SyntheticSet, image_hashes, match_shape
 from synthequiv.inputs.splits import Splits

@@ -370,13 +370,12 @@ def generator_jobs(cfg, sp: Splits, run_dir: Path, tag: str = "", given=()) -> l
 
 
 def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = True,
-                      tag: str = "", provided=None) -> dict[tuple[str, int], SyntheticSet]:
+                      tag: str = "", given: dict | None = None
+                      ) -> dict[tuple[str, int], SyntheticSet]:
     """{(arm, n_base): SyntheticSet} for the generative arms in the grid; `tag` (e.g. "-r1")
     names one replicate's generators and samples (cfg then carries that replicate's seeds).
-    Provided arms (provided.py; `provided` = load_provided's list) replace generated ones."""
-    from synthequiv.generation.provided import provided_sets
-
-    given = provided_sets(cfg, sp, Path(run_dir), device, progress, tag, provided)
+    `given`: the provided arms' sets (provided.provided_sets), which replace generated ones."""
+    given = given or {}
     arms = _generated_arms(cfg, given)
     if not arms:
         return given

@@ -1,8 +1,8 @@
 """Analyses stage: how do synthetic images differ from real ones? (the study driver)
 
 The measures live in features.py (FD, KID, PRDC), domaingap.py (real-vs-synthetic
-classifier, "separable yet overlapping"), memorization.py (nearest training images) and
-analysis_report.py (the report section); this module runs them per synthetic set and caches
+classifier, "separable yet overlapping"), memorization.py (nearest training images); reporting/analysis_report.py
+writes the report section. This module runs them per synthetic set and caches
 the result in analysis.json. Its names stay importable from here.
 
 Per synthetic set (one per closed-set generator, one shared open-set set):
@@ -60,12 +60,11 @@ from synthequiv.measures.features import (
 )
 from synthequiv.measures.memorization import memorization, nearest
 from synthequiv.reporting import figure_pool
-from synthequiv.reporting.analysis_report import report_section
 from synthequiv.reporting.figures import pca_maps
 from synthequiv.utils import SynthequivError, atomic_write_json, check_positive, stable_hash
 
 __all__ = ["analyse_study", "analyse_dirs", "compare_sets", "real_baseline", "read_analysis",
-           "report_section", "frechet_distance", "kid", "prdc", "feature_metrics",
+           "frechet_distance", "kid", "prdc", "feature_metrics",
            "memorization", "nearest", "domain_gap", "f4_verdict", "split_halves"]
 
 ANALYSIS_FORMAT = 2  # bump when the contents of analysis.json change: invalidates caches

@@ -85,9 +85,9 @@ def _counts(cfg) -> dict:
     """Generators to train, sample sets to draw (and their cost in reference images per class),
     cells to train: per replicate × replicates. Provided arms (config.provided) train no
     generator; provided image sets are not sampled; a new provided label is one more arm."""
-    from synthequiv.config import provided_entries, study_arms
     from synthequiv.generation.filtering import pool_per_class
     from synthequiv.generation.levers import variants
+    from synthequiv.generation.provided_entries import provided_entries, study_arms
 
     g, reps, s = cfg.grid, first_replicates(cfg), cfg.sampling  # auto: its first pass
     bases = list(cfg.splits.base_per_class)

@@ -27,12 +27,12 @@ from synthequiv.config import (
     StudyConfig,
     check_run_dir,
     dump_yaml,
-    study_arms,
     validate,
     validate_data,
 )
 from synthequiv.generation.levers import prepare_levers, variant_arms
-from synthequiv.generation.provided import load_provided
+from synthequiv.generation.provided import load_provided, provided_sets
+from synthequiv.generation.provided_entries import study_arms
 from synthequiv.generation.synthetic import GenJob, SyntheticSet, prepare_synthetic
 from synthequiv.inputs.data import Dataset, load_dataset
 from synthequiv.inputs.splits import Splits, make_splits
@@ -378,6 +378,15 @@ def with_replicates(cfg: StudyConfig, n: int) -> StudyConfig:
     return dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, replicates=n))
 
 
+def replicate_sets(rcfg: StudyConfig, sp: Splits, run_dir: Path, device, progress: bool,
+                   tag: str, provided: list) -> dict:
+    """One replicate's synthetic sets: provided arms, generated arms (their generators trained
+    and sampled before), then lever variants."""
+    given = provided_sets(rcfg, sp, run_dir, device, progress, tag, provided)
+    synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=tag, given=given)
+    return synth | prepare_levers(rcfg, sp, run_dir, device, progress, tag, synth)
+
+
 def previous_replicate_s(run_dir: Path) -> float | None:
     """One replicate's wall time as an earlier run of run_dir measured it (summary.json)."""
     try:
@@ -406,9 +415,8 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
         if r in reps:
             continue
         rcfg = replicate_config(cfg, r)
-        synth = prepare_synthetic(rcfg, sp, ctx.run_dir, ctx.device, ctx.progress,
-                                  tag=f"-r{r}", provided=ctx.provided)
-        synth |= prepare_levers(rcfg, sp, ctx.run_dir, ctx.device, ctx.progress, f"-r{r}", synth)
+        synth = replicate_sets(rcfg, sp, ctx.run_dir, ctx.device, ctx.progress, f"-r{r}",
+                               ctx.provided)
         reps[r] = Replicate(r, rcfg, sp, synth)
     _add_time(ctx.timings, "generators_and_sampling_s", time.time() - t0)
     cells = plan_cells(cfg, [reps[r] for r in range(len(splits))], ctx.ds.digest)
@@ -537,10 +545,8 @@ def analyse_run(run_dir: Path, out_dir: Path | None = None, progress: bool = Tru
     with RunLock(run_dir):
         device = resolve_device(cfg.device)
         _, sp = load_inputs(cfg)  # replicate 0: the analyses describe its synthetic sets
-        provided = load_provided(cfg, [sp])
-        synth = prepare_synthetic(cfg, sp, run_dir, device, progress, tag="-r0",
-                                  provided=provided)
-        synth |= prepare_levers(cfg, sp, run_dir, device, progress, "-r0", synth)
+        synth = replicate_sets(cfg, sp, run_dir, device, progress, "-r0",
+                               load_provided(cfg, [sp]))
         n_sets = len(distinct_sets(sp, synth))
         k, secs = analysis_estimate(cfg, sp.dataset.shape, n_sets, device.type)
         announce(f"analyses of {n_sets} synthetic set(s) of {run_dir}: training {k} small "

@@ -23,34 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import os
 import pickle
 from concurrent import futures
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from synthequiv.utils import SynthequivError, watch_parent
-
-WORKERS_ENV = "SYNTHEQUIV_FIGURE_WORKERS"
-AUTO_MIN_CORES = 6
+from synthequiv.runtime.executor import AUTO_MIN_CORES, WORKERS_ENV, figure_workers  # noqa: F401
+from synthequiv.utils import atomic_path, watch_parent
 
 _POOL: ProcessPoolExecutor | None = None
 _BROKEN = False
 _COLLECTING: list[list] = []  # a stack of open collect() blocks: [(future, blob, path), ...]
-
-
-def figure_workers() -> int:
-    """Worker processes for figures (SYNTHEQUIV_FIGURE_WORKERS, checked: config.validate
-    calls this before any work)."""
-    raw = os.environ.get(WORKERS_ENV, "auto").strip().lower()
-    if raw == "auto":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-        return 0 if cores < AUTO_MIN_CORES else min(4, cores // 4)
-    if not raw.isdigit():
-        raise SynthequivError(f"{WORKERS_ENV} must be auto or a whole number ≥ 0, got '{raw}'")
-    return int(raw)
 
 
 def _start() -> ProcessPoolExecutor | None:
@@ -65,7 +49,10 @@ def _start() -> ProcessPoolExecutor | None:
 
 
 def _warm() -> None:
-    from synthequiv.reporting import figures  # noqa: F401  (matplotlib, its font cache)
+    import matplotlib  # in a worker, before its first figure: matplotlib and its font cache
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
 
 
 def prestart() -> None:
@@ -104,10 +91,26 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, old)
 
 
-def _render(blob: bytes, path: str) -> str:
-    """In a worker: the pickled figure's PNG and SVG (figures.write_figure)."""
-    from synthequiv.reporting.figures import write_figure
+DPI = 150  # of every PNG figure
 
+
+def write_figure(fig, path: Path) -> Path:
+    """The figure's PNG at `path` and its SVG twin, each written atomically; fig is closed."""
+    import matplotlib.pyplot as plt  # lazy: only where a figure is written
+
+    path = Path(path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
+        with atomic_path(path.with_suffix(".svg"), suffix=".svg") as tmp:
+            fig.savefig(tmp, bbox_inches="tight", format="svg")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _render(blob: bytes, path: str) -> str:
+    """In a worker: the pickled figure's PNG and SVG (write_figure)."""
     return str(write_figure(pickle.loads(blob), Path(path)))
 
 

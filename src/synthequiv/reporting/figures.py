@@ -14,7 +14,9 @@ import torch  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from synthequiv.generation.levers import base_arm  # noqa: E402  (closed@cfg2+top0.5 → closed)
-from synthequiv.utils import atomic_path, check_replaceable  # noqa: E402
+from synthequiv.reporting import figure_pool  # noqa: E402
+from synthequiv.reporting.figure_pool import DPI, write_figure  # noqa: E402,F401
+from synthequiv.utils import check_replaceable  # noqa: E402
 
 ARM_COLORS = {"real": "tab:blue", "closed": "tab:orange", "open": "tab:green"}
 EXTRA_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
@@ -22,7 +24,6 @@ EXTRA_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 VARIANT_COLORS = {"closed": ("tab:red", "tab:brown", "tab:pink", "darkgoldenrod", "maroon",
                              "coral", "sienna", "orchid"),
                   "open": ("tab:olive", "tab:cyan", "darkgreen", "teal", "yellowgreen", "navy")}
-DPI = 150
 MAX_GRID_CLASSES = 20  # sample grids show at most this many classes (readable at page width)
 
 
@@ -53,24 +54,9 @@ def arm_colors(arms) -> dict[str, str]:
     return out
 
 
-def write_figure(fig, path: Path) -> Path:
-    """The figure's PNG at `path` and its SVG twin, each written atomically; fig is closed."""
-    path = Path(path)
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
-        with atomic_path(path.with_suffix(".svg"), suffix=".svg") as tmp:
-            fig.savefig(tmp, bbox_inches="tight", format="svg")
-    finally:
-        plt.close(fig)
-    return path
-
-
 def _save(fig, path: Path) -> Path:
     """write_figure, or (inside figure_pool.collect(), where a pool runs) in a worker: the
     file is there when the collect block ends."""
-    from synthequiv.reporting import figure_pool
-
     path = Path(path)
     try:
         check_replaceable(path)  # refuse a bad target now, not in a worker

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from synthequiv import __version__
-from synthequiv.config import provided_note, to_dict
+from synthequiv.config import to_dict
 from synthequiv.generation.levers import is_variant, lever_rows
+from synthequiv.generation.provided_entries import provided_note
 from synthequiv.reporting import figure_pool, figures
 from synthequiv.reporting.document import Doc
 from synthequiv.stats.equivalence import MAX_EXTRAPOLATION

@@ -76,7 +76,9 @@ def track_run(run_dir: Path, kind: str = "mlflow", uri: str | None = None) -> di
     try:
         out = _log_run(client, experiment_id, uri, run_dir, summary)
     except Exception as exc:  # MlflowException, OSError: one line, the run's files stay
-        raise SynthequivError(f"tracking in {uri} failed: {_first_line(exc)}") from None
+        raise SynthequivError(f"tracking in {uri} failed: {_first_line(exc)} (the run's files "
+                              f"are complete; `synthequiv report {run_dir} --track {kind}` "
+                              "retries)") from None
     info(f"tracked in MLflow: {uri}, experiment '{EXPERIMENT}', run {out['run_id']}")
     return out
 

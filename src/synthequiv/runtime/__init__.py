@@ -4,4 +4,6 @@
   progress      bars on a terminal, timestamped lines in a pipe
   executor      tasks in-process or in a process pool (ray_executor: on a Ray cluster)
   lock          one writer per directory at a time
+  outputs       one guard for every output path a command writes
+  cpu           free cores and contention: how many torch threads to use
 """

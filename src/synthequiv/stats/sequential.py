@@ -58,9 +58,9 @@ def parse_target(text: str) -> Target:
 
 
 def _plain(arm: str) -> bool:
-    from synthequiv.generation.levers import is_variant
-
-    return arm != REAL and not is_variant(arm)
+    """A synthetic arm that is not a lever variant: variant labels always carry '@' (family,
+    guidance, steps) or '+' (filter) after their base arm (generation.levers), arm labels never."""
+    return arm != REAL and "@" not in arm and "+" not in arm
 
 
 def _halfwidth(lo: float, hi: float, scale: float = 1.0) -> float:
