@@ -274,6 +274,7 @@ def test_too_large_real_arm_is_refused_before_training(tmp_path):
 def test_report_numbers_equal_a_recomputation_from_the_results_table(finished):
     """summary.json's equivalence block, headline and the report's tables are what the rows in
     results.sqlite give when the statistics are run again from scratch."""
+    from synthequiv.reporting.power import report_power
     from synthequiv.reporting.report import findings, mark_infinities
     from synthequiv.stats.equivalence import analyse
     from synthequiv.utils import to_jsonable
@@ -287,6 +288,12 @@ def test_report_numbers_equal_a_recomputation_from_the_results_table(finished):
     # open interval ends are "inf" in summary.json, not estimable ones null
     assert summary["equivalence"] == json.loads(json.dumps(to_jsonable(mark_infinities(again))))
     headline, lines = findings(cfg, again)
+    # the power section (reporting.power.report_power), from the rows and the run's timings;
+    # when nothing is significant its resolving sentence ends the headline and the findings
+    power = report_power(rows, cfg, again, summary["run"]["timings"], run_dir)
+    assert summary["power"] == json.loads(json.dumps(to_jsonable(mark_infinities(power))))
+    if power.get("resolve_text"):
+        headline, lines = f"{headline} {power['resolve_text']}", lines + [power["resolve_text"]]
     assert summary["headline"] == headline and summary["recommendation"] == lines
     md = (run_dir / "report.md").read_text()
     assert headline in md
