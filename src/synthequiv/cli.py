@@ -28,7 +28,7 @@ FORCE_OPT = typer.Option(False, "--force", help="Replace an existing output that
 
 
 def _data_cfg(source: str, root: str, download: bool = False, image_size: int = 0):
-    from synthequiv.inputs.data import DataConfig
+    from synthequiv.inputs.sources import DataConfig
 
     return DataConfig(source=source, root=root, download=download, image_size=image_size)
 
@@ -41,7 +41,7 @@ def datasets(
     """Every data source, whether it is available offline here, and where it looks."""
     import json
 
-    from synthequiv.inputs.data import list_sources
+    from synthequiv.inputs.sources import list_sources
 
     # MedMNIST's 3D volumes (…3d flags) are not images the loader accepts: not listed
     rows = [r for r in list_sources(_data_cfg("digits", root))

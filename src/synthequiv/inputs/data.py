@@ -10,52 +10,22 @@ Sources (`SOURCE` strings):
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from synthequiv.inputs.dataset import Dataset  # noqa: F401 (re-exported)
+from synthequiv.inputs.sources import (  # noqa: F401 (the data stage's config and sources)
+    TORCHVISION_SOURCES,
+    DataConfig,
+    check_source,
+    data_root,
+    medmnist_file,
+)
 from synthequiv.utils import SynthequivError, load_npz
 
 MAX_CLASSES = 100_000  # labels beyond this are refused before any per-class allocation
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    source: str = "digits"
-    root: str = ""  # where torchvision/medmnist files live; "" = $SYNTHEQUIV_DATA or ./data
-    download: bool = False  # only fetch files when asked; offline runs never touch the network
-    medmnist_size: int = 28  # MedMNIST resolution: 28, 64, 128 or 224 px
-    image_size: int = 0  # folder: sources only; 0 = refuse mixed sizes, N = resize all to N×N
-
-
-TORCHVISION_SOURCES = {
-    # name → (torchvision class name, files whose presence means "available offline")
-    "mnist": ("MNIST", "MNIST/raw/train-images-idx3-ubyte"),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw/train-images-idx3-ubyte"),
-    "kmnist": ("KMNIST", "KMNIST/raw/train-images-idx3-ubyte"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
-    "cifar100": ("CIFAR100", "cifar-100-python"),
-    "svhn": ("SVHN", "train_32x32.mat"),
-}
-
-
-def data_root(cfg: DataConfig) -> Path:
-    return Path(cfg.root or os.environ.get("SYNTHEQUIV_DATA", "data")).expanduser()
-
-
-def check_source(source: str) -> None:
-    """One error line unless `source` names a known kind of data source (its data may still
-    be missing: load_dataset says so)."""
-    kind, _, arg = source.partition(":")
-    if not ((kind == "digits" or kind in TORCHVISION_SOURCES) and not arg
-            or kind in ("medmnist", "folder", "npz") and arg):
-        raise SynthequivError(
-            f"unknown data source '{source}' (run `synthequiv datasets` for the list)"
-        )
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -217,13 +187,9 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
                    to_nchw_uint8(xs[1], name), to_labels(np.asarray(ys[1]), name))
 
 
-def medmnist_file(flag: str, root: Path, size: int) -> Path:
-    return root / (f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz")
-
-
 def _load_medmnist(flag: str, root: Path, size: int, download: bool) -> Dataset:
     try:
-        import medmnist
+        import medmnist  # lazy: the package imports torch and its datasets
     except ImportError as exc:
         raise SynthequivError("medmnist sources need `pip install synthequiv[medmnist]`") from exc
     if flag not in medmnist.INFO:
@@ -284,27 +250,3 @@ def _class_names(arrays: dict, labels: torch.Tensor, test_labels, name: str) -> 
     top = max((int(t.max()) for t in (labels, test_labels) if t is not None and len(t)),
               default=-1)
     return [str(i) for i in range(top + 1)]
-
-
-# ----------------------------------------------------------------------------- listing
-
-
-def list_sources(cfg: DataConfig) -> list[dict]:
-    """Every source kind, whether it is available offline here, and where it looks."""
-    root = data_root(cfg)
-    rows = [{"source": "digits", "available": True, "where": "scikit-learn (bundled)"}]
-    for name, (_, marker) in TORCHVISION_SOURCES.items():
-        rows.append({"source": name, "available": (root / marker).exists(),
-                     "where": str(root / marker)})
-    try:
-        import medmnist
-
-        flags = [f for f, i in medmnist.INFO.items() if not i["task"].startswith("multi-label")]
-    except ImportError:
-        flags = []
-    for flag in flags:
-        path = medmnist_file(flag, root, cfg.medmnist_size)
-        rows.append({"source": f"medmnist:{flag}", "available": path.exists(), "where": str(path)})
-    rows.append({"source": "folder:<path>", "available": True, "where": "<path>/<class>/*.png|jpg"})
-    rows.append({"source": "npz:<path>", "available": True, "where": "<path> (images, labels)"})
-    return rows
