@@ -33,8 +33,8 @@ import torch
 from synthequiv import config as C
 from synthequiv.generation.synthetic import SyntheticSet
 from synthequiv.inputs.data import load_dataset
-from synthequiv.inputs.splits import make_splits
 from synthequiv.measures.analyses import analyse_study
+from synthequiv.orchestration.study import study_splits
 from synthequiv.stepgraph import GRAPHS_ENV
 from synthequiv.utils import resolve_device
 
@@ -51,7 +51,7 @@ def noisy(x, y, per_class: int, classes: int, seed: int):
 def inputs(extra: list[str]):
     cfg = C.resolve("quick", None, extra)
     ds = load_dataset(cfg.data)
-    sp = make_splits(ds, cfg.splits)
+    sp = study_splits(cfg, ds, 0)  # the study's replicate 0: its reserve, test set and pool
     m, k = max(cfg.grid.syn_add_per_class), ds.num_classes
     synth = {("closed", n): SyntheticSet(f"c{n}", "closed", *noisy(*sp.base(n), m, k, n),
                                          Path(f"c{n}.npz"), None)

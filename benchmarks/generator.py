@@ -190,11 +190,11 @@ def bench_study_generator(preset: str, overrides: list[str], base_n: int, per_cl
 
     from synthequiv import config as C
     from synthequiv.inputs.data import load_dataset
-    from synthequiv.inputs.splits import make_splits
+    from synthequiv.orchestration.study import study_splits
 
     cfg = C.resolve(preset, None, overrides)
     ds = load_dataset(cfg.data)
-    sp = make_splits(ds, cfg.splits)
+    sp = study_splits(cfg, ds, 0)  # the study's replicate 0: its reserve, test set and pool
     rest = sp.pool_indices()[~torch.isin(sp.pool_indices(), sp.base_indices(base_n))]
     def flat(x: torch.Tensor):
         return x.flatten(1).numpy() / 255.0

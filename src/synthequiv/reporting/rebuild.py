@@ -38,7 +38,7 @@ def _previous_run_info(run_dir: Path) -> dict:
         old = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return {}
-    return {k: old["run"][k] for k in ("timings", "environment")
+    return {k: old["run"][k] for k in ("timings", "environment", "stopping")
             if isinstance(old.get("run"), dict) and k in old["run"]}
 
 
