@@ -11,8 +11,8 @@ from torch's start, as in a real `synthequiv study`. Each arm is timed alone and
 `--busy` competing processes (default 2: a pure-Python loop each, one thread; `--load matmul`:
 a one-thread torch matmul loop each), interleaved over `--repeats` rounds so that the others'
 load on a shared machine hits both conditions alike. Printed: each arm's median training
-seconds alone and loaded, and the ratio loaded / alone — the slowdown a study suffers when
-other jobs take the cores. Arms:
+seconds alone and loaded (range over rounds), the ratio of the medians loaded / alone — the
+slowdown a study suffers when other jobs take the cores — and each round's own ratio. Arms:
 
   study          what `synthequiv study` does with cpu_threads=0 (auto): the thread count and
                  wait policy chosen by synthequiv.runtime.executor (contention measured at start)
@@ -91,11 +91,12 @@ def child(arm: str, kimg: float) -> None:
 
 # ----------------------------------------------------------------------------- driver
 def measure(arm: str, kimg: float) -> dict:
+    load = os.getloadavg()[0]
     cmd = [sys.executable, __file__, "--child", arm, "--kimg", str(kimg)]
     res = subprocess.run(cmd, env=_arm_env(arm), capture_output=True, text=True, check=False)
     if res.returncode != 0:
         sys.exit(f"error: the {arm} measurement failed:\n{res.stderr[-2000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return {**json.loads(res.stdout.strip().splitlines()[-1]), "load": load}
 
 
 def start_load(kind: str, n: int) -> list[subprocess.Popen]:
@@ -110,6 +111,11 @@ def stop_load(procs: list[subprocess.Popen]) -> None:
         p.terminate()
     for p in procs:
         p.wait()
+
+
+def _cell(xs: list[float]) -> str:
+    m = statistics.median(xs)
+    return f"{m:.1f}" if len(xs) == 1 else f"{m:.1f} ({min(xs):.1f}–{max(xs):.1f})"
 
 
 def machine_note() -> str:
@@ -153,17 +159,20 @@ def main() -> None:
                     stop_load(procs)
                 times.setdefault((arm, cond), []).append(m)
                 print(f"round {r + 1} {arm:13s} {cond:6s} {m['train_s']:7.1f} s "
-                      f"(cpu {m['cpu_s']:.1f} s, {m['threads']} threads)", flush=True)
+                      f"(cpu {m['cpu_s']:.1f} s, {m['threads']} threads; load average before "
+                      f"{m['load']:.1f})", flush=True)
     print(f"\nquick generator, {args.kimg} kimg; loaded = beside {args.busy} busy "
           f"{args.load} processes; median of {args.repeats}\n")
-    print("| arm | threads alone / loaded | alone s | loaded s | loaded / alone |")
-    print("|---|---|---|---|---|")
+    print("| arm | threads alone / loaded | alone s (range) | loaded s (range) | loaded / alone "
+          "| each round |")
+    print("|---|---|---|---|---|---|")
     for arm in arms:
-        a = statistics.median(m["train_s"] for m in times[(arm, "alone")])
-        b = statistics.median(m["train_s"] for m in times[(arm, "loaded")])
-        ta = times[(arm, "alone")][-1]["threads"]
-        tb = times[(arm, "loaded")][-1]["threads"]
-        print(f"| {arm} | {ta} / {tb} | {a:.1f} | {b:.1f} | **{b / a:.2f}×** |")
+        a, b = ([m["train_s"] for m in times[(arm, c)]] for c in ("alone", "loaded"))
+        ta = "/".join(str(m["threads"]) for m in times[(arm, "alone")])
+        tb = "/".join(str(m["threads"]) for m in times[(arm, "loaded")])
+        rounds = ", ".join(f"{y / x:.2f}" for x, y in zip(a, b))
+        print(f"| {arm} | {ta} / {tb} | {_cell(a)} | {_cell(b)} | "
+              f"**{statistics.median(b) / statistics.median(a):.2f}×** | {rounds} |")
     print(f"\nafter: {machine_note()}")
 
 
