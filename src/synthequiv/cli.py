@@ -101,7 +101,7 @@ def data_show(
 
 
 TRACK_HELP = ("mlflow: mirror the run's config, stage timings, headline numbers and report into "
-              "an MLflow store (pip install 'synthequiv[mlflow]').")
+              "an MLflow store (needs the extra: pip install 'synthequiv\\[mlflow]').")
 TRACKING_URI_HELP = ("The tracking store (default: $MLFLOW_TRACKING_URI, else a SQLite store in "
                      "RUN_DIR/mlruns).")
 
