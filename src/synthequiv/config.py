@@ -21,13 +21,14 @@ from typing import Any
 
 import yaml
 
-from synthequiv.classification.classifier import ClassifierConfig
+from synthequiv.classification.config import ClassifierConfig
+from synthequiv.classification.config import check as check_classifier
 from synthequiv.generation.generator import GeneratorConfig
 from synthequiv.generation.openset import OpenSetConfig
 from synthequiv.generation.provided_entries import ProvidedConfig, provided_entries
 from synthequiv.generation.sampling import SampleConfig
-from synthequiv.inputs.data import DataConfig
-from synthequiv.inputs.splits import TEST_ALL, SplitConfig, check_split_config
+from synthequiv.inputs.config import TEST_ALL, SplitConfig, check_split_config
+from synthequiv.inputs.sources import DataConfig
 from synthequiv.stats.equivalence import EquivalenceConfig
 from synthequiv.utils import SynthequivError, to_jsonable
 
@@ -333,7 +334,6 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     trained, so a bad value is one error line at once, not a failure after hours of training.
     plan_only (the dry run: planning a GPU study on a laptop): a CUDA device need not be
     present, only well named."""
-    from synthequiv.classification import classifier
     from synthequiv.generation import sampling
     from synthequiv.generation.families import check_family_config
     from synthequiv.generation.levers import check_levers
@@ -366,7 +366,7 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     _check_counts("splits.test_cap_per_class", (cfg.splits.test_cap_per_class,))
     check_family_config(cfg.generator, cfg.sampling)  # generator.family and its samplers
     sampling.check_sample_config(cfg.sampling)
-    classifier._check_config(cfg.classifier)
+    check_classifier(cfg.classifier)
     _check_grid(cfg.grid)
     check_levers(cfg)
     check_positive("analysis.max_images", cfg.analysis.max_images)

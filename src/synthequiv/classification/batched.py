@@ -38,7 +38,6 @@ from torch import nn
 
 from synthequiv.classification.classifier import (
     ClassifierConfig,
-    _check_config,
     _check_dataset,
     _check_images,
     _cpu_threads,
@@ -53,6 +52,7 @@ from synthequiv.classification.classifier import (
     resolve_arch,
     train_classifier,
 )
+from synthequiv.classification.config import check
 from synthequiv.classification.metrics import classification_metrics
 from synthequiv.stepgraph import StepGraph
 from synthequiv.utils import (
@@ -152,7 +152,7 @@ def train_classifiers(
     datas[i] = (real_x, real_y, syn_x | None, syn_y | None). All cells must share the image
     shape and the step count (`plan_groups`); a mismatch is an error, not a silent fallback.
     """
-    _check_config(cfg)
+    check(cfg)
     check_positive("num_classes", num_classes)
     if len(datas) != len(seeds) or not datas:
         raise SynthequivError(f"train_classifiers: {len(datas)} datasets for {len(seeds)} seeds")

@@ -10,9 +10,8 @@ import math
 import torch
 from torch import nn
 
+from synthequiv.classification.config import ARCHS
 from synthequiv.utils import SynthequivError, check_positive
-
-ARCHS = ("auto", "smallcnn", "resnet18", "torchvision-resnet18", "airbench")
 
 
 def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:

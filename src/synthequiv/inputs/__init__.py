@@ -4,5 +4,5 @@
   dataset   the `Dataset` every source becomes
   sources   the sources by name, their config, where each looks (light: no torch)
   folder    the `folder:<path>` source
-  splits    base sets, real reserve and hold-out test set per replicate
+  splits    base sets, real reserve and hold-out test set per replicate; config: their settings
 """

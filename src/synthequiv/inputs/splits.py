@@ -20,21 +20,13 @@ from dataclasses import dataclass
 
 import torch
 
+from synthequiv.inputs.config import (  # noqa: F401 (the stage's config, re-exported)
+    TEST_ALL,
+    SplitConfig,
+    check_split_config,
+)
 from synthequiv.inputs.data import Dataset
 from synthequiv.utils import SynthequivError, check_positive
-
-TEST_ALL = "all"
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    base_per_class: tuple[int, ...] = (10, 20)  # base-set sizes n (images per class)
-    # hold-out test images per class when the source has no official test split: "all" = every
-    # image not in a base set or the real arm's reserve (capped below), an integer = that many.
-    # Larger test sets shrink each cell's test-set noise (binomial: sd √(p(1−p)/N))
-    test_per_class: int | str = TEST_ALL
-    seed: int = 0
-    test_cap_per_class: int = 2000  # the cap on test_per_class: all (images per class)
 
 
 @dataclass
@@ -86,24 +78,6 @@ def _per_class_orders(labels: torch.Tensor, num_classes: int, g: torch.Generator
         idx = torch.nonzero(labels == c).flatten()
         orders.append(idx[torch.randperm(len(idx), generator=g)])
     return orders
-
-
-def check_split_config(cfg: SplitConfig) -> None:
-    """One-line errors for the split settings (no data needed)."""
-    if not cfg.base_per_class:
-        raise SynthequivError("splits.base_per_class is empty")
-    for n in cfg.base_per_class:
-        check_positive("splits.base_per_class entry", n)
-    t = cfg.test_per_class
-    if t != TEST_ALL and (not isinstance(t, int) or isinstance(t, bool)):
-        raise SynthequivError(f"splits.test_per_class must be a positive integer or "
-                              f"'{TEST_ALL}', got {t!r}")
-    if t != TEST_ALL:
-        check_positive("splits.test_per_class", t)
-    if not isinstance(cfg.test_cap_per_class, int) or isinstance(cfg.test_cap_per_class, bool):
-        raise SynthequivError("splits.test_cap_per_class must be a positive integer, got "
-                              f"{cfg.test_cap_per_class!r}")
-    check_positive("splits.test_cap_per_class", cfg.test_cap_per_class)
 
 
 def holdout_sizes(cfg: SplitConfig, class_sizes: list[int], class_names: list[str],
