@@ -62,16 +62,21 @@ class Design:
     sd_cell: float = 0.002
     sd_seed: float = 0.004
     arms: tuple[str, ...] = field(default=("closed",))
+    sd_cell_real: float | None = None  # the real cells' e_cell sd, if not sd_cell
     hetero: float = 1.0  # cell variances spread evenly over [1, hetero] × the above
     gen_fail: float = 0.0  # share of generators that fail ...
     gen_fail_shift: float = 0.0  # ... and lose this much accuracy (before re-centring)
     missing: float = 0.0  # share of result rows missing at random
 
 
-# power.variance_components of a real quick study, 4 replicates × 2 seeds, test 110 images/class
-# (≈ the 1,197-image default of splits.test_per_class: all); see QUICK_NOISE_SOURCE
-QUICK_NOISE = VarianceComponents(base=0.0, generator=0.0, cell=0.0, seed=0.0)
-QUICK_NOISE_SOURCE = "not measured yet"
+# power.variance_components of a real quick study (144 classifiers: 4 replicates × 2 seeds,
+# test 110 images/class ≈ the 1,197 images of the splits.test_per_class: all default), rounded:
+# synthetic gains vary by sd 0.0065 over replicates, real gains by 0.0093
+QUICK_NOISE = VarianceComponents(base=0.0077, generator=0.0, cell=0.0024, seed=0.0055,
+                                 cell_real=0.0052)
+QUICK_NOISE_SOURCE = ("quick study 2026-12-06, `synthequiv study --preset quick --set "
+                      "grid.replicates=4 --set splits.test_per_class=110 --set "
+                      "analysis.enabled=false`")
 # issue 26's independent simulator: a synthetic image worth 1/20 (closed) and 1/8 (open) real
 QUICK_TRUTH = Truth(worth=(("closed", 1 / 20), ("open", 1 / 8)))
 
@@ -80,7 +85,7 @@ def quick_designs(vc: VarianceComponents = QUICK_NOISE, replicates: int = 3, see
                   ) -> dict[str, Design]:
     """The quick study's design with noise `vc`, and the harder variants of issue 26."""
     d = Design(arms=("closed", "open"), replicates=replicates, seeds=seeds, sd_base=vc.base,
-               sd_gen=vc.generator, sd_cell=vc.cell, sd_seed=vc.seed)
+               sd_gen=vc.generator, sd_cell=vc.cell, sd_seed=vc.seed, sd_cell_real=vc.cell_real)
     return {
         "default": d,
         "heteroscedastic ×3": replace(d, hetero=3.0),
@@ -116,7 +121,8 @@ def simulate_rows(truth: Truth, design: Design, rng: np.random.Generator) -> lis
         for nb, arm, m in cells:
             acc = (truth.real(nb + m) if arm == REAL else
                    truth.real(nb + truth.n_real(nb, m, arm)) + e_gen[(nb, arm)])
-            e_cell = rng.normal(0, design.sd_cell)
+            real_sd = design.sd_cell if design.sd_cell_real is None else design.sd_cell_real
+            e_cell = rng.normal(0, real_sd if arm == REAL else design.sd_cell)
             for s in range(design.seeds):
                 noise = scale[(nb, arm, m)] * (e_cell + rng.normal(0, design.sd_seed))
                 rows.append({"n_base": nb, "arm": arm, "n_add": m, "seed": s, "replicate": u,
