@@ -93,8 +93,10 @@ def test_dry_run_prints_the_plan_after_a_loadable_config(cli):
     assert any("generators: 9 × 25.6 kimg (3 replicate(s)" in ln for ln in plan)
     assert any("classifier cells: 108 (9 per base size × 2 seeds × 3 replicate(s)" in ln
                for ln in plan)
-    assert any("needs 110 real images per class" in ln and "every class has enough" in ln
+    # B(20) + R(40) + ≥ 1 test image (splits.test_per_class: all; the rest are test images)
+    assert any("needs 61 real images per class" in ln and "every class has enough" in ln
                for ln in plan)
+    assert any("1197 images per replicate" in ln for ln in plan)
     assert any(re.search(r"estimated cost on (cpu|cuda) .*: \d", ln) for ln in plan)
 
 
@@ -375,7 +377,8 @@ def test_no_import_circle_counting_every_import():
 
 # the house's floors, bottom up (README "Architecture"): a module imports its own floor or below
 FLOORS = {"utils": 0, "runtime": 0, "stepgraph": 0, "inputs": 1, "stats": 1,
-          "classification": 2, "generation": 2, "measures": 2, "config": 3, "rundir": 4,
+          "classification": 2, "generation": 2, "measures": 2, "config": 3, "presets": 3,
+          "rundir": 4,
           "reporting": 5, "orchestration": 6, "cli": 7}
 # the documented exceptions: the analyses draw their figures with reporting's drawing helpers
 UPWARD_OK = {("measures", "reporting.figures"), ("measures", "reporting.figure_pool")}
