@@ -111,7 +111,7 @@ def test_models_scored_together_equal_each_scored_alone(digits, batch_size):
 def test_a_group_spanning_replicates_scores_each_cell_on_its_own_test_split(digits):
     """The grid's groups run on across replicates; replicate 1's test labels here are shifted
     by one class, so a cell scored on the other replicate's split would read ~0.9, not ~0."""
-    from synthequiv.orchestration.study import Cell, train_cell
+    from synthequiv.orchestration.grid import Cell, train_cell
 
     x, y = digits
     cfg = ClassifierConfig(train_steps=30)

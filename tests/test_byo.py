@@ -14,13 +14,8 @@ import torch
 from synthequiv import config as C
 from synthequiv.generation import provided_entries as PE
 from synthequiv.generation.provided import load_provided, provided_sets
-from synthequiv.orchestration.study import (
-    Replicate,
-    make_replicates,
-    plan_cells,
-    replicate_config,
-    run_study,
-)
+from synthequiv.orchestration.grid import Replicate, plan_cells
+from synthequiv.orchestration.study import make_replicates, replicate_config, run_study
 from synthequiv.utils import SynthequivError
 from test_study import TINY as STUDY_TINY
 
