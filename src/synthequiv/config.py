@@ -30,7 +30,7 @@ from synthequiv.generation.sampling import SampleConfig
 from synthequiv.inputs.config import TEST_ALL, SplitConfig, check_split_config
 from synthequiv.inputs.sources import DataConfig
 from synthequiv.presets import PRESETS
-from synthequiv.stats.equivalence import EquivalenceConfig
+from synthequiv.stats.config import EquivalenceConfig
 from synthequiv.utils import SynthequivError, to_jsonable
 
 ARMS = ("real", "closed", "open")

@@ -139,7 +139,7 @@ def read_results_csv(path: Path, metric: str = "accuracy", run: str | None = Non
 def fit_config(rows: list[dict], name: str, ci: float, k: float):
     """A StudyConfig describing the grid the rows cover (for the report's wording)."""
     from synthequiv import config as C
-    from synthequiv.stats.equivalence import EquivalenceConfig
+    from synthequiv.stats.config import EquivalenceConfig
 
     arms = tuple(a for a in ARMS if any(r["arm"] == a and r["n_add"] > 0 for r in rows))
     grid = dict(arms=arms or ("real",),
