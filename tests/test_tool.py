@@ -280,8 +280,8 @@ def test_fit_on_a_csv_reproduces_equivalence_analyse(tmp_path, cli):
     expected = eq.analyse(rows, eq.EquivalenceConfig())
     from synthequiv.reporting.report import mark_infinities  # open ends are "inf" there
 
-    assert summary["equivalence"] == json.loads(json.dumps(mark_infinities(
-        to_jsonable(expected))))
+    assert summary["equivalence"] == json.loads(json.dumps(to_jsonable(
+        mark_infinities(expected))))
     assert summary["equivalence"]["arms"]["closed"]["fit"]["status"] == "ok"
     assert (tmp_path / "fit" / "report.html").is_file()
     assert " ".join(summary["headline"].split()) in " ".join(out.split())  # rich wraps lines
