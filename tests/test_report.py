@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from synthequiv import config as C
-from synthequiv.reporting.report import findings
+from synthequiv.reporting.findings import findings
 from synthequiv.stats import equivalence as eq
 from test_equivalence import rows_known
 
@@ -90,8 +90,8 @@ def test_no_fitted_rate_where_no_measured_point_supports_it():
 def test_one_unit_says_there_are_no_intervals_and_keeps_the_point_estimates(tmp_path):
     """One replicate with one seed (this crashed in the jackknife): the measured rates stand,
     and the headline, the rate lines and the interval note say that there are no intervals."""
+    from synthequiv.reporting.findings import interval_text
     from synthequiv.reporting.rebuild import fit_results
-    from synthequiv.reporting.report import interval_text
 
     rows = rows_known(reps=1, seeds=1, noise=0.0005)
     equivalence = eq.analyse(rows, eq.EquivalenceConfig())
@@ -213,7 +213,7 @@ def test_memorization_above_its_expected_rate_is_said_in_words():
 
 
 def test_fitted_rates_far_beyond_the_measured_amounts_are_not_reported():
-    from synthequiv.reporting.report import _exchange_lines
+    from synthequiv.reporting.findings import _exchange_lines
 
     eqv = {"cells": [{"arm": "closed", "n_base": 10, "n_add": 160}],
            "arms": {"closed": {"fit": {"status": "ok"}, "exchange": [

@@ -274,8 +274,9 @@ def test_too_large_real_arm_is_refused_before_training(tmp_path):
 def test_report_numbers_equal_a_recomputation_from_the_results_table(finished):
     """summary.json's equivalence block, headline and the report's tables are what the rows in
     results.sqlite give when the statistics are run again from scratch."""
+    from synthequiv.reporting.findings import findings
     from synthequiv.reporting.power import report_power
-    from synthequiv.reporting.report import findings, mark_infinities
+    from synthequiv.reporting.report import mark_infinities
     from synthequiv.stats.equivalence import analyse
     from synthequiv.utils import to_jsonable
 

@@ -1,6 +1,7 @@
 """Reporting: what a person reads, and what a machine reads.
 
   report            report.html / report.md / summary.json of a run
+  findings          the answer in words: headline, findings, exchange-rate lines
   analysis_report   the "Real vs synthetic" section
   figures           matplotlib figures (PNG + SVG)
   figure_pool       figures written by worker processes on many-core hosts

@@ -92,26 +92,34 @@ def _read_json(path: Path) -> dict:
 
 
 def _open_store(uri: str, run_dir: Path):
-    """(client, experiment id): the store is created on first use (SQLite tables, artifacts
-    next to the database when the store is the run directory's own)."""
+    """(client, experiment id): the store is created on first use (SQLite tables; artifacts
+    in `artifacts/` beside a SQLite database, not MLflow's default ./mlruns of the working
+    directory)."""
     import logging
 
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # table-creation notices
-    own = uri == default_uri(run_dir) and "MLFLOW_TRACKING_URI" not in os.environ
-    if own:
-        (run_dir / STORE_DIR).mkdir(parents=True, exist_ok=True)
+    db = _sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
     try:
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name(EXPERIMENT)
         if exp is not None:
             return client, exp.experiment_id
-        where = (run_dir / STORE_DIR / "artifacts").resolve().as_uri() if own else None
+        where = (db.parent / "artifacts").resolve().as_uri() if db is not None else None
         return client, client.create_experiment(EXPERIMENT, artifact_location=where)
     except Exception as exc:  # a bad URI, a refused file store, an unreachable server
         raise SynthequivError(f"cannot open the MLflow store {uri}: {_first_line(exc)}") \
             from None
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:///PATH URI (absolute with four slashes), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///")).expanduser()
 
 
 def _log_run(client, experiment_id: str, uri: str, run_dir: Path, summary: dict) -> dict:
