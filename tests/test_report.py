@@ -373,7 +373,7 @@ def test_an_error_or_a_ctrl_c_in_a_collect_block_leaves_nothing_running(tmp_path
 
 
 def test_figure_workers_setting(monkeypatch):
-    from synthequiv.runtime import executor as FP  # the worker-count policy lives there
+    from synthequiv.runtime import cpu as FP  # the worker-count policy lives there
     from synthequiv.utils import SynthequivError
 
     monkeypatch.setattr(FP.os, "sched_getaffinity", lambda pid: set(range(2)))

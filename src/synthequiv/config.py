@@ -254,7 +254,7 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     from synthequiv.generation.families import check_family_config
     from synthequiv.generation.levers import check_levers
     from synthequiv.inputs.data import check_source
-    from synthequiv.runtime.executor import figure_workers
+    from synthequiv.runtime.cpu import figure_workers
     from synthequiv.stepgraph import graphs_choice
     from synthequiv.utils import check_positive, cpu_bf16_choice, resolve_device
 

@@ -29,7 +29,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from synthequiv.runtime.executor import AUTO_MIN_CORES, WORKERS_ENV, figure_workers  # noqa: F401
+from synthequiv.runtime.cpu import AUTO_MIN_CORES, WORKERS_ENV, figure_workers  # noqa: F401
 from synthequiv.utils import atomic_path, watch_parent
 
 _POOL: ProcessPoolExecutor | None = None

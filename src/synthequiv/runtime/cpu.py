@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthequiv.utils import SynthequivError
+
 WAIT_ENV = "OMP_WAIT_POLICY"
 SAMPLE_S = 0.5  # how long the start-of-study sample of other processes' CPU use sleeps
 # a core counts as free when others use less than half of it: 2 cores, one busy process → 1
@@ -172,3 +174,22 @@ class ThreadAdapter:
             return None
         self.current = new
         return new
+
+
+# ----------------------------------------------------------------------------- figure workers
+
+WORKERS_ENV = "SYNTHEQUIV_FIGURE_WORKERS"
+AUTO_MIN_CORES = 6
+
+
+def figure_workers() -> int:
+    """Worker processes for figures (SYNTHEQUIV_FIGURE_WORKERS, checked: config.validate
+    calls this before any work)."""
+    raw = os.environ.get(WORKERS_ENV, "auto").strip().lower()
+    if raw == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        return 0 if cores < AUTO_MIN_CORES else min(4, cores // 4)
+    if not raw.isdigit():
+        raise SynthequivError(f"{WORKERS_ENV} must be auto or a whole number ≥ 0, got '{raw}'")
+    return int(raw)

@@ -149,22 +149,3 @@ def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
         finally:
             for fut in futures:
                 fut.cancel()
-
-
-# ----------------------------------------------------------------------------- figure workers
-
-WORKERS_ENV = "SYNTHEQUIV_FIGURE_WORKERS"
-AUTO_MIN_CORES = 6
-
-
-def figure_workers() -> int:
-    """Worker processes for figures (SYNTHEQUIV_FIGURE_WORKERS, checked: config.validate
-    calls this before any work)."""
-    raw = os.environ.get(WORKERS_ENV, "auto").strip().lower()
-    if raw == "auto":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-        return 0 if cores < AUTO_MIN_CORES else min(4, cores // 4)
-    if not raw.isdigit():
-        raise SynthequivError(f"{WORKERS_ENV} must be auto or a whole number ≥ 0, got '{raw}'")
-    return int(raw)
