@@ -201,3 +201,11 @@ def test_analyze_of_a_run_without_analyses_asks_where_to_write(place, cli):
     code, _, err = cli("analyze", "runs/x", "--out", "a", "--into-run")
     assert code == 2 and "choose one" in err
     assert _snapshot(place) == before
+
+
+def test_a_dry_run_on_unreadable_data_says_so_on_stderr(tmp_path, cli):
+    """It still prints a plan from the config alone (exit 0), but not only as a comment."""
+    code, out, err = cli("study", "--set", f"data.source=npz:{tmp_path / 'nope.npz'}",
+                         "--runs-dir", tmp_path, "--dry-run")
+    assert code == 0 and "# plan: data not readable here" in out
+    assert err.startswith("warning: data not readable here") and "would stop" in err

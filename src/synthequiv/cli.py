@@ -164,8 +164,10 @@ def _plan_text(cfg, run_dir: Path | None = None) -> str:
 
     try:
         ds = load_dataset(cfg.data)
-    except SynthequivError as exc:  # plan from the config alone; say why
+    except SynthequivError as exc:  # plan from the config alone; say why, also on stderr
         ds, note = None, [f"data not readable here ({exc}): counts from the config alone"]
+        print(f"warning: {note[0]}; the study itself would stop with this error",
+              file=sys.stderr)
     else:
         note = []
         _check_inputs(cfg, ds)
