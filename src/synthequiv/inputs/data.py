@@ -1,12 +1,7 @@
 """Data stage: every source becomes uint8 images [N, C, H, W], int64 labels [N], class names.
 
-Sources (`SOURCE` strings):
-  digits                 scikit-learn's bundled load_digits (8×8), the embedded default
-  mnist | fashion-mnist | kmnist | cifar10 | cifar100 | svhn    torchvision datasets under `root`
-  medmnist:<flag>        MedMNIST `<root>/<flag>.npz` (or `<flag>_<size>.npz`), via the medmnist package
-  folder:<path>          one sub-folder per class, image files inside (PIL)
-  npz:<path>             keys images/labels, or MedMNIST-style train_images/test_images/...
-"""
+The sources by name, their config and where each looks are in sources.py (light, no torch);
+this module loads them, converts them to the one layout and checks them."""
 
 from __future__ import annotations
 
