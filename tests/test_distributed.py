@@ -146,6 +146,7 @@ train_distributed(ds.images[:200], ds.labels[:200], 10, cfg, Path(sys.argv[1]), 
 """
 
 
+@pytest.mark.slow  # two torchrun launches of 2 gloo ranks each (~25–55 s)
 def test_killed_driver_takes_its_ranks_along_and_the_run_resumes(data, tmp_path):
     """SIGKILL the driver and torchrun (one process group) after the first checkpoint: the
     ranks (torchrun gives each a session of its own) must stop too, not train on as orphans;
@@ -176,6 +177,7 @@ def test_killed_driver_takes_its_ranks_along_and_the_run_resumes(data, tmp_path)
     assert max_diff(resumed, whole, "ema") < 1e-3
 
 
+@pytest.mark.slow  # two torchrun launches of 2 gloo ranks each (~25–55 s)
 def test_cli_under_an_outer_torchrun_joins_its_group(tmp_path):
     """`torchrun … -m synthequiv.cli generator train` (how a multi-node job launches it): the
     ranks join torchrun's group and write what `--processes 2` writes."""
