@@ -107,13 +107,13 @@ def rel_diff(a: dict, b: dict) -> float:
 # ----------------------------------------------------------------------------- families
 
 
-def family_inputs(preset: str):
+def family_inputs(preset: str, overrides: list[str]):
     """(study config, splits of replicate 0, B(n) images and labels, extractor) of a preset."""
     from synthequiv.classification.classifier import train_classifier
     from synthequiv.measures.analyses import standardized_extractor
     from synthequiv.orchestration.study import load_inputs
 
-    cfg = C.resolve(preset, None, ["device=cpu"])
+    cfg = C.resolve(preset, None, ["device=cpu", *overrides])
     ds, sp = load_inputs(cfg)
     x, y = sp.base(max(cfg.splits.base_per_class))
     pool = sp.pool_indices()
@@ -167,11 +167,12 @@ def train_and_sample(family, cfg, gcfg, data, num_classes, per_class, root: Path
             / len(labels), "nfe": nfe, "sampler": s.sampler}
 
 
-def compare_families(names: list[str], presets: list[str], kimg: float, per_class: int) -> None:
+def compare_families(names: list[str], presets: list[str], kimg: float, per_class: int,
+                     overrides: list[str], wall: bool = True) -> None:
     from synthequiv.generation.families import get_family
 
     for preset in presets:
-        cfg, sp, data, extractor = family_inputs(preset)
+        cfg, sp, data, extractor = family_inputs(preset, overrides)
         k, shape = sp.dataset.num_classes, tuple(sp.dataset.shape)
         n = max(cfg.splits.base_per_class)
         rows = {}
@@ -180,7 +181,7 @@ def compare_families(names: list[str], presets: list[str], kimg: float, per_clas
                 g = dataclasses.replace(cfg.generator, family=name, train_kimg=0.192,
                                         warmup_kimg=0.064)
                 train_and_sample(get_family(name), cfg, g, data, k, 1, Path(tmp) / name)
-            for budget in ("kimg", "wall"):
+            for budget in ("kimg", "wall") if wall else ("kimg",):
                 for name in names:
                     family = get_family(name)
                     g = dataclasses.replace(cfg.generator, family=name, train_kimg=kimg)
@@ -196,7 +197,8 @@ def compare_families(names: list[str], presets: list[str], kimg: float, per_clas
                     r["gflop_kimg"] = family.cost_per_kimg(g, k, shape)
                     rows[(budget, name)] = r
         print(f"\n{preset}: {shape[1]}×{shape[2]} px, B({n}) = {len(data[1])} images, preset "
-              f"{cfg.generator.preset}, {per_class} samples/class, extractor = the study's")
+              f"{cfg.generator.preset}, lr {cfg.generator.lr:g}, {per_class} samples/class, "
+              "extractor = the study's")
         print(f"{'budget':6s} {'family':6s} {'kimg':>6s} {'train s':>8s} {'img/s':>6s} "
               f"{'GFLOP/kimg':>10s} {'fidelity':>8s} {'FD':>6s} {'prec':>5s} {'recall':>6s} "
               f"{'cover':>5s} {'memo':>5s} {'sampler':>9s} {'ms/img':>7s}")
@@ -217,6 +219,9 @@ def main() -> None:
     ap.add_argument("--families", default="", help="e.g. unet,edm,dit: compare families")
     ap.add_argument("--data", default="quick,mnist", help="presets whose data to use")
     ap.add_argument("--per-class", type=int, default=50, help="samples per class (families)")
+    ap.add_argument("--no-wall", action="store_true", help="equal kimg only (families)")
+    ap.add_argument("--set", action="append", default=[], dest="overrides",
+                    help="KEY=VALUE on each preset (families), e.g. generator.lr=1e-3")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gens", type=int, default=9, help="generators (9 = the quick study's)")
     ap.add_argument("--kimg", type=float, default=25.6, help="training length per generator")
@@ -227,7 +232,7 @@ def main() -> None:
     if args.families:
         np.seterr(all="ignore")
         compare_families(args.families.split(","), args.data.split(","), args.kimg,
-                         args.per_class)
+                         args.per_class, args.overrides, not args.no_wall)
         return
     device = resolve_device(args.device)
     jobs, k = quick_jobs(args.gens, args.kimg)

@@ -221,7 +221,7 @@ def test_a_checkpoint_of_another_family_is_refused(base, trained):
     x, y = base
     with pytest.raises(SynthequivError, match="another generator setup"):
         get_family("unet").train(x, y, 10, TINY, trained["edm"], progress=False)
-    with pytest.raises(SynthequivError, match="is a edm generator"):
+    with pytest.raises(SynthequivError, match="trained by the edm family"):
         G.load_generator(trained["edm"])
 
 

@@ -10,7 +10,6 @@ toy family that implements the protocol from scratch.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +21,7 @@ from synthequiv.generation import sampling
 from synthequiv.generation.generator import (
     Builder,
     GeneratorConfig,
+    config_view,
     load_generator,
     train_generator,
 )
@@ -111,8 +111,7 @@ class DiffusionFamily:
         """A freshly built (untrained, unseeded) network of this config, for measuring."""
         preset = self.preset(cfg, image_shape)
         arch = self.builder.architecture(preset)
-        meta = {"config": {"prediction": cfg.prediction, "edm": dataclasses.asdict(cfg.edm)},
-                "num_classes": num_classes, "image_shape": list(image_shape),
+        meta = {"config": config_view(cfg), "num_classes": num_classes, "image_shape": list(image_shape),
                 "preset": preset, "resolution": arch["resolution"], "backbone": arch}
         return self.builder.build(meta)
 
@@ -128,8 +127,8 @@ class DiffusionFamily:
 
 
 def forward_gflop(model: nn.Module) -> float:
-    """GFLOP of one image's forward pass (conditional, at a mid noise level)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """GFLOP of one image's forward pass (conditional; the count does not depend on t)."""
+    from torch.utils.flop_counter import FlopCounterMode  # a torch submodule, used only here
 
     c, r = model.image_shape[0], model.resolution
     x = torch.zeros(1, c, r, r)

@@ -406,8 +406,8 @@ def load_generator(out_dir: Path, device: torch.device | str = "cpu",
                               f"(step {state['step']}); rerun training to resume it")
     family = checkpoint_family(state)
     if family != builder.name:
-        raise SynthequivError(f"generator in {out_dir} is a {family} generator, not "
-                              f"{builder.name} (load it with families.load_generator)")
+        raise SynthequivError(f"generator in {out_dir} was trained by the {family} family, "
+                              f"not {builder.name} (load it with families.load_generator)")
     try:
         gen = builder.build(state)
         gen.load_state_dict(state["ema"])
