@@ -66,6 +66,7 @@ def local(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow  # a tiny study on a local Ray cluster (~50–150 s)
 def test_ray_matches_local(local, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray not installed (pip install synthequiv[ray])")
     remote = tmp_path / "ray"
@@ -84,6 +85,7 @@ def test_ray_matches_local(local, tmp_path):
         np.testing.assert_array_equal(np.load(pa)["images"], np.load(pb)["images"])
 
 
+@pytest.mark.slow  # a tiny study with 2-rank DDP generators (~30–70 s)
 def test_ddp_generators_give_the_local_samples(local, tmp_path):
     import numpy as np
     import torch
