@@ -68,14 +68,20 @@ def test_study_mirrors_params_metrics_and_report(tracked):
     assert (run_dir / "mlruns" / "artifacts").is_dir()
 
 
-def test_report_track_replaces_the_run_of_that_directory(tracked, cli, tmp_path):
-    uri = store_uri(tmp_path / "other.db")
+def test_report_track_replaces_the_run_of_that_directory(tracked, cli, tmp_path, monkeypatch):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # MLflow's default artifact root would be ./mlruns here
+    uri = store_uri(tmp_path / "store" / "other.db")
     for _ in range(2):
         code, out, err = cli("report", tracked, "--track", "mlflow", "--tracking-uri", uri)
         assert code == 0, err
     client, run = only_run(uri)  # the first one is marked deleted, not listed
     assert run.data.tags["synthequiv.run_dir"] == str(tracked.resolve())
     assert "tracked in MLflow" in out and run.info.run_id in out
+    # the artifacts sit beside the given database, not in the working directory
+    assert (tmp_path / "store" / "artifacts").is_dir()
+    assert not (work / "mlruns").exists()
 
 
 def test_unknown_tracker_is_one_error_line(tracked, cli):
