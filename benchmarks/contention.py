@@ -14,8 +14,9 @@ load on a shared machine hits both conditions alike. Printed: each arm's median 
 seconds alone and loaded (range over rounds), the ratio of the medians loaded / alone — the
 slowdown a study suffers when other jobs take the cores — and each round's own ratio. Arms:
 
-  study          what `synthequiv study` does with cpu_threads=0 (auto): the thread count and
-                 wait policy chosen by synthequiv.runtime.executor (contention measured at start)
+  study          what `synthequiv study` does by default: torch's threads, passive waiting
+                 (synthequiv imported first), contention measured and logged
+  adapt          `--set cpu_adapt=true`: threads lowered to the free cores measured at start
   torch-default  torch's default: one thread per core, libgomp's spinning wait (the old study)
   1-thread       torch.set_num_threads(1), default wait policy (`--set cpu_threads=1`)
   passive        one thread per core, OMP_WAIT_POLICY=PASSIVE (threads sleep at barriers)
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import time
 
-ARMS = ("study", "torch-default", "1-thread", "passive")
+ARMS = ("study", "adapt", "torch-default", "1-thread", "passive")
 LOADS = {
     "python": "while True:\n    pass\n",
     "matmul": ("import torch\ntorch.set_num_threads(1)\na = torch.randn(256, 256)\n"
@@ -61,7 +62,7 @@ def child(arm: str, kimg: float) -> None:
 
     # the study arm imports synthequiv first, as the CLI does (it sets the wait policy before
     # torch loads); the others load torch first, so that synthequiv leaves the policy alone
-    first = ("synthequiv", "torch") if arm == "study" else ("torch", "synthequiv")
+    first = ("synthequiv", "torch") if arm in ("study", "adapt") else ("torch", "synthequiv")
     for name in first:
         importlib.import_module(name)
     import torch
@@ -73,8 +74,8 @@ def child(arm: str, kimg: float) -> None:
     from synthequiv.runtime import executor
 
     cfg = C.resolve("quick")
-    if arm == "study":
-        executor.set_cpu_threads(cfg)  # what run_study calls, cpu_threads=0 = auto
+    if arm in ("study", "adapt"):  # what run_study calls
+        executor.set_cpu_threads(dataclasses.replace(cfg, cpu_adapt=arm == "adapt"))
     elif arm == "1-thread":
         torch.set_num_threads(1)
     gcfg = dataclasses.replace(cfg.generator, train_kimg=kimg, checkpoint_every_kimg=1e9)

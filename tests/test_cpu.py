@@ -51,7 +51,7 @@ def fake_ticks(monkeypatch, *readings):
 def test_contended_machine_gets_one_thread_and_a_log_line(monkeypatch, tmp_path):
     fake_ticks(monkeypatch, (0, 0), (95, 100), (95, 100))  # 1.9 of 2 cores busy elsewhere
     before = torch.get_num_threads()
-    cfg = replace(C.resolve("quick"), device="cpu", cpu_threads=0)
+    cfg = replace(C.resolve("quick"), device="cpu", cpu_threads=0, cpu_adapt=True)
     try:
         torch.set_num_threads(2)  # torch's default here; conftest sets 1
         with run_log(tmp_path):
@@ -62,6 +62,21 @@ def test_contended_machine_gets_one_thread_and_a_log_line(monkeypatch, tmp_path)
     log = (tmp_path / "log.txt").read_text()
     assert "CPU contended: other processes kept 1.9 of 2 cores busy" in log
     assert '"event": "cpu"' in (tmp_path / "metrics.jsonl").read_text()
+
+
+def test_by_default_the_thread_count_ignores_the_load(monkeypatch, tmp_path):
+    """Same config + seed → same numbers: without cpu_adapt a contended machine is only said
+    (with how to lower the threads), the thread count stays torch's."""
+    fake_ticks(monkeypatch, (0, 0), (95, 100), (95, 100))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with run_log(tmp_path):
+            c = executor.set_cpu_threads(replace(C.resolve("quick"), device="cpu"))
+        assert c.contended and c.threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert "--set cpu_adapt=true" in (tmp_path / "log.txt").read_text()
 
 
 def test_pinned_or_single_threads_are_not_measured(monkeypatch):
@@ -81,6 +96,8 @@ def test_pinned_or_single_threads_are_not_measured(monkeypatch):
 
 def test_adapter_follows_other_jobs_between_tasks(monkeypatch):
     fake_ticks(monkeypatch, (0, 0), (100, 100))
+    # this process used no CPU in between (a real reading over microseconds is noise)
+    monkeypatch.setattr(cpu.time, "process_time", lambda: 0.0)
     adapter = cpu.ThreadAdapter(cpu.Contention(2, 1.9, 1, "test"))
     assert adapter.check() is None  # too soon to judge
     monkeypatch.setattr(cpu.ThreadAdapter, "MIN_INTERVAL_S", 0.0)

@@ -93,11 +93,16 @@ class StudyConfig:
     # on the quiet 2-vCPU reference machine workers=2 + cpu_threads=1 ran the quick study
     # 1.18× faster (223 vs 264 s), with other numbers (thread counts change float sums; README)
     workers: int = 1
-    # torch threads per process on CPU; 0 = auto: torch's default (all cores) lowered to the
-    # cores other processes leave free, measured at the start and between tasks
-    # (runtime/cpu.py; spinning threads beside busy processes were up to 13× slower). On a
-    # quiet 2-vCPU machine 2 threads were 1.5–1.75× faster than 1 (measured); N > 0 pins N
+    # torch threads per process on CPU; 0 = torch's default (all cores), N > 0 pins N. On a
+    # quiet 2-vCPU machine 2 threads were 1.5–1.75× faster than 1 (measured). Waiting threads
+    # sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE, runtime/cpu.py): beside busy
+    # processes spinning threads were up to 13× slower
     cpu_threads: int = 0
+    # with cpu_threads 0: lower torch's threads to the cores other processes leave free,
+    # measured at the start and between tasks. Faster on a busy machine, but a thread count
+    # changes float sums, so the numbers then depend on the load: off by default (same config
+    # + seed → same numbers); the log says when the machine is contended either way
+    cpu_adapt: bool = False
     # processes (one per GPU) for each generator training, DDP launched with torchrun; on a
     # CPU they are gloo processes. 1 = train in the worker itself
     generator_nproc: int = 1

@@ -107,8 +107,7 @@ class Contention:
         state = "contended" if self.contended else "not contended"
         return (f"CPU {state}: other processes kept {self.busy_elsewhere:.1f} of "
                 f"{self.budget} cores busy ({self.source}); torch uses {self.threads} "
-                f"thread{'s' * (self.threads != 1)} (cpu_threads=0 = auto; set cpu_threads "
-                "to pin it), waiting threads "
+                f"thread{'s' * (self.threads != 1)}, waiting threads "
                 f"{'sleep' if os.environ.get(WAIT_ENV, '').upper() == 'PASSIVE' else 'spin'}")
 
 

@@ -12,6 +12,7 @@ On a machine with several GPUs, each worker process takes one GPU (round-robin).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterable, Iterator
@@ -49,10 +50,10 @@ _ADAPTER: ThreadAdapter | None = None  # set by set_cpu_threads with cpu_threads
 
 
 def set_cpu_threads(cfg) -> Contention | None:
-    """Decide torch's CPU threads for this process: cfg.cpu_threads, or with 0 (auto) on a CPU
-    torch's count (one per core by default) lowered to the cores other processes leave free
-    (runtime/cpu.py), logged with the machine's contention; map_tasks re-decides between
-    in-process tasks, never above that count. On a GPU, or one thread already: unchanged."""
+    """Decide torch's CPU threads for this process: cfg.cpu_threads, or with 0 torch's count
+    (one per core by default), logged with the machine's contention; with cfg.cpu_adapt that
+    count is lowered to the cores other processes leave free (runtime/cpu.py) and map_tasks
+    re-decides between in-process tasks, never above it. On a GPU, or one thread: unchanged."""
     global _ADAPTER
     _ADAPTER = None
     if cfg.cpu_threads > 0:
@@ -62,14 +63,20 @@ def set_cpu_threads(cfg) -> Contention | None:
     if _on_gpu(cfg) or ceiling == 1:
         return None
     c = measure_contention(max_threads=ceiling)
+    if not getattr(cfg, "cpu_adapt", False):  # the same threads whatever the load: same numbers
+        c = dataclasses.replace(c, threads=ceiling)
+        _log_contention(c, echo="always", hint=c.contended)
+        return c
     torch.set_num_threads(c.threads)
     _ADAPTER = ThreadAdapter(c)
     _log_contention(c, echo="always")
     return c
 
 
-def _log_contention(c: Contention, echo: str) -> None:
-    info(c.describe(), echo=echo)
+def _log_contention(c: Contention, echo: str, hint: bool = False) -> None:
+    info(c.describe() + ("; --set cpu_adapt=true lowers the threads to the free cores (faster "
+                         "here; the numbers then depend on the load), --set cpu_threads=1 "
+                         "pins one" if hint else ""), echo=echo)
     metric("cpu", contended=c.contended, busy_elsewhere=round(c.busy_elsewhere, 2),
            budget=c.budget, threads=c.threads, source=c.source)
 
