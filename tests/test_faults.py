@@ -95,6 +95,8 @@ POINTS = {
 }
 
 
+@pytest.mark.slow  # a study killed in each stage and resumed (~1–4 min); the default
+# suite keeps the lock, refusal and same-seed checks
 def test_kill_at_each_stage_then_resume(reference, tmp_path):
     ref = _table(reference)
     runs, killed = tmp_path, []
