@@ -103,8 +103,9 @@ class DiffusionFamily:
 
     def sample(self, model, labels, cfg, device="cpu", progress=True, index_offset=0,
                description="sampling") -> torch.Tensor:
-        return sampling.sample_images(model, labels, cfg, device, progress, index_offset,
-                                      description, samplers=self.samplers)
+        return sampling.sample_images(model, labels, cfg, device, progress,
+                                      index_offset=index_offset, description=description,
+                                      samplers=self.samplers)
 
     def network(self, cfg: GeneratorConfig, num_classes: int,
                 image_shape: tuple[int, int, int]) -> nn.Module:
