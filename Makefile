@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml Makefile
 study: $(STAMP)
 	$(VENV)/bin/synthequiv study --preset $(PRESET) --name $(NAME)
 
+# two worker processes (pytest-xdist), each test file on one of them (module fixtures once)
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
