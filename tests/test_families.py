@@ -390,3 +390,20 @@ def test_ddp_equals_one_process(name, base, trained, tmp_path):
     a = torch.cat([v.double().flatten() for v in one["ema"].values()])
     d = torch.cat([ddp["ema"][k].double().flatten() for k in one["ema"]])
     assert ((a - d).norm() / a.norm()).item() < 1e-4 and ddp["config"]["family"] == name
+
+
+def test_generator_sample_cli_samples_any_family(tmp_path, cli):
+    """`synthequiv generator sample` loads the checkpoint's own family (an edm generator
+    was refused by the unet-only loader) and samples with that family's default sampler."""
+    gen = tmp_path / "g"
+    code, _, err = cli("generator", "train", "digits", "--base-per-class", "2", "--out", gen,
+                       "--set", "generator.family=edm", "--set", "generator.train_kimg=0.064",
+                       "--set", "generator.batch_size=16", "--device", "cpu")
+    assert code == 0, err
+    code, out, err = cli("generator", "sample", gen, "--per-class", "2", "--out",
+                         tmp_path / "s.npz", "--set", "sampling.steps=2", "--device", "cpu")
+    assert code == 0, err
+    from synthequiv.generation.sampling import load_samples
+
+    images, labels, meta = load_samples(tmp_path / "s.npz")
+    assert images.shape == (20, 1, 8, 8) and meta["sampling"]["sampler"] == "heun"

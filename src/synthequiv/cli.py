@@ -441,11 +441,10 @@ def generator_sample(
     """Sample PER_CLASS images of every class from a trained generator, with the sampling
     settings of --preset / --config / --set."""
     from synthequiv.config import validate
-    from synthequiv.generation.generator import load_generator
+    from synthequiv.generation.families import load_generator
     from synthequiv.generation.sampling import (
         check_sample_config,
         class_quota_labels,
-        sample_images,
         save_grid_png,
         save_samples,
     )
@@ -468,9 +467,10 @@ def generator_sample(
     guard_output(out, "samples", force=force)  # refused now, not after sampling
     guard_output(out.with_suffix(".png"), "png", force=force)
     dev = resolve_device(cfg.device)
-    gen = load_generator(gen_dir, dev, compile=compile_ or cfg.compile)
+    family, gen = load_generator(gen_dir, dev, compile=compile_ or cfg.compile)  # any family
+    scfg = family.samplers.resolve(scfg)  # auto → the family's sampler; others' names refused
     labels = class_quota_labels(per_class, gen.num_classes)
-    images = sample_images(gen, labels, scfg, dev)
+    images = family.sample(gen, labels, scfg, dev)
     save_samples(out, images, labels, {"generator": str(gen_dir), "sampling": vars(scfg)})
     save_grid_png(out.with_suffix(".png"), images, labels, gen.num_classes)
     console.print(f"samples: {out} ({len(labels)} images)")
