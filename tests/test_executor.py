@@ -104,6 +104,8 @@ def test_ddp_generators_give_the_local_samples(local, tmp_path):
         assert not (gen_dir / "ddp_job.pt").exists()
 
 
+@pytest.mark.slow  # a tiny study in 2 worker processes against 1 (~40–100 s); the default
+# suite keeps the workers-leave-with-a-killed-study check
 def test_two_local_workers_give_the_one_process_table(local, tmp_path):
     """The spawn process pool (cells, generator trainings, sampling shards): same seeds, same
     rows and the same images as running everything in the driver."""

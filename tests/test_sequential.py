@@ -188,6 +188,7 @@ def test_auto_stops_at_the_budget_without_retraining(auto_run, tmp_path, monkeyp
     """A 1 s budget: the first pass (2 replicates, already done) is run, then the next
     replicate (at the time per replicate measured before) would end past the budget."""
     import synthequiv.classification.classifier as clf
+    from synthequiv.orchestration import study
     from synthequiv.orchestration.study import run_study
 
     run_dir, _, sets = auto_run
@@ -195,6 +196,8 @@ def test_auto_stops_at_the_budget_without_retraining(auto_run, tmp_path, monkeyp
     shutil.copytree(run_dir, copy)
     calls = []
     monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: calls.append("cell"))
+    # a replicate "takes" a minute (the measured time on a fast quiet machine fitted in 1 s)
+    monkeypatch.setattr(study, "previous_replicate_s", lambda run_dir: 60.0)
     out = run_study(C.resolve("quick", None, sets + AUTO + ["grid.budget_s=1"]), copy,
                     progress=False)
     stop = out["summary"]["run"]["stopping"]
