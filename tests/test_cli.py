@@ -193,6 +193,32 @@ def test_help_answers_without_loading_torch():
     assert "study" in proc.stdout
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["datasets"], None),
+    (["study", "--preset", "nope"], "unknown preset 'nope'"),
+    (["study", "--set", "grid.seeds=x", "--dry-run"], "grid.seeds"),
+    (["study", "--set", "classifier.lr=-1", "--dry-run"], "classifier.lr"),
+    (["study", "--set", "data.source=bogus", "--dry-run"], "unknown data source 'bogus'"),
+    (["study", "--budget", "3x"], "--budget '3x'"),
+])
+def test_datasets_and_config_errors_load_no_torch(argv, message):
+    """Issue 27: `datasets` and every config error answer at once — the stages' configs and
+    their value checks are light modules; torch loads only for the checks that need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom synthequiv import cli\nsys.argv = ['synthequiv'] + "
+            f"{argv!r}\ntry:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "else:\n    code = 0\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert "NO-TORCH" in proc.stdout, proc.stdout + proc.stderr
+    if message is None:
+        assert proc.stdout.strip().endswith(" 0") and "digits" in proc.stdout
+    else:
+        assert proc.stdout.strip().endswith(" 2") and message in proc.stderr, proc.stderr
+
+
 def test_generator_train_nproc_must_split_the_batch(cli, tmp_path):
     code, _, err = cli("generator", "train", "digits", "--base-per-class", "5", "--out",
                        tmp_path / "g", "--processes", "3", "--device", "cpu")

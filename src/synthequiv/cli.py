@@ -131,7 +131,7 @@ def study(
     import dataclasses
 
     from synthequiv import config as C
-    from synthequiv.stats.sequential import parse_duration
+    from synthequiv.stats.config import parse_duration
 
     extra = [f"grid.budget_s={parse_duration(budget)}"] if budget is not None else []
     cfg = C.resolve(preset, config, list(set_) + extra)

@@ -23,10 +23,8 @@ import yaml
 
 from synthequiv.classification.config import ClassifierConfig
 from synthequiv.classification.config import check as check_classifier
-from synthequiv.generation.generator import GeneratorConfig
-from synthequiv.generation.openset import OpenSetConfig
+from synthequiv.generation.config import GeneratorConfig, OpenSetConfig, SampleConfig
 from synthequiv.generation.provided_entries import ProvidedConfig, provided_entries
-from synthequiv.generation.sampling import SampleConfig
 from synthequiv.inputs.config import TEST_ALL, SplitConfig, check_split_config
 from synthequiv.inputs.sources import DataConfig
 from synthequiv.presets import PRESETS
@@ -230,7 +228,6 @@ def resolve(preset: str = "quick", path: Path | None = None,
 
 def check_runtime(cfg: StudyConfig) -> None:
     """One-line errors for the run-time section (how the study runs, not what it measures)."""
-    from synthequiv.generation.distributed import check_split
     from synthequiv.utils import check_positive
 
     if cfg.executor not in ("local", "ray"):
@@ -240,7 +237,6 @@ def check_runtime(cfg: StudyConfig) -> None:
     check_positive("generator_nproc", cfg.generator_nproc)
     check_positive("cell_group", cfg.cell_group, allow_zero=True)
     check_positive("generator_group", cfg.generator_group, allow_zero=True)
-    check_split(cfg.generator.batch_size, cfg.generator_nproc)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -255,21 +251,17 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     trained, so a bad value is one error line at once, not a failure after hours of training.
     plan_only (the dry run: planning a GPU study on a laptop): a CUDA device need not be
     present, only well named."""
-    from synthequiv.generation import sampling
-    from synthequiv.generation.families import check_family_config
-    from synthequiv.generation.levers import check_levers
-    from synthequiv.inputs.data import check_source
+    from synthequiv.generation.config import check_config, check_sample_config
+    from synthequiv.inputs.sources import check_source
     from synthequiv.runtime.cpu import figure_workers
-    from synthequiv.stepgraph import graphs_choice
-    from synthequiv.utils import check_positive, cpu_bf16_choice, resolve_device
+    from synthequiv.utils import check_positive, cpu_bf16_choice
 
+    # the checks of values first (no torch: a typo is one line at once), then the ones that
+    # need torch, the device or the generator families
     check_run_name(cfg.name)
     _check_numbers(cfg, "")
     check_runtime(cfg)
-    resolve_device("cpu" if plan_only and re.fullmatch(r"cuda(:\d+)?", cfg.device)
-                   else cfg.device)
     cpu_bf16_choice()
-    graphs_choice()
     figure_workers()
     _check_ray(cfg.ray, cfg.executor == "ray")
     d = cfg.data
@@ -285,16 +277,33 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     if cfg.splits.test_per_class != TEST_ALL:
         _check_counts("splits.test_per_class", (cfg.splits.test_per_class,))
     _check_counts("splits.test_cap_per_class", (cfg.splits.test_cap_per_class,))
-    check_family_config(cfg.generator, cfg.sampling)  # generator.family and its samplers
-    sampling.check_sample_config(cfg.sampling)
+    check_config(cfg.generator)
+    check_sample_config(cfg.sampling)
     check_classifier(cfg.classifier)
     _check_grid(cfg.grid)
-    check_levers(cfg)
     check_positive("analysis.max_images", cfg.analysis.max_images)
     if cfg.analysis.enabled and cfg.analysis.max_images < 2:  # found before training, not after
         raise SynthequivError("analysis.max_images must be ≥ 2 (a domain classifier needs 2 "
                               f"images per side), got {cfg.analysis.max_images}")
     check_positive("analysis.domain_train_steps", cfg.analysis.domain_train_steps)
+    _check_with_torch(cfg, plan_only)
+
+
+def _check_with_torch(cfg: StudyConfig, plan_only: bool) -> None:
+    """The checks that load torch: the device, DDP's batch split, CUDA graphs, the generator
+    family and its samplers, the levers (lazy imports: a config error before them is fast)."""
+    from synthequiv.generation.families import check_family_config
+    from synthequiv.generation.levers import check_levers
+    from synthequiv.generation.ranks import check_split
+    from synthequiv.stepgraph import graphs_choice
+    from synthequiv.utils import resolve_device
+
+    resolve_device("cpu" if plan_only and re.fullmatch(r"cuda(:\d+)?", cfg.device)
+                   else cfg.device)
+    check_split(cfg.generator.batch_size, cfg.generator_nproc)
+    graphs_choice()
+    check_family_config(cfg.generator, cfg.sampling)  # generator.family and its samplers
+    check_levers(cfg)
 
 
 def check_run_name(name: str) -> None:
@@ -355,7 +364,7 @@ def _check_grid(g: GridConfig) -> None:
 
 def check_replicates(g: GridConfig) -> None:
     """grid.replicates: a count in [1, 1000] or auto, with auto's target, budget and bounds."""
-    from synthequiv.stats.sequential import AUTO, parse_target
+    from synthequiv.stats.config import AUTO, parse_target
     from synthequiv.utils import check_positive
 
     auto = g.replicates == AUTO

@@ -22,7 +22,7 @@ import copy
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -37,6 +37,14 @@ from synthequiv.generation.checkpoint import (  # noqa: F401 (CHECKPOINT_NAME re
 )
 from synthequiv.generation.checkpoint import (  # a module-level name: tests patch it here
     save_checkpoint as _save_checkpoint,
+)
+from synthequiv.generation.config import (  # noqa: F401 (the stage's config, re-exported)
+    FAMILY_FIELDS,
+    EDMConfig,
+    GeneratorConfig,
+    check_config,
+    config_from_dict,
+    config_view,
 )
 from synthequiv.generation.ranks import Rank, check_split, current
 from synthequiv.generation.unet import (  # noqa: F401 (the unet family's names, re-exported)
@@ -60,91 +68,6 @@ from synthequiv.utils import (
     stable_hash,
     tensor_digest,
 )
-
-# ----------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class EDMConfig:
-    """The edm family's settings (Karras et al. 2022, Table 1), in the model's data units
-    (images in [-1, 1]); read only when generator.family is edm (edm.py)."""
-
-    P_mean: float = -1.2  # training noise levels: ln σ ~ N(P_mean, P_std²)
-    P_std: float = 1.2
-    sigma_data: float = 0.5  # the data's std the preconditioning assumes
-    sigma_min: float = 0.002  # sampling starts at σ_max and ends at σ_min (then 0), with the
-    sigma_max: float = 80.0  # ρ-warped spacing that puts more steps at low noise
-    rho: float = 7.0
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Defaults: the digits reference (8 px preset, 20 images/class) — 400 steps of 64 images,
-    ≈ 0.98 conditional fidelity, ≈ 6× less compute than the plain diffusers recipe (ε, 1000
-    steps of 128, lr 1e-3); measured in benchmarks/generator.py. GPU-sized presets (32/64 px)
-    want longer runs and a smaller lr, set by the study presets (e.g. lr 2e-4, 100s of kimg)."""
-
-    preset: str = "auto"  # key in GENERATOR_PRESETS, or auto = by image side (8/16/32/64 px)
-    train_kimg: float = 25.6  # training length, thousands of images seen (400 steps × 64)
-    batch_size: int = 64  # smaller batches, more steps: better fidelity per image seen here
-    lr: float = 4e-3  # Adam peak learning rate (after warm-up)
-    warmup_kimg: float = 3.2  # linear lr warm-up from 0 over the first 50 steps
-    ema_halflife_kimg: float = 2.5  # EMA half-life (EDM style), thousands of images
-    ema_rampup_ratio: float = 0.1  # early on, half-life ≤ ratio × images seen (0 = off)
-    label_dropout: float = 0.1  # prob. of replacing the label by the null class (CFG)
-    grad_clip: float = 1.0  # max global gradient norm (0 = off)
-    # v_prediction: target v = √ᾱ·ε − √(1−ᾱ)·x0; with the cosine schedule and a short run it
-    # reached 0.98 fidelity where ε-prediction reached 0.76 (same recipe, digits, measured)
-    prediction: str = "v_prediction"
-    xflip: bool = False  # random horizontal flips (never for digits/letters)
-    checkpoint_every_kimg: float = 6.4  # also written at the end
-    seed: int = 0
-    # which generator family trains (families.py): unet = the DDPM UNet above, edm = EDM's
-    # preconditioned UNet + Heun sampler (edm.py), dit = a pixel-space DiT (dit.py). `preset`
-    # names the family's size presets; `prediction` applies to the DDPM families (unet, dit)
-    family: str = "unet"
-    edm: EDMConfig = field(default_factory=EDMConfig)
-
-
-# the fields a family adds: they key a generator's artifacts only when the family is not unet,
-# so a unet generator's keys and checkpoints are those made before families existed
-FAMILY_FIELDS = ("family", "edm")
-
-
-def config_view(cfg: GeneratorConfig) -> dict:
-    """What identifies a generator's training: every field for unet except FAMILY_FIELDS
-    (the keys of every earlier run stay valid); for another family, also its name and its
-    own settings section (the field named after it, e.g. `edm`), if it has one."""
-    view = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-            if f.name not in FAMILY_FIELDS}
-    if cfg.family != "unet":
-        view["family"] = cfg.family
-        section = getattr(cfg, cfg.family, None)
-        if dataclasses.is_dataclass(section):
-            view[cfg.family] = dataclasses.asdict(section)
-    return view
-
-
-def config_from_dict(d: dict) -> GeneratorConfig:
-    """The inverse of dataclasses.asdict for GeneratorConfig (its `edm` section nested)."""
-    return GeneratorConfig(**{**d, "edm": EDMConfig(**d.get("edm", {}))})
-
-
-def check_config(cfg: GeneratorConfig) -> None:
-    check_positive("generator.train_kimg", cfg.train_kimg)
-    check_positive("generator.batch_size", cfg.batch_size)
-    check_positive("generator.lr", cfg.lr)
-    check_positive("generator.warmup_kimg", cfg.warmup_kimg, allow_zero=True)
-    check_positive("generator.ema_halflife_kimg", cfg.ema_halflife_kimg, allow_zero=True)
-    check_positive("generator.ema_rampup_ratio", cfg.ema_rampup_ratio, allow_zero=True)
-    check_positive("generator.grad_clip", cfg.grad_clip, allow_zero=True)
-    check_positive("generator.checkpoint_every_kimg", cfg.checkpoint_every_kimg)
-    if not 0.0 <= cfg.label_dropout < 1.0:
-        raise SynthequivError(f"generator.label_dropout must be in [0, 1), got {cfg.label_dropout}")
-    if cfg.prediction not in PREDICTIONS:
-        raise SynthequivError(
-            f"generator.prediction must be one of {', '.join(PREDICTIONS)}, got '{cfg.prediction}'")
-
 
 # ----------------------------------------------------------------------------- training pieces
 

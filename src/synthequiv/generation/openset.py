@@ -22,49 +22,17 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from synthequiv.generation.config import OPENSET_KINDS, OpenSetConfig  # noqa: F401
 from synthequiv.generation.sampling import sample_rng
-from synthequiv.utils import SynthequivError, check_positive, resolve_device
+from synthequiv.utils import SynthequivError, resolve_device
 
-OPENSET_KINDS = ("pool", "source", "pretrained")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class OpenSetConfig:
-    kind: str = "pool"  # "pool" | "source" | "pretrained" (see module docstring)
-    source: str = ""  # data source string, for kind="source"
-    model: str = ""  # local folder or hub id of a text-to-image pipeline, for kind="pretrained"
-    prompt_template: str = "a photo of a {class_name}"  # '_' in class names becomes ' '
-    negative_prompt: str = ""  # "" → the pipeline's default (empty unconditional prompt)
-    guidance_scale: float = 7.5  # classifier-free guidance weight; diffusers applies it when > 1
-    num_inference_steps: int = 25  # sampler steps per image
-    batch_size: int = 8  # images per pipeline call (memory only: images do not depend on it)
-    seed: int = 0  # image i is seeded from (seed, i)
-    image_size_px: int = (
-        0  # square generation size; 0 = the pipeline's native size (512 for SD 1.x)
-    )
-
-    def __post_init__(self) -> None:
-        if self.kind not in OPENSET_KINDS:
-            raise SynthequivError(
-                f"open-set kind must be one of {OPENSET_KINDS}, got '{self.kind}'"
-            )
-        if self.kind == "source" and not self.source:
-            raise SynthequivError("open-set kind 'source' needs source=<data source>")
-        if self.kind == "pretrained" and not self.model:
-            raise SynthequivError("open-set kind 'pretrained' needs model=<local folder or hub id>")
-        check_positive("guidance_scale", self.guidance_scale, allow_zero=True)
-        check_positive("num_inference_steps", self.num_inference_steps)
-        check_positive("batch_size", self.batch_size)
-        check_positive("image_size_px", self.image_size_px, allow_zero=True)
-        build_prompts(["x"], torch.zeros(1, dtype=torch.int64), self.prompt_template)
 
 
 # ----------------------------------------------------------------------------- prompts / seeds

@@ -26,6 +26,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from synthequiv.generation.config import (  # noqa: F401 (the stage's config, re-exported)
+    SAMPLERS,
+    SampleConfig,
+    check_sample_config,
+)
 from synthequiv.utils import (
     SynthequivError,
     atomic_path,
@@ -38,38 +43,6 @@ from synthequiv.utils import (
 
 if TYPE_CHECKING:  # annotations only: the wrapper lives with its family (unet.py)
     from synthequiv.generation.unet import Generator
-
-SAMPLERS = ("dpmpp", "ddim", "ddpm")  # the DDPM families' (unet, dit); the first is their auto
-
-
-@dataclass(frozen=True)
-class SampleConfig:
-    # auto = the generator family's default: dpmpp for unet and dit, heun for edm. DDPM
-    # families: dpmpp (DPM-Solver++ 2M) | ddim | ddpm (ancestral, all 1000 steps);
-    # edm: heun (EDM's 2nd-order, 2·steps − 1 evaluations) | euler (steps evaluations)
-    sampler: str = "auto"
-    steps: int = 25  # denoising steps = network evaluations per image (×2 with 0 ≠ CFG ≠ 1)
-    cfg_scale: float = 1.0  # classifier-free guidance; 0 = unconditional, 1 = plain conditional
-    batch_size: int = 256  # images denoised together, rounded up to whole network blocks
-    seed: int = 0
-    churn: float = 0.0  # EDM's S_churn (heun/euler only): 0 = the deterministic sampler
-
-
-def check_sample_config(cfg: SampleConfig, names: Sequence[str] | None = None) -> None:
-    """One-line errors; `names` = the family's samplers (None: any name, checked later by
-    the family, as config.validate does through families.check_config)."""
-    if names is not None and cfg.sampler not in ("auto", *names):
-        raise SynthequivError(f"unknown sampler '{cfg.sampler}' for this generator family "
-                              f"(use auto, {', '.join(names)})")
-    if not isinstance(cfg.sampler, str) or not cfg.sampler:
-        raise SynthequivError("sampling.sampler is empty (use auto)")
-    check_positive("sampling.steps", cfg.steps)
-    check_positive("sampling.batch_size", cfg.batch_size)
-    if not math.isfinite(cfg.cfg_scale) or cfg.cfg_scale < 0:
-        raise SynthequivError(f"sampling.cfg_scale must be >= 0, got {cfg.cfg_scale}")
-    if not math.isfinite(cfg.churn) or cfg.churn < 0:
-        raise SynthequivError(f"sampling.churn must be >= 0, got {cfg.churn}")
-
 
 @dataclass(frozen=True)
 class SamplerSet:

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthequiv.generation.config import PREDICTIONS  # noqa: F401 (re-exported)
 from synthequiv.utils import SynthequivError
 
 if TYPE_CHECKING:  # annotations only: generator.py imports this module
     from synthequiv.generation.generator import StepDraws
 
-PREDICTIONS = ("epsilon", "v_prediction")
 
 # ----------------------------------------------------------------------------- backbone presets
 

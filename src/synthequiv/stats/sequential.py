@@ -19,42 +19,18 @@ README quotes `benchmarks/sequential.py`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from synthequiv.stats.config import (  # noqa: F401 (grid.replicates: auto's settings)
+    AUTO,
+    TARGET_KINDS,
+    Target,
+    first_replicates,
+    parse_duration,
+    parse_target,
+)
 from synthequiv.stats.intervals import REAL
-from synthequiv.utils import SynthequivError
-
-AUTO = "auto"
-TARGET_KINDS = {"gain_halfwidth": "percentage points", "rate_halfwidth": "× the rate"}
-
-
-@dataclass(frozen=True)
-class Target:
-    kind: str  # gain_halfwidth | rate_halfwidth
-    value: float
-
-    def text(self) -> str:
-        if self.kind == "gain_halfwidth":
-            return f"every synthetic gain interval within ±{self.value:g} pts"
-        return f"every headline exchange-rate interval within ±{100 * self.value:g} % of the rate"
-
-
-def parse_target(text: str) -> Target:
-    """'gain_halfwidth=1.0' → Target; anything else is one error line naming the forms."""
-    kind, sep, raw = str(text).partition("=")
-    kind = kind.strip()
-    forms = "gain_halfwidth=POINTS (e.g. 1.0) or rate_halfwidth=FRACTION (e.g. 0.5)"
-    if not sep or kind not in TARGET_KINDS:
-        raise SynthequivError(f"grid.target must be {forms}, got {text!r}")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SynthequivError(f"grid.target {text!r}: {raw!r} is not a number ({forms})") from None
-    if not (math.isfinite(value) and value > 0):
-        raise SynthequivError(f"grid.target {text!r}: the half-width must be > 0")
-    return Target(kind, value)
 
 
 def _plain(arm: str) -> bool:
@@ -185,28 +161,3 @@ def _hits(truth, eq: dict, arms) -> dict:
             lo, hi = p["n_real_eq_lo"], p["n_real_eq_hi"]
             out["n_real_eq"].append(bool(math.isfinite(lo) and lo <= true <= hi))
     return out
-
-
-def parse_duration(text: str) -> float:
-    """'2h', '20m', '90s', '1h30m' or plain seconds ('600') → seconds; else one error line."""
-    import re
-
-    s = str(text).strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        seconds = float(s)
-    else:
-        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?"
-                             r"(?:(\d+(?:\.\d+)?)s)?", s)
-        if not s or parts is None:
-            raise SynthequivError(f"--budget {text!r}: expected a duration such as 2h, 20m, "
-                                  "1h30m or 90s")
-        h, m, sec = (float(v) if v else 0.0 for v in parts.groups())
-        seconds = 3600 * h + 60 * m + sec
-    if not seconds > 0:
-        raise SynthequivError(f"--budget {text!r}: must be longer than 0")
-    return seconds
-
-
-def first_replicates(cfg) -> int:
-    """Replicates of the first pass: all of them, or an auto study's min_replicates."""
-    return cfg.grid.min_replicates if cfg.grid.replicates == AUTO else cfg.grid.replicates
