@@ -200,6 +200,8 @@ def test_help_answers_without_loading_torch():
     (["study", "--set", "classifier.lr=-1", "--dry-run"], "classifier.lr"),
     (["study", "--set", "data.source=bogus", "--dry-run"], "unknown data source 'bogus'"),
     (["study", "--budget", "3x"], "--budget '3x'"),
+    (["fit", "/nonexistent.csv"], "file not found"),
+    (["data", "show", "nope"], "unknown data source 'nope'"),
 ])
 def test_datasets_and_config_errors_load_no_torch(argv, message):
     """Issue 27: `datasets` and every config error answer at once — the stages' configs and

@@ -76,6 +76,9 @@ def data_show(
 ) -> None:
     """Per-class counts per split, image size/channels, and a PNG grid of examples."""
     from synthequiv.config import check_outside_inputs
+    from synthequiv.inputs.sources import check_source
+
+    check_source(source)  # before the data code (torch) loads: a typo answers at once
     from synthequiv.generation.sampling import save_grid_png
     from synthequiv.inputs.data import load_dataset
     from synthequiv.inputs.splits import SplitConfig, make_splits

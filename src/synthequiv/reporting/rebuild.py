@@ -19,7 +19,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-from synthequiv.generation.levers import is_variant
 from synthequiv.rundir import current_rows, read_run_config, run_config_hash
 from synthequiv.runtime.outputs import guard_output
 from synthequiv.utils import SynthequivError, atomic_path
@@ -89,6 +88,12 @@ def _one_run(path: Path, header: list[str], raw: list[dict], run: str | None) ->
     return [r for r in raw if run is None or r["run"] == run]
 
 
+def _is_variant(arm: str) -> bool:
+    from synthequiv.generation.levers import is_variant  # lazy: the families load torch
+
+    return is_variant(arm)
+
+
 def read_results_csv(path: Path, metric: str = "accuracy", run: str | None = None) -> list[dict]:
     """Rows of a results CSV (module docstring), checked; arm baseline → real, n_add 0; of an
     export of several runs, the rows of `run`."""
@@ -115,7 +120,7 @@ def read_results_csv(path: Path, metric: str = "accuracy", run: str | None = Non
                 f"{path} line {i}: {metric} {r[metric]!r} is not in [0, 1]: the report reads "
                 "the metric as an accuracy-like fraction (percentages: divide by 100)")
         arm = str(r["arm"]).strip()
-        if arm not in (*ARMS, "baseline") and not is_variant(arm):
+        if arm not in (*ARMS, "baseline") and not _is_variant(arm):
             raise SynthequivError(f"{path} line {i}: arm '{arm}' (use real, closed, open, "
                                   "baseline or a lever variant such as closed@cfg2+top0.5)")
         row = {"n_base": _cell(r, i, "n_base", int), "arm": "real" if arm == "baseline" else arm,
@@ -161,11 +166,11 @@ def fit_results(csv_path: Path, out_dir: Path, metric: str = "accuracy", ci: flo
                 k: float = 1.0, force: bool = False, run: str | None = None) -> dict:
     """The equivalence statistics and report sections of a results CSV, written to out_dir
     (never inside a run directory; an earlier fit report there is replaced: "replaced")."""
+    replaced = guard_output(out_dir, "fit", force=force)
+    rows = read_results_csv(csv_path, metric, run)  # a bad file: one line, before torch loads
     from synthequiv.reporting.report import write_report
     from synthequiv.stats.equivalence import analyse
 
-    replaced = guard_output(out_dir, "fit", force=force)
-    rows = read_results_csv(csv_path, metric, run)
     cfg = fit_config(rows, run or Path(csv_path).stem, ci, k)
     equivalence = analyse(rows, cfg.equivalence, metric)
     out = write_report(cfg, Path(out_dir), rows, equivalence, None, None, None,
