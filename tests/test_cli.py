@@ -202,6 +202,7 @@ def test_help_answers_without_loading_torch():
     (["study", "--budget", "3x"], "--budget '3x'"),
     (["fit", "/nonexistent.csv"], "file not found"),
     (["data", "show", "nope"], "unknown data source 'nope'"),
+    (["study", "--device", "cuda:x", "--dry-run"], "unknown device 'cuda:x'"),
 ])
 def test_datasets_and_config_errors_load_no_torch(argv, message):
     """Issue 27: `datasets` and every config error answer at once — the stages' configs and

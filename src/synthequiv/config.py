@@ -261,6 +261,8 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     check_run_name(cfg.name)
     _check_numbers(cfg, "")
     check_runtime(cfg)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.device)):  # its presence: below
+        raise SynthequivError(f"unknown device '{cfg.device}' (use auto, cpu or cuda[:N])")
     cpu_bf16_choice()
     figure_workers()
     _check_ray(cfg.ray, cfg.executor == "ray")
