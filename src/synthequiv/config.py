@@ -254,15 +254,14 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     from synthequiv.generation.config import check_config, check_sample_config
     from synthequiv.inputs.sources import check_source
     from synthequiv.runtime.cpu import figure_workers
-    from synthequiv.utils import check_positive, cpu_bf16_choice
+    from synthequiv.utils import check_device_name, check_positive, cpu_bf16_choice
 
     # the checks of values first (no torch: a typo is one line at once), then the ones that
     # need torch, the device or the generator families
     check_run_name(cfg.name)
     _check_numbers(cfg, "")
     check_runtime(cfg)
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.device)):  # its presence: below
-        raise SynthequivError(f"unknown device '{cfg.device}' (use auto, cpu or cuda[:N])")
+    check_device_name(cfg.device)  # its presence is checked with torch, below
     cpu_bf16_choice()
     figure_workers()
     _check_ray(cfg.ray, cfg.executor == "ray")

@@ -258,16 +258,22 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def check_device_name(name: str) -> None:
+    """One error line unless `name` is auto, cpu or cuda[:N] (whether CUDA is present is
+    resolve_device's question: this one needs no torch)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
+        raise SynthequivError(f"unknown device '{name}' (use auto, cpu or cuda[:N])")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' → cuda when available, else cpu. Decided once, outside training loops."""
     import torch
 
+    check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SynthequivError(f"device '{name}' requested but CUDA is not available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise SynthequivError(f"unknown device '{name}' (use auto, cpu or cuda[:N])")
     return torch.device(name)
 
 

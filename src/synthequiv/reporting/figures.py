@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from synthequiv.generation.levers import base_arm  # noqa: E402  (closed@cfg2+top0.5 → closed)
 from synthequiv.reporting import figure_pool  # noqa: E402
-from synthequiv.reporting.figure_pool import DPI, write_figure  # noqa: E402,F401
+from synthequiv.reporting.figure_pool import write_figure  # noqa: E402
 from synthequiv.utils import check_replaceable  # noqa: E402
 
 ARM_COLORS = {"real": "tab:blue", "closed": "tab:orange", "open": "tab:green"}
