@@ -197,7 +197,19 @@ def classifier_costs(cfg, shape, device, steps, group: int = 1, n_test: int = 0)
 
 
 # test-set sizes the study scores every cell on: official test splits, else the hold-out
-TEST_IMAGES = {"cifar10": 10_000, "bloodmnist": 3_421, "pneumonia": 624}
+# (splits.test_per_class: all = every image outside the base sets and reserve; `synthequiv
+# plan` prints it: 1,197 for quick on digits, 8,500 for mnist on mnist10k)
+TEST_IMAGES = {"cifar10": 10_000, "bloodmnist": 3_421, "pneumonia": 624, "quick": 1_197,
+               "mnist": 8_500}
+
+
+def test_images(preset: str, cfg, k: int) -> int:
+    """The images each cell is scored on: the preset's measured test set, else a fixed
+    hold-out's size, else (test_per_class: all on an unknown source) the cap."""
+    t = cfg.splits.test_per_class
+    if preset in TEST_IMAGES:
+        return TEST_IMAGES[preset]
+    return (t if isinstance(t, int) else cfg.splits.test_cap_per_class) * k
 
 
 def grid_work(cfg, k: int) -> dict:
@@ -250,7 +262,7 @@ def main() -> None:
     gen = generator_costs(cfg, shape, device, args.steps)
     gen_ips, smp_ips = gen["train_ips"], gen["sample_ips"]
     group = resolve_group(cfg.cell_group, cfg.classifier.arch, shape[1], device)
-    n_test = TEST_IMAGES.get(args.preset, cfg.splits.test_per_class * shape[3])
+    n_test = test_images(args.preset, cfg, shape[3])
     one = classifier_costs(cfg, shape, device, args.steps, 1, n_test)
     many = classifier_costs(cfg, shape, device, args.steps, group, n_test) if group > 1 else one
     one_ips, clf_ips = one["ips"], many["ips"]
