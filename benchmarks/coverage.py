@@ -2,6 +2,7 @@
 
     python benchmarks/coverage.py [--studies 500] [--seed 0] [--run RUN_DIR] [--replicates 3]
                                   [--seeds 2] [--only DESIGN] [--json OUT]
+                                  [--bases 10,20 --real-add 5,10,20,40]
 
 Simulates studies of the quick design with a known truth (synthequiv/stats/simulate.py: real
 curve of the digits calibration, a synthetic image worth 1/20 (closed) and 1/8 (open) of a real
@@ -54,17 +55,24 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--only", default=None, help="run only this design (e.g. default)")
+    ap.add_argument("--bases", default=None, help="base sizes instead of the quick study's, "
+                    "e.g. 10,20 (the quick design before 2026-12-06)")
+    ap.add_argument("--real-add", default=None, help="real amounts, e.g. 5,10,20,40")
     ap.add_argument("--run", type=Path, default=None, help="run directory to take noise from")
     ap.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = ap.parse_args()
     vc = run_components(args.run) if args.run else QUICK_NOISE
     print(f"noise (sd, accuracy): {dataclasses.asdict(vc)} — "
           f"{args.run or QUICK_NOISE_SOURCE}; gain sd {vc.gain_sd(args.seeds):.4f}; design "
-          f"{args.replicates} replicates × {args.seeds} seeds, {args.studies} studies")
+          f"{args.replicates} replicates × {args.seeds} seeds, bases "
+          f"{args.bases or 'quick'}, real amounts {args.real_add or 'quick'}, "
+          f"{args.studies} studies")
     print(f"{'design':<20} {'method':<10}" + "".join(f" {h:>10}" for _, h in COLUMNS) + "      s")
     table = {}
+    amounts = {k: tuple(int(x) for x in v.split(",")) for k, v in
+               (("bases", args.bases), ("real_add", args.real_add)) if v}
     runs = [(n, QUICK_TRUTH, d)
-            for n, d in quick_designs(vc, args.replicates, args.seeds).items()]
+            for n, d in quick_designs(vc, args.replicates, args.seeds, **amounts).items()]
     runs.append(("null (worth 0)", Truth(worth=(("closed", 0.0), ("open", 0.0))),
                  runs[0][2]))
     runs = [r for r in runs if args.only in (None, r[0])]

@@ -93,10 +93,10 @@ def test_dry_run_prints_the_plan_after_a_loadable_config(cli):
     assert any("generators: 9 × 25.6 kimg (3 replicate(s)" in ln for ln in plan)
     assert any("classifier cells: 108 (9 per base size × 2 seeds × 3 replicate(s)" in ln
                for ln in plan)
-    # B(20) + R(40) + ≥ 1 test image (splits.test_per_class: all; the rest are test images)
-    assert any("needs 61 real images per class" in ln and "every class has enough" in ln
+    # B(10) + R(40) + ≥ 1 test image (splits.test_per_class: all; the rest are test images)
+    assert any("needs 51 real images per class" in ln and "every class has enough" in ln
                for ln in plan)
-    assert any("1197 images per replicate" in ln for ln in plan)
+    assert any("1297 images per replicate" in ln for ln in plan)
     assert any(re.search(r"estimated cost on (cpu|cuda) .*: \d", ln) for ln in plan)
 
 
@@ -285,6 +285,27 @@ def test_fit_on_a_csv_reproduces_equivalence_analyse(tmp_path, cli):
     assert summary["equivalence"]["arms"]["closed"]["fit"]["status"] == "ok"
     assert (tmp_path / "fit" / "report.html").is_file()
     assert " ".join(summary["headline"].split()) in " ".join(out.split())  # rich wraps lines
+
+
+def test_fit_uses_the_variance_it_is_given(tmp_path, cli):
+    """fit --variance per_cell equals equivalence.analyse with the per-cell t (wider intervals
+    than the moderated default on the same rows); a bad name is one line, nothing written."""
+    rows = rows_known(noise=0.004)
+    csv_path = _write_csv(tmp_path / "mine.csv", rows)
+    code, _, err = cli("fit", csv_path, "--out", tmp_path / "fit", "--variance", "per_cell")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "fit" / "summary.json").read_text())
+    per_cell = eq.analyse(rows, eq.EquivalenceConfig(variance="per_cell"))
+    moderated = eq.analyse(rows, eq.EquivalenceConfig())
+    got = {(g["n_base"], g["arm"], g["n_add"]): g["hi"] - g["lo"]
+           for g in summary["equivalence"]["gains"]}
+    for want, other in zip(per_cell["gains"], moderated["gains"]):
+        key = (want["n_base"], want["arm"], want["n_add"])
+        assert got[key] == pytest.approx(want["hi"] - want["lo"])
+        assert got[key] != pytest.approx(other["hi"] - other["lo"])
+    code, _, err = cli("fit", csv_path, "--out", tmp_path / "bad", "--variance", "pooled")
+    assert code == 2 and err.count("\n") == 1 and "variance must be one of" in err
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("change, match", [

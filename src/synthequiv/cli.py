@@ -295,12 +295,14 @@ def fit(
     k: float = typer.Option(1.0, help="Fixed scale k of the fitted formula (per-class counts)."),
     run: str | None = typer.Option(None, "--run", help="Of an export of several runs: the "
                                    "run (its `run` column) to fit."),
+    variance: str = typer.Option("moderated", help="Variance of each gain: moderated (borrowed "
+                                 "across the cells of a family) or per_cell (each cell's own t)."),
     force: bool = FORCE_OPT,
 ) -> None:
     """Equivalence statistics and report for results from any training pipeline."""
     from synthequiv.reporting.rebuild import fit_results
 
-    result = fit_results(results, out, metric, ci, k, force=force, run=run)
+    result = fit_results(results, out, metric, ci, k, force=force, run=run, variance=variance)
     if result["replaced"]:
         console.print(f"replaced the earlier fit report in {out}")
     console.print(f"report: {result['report']}")

@@ -40,8 +40,10 @@ class GridConfig:
     # its own base sets, reserve and hold-out test set and trains its own generators, so the CIs
     # include the generator's variance (intervals.py); seeds are nested inside a replicate
     arms: tuple[str, ...] = ARMS
-    # ≥ 4 real amounts per base size: the real curve is what synthetic cells are read off
-    real_add_per_class: tuple[int, ...] = (5, 10, 20, 40)  # extra real images/class (R(m))
+    # ≥ 4 real amounts per base size: the real curve is what synthetic cells are read off.
+    # The smallest is near a synthetic cell's worth (a cell between knots is read off a line in
+    # log n: with +5 first, a cell worth +2 at 5/class was covered 78 % of the time)
+    real_add_per_class: tuple[int, ...] = (2, 5, 15, 40)  # extra real images/class (R(m))
     syn_add_per_class: tuple[int, ...] = (40, 160)  # synthetic images/class per generative arm
     replicates: int | str = 3  # independent draws of the design (base sets, generators, test set)
     # replicates: auto — start with min_replicates, then add one at a time (nothing is
@@ -87,19 +89,18 @@ class StudyConfig:
     name: str = "quick"
     device: str = "auto"  # auto | cpu | cuda[:N], decided once
     executor: str = "local"  # local | ray
-    # local executor: parallel worker processes (0 = one per CPU core, 1 on a GPU). Default 1:
-    # on the quiet 2-vCPU reference machine workers=2 + cpu_threads=1 ran the quick study
-    # 1.18× faster (223 vs 264 s), with other numbers (thread counts change float sums; README)
-    workers: int = 1
-    # torch threads per process on CPU; 0 = torch's default (all cores), N > 0 pins N. On a
-    # quiet 2-vCPU machine 2 threads were 1.5–1.75× faster than 1 (measured). Waiting threads
-    # sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE, runtime/cpu.py): beside busy
-    # processes spinning threads were up to 13× slower
-    cpu_threads: int = 0
+    # local executor: parallel worker processes; 0 = one per CPU core (a GPU: one per GPU).
+    # With cpu_threads 1 this is the default on CPU: small convolutions scale better across
+    # processes than across one process's threads, and beside other jobs each single-thread
+    # process loses only its share of the cores (benchmarks/contention.py: a 2-thread process
+    # waits for its descheduled partner at every barrier; README "A machine shared ...")
+    workers: int = 0
+    # torch threads per task process on CPU: N > 0 pins N; 0 = torch's default (one per core).
+    # Default 1: the numbers then do not depend on the machine's core count or its load (a
+    # thread count changes float summation order), and the cores go to `workers`
+    cpu_threads: int = 1
     # with cpu_threads 0: lower torch's threads to the cores other processes leave free,
-    # measured at the start and between tasks. Faster on a busy machine, but a thread count
-    # changes float sums, so the numbers then depend on the load: off by default (same config
-    # + seed → same numbers); the log says when the machine is contended either way
+    # measured at the start and between tasks; the numbers then depend on the load
     cpu_adapt: bool = False
     # processes (one per GPU) for each generator training, DDP launched with torchrun; on a
     # CPU they are gloo processes. 1 = train in the worker itself
@@ -234,6 +235,9 @@ def check_runtime(cfg: StudyConfig) -> None:
         raise SynthequivError(f"unknown executor '{cfg.executor}' (use local or ray)")
     check_positive("workers", cfg.workers, allow_zero=True)
     check_positive("cpu_threads", cfg.cpu_threads, allow_zero=True)
+    if cfg.cpu_adapt and cfg.cpu_threads != 0:
+        raise SynthequivError(f"cpu_adapt lowers torch's default thread count, but cpu_threads "
+                              f"is {cfg.cpu_threads}: add --set cpu_threads=0")
     check_positive("generator_nproc", cfg.generator_nproc)
     check_positive("cell_group", cfg.cell_group, allow_zero=True)
     check_positive("generator_group", cfg.generator_group, allow_zero=True)

@@ -48,6 +48,16 @@ def _gain_ci(g: dict) -> str:
     return _no_interval(g.get("n_units", 0), g.get("no_interval", ""))
 
 
+def _sim_gain_ci(g: dict) -> str:
+    """The Bonferroni-simultaneous 95 % CI of a gain: what "not significant after Holm" is
+    consistent with (a cell Holm does not reject has a simultaneous interval that holds 0,
+    while its unadjusted interval may exclude 0); the unadjusted one where there is none."""
+    lo, hi = g.get("sim_lo", math.nan), g.get("sim_hi", math.nan)
+    if lo == lo and hi == hi:
+        return f"simultaneous 95 % CI {_pct(lo)} to {_pct(hi)}"
+    return _gain_ci(g)
+
+
 def _rate_ci(lo: float, hi: float, n_units: int) -> str:
     """'95 % CI a–b' of an exchange rate (ends may be 0 or ∞), or why it has none."""
     if lo == lo and hi == hi:
@@ -99,7 +109,7 @@ def _unresolved_line(where: str, points: list[dict], g: list[dict]) -> str:
     """No significant gain at this arm and base size: the strongest bound on a synthetic
     image's worth that a measured interval supports, else 'no measurable gain'."""
     best = max(g, key=lambda x: x["gain"])
-    best_text = f"best +{best['n_add']}/class: {_pct(best['gain'])} pts, {_gain_ci(best)}"
+    best_text = f"best +{best['n_add']}/class: {_pct(best['gain'])} pts, {_sim_gain_ci(best)}"
     if max(x.get("n_units", 0) for x in g) < 2:
         usable = [p for p in points if p["usable"]]
         if usable:

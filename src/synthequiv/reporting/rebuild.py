@@ -141,7 +141,7 @@ def read_results_csv(path: Path, metric: str = "accuracy", run: str | None = Non
     return rows
 
 
-def fit_config(rows: list[dict], name: str, ci: float, k: float):
+def fit_config(rows: list[dict], name: str, ci: float, k: float, variance: str = "moderated"):
     """A StudyConfig describing the grid the rows cover (for the report's wording)."""
     from synthequiv import config as C
     from synthequiv.stats.config import EquivalenceConfig
@@ -158,20 +158,25 @@ def fit_config(rows: list[dict], name: str, ci: float, k: float):
         base, name=name, data=dataclasses.replace(base.data, source=f"results file {name}"),
         splits=dataclasses.replace(base.splits,
                                    base_per_class=tuple(sorted({r["n_base"] for r in rows}))),
-        grid=C.GridConfig(**grid), equivalence=EquivalenceConfig(k=k, ci=ci),
+        grid=C.GridConfig(**grid), equivalence=EquivalenceConfig(k=k, ci=ci, variance=variance),
         analysis=dataclasses.replace(base.analysis, enabled=False))
 
 
 def fit_results(csv_path: Path, out_dir: Path, metric: str = "accuracy", ci: float = 0.95,
-                k: float = 1.0, force: bool = False, run: str | None = None) -> dict:
+                k: float = 1.0, force: bool = False, run: str | None = None,
+                variance: str = "moderated") -> dict:
     """The equivalence statistics and report sections of a results CSV, written to out_dir
-    (never inside a run directory; an earlier fit report there is replaced: "replaced")."""
+    (never inside a run directory; an earlier fit report there is replaced: "replaced");
+    variance: EquivalenceConfig.variance."""
+    from synthequiv.stats.config import EquivalenceConfig
+
+    EquivalenceConfig(variance=variance)  # a bad name: one line, before anything is written
     replaced = guard_output(out_dir, "fit", force=force)
     rows = read_results_csv(csv_path, metric, run)  # a bad file: one line, before torch loads
     from synthequiv.reporting.report import write_report
     from synthequiv.stats.equivalence import analyse
 
-    cfg = fit_config(rows, run or Path(csv_path).stem, ci, k)
+    cfg = fit_config(rows, run or Path(csv_path).stem, ci, k, variance)
     equivalence = analyse(rows, cfg.equivalence, metric)
     out = write_report(cfg, Path(out_dir), rows, equivalence, None, None, None,
                        run_info={"source": str(csv_path)}, metric=metric)

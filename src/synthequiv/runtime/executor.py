@@ -50,15 +50,20 @@ _ADAPTER: ThreadAdapter | None = None  # set by set_cpu_threads with cpu_threads
 
 
 def set_cpu_threads(cfg) -> Contention | None:
-    """Decide torch's CPU threads for this process: cfg.cpu_threads, or with 0 torch's count
-    (one per core by default), logged with the machine's contention; with cfg.cpu_adapt that
-    count is lowered to the cores other processes leave free (runtime/cpu.py) and map_tasks
-    re-decides between in-process tasks, never above it. On a GPU, or one thread: unchanged."""
+    """Decide torch's CPU threads for this process: cfg.cpu_threads (default 1, with one worker
+    process per core), or with 0 torch's count (one per core), logged with the machine's
+    contention; with cfg.cpu_adapt that count is lowered to the cores other processes leave
+    free (runtime/cpu.py) and map_tasks re-decides between in-process tasks, never above it.
+    On a GPU nothing is measured."""
     global _ADAPTER
     _ADAPTER = None
     if cfg.cpu_threads > 0:
         torch.set_num_threads(cfg.cpu_threads)
-        return None
+        if _on_gpu(cfg):
+            return None
+        c = dataclasses.replace(measure_contention(), threads=cfg.cpu_threads)
+        _log_contention(c, echo="always")  # pinned: nothing to adapt, only said
+        return c
     ceiling = torch.get_num_threads()  # torch's default, or what the caller chose
     if _on_gpu(cfg) or ceiling == 1:
         return None

@@ -52,8 +52,8 @@ class Truth:
 
 @dataclass(frozen=True)
 class Design:
-    bases: tuple[int, ...] = (10, 20)
-    real_add: tuple[int, ...] = (5, 10, 20, 40)
+    bases: tuple[int, ...] = (5, 10)  # the quick study's (config defaults)
+    real_add: tuple[int, ...] = (2, 5, 15, 40)
     syn_add: tuple[int, ...] = (40, 160)
     replicates: int = 3
     seeds: int = 2
@@ -81,11 +81,13 @@ QUICK_NOISE_SOURCE = ("quick study 2026-12-06, `synthequiv study --preset quick 
 QUICK_TRUTH = Truth(worth=(("closed", 1 / 20), ("open", 1 / 8)))
 
 
-def quick_designs(vc: VarianceComponents = QUICK_NOISE, replicates: int = 3, seeds: int = 2
-                  ) -> dict[str, Design]:
-    """The quick study's design with noise `vc`, and the harder variants of issue 26."""
+def quick_designs(vc: VarianceComponents = QUICK_NOISE, replicates: int = 3, seeds: int = 2,
+                  **amounts) -> dict[str, Design]:
+    """The quick study's design with noise `vc`, and the harder variants of issue 26;
+    `amounts` (bases, real_add, syn_add) replace the quick study's."""
     d = Design(arms=("closed", "open"), replicates=replicates, seeds=seeds, sd_base=vc.base,
-               sd_gen=vc.generator, sd_cell=vc.cell, sd_seed=vc.seed, sd_cell_real=vc.cell_real)
+               sd_gen=vc.generator, sd_cell=vc.cell, sd_seed=vc.seed, sd_cell_real=vc.cell_real,
+               **amounts)
     return {
         "default": d,
         "heteroscedastic ×3": replace(d, hetero=3.0),
