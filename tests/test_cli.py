@@ -203,6 +203,9 @@ def test_help_answers_without_loading_torch():
     (["fit", "/nonexistent.csv"], "file not found"),
     (["data", "show", "nope"], "unknown data source 'nope'"),
     (["study", "--device", "cuda:x", "--dry-run"], "unknown device 'cuda:x'"),
+    (["study", "--set", "generator.family=foo"], "unknown generator family 'foo'"),
+    (["study", "--set", "sampling.sampler=bogus"], "unknown sampler 'bogus'"),
+    (["study", "--set", "classifier.lr=-1"], "classifier.lr"),
 ])
 def test_datasets_and_config_errors_load_no_torch(argv, message):
     """Issue 27: `datasets` and every config error answer at once — the stages' configs and

@@ -15,9 +15,10 @@ import synthequiv.generation.generator as G
 from synthequiv import config as C
 from synthequiv.generation import dit, edm, families
 from synthequiv.generation.checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
-from synthequiv.generation.families import FAMILIES, get_family
+from synthequiv.generation.families import get_family
 from synthequiv.generation.generator import EDMConfig, GeneratorConfig
 from synthequiv.generation.ranks import current
+from synthequiv.generation.registry import FAMILIES, FamilyEntry
 from synthequiv.generation.sampling import (
     SampleConfig,
     SamplerSet,
@@ -251,6 +252,14 @@ def test_unet_keys_are_those_before_families(base, tmp_path):
         make_job("c", x, y, 10, (1, 8, 8), 40, explicit, tmp_path).key
 
 
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_a_registry_line_names_its_family_and_samplers(name):
+    """The registry's sampler names (checked without torch) are the family's own."""
+    entry, family = FAMILIES[name], get_family(name)
+    assert family.name == name
+    assert (entry.samplers, entry.churn) == (family.samplers.names, family.samplers.churn)
+
+
 @pytest.mark.parametrize("overrides, match", [
     (["generator.family=gan"], "unknown generator family 'gan'"),
     (["sampling.sampler=heun"], "unknown sampler 'heun'"),
@@ -323,13 +332,16 @@ class ToyFamily:
         return 0.0
 
 
+TOY = ToyFamily()  # the object the toy family's registry line names
+
+
 def test_a_toy_family_runs_a_study(tmp_path, monkeypatch):
     """Registered here (one registry line), the toy family trains and samples through the
     study's own code path: validation, keys, the train pass, the sampling pass, the cells."""
     from synthequiv.orchestration.study import run_study
 
-    toy = ToyFamily()
-    monkeypatch.setitem(FAMILIES, "toy", toy)
+    monkeypatch.setitem(FAMILIES, "toy", FamilyEntry(f"{__name__}:TOY", ("mean",)))
+    TOY.trained.clear()
     cfg = C.resolve("quick", None, [
         "generator.family=toy", "grid.arms=[real,closed]", "grid.replicates=1",
         "grid.seeds=[0]", "splits.base_per_class=[10]", "grid.real_add_per_class=[5,10]",
@@ -337,7 +349,7 @@ def test_a_toy_family_runs_a_study(tmp_path, monkeypatch):
         "device=cpu"])
     C.validate(cfg)
     run_study(cfg, tmp_path / "run", progress=False)
-    assert len(toy.trained) == 1 and toy.trained[0].name.startswith("closed-n10")
+    assert len(TOY.trained) == 1 and TOY.trained[0].name.startswith("closed-n10")
     samples = list((tmp_path / "run" / "samples").glob("closed-n10*.npz"))
     assert len(samples) == 1
     from synthequiv.generation.sampling import load_samples

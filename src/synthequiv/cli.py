@@ -149,6 +149,7 @@ def study(
         typer.echo(C.dump_yaml(cfg))
         typer.echo(plan)
         return
+    C.check_values(cfg)  # a bad value is one line at once, before the study loads torch
     from synthequiv.orchestration.study import run_study
 
     # run_study validates the whole config (the name too: runs_dir / cfg.name never leaves

@@ -25,6 +25,7 @@ from synthequiv.classification.config import ClassifierConfig
 from synthequiv.classification.config import check as check_classifier
 from synthequiv.generation.config import GeneratorConfig, OpenSetConfig, SampleConfig
 from synthequiv.generation.provided_entries import ProvidedConfig, provided_entries
+from synthequiv.generation.registry import check_family_names
 from synthequiv.inputs.config import TEST_ALL, SplitConfig, check_split_config
 from synthequiv.inputs.sources import DataConfig
 from synthequiv.presets import PRESETS
@@ -255,13 +256,18 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
     trained, so a bad value is one error line at once, not a failure after hours of training.
     plan_only (the dry run: planning a GPU study on a laptop): a CUDA device need not be
     present, only well named."""
+    check_values(cfg)
+    _check_with_torch(cfg, plan_only)
+
+
+def check_values(cfg: StudyConfig) -> None:
+    """validate's checks that need no torch: every value of every stage, the names of the
+    generator family and its sampler (the CLI runs these before it loads the study)."""
     from synthequiv.generation.config import check_config, check_sample_config
     from synthequiv.inputs.sources import check_source
     from synthequiv.runtime.cpu import figure_workers
     from synthequiv.utils import check_device_name, check_positive, cpu_bf16_choice
 
-    # the checks of values first (no torch: a typo is one line at once), then the ones that
-    # need torch, the device or the generator families
     check_run_name(cfg.name)
     _check_numbers(cfg, "")
     check_runtime(cfg)
@@ -291,12 +297,13 @@ def validate(cfg: StudyConfig, plan_only: bool = False) -> None:
         raise SynthequivError("analysis.max_images must be ≥ 2 (a domain classifier needs 2 "
                               f"images per side), got {cfg.analysis.max_images}")
     check_positive("analysis.domain_train_steps", cfg.analysis.domain_train_steps)
-    _check_with_torch(cfg, plan_only)
+    check_family_names(cfg.generator.family, cfg.sampling)  # the family's own checks: below
 
 
 def _check_with_torch(cfg: StudyConfig, plan_only: bool) -> None:
     """The checks that load torch: the device, DDP's batch split, CUDA graphs, the generator
-    family and its samplers, the levers (lazy imports: a config error before them is fast)."""
+    family's own checks (its presets, EDM's σ range), the levers (lazy imports: a config error
+    before them is fast)."""
     from synthequiv.generation.families import check_family_config
     from synthequiv.generation.levers import check_levers
     from synthequiv.generation.ranks import check_split
@@ -307,7 +314,7 @@ def _check_with_torch(cfg: StudyConfig, plan_only: bool) -> None:
                    else cfg.device)
     check_split(cfg.generator.batch_size, cfg.generator_nproc)
     graphs_choice()
-    check_family_config(cfg.generator, cfg.sampling)  # generator.family and its samplers
+    check_family_config(cfg.generator, cfg.sampling)
     check_levers(cfg)
 
 

@@ -1,6 +1,7 @@
 """Generation: the synthetic images of every generative arm.
 
-  families      the registry of generator families (FAMILIES); family: the interface
+  registry      the generator families by name (FAMILIES, light: no torch)
+  families      a family from the registry, its checks, keys and loading; family: the interface
   unet          diffusers UNet2DModel in the DDPM wrapper (the default family)
   edm           Karras et al. 2022: preconditioned UNet, log-normal σ, Heun sampler
   dit           Peebles & Xie 2023: a pixel-space DiT in the DDPM wrapper

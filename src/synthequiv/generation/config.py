@@ -102,6 +102,7 @@ def check_config(cfg: GeneratorConfig) -> None:
 # ----------------------------------------------------------------------------- sampling
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")  # the DDPM families' (unet, dit); the first is their auto
+EDM_SAMPLER_NAMES = ("heun", "euler")  # the edm family's (edm.py); heun is its auto
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,8 @@ class SampleConfig:
 
 
 def check_sample_config(cfg: SampleConfig, names: Sequence[str] | None = None) -> None:
-    """One-line errors; `names` = the family's samplers (None: any name, checked later by
-    the family, as config.validate does through families.check_config)."""
+    """One-line errors; `names` = the family's samplers (None: any name, checked with the
+    family's names by check_sampler)."""
     if names is not None and cfg.sampler not in ("auto", *names):
         raise SynthequivError(f"unknown sampler '{cfg.sampler}' for this generator family "
                               f"(use auto, {', '.join(names)})")
@@ -131,6 +132,16 @@ def check_sample_config(cfg: SampleConfig, names: Sequence[str] | None = None) -
         raise SynthequivError(f"sampling.cfg_scale must be >= 0, got {cfg.cfg_scale}")
     if not math.isfinite(cfg.churn) or cfg.churn < 0:
         raise SynthequivError(f"sampling.churn must be >= 0, got {cfg.churn}")
+
+
+def check_sampler(cfg: SampleConfig, names: Sequence[str], churn: bool) -> None:
+    """A family's view of the sampling config: the sampler is auto or one of its `names`, and
+    churn is set only where its samplers have one (one check for the registry's names and the
+    family's SamplerSet)."""
+    check_sample_config(cfg, names)
+    if cfg.churn and not churn:
+        raise SynthequivError(f"sampling.churn is EDM's S_churn; the {cfg.sampler} "
+                              "sampler has none (leave it at 0)")
 
 
 # ----------------------------------------------------------------------------- open-set arm

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from synthequiv.generation.config import EDM_SAMPLER_NAMES
 from synthequiv.generation.family import DiffusionFamily
 from synthequiv.generation.generator import EDMConfig, GeneratorConfig
 from synthequiv.generation.sampling import SampleConfig, SamplerSet
@@ -137,7 +138,7 @@ def edm_sampler(gen: EDMPrecond, labels: torch.Tensor, rngs: list[torch.Generato
     return x
 
 
-EDM_SAMPLERS = SamplerSet(("heun", "euler"), edm_sampler, churn=True)
+EDM_SAMPLERS = SamplerSet(EDM_SAMPLER_NAMES, edm_sampler, churn=True)
 
 
 # ----------------------------------------------------------------------------- family

@@ -1,36 +1,33 @@
-"""The registry of generator families, and the study's way to a generator through it.
+"""The study's way to a generator family through the registry (registry.py): the family
+object, its config checks, the keys of its generators and sample sets, and loading.
 
 A family implements `family.GeneratorFamily` (train, load, sample with per-image seeds, cost
 per kimg, and whether it trains in batched groups / under DDP). Adding one is a module and a
-line in FAMILIES (tests/test_families.py registers a toy family and runs a study with it).
+line in registry.FAMILIES (tests/test_families.py registers a toy family and runs a study).
 
-  unet  diffusers UNet2DModel, DDPM objective, DPM-Solver++/DDIM/DDPM     (unet.py)
+  unet  diffusers UNet2DModel, DDPM objective, DPM-Solver++/DDIM/DDPM     (unet.py, family.py)
   edm   Karras et al. 2022: preconditioned UNet, log-normal σ, Heun       (edm.py)
   dit   Peebles & Xie 2023: pixel-space DiT in the DDPM wrapper           (dit.py)
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-from synthequiv.generation import dit, edm
 from synthequiv.generation.checkpoint import CHECKPOINT_NAME, checkpoint_family, read_checkpoint
-from synthequiv.generation.family import DiffusionFamily, GeneratorFamily
-from synthequiv.generation.generator import UNET, GeneratorConfig, check_config, config_view
-from synthequiv.generation.sampling import DDPM_SAMPLERS, SampleConfig, key_view
-from synthequiv.utils import SynthequivError, stable_hash
-
-FAMILIES: dict[str, GeneratorFamily] = {
-    "unet": DiffusionFamily(UNET, DDPM_SAMPLERS),
-    "edm": edm.FAMILY,
-    "dit": dit.FAMILY,
-}
+from synthequiv.generation.family import GeneratorFamily
+from synthequiv.generation.generator import GeneratorConfig, check_config, config_view
+from synthequiv.generation.registry import family_entry
+from synthequiv.generation.sampling import SampleConfig, key_view
+from synthequiv.utils import stable_hash
 
 
 def get_family(name: str) -> GeneratorFamily:
-    if name not in FAMILIES:
-        raise SynthequivError(f"unknown generator family '{name}' (use {', '.join(FAMILIES)})")
-    return FAMILIES[name]
+    """The family registered as `name`, its module imported on first use (a registry line
+    names it by "module:attribute", so the registry itself needs no torch)."""
+    module, _, attribute = family_entry(name).where.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def check_family_config(gen: GeneratorConfig, sampling: SampleConfig | None = None) -> None:

@@ -1,7 +1,7 @@
 """The generator interface: what the study asks of a generator family, and the diffusion one.
 
 `GeneratorFamily` is the protocol (train, load, sample with per-image seeds, cost per kimg,
-plus what it supports); families.py holds the registry `FAMILIES`. Every family in this
+plus what it supports); registry.py holds the registry `FAMILIES`. Every family in this
 package is a `DiffusionFamily`: a `generator.Builder` (its size presets and network, trained
 by the shared loop in generator.py, checkpoints in checkpoint.py) and a `sampling.SamplerSet`
 (its sampler names and pure sampler function). A family need not be one: a test registers a
@@ -26,7 +26,8 @@ from synthequiv.generation.generator import (
     train_generator,
 )
 from synthequiv.generation.gengroup import group_key, train_generators
-from synthequiv.generation.sampling import SampleConfig, SamplerSet
+from synthequiv.generation.sampling import DDPM_SAMPLERS, SampleConfig, SamplerSet
+from synthequiv.generation.unet import UNET
 
 
 class GeneratorFamily(Protocol):
@@ -137,3 +138,8 @@ def forward_gflop(model: nn.Module) -> float:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.eval()(x, t, torch.zeros(1, dtype=torch.long))
     return counter.get_total_flops() / 1e9
+
+
+# the default family: diffusers' UNet2DModel in the DDPM wrapper (unet.py) with the DDPM
+# samplers; here, not in unet.py, because this module imports unet's builder through generator
+UNET_FAMILY = DiffusionFamily(UNET, DDPM_SAMPLERS)

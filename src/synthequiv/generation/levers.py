@@ -32,7 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from synthequiv.generation.families import FAMILIES, check_family_config, get_family
+from synthequiv.generation.families import check_family_config
+from synthequiv.generation.registry import FAMILIES, family_entry
 from synthequiv.runtime.runlog import info, metric
 from synthequiv.utils import SynthequivError, check_positive
 
@@ -198,7 +199,7 @@ def _family_sampling(cfg, family: str):
     """The plain sampling config for a family variant; sampler auto (the family's default)
     where the plain sampler is not one of the family's (dpmpp for edm, heun for unet)."""
     s = cfg.sampling
-    if s.sampler != "auto" and s.sampler not in get_family(family).samplers.names:
+    if s.sampler != "auto" and s.sampler not in family_entry(family).samplers:
         return dataclasses.replace(s, sampler="auto")
     return s
 

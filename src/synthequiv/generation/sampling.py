@@ -30,6 +30,7 @@ from synthequiv.generation.config import (  # noqa: F401 (the stage's config, re
     SAMPLERS,
     SampleConfig,
     check_sample_config,
+    check_sampler,
 )
 from synthequiv.utils import (
     SynthequivError,
@@ -55,10 +56,7 @@ class SamplerSet:
 
     def resolve(self, cfg: SampleConfig) -> SampleConfig:
         """cfg with sampler=auto replaced by the family's default; bad names refused."""
-        check_sample_config(cfg, self.names)
-        if cfg.churn and not self.churn:
-            raise SynthequivError(f"sampling.churn is EDM's S_churn; the {cfg.sampler} "
-                                  "sampler has none (leave it at 0)")
+        check_sampler(cfg, self.names, self.churn)
         if cfg.sampler == "auto":
             return dataclasses.replace(cfg, sampler=self.names[0])
         return cfg
