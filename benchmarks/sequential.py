@@ -17,7 +17,8 @@ import argparse
 import dataclasses
 import time
 
-from synthequiv.stats.sequential import parse_target, sequential_coverage
+from synthequiv.stats.config import parse_target
+from synthequiv.stats.sequential import sequential_coverage
 from synthequiv.stats.simulate import Design, Truth
 
 # the gain targets on the simulator's default truth (the paper's formula); the rate target on

@@ -43,7 +43,7 @@ from synthequiv.classification.classifier import num_train_steps, train_classifi
 from synthequiv.generation.distributed import train_distributed
 from synthequiv.generation.generator import load_generator, train_generator
 from synthequiv.generation.sampling import sample_images
-from synthequiv.stats.sequential import first_replicates
+from synthequiv.stats.config import first_replicates
 from synthequiv.utils import resolve_device
 
 SHAPES = {"cifar10": (3, 32, 32, 10), "bloodmnist": (3, 28, 28, 8), "quick": (1, 8, 8, 10),
@@ -215,7 +215,7 @@ def test_images(preset: str, cfg, k: int) -> int:
 def grid_work(cfg, k: int) -> dict:
     """Images to push through each stage for the preset's whole grid (every replicate)."""
     g, s = cfg.grid, cfg.splits
-    reps = first_replicates(cfg)  # each replicate trains its own generators and cells (auto: the first pass)
+    reps = first_replicates(cfg.grid)  # each replicate trains its own generators and cells (auto: the first pass)
     n_gen = (len(s.base_per_class) * ("closed" in g.arms) + ("open" in g.arms)) * reps
     n_syn_sets = n_gen
     cells_imgs = 0
@@ -292,7 +292,7 @@ def main() -> None:
              "classifier grid": n_groups * (many["fixed_s"] + many["score_s"]) / 3600}
     print(f"projected {args.preset} grid on this device ({w['n_generators']} generators, "
           f"{w['n_sets']} sets, {n_groups} groups of ≤ {group} cells; {len(cfg.grid.seeds)} "
-          f"seeds × {first_replicates(cfg)} replicates): throughput × work (lower bound) + "
+          f"seeds × {first_replicates(cfg.grid)} replicates): throughput × work (lower bound) + "
           "fixed costs")
     for k, h in hours.items():
         print(f"  {k:18s} {h:9.2f} h + {fixed[k]:6.2f} h = {h + fixed[k]:9.2f} h")

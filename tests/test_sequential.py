@@ -11,13 +11,8 @@ import sqlite3
 import pytest
 
 from synthequiv import config as C
-from synthequiv.stats.sequential import (
-    Target,
-    parse_duration,
-    parse_target,
-    stop_reason,
-    target_status,
-)
+from synthequiv.stats.config import Target, parse_duration, parse_target
+from synthequiv.stats.sequential import stop_reason, target_status
 from synthequiv.utils import SynthequivError
 
 # ----------------------------------------------------------------------------- parsing

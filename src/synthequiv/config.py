@@ -3,9 +3,10 @@
 Loading is strict: an unknown key is an error naming the key (e.g. `grid.sedes`), a value of
 the wrong type is an error naming the key and the expected type.
 
-Length (~550 lines): one dataclass per stage lives with its stage; this module holds the
-composition, the presets, strict YAML loading and the up-front validation of every stage, which
-belong together so that a config is checked in one place before anything runs.
+Each stage's config and its check live with the stage (runtime/, inputs/, generation/,
+classification/, stats/ and measures/ config.py); this module composes them into StudyConfig,
+resolves presets, loads YAML strictly and validates every stage in one place before anything
+runs.
 """
 
 from __future__ import annotations
@@ -28,61 +29,13 @@ from synthequiv.generation.provided_entries import ProvidedConfig, provided_entr
 from synthequiv.generation.registry import check_family_names
 from synthequiv.inputs.config import TEST_ALL, SplitConfig, check_split_config
 from synthequiv.inputs.sources import DataConfig
+from synthequiv.measures.config import AnalysisConfig
+from synthequiv.measures.config import check as check_analysis
 from synthequiv.presets import PRESETS
-from synthequiv.stats.config import EquivalenceConfig
-from synthequiv.utils import SynthequivError, to_jsonable
-
-ARMS = ("real", "closed", "open")
-
-
-@dataclass(frozen=True)
-class GridConfig:
-    # defaults = the quick digits study. Replicates are the units of every interval: each draws
-    # its own base sets, reserve and hold-out test set and trains its own generators, so the CIs
-    # include the generator's variance (intervals.py); seeds are nested inside a replicate
-    arms: tuple[str, ...] = ARMS
-    # ≥ 4 real amounts per base size: the real curve is what synthetic cells are read off.
-    # The smallest is near a synthetic cell's worth (a cell between knots is read off a line in
-    # log n: with +5 first, a cell worth +2 at 5/class was covered 78 % of the time)
-    real_add_per_class: tuple[int, ...] = (2, 5, 15, 40)  # extra real images/class (R(m))
-    syn_add_per_class: tuple[int, ...] = (40, 160)  # synthetic images/class per generative arm
-    replicates: int | str = 3  # independent draws of the design (base sets, generators, test set)
-    # replicates: auto — start with min_replicates, then add one at a time (nothing is
-    # retrained) until `target` is met, `budget_s` is spent or max_replicates is reached
-    # (stats/sequential.py). target: "gain_halfwidth=1.0" (pts) or "rate_halfwidth=0.5" (×rate)
-    target: str = ""
-    budget_s: float = 0.0  # wall-clock budget of an auto study (0 = none); study --budget 2h
-    min_replicates: int = 3
-    max_replicates: int = 20
-    seeds: tuple[int, ...] = (0, 1)  # classifier seeds per cell within each replicate
-    # levers (levers.py): each setting is its own synthetic arm, e.g. closed@cfg2, closed+top0.5;
-    # off in the quick study (cost), on in the `levers` preset. A filtered arm keeps the top q
-    # per class of a pool of ceil(max syn_add_per_class / q) images/class (filtering.py)
-    filters: tuple[float, ...] = ()  # keep-top fractions q in (0, 1] by base-set classifier score
-    guidance: tuple[float, ...] = ()  # CFG scales; () = only sampling.cfg_scale
-    sampler_steps: tuple[int, ...] = ()  # sampler steps; () = only sampling.steps
-    lever_arms: tuple[str, ...] = ("closed",)  # generative arms that get the variants
-    cross_levers: bool = False  # every combination; False = one lever at a time around plain
-    # generator families (families.py) for variant arms, e.g. [edm, dit] → closed@edm,
-    # closed@dit: the same arm's generators trained with that family (plain sampling, unfiltered)
-    generator_families: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    enabled: bool = True
-    max_images: int = 1000  # per set, for feature metrics and the domain classifier
-    domain_train_steps: int = 300
-
-
-@dataclass(frozen=True)
-class RayConfig:
-    address: str = ""  # "" = start Ray on this machine; "auto" or host:port = join a cluster
-    num_cpus: int = 0  # local start only: CPUs Ray may use (0 = all)
-    cpus_per_task: float = 1.0  # per classifier cell / sampling shard / generator
-    gpus_per_task: float = 0.0  # per classifier cell or sampling shard, e.g. 0.25 = 4 per GPU
-    gpus_per_generator: float = 0.0  # per generator training (1.0 on a GPU cluster)
-    sample_shards: int = 4  # sampling of one synthetic set is split into this many seed ranges
+from synthequiv.runtime.config import RayConfig
+from synthequiv.runtime.config import check as check_ray
+from synthequiv.stats.config import EquivalenceConfig, GridConfig, check_grid
+from synthequiv.utils import SynthequivError, check_counts, to_jsonable
 
 
 @dataclass(frozen=True)
@@ -246,7 +199,6 @@ def check_runtime(cfg: StudyConfig) -> None:
 
 # ----------------------------------------------------------------------------- validation
 
-MAX_PER_CLASS = 1_000_000  # any per-class count above this is a typo, not a study
 INT_MAX = 2**63 - 1  # every integer ends up in an int64 tensor or sqlite INTEGER
 MEDMNIST_SIZES = (28, 64, 128, 224)
 
@@ -274,7 +226,7 @@ def check_values(cfg: StudyConfig) -> None:
     check_device_name(cfg.device)  # its presence is checked with torch, below
     cpu_bf16_choice()
     figure_workers()
-    _check_ray(cfg.ray, cfg.executor == "ray")
+    check_ray(cfg.ray, cfg.executor == "ray")
     d = cfg.data
     if not d.source:
         raise SynthequivError("data.source is empty")
@@ -283,20 +235,16 @@ def check_values(cfg: StudyConfig) -> None:
         raise SynthequivError(f"data.medmnist_size must be one of {MEDMNIST_SIZES}, got "
                               f"{d.medmnist_size}")
     check_positive("data.image_size", d.image_size, allow_zero=True)
-    _check_counts("splits.base_per_class", cfg.splits.base_per_class)
+    check_counts("splits.base_per_class", cfg.splits.base_per_class)
     check_split_config(cfg.splits)  # test_per_class: a count or "all"
     if cfg.splits.test_per_class != TEST_ALL:
-        _check_counts("splits.test_per_class", (cfg.splits.test_per_class,))
-    _check_counts("splits.test_cap_per_class", (cfg.splits.test_cap_per_class,))
+        check_counts("splits.test_per_class", (cfg.splits.test_per_class,))
+    check_counts("splits.test_cap_per_class", (cfg.splits.test_cap_per_class,))
     check_config(cfg.generator)
     check_sample_config(cfg.sampling)
     check_classifier(cfg.classifier)
-    _check_grid(cfg.grid)
-    check_positive("analysis.max_images", cfg.analysis.max_images)
-    if cfg.analysis.enabled and cfg.analysis.max_images < 2:  # found before training, not after
-        raise SynthequivError("analysis.max_images must be ≥ 2 (a domain classifier needs 2 "
-                              f"images per side), got {cfg.analysis.max_images}")
-    check_positive("analysis.domain_train_steps", cfg.analysis.domain_train_steps)
+    check_grid(cfg.grid)
+    check_analysis(cfg.analysis)
     check_family_names(cfg.generator.family, cfg.sampling)  # the family's own checks: below
 
 
@@ -344,88 +292,6 @@ def _check_numbers(obj: Any, prefix: str) -> None:
                 raise SynthequivError(f"config key '{key}' must be a finite number, got {v}")
             elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT_MAX:
                 raise SynthequivError(f"config key '{key}' is out of range: {v}")
-
-
-def _check_counts(key: str, values: tuple[int, ...], allow_empty: bool = False) -> None:
-    if not values and not allow_empty:
-        raise SynthequivError(f"{key} is empty")
-    for v in values:
-        if not 0 < v <= MAX_PER_CLASS:
-            raise SynthequivError(f"{key} entries must be in [1, {MAX_PER_CLASS}], got {v}")
-    if len(set(values)) != len(values):
-        raise SynthequivError(f"{key} has duplicate entries: {list(values)}")
-
-
-def _check_grid(g: GridConfig) -> None:
-    if not g.arms:
-        raise SynthequivError("grid.arms is empty")
-    bad = [a for a in g.arms if a not in ARMS]
-    if bad:
-        raise SynthequivError(f"unknown arm '{bad[0]}' in grid.arms (use {', '.join(ARMS)})")
-    if len(set(g.arms)) != len(g.arms):
-        raise SynthequivError(f"grid.arms has duplicate entries: {list(g.arms)}")
-    _check_counts("grid.real_add_per_class", g.real_add_per_class, allow_empty=True)
-    _check_counts("grid.syn_add_per_class", g.syn_add_per_class, allow_empty=True)
-    if not g.seeds:
-        raise SynthequivError("grid.seeds is empty")
-    check_replicates(g)
-    if len(set(g.seeds)) != len(g.seeds):
-        raise SynthequivError(f"grid.seeds has duplicate seeds: {list(g.seeds)} (a repeated "
-                              "seed repeats the same cell and narrows the CIs falsely)")
-
-
-def check_replicates(g: GridConfig) -> None:
-    """grid.replicates: a count in [1, 1000] or auto, with auto's target, budget and bounds."""
-    from synthequiv.stats.config import AUTO, parse_target
-    from synthequiv.utils import check_positive
-
-    auto = g.replicates == AUTO
-    if not auto and (not isinstance(g.replicates, int) or isinstance(g.replicates, bool)
-                     or not 1 <= g.replicates <= 1000):
-        raise SynthequivError(f"grid.replicates must be in [1, 1000] or auto, got "
-                              f"{g.replicates!r}")
-    check_positive("grid.budget_s", g.budget_s, allow_zero=True)
-    if not auto:
-        if g.target or g.budget_s:
-            raise SynthequivError("grid.target and a budget (grid.budget_s, --budget) apply to "
-                                  "grid.replicates=auto only")
-        return
-    if not g.target:
-        raise SynthequivError("grid.replicates=auto needs grid.target, e.g. "
-                              "'grid.target=gain_halfwidth=1.0' (pts) or 'rate_halfwidth=0.5'")
-    parse_target(g.target)
-    if not 2 <= g.min_replicates <= g.max_replicates <= 1000:
-        raise SynthequivError("grid.replicates=auto needs 2 ≤ grid.min_replicates ≤ "
-                              f"grid.max_replicates ≤ 1000, got {g.min_replicates} and "
-                              f"{g.max_replicates}")
-
-
-def _check_ray(r: RayConfig, used: bool) -> None:
-    from synthequiv.utils import check_positive
-
-    check_positive("ray.num_cpus", r.num_cpus, allow_zero=True)
-    check_positive("ray.cpus_per_task", r.cpus_per_task)
-    check_positive("ray.gpus_per_task", r.gpus_per_task, allow_zero=True)
-    check_positive("ray.gpus_per_generator", r.gpus_per_generator, allow_zero=True)
-    check_positive("ray.sample_shards", r.sample_shards)
-    if used and r.address not in ("", "auto"):
-        check_reachable(r.address)
-
-
-def check_reachable(address: str, timeout_s: float = 10.0) -> None:
-    """Fail fast on a Ray address nothing answers at (ray.init would wait for minutes)."""
-    import socket
-
-    hostport = address.split("://", 1)[-1]
-    host, sep, port = hostport.rpartition(":")
-    if not sep:
-        host, port = hostport, "6379"  # Ray's default head (GCS) port
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            pass
-    except (OSError, ValueError) as exc:
-        raise SynthequivError(f"ray.address {address}: nothing answers there ({exc}); start "
-                              "the Ray head first or fix the address") from exc
 
 
 def validate_data(cfg: StudyConfig, ds) -> None:

@@ -356,6 +356,20 @@ def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
         raise SynthequivError(f"{name} must be {bound} (a finite number), got {value!r}")
 
 
+MAX_PER_CLASS = 1_000_000  # any per-class count above this is a typo, not a study
+
+
+def check_counts(key: str, values: tuple[int, ...], allow_empty: bool = False) -> None:
+    """Per-class counts (splits, grid amounts): each in [1, MAX_PER_CLASS], none repeated."""
+    if not values and not allow_empty:
+        raise SynthequivError(f"{key} is empty")
+    for v in values:
+        if not 0 < v <= MAX_PER_CLASS:
+            raise SynthequivError(f"{key} entries must be in [1, {MAX_PER_CLASS}], got {v}")
+    if len(set(values)) != len(values):
+        raise SynthequivError(f"{key} has duplicate entries: {list(values)}")
+
+
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes int64
 
 

@@ -4,4 +4,5 @@
   features      FD, KID, precision / recall / density / coverage on feature arrays
   domaingap     a real-vs-synthetic classifier: accuracy, AUC, overlap in its features
   memorization  nearest generator-training image of every synthetic image
+  config        AnalysisConfig and its check (light: no torch)
 """

@@ -14,7 +14,7 @@ import math
 from synthequiv.reporting.power import design_mdes, hours_text, mde_text
 from synthequiv.rundir import earlier_rows
 from synthequiv.runtime import runlog
-from synthequiv.stats.sequential import AUTO, first_replicates, parse_target
+from synthequiv.stats.config import AUTO, first_replicates, parse_target
 from synthequiv.utils import SynthequivError
 
 # img/s per stage, measured: cuda = one H200 (bf16), cpu = the 2-core development machine.
@@ -89,7 +89,7 @@ def _counts(cfg) -> dict:
     from synthequiv.generation.levers import variants
     from synthequiv.generation.provided_entries import provided_entries, study_arms
 
-    g, reps, s = cfg.grid, first_replicates(cfg), cfg.sampling  # auto: its first pass
+    g, reps, s = cfg.grid, first_replicates(cfg.grid), cfg.sampling  # auto: its first pass
     bases = list(cfg.splits.base_per_class)
     entries = provided_entries(cfg)
     syn_arms = [a for a in study_arms(cfg) if a != "real"] if g.syn_add_per_class else []
@@ -225,7 +225,7 @@ def design_power(cfg, ds, run_dir, cells: int) -> dict:
     rows, why = earlier_rows(run_dir, ds)
     if not rows:
         return {"known": False, "why": why, "cells": cells}
-    counts = [first_replicates(cfg)] + ([cfg.grid.max_replicates] if cfg.grid.replicates == AUTO
+    counts = [first_replicates(cfg.grid)] + ([cfg.grid.max_replicates] if cfg.grid.replicates == AUTO
                                         else [])
     try:
         mdes = design_mdes(rows, counts, len(cfg.grid.seeds), cells, cfg.equivalence)

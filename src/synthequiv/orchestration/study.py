@@ -49,13 +49,8 @@ from synthequiv.runtime.executor import set_cpu_threads
 from synthequiv.runtime.lock import RunLock
 from synthequiv.runtime.progress import progress_bar
 from synthequiv.runtime.runlog import Timings, environment, info, run_log
-from synthequiv.stats.sequential import (
-    AUTO,
-    first_replicates,
-    parse_target,
-    stop_reason,
-    target_status,
-)
+from synthequiv.stats.config import AUTO, first_replicates, parse_target
+from synthequiv.stats.sequential import stop_reason, target_status
 from synthequiv.utils import (
     SynthequivError,
     atomic_write_text,
@@ -172,7 +167,7 @@ def check_inputs(cfg: StudyConfig, ds: Dataset) -> tuple[list[Splits], list]:
 def make_replicates(cfg: StudyConfig, ds: Dataset) -> list[Splits]:
     """Every replicate's splits, checked before any training (a class too small for one
     replicate's draw fails now, naming the class); an auto study's first pass."""
-    return [study_splits(cfg, ds, r) for r in range(first_replicates(cfg))]
+    return [study_splits(cfg, ds, r) for r in range(first_replicates(cfg.grid))]
 
 
 def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
@@ -190,7 +185,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
     validate(cfg)  # every stage's config, then the data (read-only): bad input writes nothing
     check_run_dir(cfg, run_dir)
     ds = load_dataset(cfg.data)
-    first = with_replicates(cfg, first_replicates(cfg))
+    first = with_replicates(cfg, first_replicates(cfg.grid))
     splits, provided = check_inputs(first, ds)
     run_dir = Path(run_dir)
     with RunLock(run_dir), run_log(run_dir):

@@ -8,13 +8,13 @@ import dataclasses
 import math
 from pathlib import Path
 
+from synthequiv.stats.config import AUTO
 from synthequiv.stats.power import (
     lower_bound_components,
     min_detectable_gain,
     replicates_for,
     variance_components,
 )
-from synthequiv.stats.sequential import AUTO
 from synthequiv.utils import SynthequivError
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from synthequiv.rundir import current_rows, read_run_config, run_config_hash
 from synthequiv.runtime.outputs import guard_output
+from synthequiv.stats.config import ARMS, EquivalenceConfig, GridConfig
 from synthequiv.utils import SynthequivError, atomic_path
 
 REQUIRED = ("n_base", "arm", "n_add", "seed")
-ARMS = ("real", "closed", "open")
 # baseline: True for the base-set-alone cells (stored as arm real, n_add 0)
 EXPORT_FRONT = ("run", "dataset", "n_base", "arm", "n_add", "baseline", "replicate", "seed")
 
@@ -144,7 +144,6 @@ def read_results_csv(path: Path, metric: str = "accuracy", run: str | None = Non
 def fit_config(rows: list[dict], name: str, ci: float, k: float, variance: str = "moderated"):
     """A StudyConfig describing the grid the rows cover (for the report's wording)."""
     from synthequiv import config as C
-    from synthequiv.stats.config import EquivalenceConfig
 
     arms = tuple(a for a in ARMS if any(r["arm"] == a and r["n_add"] > 0 for r in rows))
     grid = dict(arms=arms or ("real",),
@@ -158,7 +157,7 @@ def fit_config(rows: list[dict], name: str, ci: float, k: float, variance: str =
         base, name=name, data=dataclasses.replace(base.data, source=f"results file {name}"),
         splits=dataclasses.replace(base.splits,
                                    base_per_class=tuple(sorted({r["n_base"] for r in rows}))),
-        grid=C.GridConfig(**grid), equivalence=EquivalenceConfig(k=k, ci=ci, variance=variance),
+        grid=GridConfig(**grid), equivalence=EquivalenceConfig(k=k, ci=ci, variance=variance),
         analysis=dataclasses.replace(base.analysis, enabled=False))
 
 

@@ -6,4 +6,5 @@
   lock          one writer per directory at a time
   outputs       one guard for every output path a command writes
   cpu           free cores and contention: how many torch threads to use
+  config        RayConfig, the ray executor's settings, and its check (light)
 """

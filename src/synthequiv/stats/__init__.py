@@ -8,6 +8,6 @@
   power         variance components, power and minimum detectable gain of a design
   planner       "generate about N synthetic or collect about M real images/class"
   sequential    grid.replicates: auto — targets and the stopping rule
-  config        EquivalenceConfig, checked as it is built (light: no numpy or scipy)
+  config        GridConfig (the design) and EquivalenceConfig, their checks (light: no numpy)
   simulate      simulated studies with a known truth: coverage, power, finite intervals
 """

@@ -1,13 +1,107 @@
-"""The statistics stage's config (EquivalenceConfig), checked as it is built, and the settings
-of grid.replicates: auto (target, budget): light (no numpy or scipy), so the study's config
-parses and validates without loading the statistics."""
+"""The statistics stage's configs, light (no numpy or scipy), so the study's config parses and
+validates without loading the statistics: the design (GridConfig: arms, amounts, replicates,
+seeds, levers — the cells the intervals are made of), grid.replicates: auto's settings (target,
+budget) and the analysis of the results (EquivalenceConfig, checked as it is built).
+
+The lever fields of the grid are checked with the generator families (generation/levers.py).
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from synthequiv.utils import SynthequivError
+from synthequiv.utils import SynthequivError, check_counts, check_positive
+
+ARMS = ("real", "closed", "open")
+AUTO = "auto"  # grid.replicates: auto (below)
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    # defaults = the quick digits study. Replicates are the units of every interval: each draws
+    # its own base sets, reserve and hold-out test set and trains its own generators, so the CIs
+    # include the generator's variance (intervals.py); seeds are nested inside a replicate
+    arms: tuple[str, ...] = ARMS
+    # ≥ 4 real amounts per base size: the real curve is what synthetic cells are read off.
+    # The smallest is near a synthetic cell's worth (a cell between knots is read off a line in
+    # log n: with +5 first, a cell worth +2 at 5/class was covered 78 % of the time)
+    real_add_per_class: tuple[int, ...] = (2, 5, 15, 40)  # extra real images/class (R(m))
+    syn_add_per_class: tuple[int, ...] = (40, 160)  # synthetic images/class per generative arm
+    replicates: int | str = 3  # independent draws of the design (base sets, generators, test set)
+    # replicates: auto — start with min_replicates, then add one at a time (nothing is
+    # retrained) until `target` is met, `budget_s` is spent or max_replicates is reached
+    # (stats/sequential.py). target: "gain_halfwidth=1.0" (pts) or "rate_halfwidth=0.5" (×rate)
+    target: str = ""
+    budget_s: float = 0.0  # wall-clock budget of an auto study (0 = none); study --budget 2h
+    min_replicates: int = 3
+    max_replicates: int = 20
+    seeds: tuple[int, ...] = (0, 1)  # classifier seeds per cell within each replicate
+    # levers (levers.py): each setting is its own synthetic arm, e.g. closed@cfg2, closed+top0.5;
+    # off in the quick study (cost), on in the `levers` preset. A filtered arm keeps the top q
+    # per class of a pool of ceil(max syn_add_per_class / q) images/class (filtering.py)
+    filters: tuple[float, ...] = ()  # keep-top fractions q in (0, 1] by base-set classifier score
+    guidance: tuple[float, ...] = ()  # CFG scales; () = only sampling.cfg_scale
+    sampler_steps: tuple[int, ...] = ()  # sampler steps; () = only sampling.steps
+    lever_arms: tuple[str, ...] = ("closed",)  # generative arms that get the variants
+    cross_levers: bool = False  # every combination; False = one lever at a time around plain
+    # generator families (families.py) for variant arms, e.g. [edm, dit] → closed@edm,
+    # closed@dit: the same arm's generators trained with that family (plain sampling, unfiltered)
+    generator_families: tuple[str, ...] = ()
+
+
+def check_grid(g: GridConfig) -> None:
+    """One-line errors for the grid's arms, amounts, seeds and replicates (its levers:
+    generation/levers.check_levers)."""
+    if not g.arms:
+        raise SynthequivError("grid.arms is empty")
+    bad = [a for a in g.arms if a not in ARMS]
+    if bad:
+        raise SynthequivError(f"unknown arm '{bad[0]}' in grid.arms (use {', '.join(ARMS)})")
+    if len(set(g.arms)) != len(g.arms):
+        raise SynthequivError(f"grid.arms has duplicate entries: {list(g.arms)}")
+    check_counts("grid.real_add_per_class", g.real_add_per_class, allow_empty=True)
+    check_counts("grid.syn_add_per_class", g.syn_add_per_class, allow_empty=True)
+    if not g.seeds:
+        raise SynthequivError("grid.seeds is empty")
+    check_replicates(g)
+    if len(set(g.seeds)) != len(g.seeds):
+        raise SynthequivError(f"grid.seeds has duplicate seeds: {list(g.seeds)} (a repeated "
+                              "seed repeats the same cell and narrows the CIs falsely)")
+
+
+def check_replicates(g: GridConfig) -> None:
+    """grid.replicates: a count in [1, 1000] or auto, with auto's target, budget and bounds."""
+    auto = g.replicates == AUTO
+    if not auto and (not isinstance(g.replicates, int) or isinstance(g.replicates, bool)
+                     or not 1 <= g.replicates <= 1000):
+        raise SynthequivError(f"grid.replicates must be in [1, 1000] or auto, got "
+                              f"{g.replicates!r}")
+    check_positive("grid.budget_s", g.budget_s, allow_zero=True)
+    if not auto:
+        if g.target or g.budget_s:
+            raise SynthequivError("grid.target and a budget (grid.budget_s, --budget) apply to "
+                                  "grid.replicates=auto only")
+        return
+    if not g.target:
+        raise SynthequivError("grid.replicates=auto needs grid.target, e.g. "
+                              "'grid.target=gain_halfwidth=1.0' (pts) or 'rate_halfwidth=0.5'")
+    parse_target(g.target)
+    if not 2 <= g.min_replicates <= g.max_replicates <= 1000:
+        raise SynthequivError("grid.replicates=auto needs 2 ≤ grid.min_replicates ≤ "
+                              f"grid.max_replicates ≤ 1000, got {g.min_replicates} and "
+                              f"{g.max_replicates}")
+
+
+def first_replicates(grid: GridConfig) -> int:
+    """Replicates of the first pass: all of them, or an auto study's min_replicates."""
+    return grid.min_replicates if grid.replicates == AUTO else grid.replicates
+
+
+# ----------------------------------------------------------------------------- the analysis
 
 VARIANCES = ("moderated", "per_cell")
 FITTED_CI_METHOD = ("none: model-based point estimates (a jackknife over 3 replicates covered "
@@ -43,7 +137,6 @@ class EquivalenceConfig:
 
 # ----------------------------------------------------------------------------- grid.replicates: auto
 
-AUTO = "auto"
 TARGET_KINDS = {"gain_halfwidth": "percentage points", "rate_halfwidth": "× the rate"}
 
 
@@ -92,8 +185,3 @@ def parse_duration(text: str) -> float:
     if not seconds > 0:
         raise SynthequivError(f"--budget {text!r}: must be longer than 0")
     return seconds
-
-
-def first_replicates(cfg) -> int:
-    """Replicates of the first pass: all of them, or an auto study's min_replicates."""
-    return cfg.grid.min_replicates if cfg.grid.replicates == AUTO else cfg.grid.replicates

@@ -22,14 +22,7 @@ import math
 
 import numpy as np
 
-from synthequiv.stats.config import (  # noqa: F401 (grid.replicates: auto's settings)
-    AUTO,
-    TARGET_KINDS,
-    Target,
-    first_replicates,
-    parse_duration,
-    parse_target,
-)
+from synthequiv.stats.config import Target
 from synthequiv.stats.intervals import REAL
 
 
