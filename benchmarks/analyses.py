@@ -87,8 +87,9 @@ def main() -> None:
                 t0 = time.perf_counter()
                 with mock.patch.dict(os.environ, {GRAPHS_ENV: "0" if arm.endswith("eager")
                                                   else "auto"}):
-                    results[arm] = analyse_study(cfg, out_dir, sp, synth, device,
-                                                 progress=False)
+                    results[arm] = analyse_study(cfg.analysis, cfg.classifier, out_dir, sp,
+                                                 synth, device, progress=False, data=cfg.data,
+                                                 splits=cfg.splits, cell_group=cfg.cell_group)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 if round_:

@@ -209,11 +209,17 @@ def _study_inputs(*extra):
     return cfg, sp, {("closed", 10): closed, ("open", 10): opened}
 
 
+def _analyse_study(cfg, run_dir, sp, synth, device, progress=True) -> dict:
+    """analyse_study with the study's stage configs, as orchestration/study.py calls it."""
+    return A.analyse_study(cfg.analysis, cfg.classifier, run_dir, sp, synth, device, progress,
+                           data=cfg.data, splits=cfg.splits, cell_group=cfg.cell_group)
+
+
 def test_analyse_study_writes_cached_analysis_and_report(tmp_path, monkeypatch):
     from synthequiv.classification import batched
 
     cfg, sp, synth = _study_inputs()
-    out = A.analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
+    out = _analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
     assert set(out["sets"]) == {"closed-n10", "open"}
     stored = json.loads((tmp_path / "analysis.json").read_text())
     assert stored["key"] == out["key"] and stored["sets"].keys() == out["sets"].keys()
@@ -228,7 +234,7 @@ def test_analyse_study_writes_cached_analysis_and_report(tmp_path, monkeypatch):
 
     monkeypatch.setattr(A, "train_classifier", boom)
     monkeypatch.setattr(batched, "train_many", boom)
-    again = A.analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
+    again = _analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
     assert again == out
 
     md, html = report_section(out)
@@ -247,14 +253,14 @@ def test_analyses_train_their_classifiers_in_groups_like_cells(tmp_path, monkeyp
     from synthequiv.classification import batched
 
     cfg, sp, synth = _study_inputs()
-    alone = A.analyse_study(cfg, tmp_path / "alone", sp, synth, "cpu", progress=False)
+    alone = _analyse_study(cfg, tmp_path / "alone", sp, synth, "cpu", progress=False)
     groups = []
     real = batched.train_classifiers
     monkeypatch.setattr(batched, "train_classifiers",
                         lambda d, seeds, k, *a, **kw: groups.append((len(d), k))
                         or real(d, seeds, k, *a, **kw))
     cfg, sp, synth = _study_inputs("cell_group=8")
-    grouped = A.analyse_study(cfg, tmp_path / "grouped", sp, synth, "cpu", progress=False)
+    grouped = _analyse_study(cfg, tmp_path / "grouped", sp, synth, "cpu", progress=False)
     assert sorted(groups) == [(3, 2), (4, 10)]
     assert grouped["key"] == alone["key"]  # a runtime knob: the same analysis
     for name, s in alone["sets"].items():
@@ -292,7 +298,7 @@ def test_f4_verdict_without_overlap_says_so():
 
 def test_analyse_study_with_tiny_sets_reports_prdc_as_unavailable(tmp_path):
     cfg, sp, synth = _study_inputs("splits.test_per_class=2", "analysis.max_images=4")
-    out = A.analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
+    out = _analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
     for r in [out["baseline"], *out["sets"].values()]:
         ov = r["overlap"]
         assert ov["precision"] is None and ov["coverage"] is None and ov["fd"] is not None
@@ -386,4 +392,4 @@ def test_analyse_dirs_small_cap_degrades_and_counts_the_real_classes(tmp_path, d
 def test_analyse_study_refuses_a_test_split_without_a_reference_half(tmp_path, no_training):
     cfg, sp, synth = _study_inputs("splits.test_per_class=1")
     with pytest.raises(SynthequivError, match="set splits.test_per_class ≥ 2"):
-        A.analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)
+        _analyse_study(cfg, tmp_path, sp, synth, "cpu", progress=False)

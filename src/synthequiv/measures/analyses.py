@@ -46,6 +46,9 @@ from synthequiv.classification.classifier import (
     predict_proba,
     train_classifier,
 )
+from synthequiv.inputs.config import SplitConfig
+from synthequiv.inputs.sources import DataConfig
+from synthequiv.measures.config import AnalysisConfig
 from synthequiv.measures.domaingap import _train_domain, domain_gap, domain_job, f4_verdict
 from synthequiv.measures.features import (
     PRDC_K,
@@ -350,39 +353,40 @@ def _analysis_group(cell_group: int, ccfg, shape, device) -> int:
     return resolve_group(cell_group, ccfg.arch, max(shape[1:]), device)
 
 
-def analyse_study(cfg, run_dir: Path, sp, synth: dict, device, progress: bool = True) -> dict:
+def analyse_study(acfg: AnalysisConfig, ccfg: ClassifierConfig, run_dir: Path, sp, synth: dict,
+                  device, progress: bool = True, *, data: DataConfig, splits: SplitConfig,
+                  cell_group: int = 0) -> dict:
     """Analyse every distinct synthetic set of a study; cached in run_dir/analysis.json.
 
     Real reference: B(n) for the closed-set generator of base size n, the pool for open-set.
+    data, splits: the configs that made sp (they key the cache); cell_group: not in the key.
     Returns {"key", "sets", "baseline", "extractor", "figures" {key: path}, "paper_finding_f4",
     ...}; figure paths are run_dir/figures/…; the JSON file stores them relative to run_dir.
     """
     run_dir = Path(run_dir)
     named = distinct_sets(sp, synth)
-    key = stable_hash("analysis", ANALYSIS_FORMAT, cfg.analysis, cfg.classifier, cfg.data,
-                      sp.dataset.digest, cfg.splits, {n: v[0].key for n, v in named.items()})
+    key = stable_hash("analysis", ANALYSIS_FORMAT, acfg, ccfg, data, sp.dataset.digest, splits,
+                      {n: v[0].key for n, v in named.items()})
     path = run_dir / "analysis.json"
     cached = _cached(path, key, run_dir)
     if cached is not None:
         return cached
     t0 = time.time()
-    acfg = {"max_images": cfg.analysis.max_images,
-            "domain_train_steps": cfg.analysis.domain_train_steps}
-    _check_max_images("analysis.max_images", acfg["max_images"])
+    settings = {"max_images": acfg.max_images, "domain_train_steps": acfg.domain_train_steps}
+    _check_max_images("analysis.max_images", acfg.max_images)
     ds = sp.dataset
     if named:
         check_reference(sp.test_labels, STUDY_REFERENCE_NEED)
         idx = sp.pool_indices()
-        group = _analysis_group(cfg.cell_group, cfg.classifier, ds.shape, device)
         body = _analyse(named, (ds.images[idx], ds.labels[idx]), (sp.test_images, sp.test_labels),
-                        ds.num_classes, cfg.classifier, acfg, run_dir / "figures", device,
-                        progress, group)
+                        ds.num_classes, ccfg, settings, run_dir / "figures", device, progress,
+                        _analysis_group(cell_group, ccfg, ds.shape, device))
     else:
         body = {"extractor": None, "baseline": None, "sets": {}, "figures": {},
                 "paper_finding_f4": f4_verdict({}, None)}
     body["figures"] = {k: str(Path(v).relative_to(run_dir)) for k, v in body["figures"].items()}
     analysis = {"key": key, "version": __version__, "class_names": list(ds.class_names),
-                "settings": {**acfg, "quantile": 0.05, "prdc_k": PRDC_K, "seed": SEED}, **body,
+                "settings": {**settings, "quantile": 0.05, "prdc_k": PRDC_K, "seed": SEED}, **body,
                 "wall_s": time.time() - t0}
     return _write(path, analysis, run_dir)
 

@@ -336,7 +336,9 @@ def finish(cfg, run_dir, rows, sp, synth, device, timings, progress, stopping=No
         t0 = time.time()
         from synthequiv.measures.analyses import analyse_study
 
-        analysis = analyse_study(cfg, run_dir, sp, synth, device, progress)
+        analysis = analyse_study(cfg.analysis, cfg.classifier, run_dir, sp, synth, device,
+                                 progress, data=cfg.data, splits=cfg.splits,
+                                 cell_group=cfg.cell_group)
         timings["analyses_s"] = time.time() - t0
     t0 = time.time()
     out = write_report(cfg, run_dir, rows, equivalence, analysis, sp, synth,
@@ -405,4 +407,6 @@ def analyse_run(run_dir: Path, out_dir: Path | None = None, progress: bool = Tru
         announce(f"analyses of {n_sets} synthetic set(s) of {run_dir}: training {k} small "
                  f"classifiers, about {secs / 60:.1f} min on this {device.type} (estimated); "
                  f"writing to {out_dir}")
-        return analyse_study(cfg, Path(out_dir), sp, synth, device, progress)
+        return analyse_study(cfg.analysis, cfg.classifier, Path(out_dir), sp, synth, device,
+                             progress, data=cfg.data, splits=cfg.splits,
+                             cell_group=cfg.cell_group)
