@@ -198,8 +198,8 @@ def classifier_costs(cfg, shape, device, steps, group: int = 1, n_test: int = 0)
 
 # test-set sizes the study scores every cell on: official test splits, else the hold-out
 # (splits.test_per_class: all = every image outside the base sets and reserve; `synthequiv
-# plan` prints it: 1,197 for quick on digits, 8,500 for mnist on mnist10k)
-TEST_IMAGES = {"cifar10": 10_000, "bloodmnist": 3_421, "pneumonia": 624, "quick": 1_197,
+# plan` prints it: 1,297 for quick on digits, 8,500 for mnist on mnist10k)
+TEST_IMAGES = {"cifar10": 10_000, "bloodmnist": 3_421, "pneumonia": 624, "quick": 1_297,
                "mnist": 8_500}
 
 

@@ -16,6 +16,7 @@ import torch
 from synthequiv import config as C
 from synthequiv.runtime import cpu, executor
 from synthequiv.runtime.runlog import run_log
+from synthequiv.utils import SynthequivError
 
 PROBE = "import os, {first}; import {second}; print(os.environ.get('OMP_WAIT_POLICY'))"
 
@@ -65,33 +66,47 @@ def test_contended_machine_gets_one_thread_and_a_log_line(monkeypatch, tmp_path)
 
 
 def test_by_default_the_thread_count_ignores_the_load(monkeypatch, tmp_path):
-    """Same config + seed → same numbers: without cpu_adapt a contended machine is only said
-    (with how to lower the threads), the thread count stays torch's."""
-    fake_ticks(monkeypatch, (0, 0), (95, 100), (95, 100))
+    """Same config + seed → same numbers: the default (one thread per task process) and torch's
+    count (cpu_threads 0) stay what they are on a contended machine, which the log says."""
     before = torch.get_num_threads()
+    cfg = replace(C.resolve("quick"), device="cpu")
     try:
+        fake_ticks(monkeypatch, (0, 0), (95, 100), (95, 100))
+        with run_log(tmp_path):
+            c = executor.set_cpu_threads(cfg)  # the default: cpu_threads 1
+        assert c.contended and c.threads == 1 and torch.get_num_threads() == 1
+        assert "CPU contended" in (tmp_path / "log.txt").read_text()
+        fake_ticks(monkeypatch, (0, 0), (95, 100), (95, 100))
         torch.set_num_threads(2)
         with run_log(tmp_path):
-            c = executor.set_cpu_threads(replace(C.resolve("quick"), device="cpu"))
+            c = executor.set_cpu_threads(replace(cfg, cpu_threads=0))
         assert c.contended and c.threads == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
     assert "--set cpu_adapt=true" in (tmp_path / "log.txt").read_text()
 
 
-def test_pinned_or_single_threads_are_not_measured(monkeypatch):
+def test_one_torch_thread_under_auto_is_not_measured_and_a_gpu_never(monkeypatch):
     monkeypatch.setattr(cpu, "_cpu_ticks", lambda cores: pytest.fail("measured"))
     before = torch.get_num_threads()
     cfg = replace(C.resolve("quick"), device="cpu")
     try:
-        torch.set_num_threads(2)
-        assert executor.set_cpu_threads(replace(cfg, cpu_threads=1)) is None
-        assert torch.get_num_threads() == 1
+        torch.set_num_threads(1)
         # auto only lowers torch's count: from one thread (the tests' setting) nothing to do
         assert executor.set_cpu_threads(replace(cfg, cpu_threads=0)) is None
         assert torch.get_num_threads() == 1
+        monkeypatch.setattr(executor, "_on_gpu", lambda cfg: True)
+        assert executor.set_cpu_threads(replace(cfg, cpu_threads=3)) is None
+        assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_cpu_adapt_needs_torch_s_thread_count():
+    with pytest.raises(SynthequivError, match="cpu_adapt lowers torch's default thread count, "
+                       "but cpu_threads is 1: add --set cpu_threads=0"):
+        C.validate(C.resolve("quick", None, ["cpu_adapt=true"]))
+    C.check_runtime(C.resolve("quick", None, ["cpu_adapt=true", "cpu_threads=0"]))
 
 
 def test_adapter_follows_other_jobs_between_tasks(monkeypatch):

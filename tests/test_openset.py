@@ -296,6 +296,6 @@ def test_open_set_source_holding_the_study_test_images_is_refused(tmp_path, digi
     np.savez(npz, images=digits.images[:, 0].numpy(), labels=digits.labels.numpy())
     cfg = C.resolve("quick", None, ["openset.kind=source", f"openset.source=npz:{npz}",
                                      "grid.replicates=1", "device=cpu"])
-    with pytest.raises(SynthequivError, match=r"contains 1197 of the study's 1197 test images"):
+    with pytest.raises(SynthequivError, match=r"contains 1297 of the study's 1297 test images"):
         run_study(cfg, tmp_path / "run", progress=False)
     assert not list((tmp_path / "run").glob("generators/*/checkpoint.pt"))
