@@ -19,20 +19,11 @@ import torch
 torch.set_num_threads(1)
 
 
-def _pin_to_one_core() -> None:
-    """One core per test process (each xdist worker its own): `workers: 0` (one worker process
-    per core, the default) then runs a study's tasks in the test's own process, where its
-    monkeypatches and in-process checks apply, and the CLI subprocesses a test starts inherit
-    the core. Tests of the worker pool name `workers=2` themselves."""
-    if not hasattr(os, "sched_setaffinity"):
-        return
-    cores = sorted(os.sched_getaffinity(0))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    index = int(worker[2:]) if worker[2:].isdigit() else 0
-    os.sched_setaffinity(0, {cores[index % len(cores)]})
-
-
-_pin_to_one_core()
+# one CPU per test process (each xdist worker): `workers: 0` (one worker process per core, the
+# default) then runs a study's tasks in the test's own process, where its monkeypatches and
+# in-process checks apply, and the CLI subprocesses a test starts inherit it (runtime/cpu.py
+# cpu_budget). Tests of the worker pool name `workers=2` themselves.
+os.environ["SLURM_CPUS_PER_TASK"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

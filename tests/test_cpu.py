@@ -50,6 +50,7 @@ def fake_ticks(monkeypatch, *readings):
 
 
 def test_contended_machine_gets_one_thread_and_a_log_line(monkeypatch, tmp_path):
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")  # the machine's 2 cores, not the tests' 1
     fake_ticks(monkeypatch, (0, 0), (95, 100), (95, 100))  # 1.9 of 2 cores busy elsewhere
     before = torch.get_num_threads()
     cfg = replace(C.resolve("quick"), device="cpu", cpu_threads=0, cpu_adapt=True)
@@ -134,3 +135,15 @@ def test_a_real_busy_process_is_seen():
         busy.wait()
     assert c.busy_elsewhere >= 0.5 and c.contended
     assert c.threads == max(1, c.budget - 1) or c.busy_elsewhere >= 1.5
+
+
+@pytest.mark.parametrize("slurm, want", [("1", 1), ("3", 3), ("16", 8), ("", 8), ("x", 8),
+                                         ("0", 8)])
+def test_the_cpu_budget_honours_a_slurm_allocation(monkeypatch, slurm, want):
+    """One worker process per core of the budget: 8 cores of affinity, no cgroup quota,
+    capped by SLURM_CPUS_PER_TASK where it is a positive integer."""
+    monkeypatch.setattr(cpu, "_affinity", lambda: set(range(8)))
+    monkeypatch.setattr(cpu, "_cgroup_quota", lambda: None)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", slurm)
+    assert cpu.cpu_budget() == want
+    assert executor.local_workers(replace(C.resolve("quick"), device="cpu")) == want

@@ -23,7 +23,7 @@ from synthequiv.utils import SynthequivError
 
 SETTINGS = [
     "splits.base_per_class=[5,10]", "grid.seeds=[0,1]", "grid.replicates=1", "grid.real_add_per_class=[5]",
-    "grid.syn_add_per_class=[5]", "generator.train_kimg=3.2", "generator.warmup_kimg=0.5",
+    "grid.syn_add_per_class=[5]", "generator.train_kimg=1.6", "generator.warmup_kimg=0.5",
     "generator.checkpoint_every_kimg=0.64", "sampling.steps=4", "classifier.train_steps=25",
     "equivalence.bootstrap=30", "analysis.enabled=false", "device=cpu",
 ]

@@ -45,10 +45,21 @@ def prefer_passive_wait() -> None:
 
 def cpu_budget() -> int:
     """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota (containers,
-    SLURM's cgroup plugin)."""
-    cores = sorted(_affinity())
+    SLURM's cgroup plugin) and by SLURM_CPUS_PER_TASK (a SLURM task's allocation where no cgroup
+    enforces it; the test suite sets it to 1 for each of its worker processes)."""
+    cores = len(_affinity())
     quota = _cgroup_quota()
-    return max(1, min(len(cores), math.ceil(quota))) if quota else len(cores)
+    caps = [cores, math.ceil(quota) if quota else cores, _slurm_cpus() or cores]
+    return max(1, min(caps))
+
+
+def _slurm_cpus() -> int | None:
+    """SLURM_CPUS_PER_TASK as a positive integer; None when unset or malformed."""
+    try:
+        n = int(os.environ.get("SLURM_CPUS_PER_TASK", ""))
+    except ValueError:
+        return None
+    return n if n > 0 else None
 
 
 def _affinity() -> set[int]:

@@ -13,7 +13,6 @@ On a machine with several GPUs, each worker process takes one GPU (round-robin).
 from __future__ import annotations
 
 import dataclasses
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterable, Iterator
 
@@ -35,7 +34,7 @@ def local_workers(cfg) -> int:
         return cfg.workers
     if _on_gpu(cfg):
         return torch.cuda.device_count()  # one process per GPU
-    return max(1, len(os.sched_getaffinity(0)))
+    return cpu_budget()  # one per core this process may use
 
 
 def worker_gpus(cfg, workers: int) -> list[int | None]:
@@ -61,7 +60,8 @@ def set_cpu_threads(cfg) -> Contention | None:
         torch.set_num_threads(cfg.cpu_threads)
         if _on_gpu(cfg):
             return None
-        c = dataclasses.replace(measure_contention(), threads=cfg.cpu_threads)
+        # nothing is decided from it, only said: a shorter sample than auto's decision needs
+        c = dataclasses.replace(measure_contention(sample_s=0.2), threads=cfg.cpu_threads)
         _log_contention(c, echo="always")  # pinned: nothing to adapt, only said
         return c
     ceiling = torch.get_num_threads()  # torch's default, or what the caller chose
