@@ -28,6 +28,7 @@ from pathlib import Path
 from synthequiv.stats.power import VarianceComponents, variance_components
 from synthequiv.stats.simulate import (
     QUICK_NOISE,
+    QUICK_NOISE_1020,
     QUICK_NOISE_SOURCE,
     QUICK_TRUTH,
     Truth,
@@ -53,17 +54,23 @@ def main() -> None:
     ap.add_argument("--studies", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--replicates", type=int, default=3)
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=3, help="classifier seeds (the quick study's)")
     ap.add_argument("--only", default=None, help="run only this design (e.g. default)")
     ap.add_argument("--bases", default=None, help="base sizes instead of the quick study's, "
                     "e.g. 10,20 (the quick design before 2026-12-06)")
     ap.add_argument("--real-add", default=None, help="real amounts, e.g. 5,10,20,40")
+    ap.add_argument("--previous", action="store_true", help="the quick design before "
+                    "2026-12-06 at its own measured noise: --bases 10,20 --real-add 5,10,20,40, 2 seeds")
     ap.add_argument("--run", type=Path, default=None, help="run directory to take noise from")
     ap.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = ap.parse_args()
-    vc = run_components(args.run) if args.run else QUICK_NOISE
+    if args.previous:
+        args.bases, args.real_add = args.bases or "10,20", args.real_add or "5,10,20,40"
+        args.seeds = 2
+    vc = run_components(args.run) if args.run else QUICK_NOISE_1020 if args.previous \
+        else QUICK_NOISE
     print(f"noise (sd, accuracy): {dataclasses.asdict(vc)} — "
-          f"{args.run or QUICK_NOISE_SOURCE}; gain sd {vc.gain_sd(args.seeds):.4f}; design "
+          f"{args.run or ('4-replicate run of it' if args.previous else QUICK_NOISE_SOURCE)}; gain sd {vc.gain_sd(args.seeds):.4f}; design "
           f"{args.replicates} replicates × {args.seeds} seeds, bases "
           f"{args.bases or 'quick'}, real amounts {args.real_add or 'quick'}, "
           f"{args.studies} studies")

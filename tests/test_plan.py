@@ -15,7 +15,7 @@ def plan(preset="quick", *sets):
 
 def test_quick_counts_and_sampling_work():
     p = plan()
-    assert (p["generators"], p["sample_sets"], p["cells"]) == (9, 9, 108)
+    assert (p["generators"], p["sample_sets"], p["cells"]) == (9, 9, 162)
     assert P._counts(C.resolve("quick"))["sample_work_per_class"] == 9 * 160
 
 
@@ -43,7 +43,7 @@ def test_provided_arms_train_no_generator_and_given_sets_are_not_sampled():
     # sampled: closed B(20), open, and the provided generator's set
     assert c["sample_sets"] == 3 * 3 and c["sample_work_per_class"] == 3 * 3 * 160
     assert c["syn_arms"] == ["closed", "open", "sd15", "mine"]
-    assert c["cells"] == 3 * 2 * 2 * (1 + 4 + 2 * 4)  # replicates × bases × seeds × amounts
+    assert c["cells"] == 3 * 2 * 3 * (1 + 4 + 2 * 4)  # replicates × bases × seeds × amounts
 
 
 def test_cost_uses_group_compile_and_architecture_rates(monkeypatch):
@@ -108,11 +108,11 @@ def test_report_power_states_the_mde_and_what_would_resolve_a_null_result(tmp_pa
     assert not any(g["significant"] for g in eq["gains"] if g["arm"] != "real")
     out = report_power(rows, cfg, eq, {"per_replicate_s": 60.0}, tmp_path)
     comps = variance_components(rows)
-    mde = min_detectable_gain(comps, 3, 2, family_size=8)
+    mde = min_detectable_gain(comps, 3, 3, family_size=8)
     assert out["designs"][0]["mde"] == pytest.approx(mde)
-    assert f"≈ {100 * mde:.1f} pts with 3 replicate(s) × 2 seed(s)" in out["mde_text"]
+    assert f"≈ {100 * mde:.1f} pts with 3 replicate(s) × 3 seed(s)" in out["mde_text"]
     best = max((g for g in eq["gains"] if g["arm"] != "real"), key=lambda g: g["gain"])
-    need = max(replicates_for(best["gain"], comps, 2, max_replicates=1000, family_size=8), 4)
+    need = max(replicates_for(best["gain"], comps, 3, max_replicates=1000, family_size=8), 4)
     assert out["resolve_replicates"] == need
     assert (f"about {need} replicates (≈ {need - 3:.1f} min more on this machine at the "
             "measured 1.0 min per replicate)") in out["resolve_text"]

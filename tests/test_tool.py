@@ -88,10 +88,10 @@ def test_a_resumed_bar_counts_only_what_is_left(tmp_path, monkeypatch, capsys):
 def test_dry_run_prints_the_plan_after_a_loadable_config(cli):
     code, out, err = cli("study", "--preset", "quick", "--dry-run")
     assert code == 0, err
-    assert yaml.safe_load(out)["grid"]["seeds"] == [0, 1]  # the plan lines are comments
+    assert yaml.safe_load(out)["grid"]["seeds"] == [0, 1, 2]  # the plan lines are comments
     plan = [ln for ln in out.splitlines() if ln.startswith("# plan: ")]
     assert any("generators: 9 × 25.6 kimg (3 replicate(s)" in ln for ln in plan)
-    assert any("classifier cells: 108 (9 per base size × 2 seeds × 3 replicate(s)" in ln
+    assert any("classifier cells: 162 (9 per base size × 3 seeds × 3 replicate(s)" in ln
                for ln in plan)
     # B(10) + R(40) + ≥ 1 test image (splits.test_per_class: all; the rest are test images)
     assert any("needs 51 real images per class" in ln and "every class has enough" in ln
