@@ -131,7 +131,7 @@ def run_procs(n: int, cells, cfg, device, k: int):
     study = C.resolve("quick", None, [f"workers={n}", "cpu_threads=1", f"device={device.type}"])
     models = [None] * len(cells)
     for i, model in map_tasks(_train_one, list(enumerate(cells)),
-                              {"cfg": cfg, "device": str(device), "k": k}, study):
+                              {"cfg": cfg, "device": str(device), "k": k}, study.runtime):
         models[i] = model
     return models
 

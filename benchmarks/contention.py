@@ -95,7 +95,7 @@ def child(arm: str, kimg: float, tasks: int) -> None:
             "passive": ["workers=1", "cpu_threads=0"]}.get(arm, ["workers=1", "cpu_threads=0"])
     cfg = C.resolve("quick", None, over)
     if arm in STUDY_ARMS:  # what run_study calls
-        executor.set_cpu_threads(cfg)
+        executor.set_cpu_threads(cfg.runtime)
     elif arm == "1-thread":
         torch.set_num_threads(1)
     gcfg = dataclasses.replace(cfg.generator, train_kimg=kimg, checkpoint_every_kimg=1e9)
@@ -104,8 +104,9 @@ def child(arm: str, kimg: float, tasks: int) -> None:
     shared = {"x": x, "y": y, "num_classes": ds.num_classes, "gcfg": gcfg}
     w0, c0 = time.perf_counter(), time.process_time()
     if arm in STUDY_ARMS:
-        done = list(executor.map_tasks(_train_one, range(tasks), shared, cfg, "generator"))
-        workers = executor._pool_size(cfg, tasks, "generator")
+        done = list(executor.map_tasks(_train_one, range(tasks), shared, cfg.runtime,
+                                          "generator"))
+        workers = executor._pool_size(cfg.runtime, tasks, "generator")
     else:
         done = [_train_one(seed, **shared) for seed in range(tasks)]
         workers = 1

@@ -53,7 +53,7 @@ def test_contended_machine_gets_one_thread_and_a_log_line(monkeypatch, tmp_path)
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")  # the machine's 2 cores, not the tests' 1
     fake_ticks(monkeypatch, (0, 0), (95, 100), (95, 100))  # 1.9 of 2 cores busy elsewhere
     before = torch.get_num_threads()
-    cfg = replace(C.resolve("quick"), device="cpu", cpu_threads=0, cpu_adapt=True)
+    cfg = replace(C.resolve("quick").runtime, device="cpu", cpu_threads=0, cpu_adapt=True)
     try:
         torch.set_num_threads(2)  # torch's default here; conftest sets 1
         with run_log(tmp_path):
@@ -70,7 +70,7 @@ def test_by_default_the_thread_count_ignores_the_load(monkeypatch, tmp_path):
     """Same config + seed → same numbers: the default (one thread per task process) and torch's
     count (cpu_threads 0) stay what they are on a contended machine, which the log says."""
     before = torch.get_num_threads()
-    cfg = replace(C.resolve("quick"), device="cpu")
+    cfg = replace(C.resolve("quick").runtime, device="cpu")
     try:
         fake_ticks(monkeypatch, (0, 0), (95, 100), (95, 100))
         with run_log(tmp_path):
@@ -90,7 +90,7 @@ def test_by_default_the_thread_count_ignores_the_load(monkeypatch, tmp_path):
 def test_one_torch_thread_under_auto_is_not_measured_and_a_gpu_never(monkeypatch):
     monkeypatch.setattr(cpu, "_cpu_ticks", lambda cores: pytest.fail("measured"))
     before = torch.get_num_threads()
-    cfg = replace(C.resolve("quick"), device="cpu")
+    cfg = replace(C.resolve("quick").runtime, device="cpu")
     try:
         torch.set_num_threads(1)
         # auto only lowers torch's count: from one thread (the tests' setting) nothing to do
@@ -146,4 +146,4 @@ def test_the_cpu_budget_honours_a_slurm_allocation(monkeypatch, slurm, want):
     monkeypatch.setattr(cpu, "_cgroup_quota", lambda: None)
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", slurm)
     assert cpu.cpu_budget() == want
-    assert executor.local_workers(replace(C.resolve("quick"), device="cpu")) == want
+    assert executor.local_workers(replace(C.resolve("quick").runtime, device="cpu")) == want

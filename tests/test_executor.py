@@ -132,14 +132,14 @@ def test_local_workers_take_one_gpu_each(monkeypatch):
 
     from synthequiv.runtime.executor import local_workers, worker_gpus
 
-    cfg = C.resolve("quick", None, ["workers=0"])
+    cfg = C.resolve("quick", None, ["workers=0"]).runtime
     assert worker_gpus(cfg, 3) == [None] * 3  # CPU: no GPU to take
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert local_workers(cfg) == 2  # one process per GPU
     assert worker_gpus(cfg, 4) == [0, 1, 0, 1]
-    assert worker_gpus(C.resolve("quick", None, ["device=cuda:1"]), 2) == [None, None]
-    assert worker_gpus(C.resolve("quick", None, ["device=cpu"]), 2) == [None, None]
+    assert worker_gpus(C.resolve("quick", None, ["device=cuda:1"]).runtime, 2) == [None, None]
+    assert worker_gpus(C.resolve("quick", None, ["device=cpu"]).runtime, 2) == [None, None]
 
 
 def _gone_within(pgid: int, seconds: float) -> bool:
@@ -193,7 +193,7 @@ def test_local_workers_leave_with_a_killed_study(tmp_path):
         "def task(i):\n    time.sleep(60)\n"
         "if __name__ == '__main__':\n"
         "    cfg = C.resolve('quick', None, ['workers=2', 'cpu_threads=1', 'device=cpu'])\n"
-        "    next(map_tasks(task, [0, 1], {}, cfg))\n")
+        "    next(map_tasks(task, [0, 1], {}, cfg.runtime))\n")
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     p = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL,

@@ -32,7 +32,7 @@ from synthequiv.inputs.sources import DataConfig
 from synthequiv.measures.config import AnalysisConfig
 from synthequiv.measures.config import check as check_analysis
 from synthequiv.presets import PRESETS
-from synthequiv.runtime.config import RayConfig
+from synthequiv.runtime.config import RayConfig, RuntimeConfig
 from synthequiv.runtime.config import check as check_ray
 from synthequiv.stats.config import EquivalenceConfig, GridConfig, check_grid
 from synthequiv.utils import SynthequivError, check_counts, to_jsonable
@@ -78,6 +78,13 @@ class StudyConfig:
     equivalence: EquivalenceConfig = field(default_factory=EquivalenceConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     provided: ProvidedConfig = field(default_factory=ProvidedConfig)
+
+    @property
+    def runtime(self) -> RuntimeConfig:
+        """How the study runs, the view the executors and the stages' executor calls take
+        (its fields are this config's of the same names)."""
+        return RuntimeConfig(**{f.name: getattr(self, f.name)
+                                for f in dataclasses.fields(RuntimeConfig)})
 
 
 # ----------------------------------------------------------------------------- build / dump

@@ -147,7 +147,7 @@ def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
     shared = {"reps": reps, "ccfg": ccfg, "device": device}
     with progress_bar("classifier grid", total=len(cells), enabled=progress,
                       done=len(cells) - len(todo)) as bar:
-        for rows in map_tasks(_cell_task, groups, shared, cfg, kind="cell"):
+        for rows in map_tasks(_cell_task, groups, shared, cfg.runtime, kind="cell"):
             for row in rows:
                 row["config_hash"] = chash
                 table.add(row)  # the driver is the single writer

@@ -195,7 +195,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
         note_config_change(run_dir, cfg)
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
         device = resolve_device(cfg.device)
-        set_cpu_threads(cfg)
+        set_cpu_threads(cfg.runtime)
         log_plan(cfg, ds, run_dir)
         if figure_workers:  # many-core hosts: they start beside the training
             figure_pool.prestart()

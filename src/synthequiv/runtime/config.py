@@ -1,10 +1,11 @@
-"""The Ray executor's config (RayConfig) and its check: light, so the study's config parses
-and validates without loading Ray or torch (ray_executor.py reads it)."""
+"""The runtime floor's configs: RuntimeConfig (how a study runs: device, executor, workers,
+threads; the executors read it) and RayConfig with its check. Light, so the study's config
+parses and validates without loading Ray or torch."""
 
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from synthequiv.utils import SynthequivError, check_positive
 
@@ -17,6 +18,23 @@ class RayConfig:
     gpus_per_task: float = 0.0  # per classifier cell or sampling shard, e.g. 0.25 = 4 per GPU
     gpus_per_generator: float = 0.0  # per generator training (1.0 on a GPU cluster)
     sample_shards: int = 4  # sampling of one synthetic set is split into this many seed ranges
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The study's top-level fields of the same names (StudyConfig.runtime builds it): what
+    runtime/ and the stages' executor calls read, never the study itself. Field meanings and
+    defaults are StudyConfig's; none of them enters an artifact's key."""
+
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    executor: str = "local"  # local | ray
+    workers: int = 0  # local worker processes; 0 = one per core (one per GPU on a GPU)
+    cpu_threads: int = 1  # torch threads per task process on CPU; 0 = torch's default
+    cpu_adapt: bool = False  # with cpu_threads 0: follow the cores other processes leave free
+    generator_nproc: int = 1  # processes (torchrun) per generator training
+    compile: bool = False  # torch.compile the generator for training and sampling
+    generator_group: int = 0  # generators trained at once as one computation (0 = auto)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 def check(r: RayConfig, used: bool) -> None:

@@ -1,10 +1,11 @@
 """Run independent tasks locally (in-process or a process pool) or as Ray tasks.
 
-`map_tasks(fn, items, shared, cfg, kind)` yields fn(item, **shared) for every item, in
+`map_tasks(fn, items, shared, rt, kind)` yields fn(item, **shared) for every item, in
 completion order. The driver consumes the results and is the only writer of the run
 directory's results table, so a cell is never recorded twice.
 
-Local runs use `cfg.workers` processes with `cfg.cpu_threads` torch threads each: on CPU,
+Every function here reads the study's RuntimeConfig (runtime/config.py), never the study.
+Local runs use `rt.workers` processes with `rt.cpu_threads` torch threads each: on CPU,
 small convolutions scale better across processes than across threads, and a task's numbers
 do not depend on how many tasks share the machine (same seed → same row, any worker count).
 On a machine with several GPUs, each worker process takes one GPU (round-robin).
@@ -18,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from synthequiv.runtime.config import RuntimeConfig
 from synthequiv.runtime.cpu import Contention, ThreadAdapter, cpu_budget, measure_contention
 from synthequiv.runtime.runlog import info, metric
 from synthequiv.utils import SynthequivError, watch_parent
@@ -25,22 +27,22 @@ from synthequiv.utils import SynthequivError, watch_parent
 _SHARED: dict[str, Any] = {}
 
 
-def _on_gpu(cfg) -> bool:
-    return cfg.device != "cpu" and torch.cuda.is_available()
+def _on_gpu(rt: RuntimeConfig) -> bool:
+    return rt.device != "cpu" and torch.cuda.is_available()
 
 
-def local_workers(cfg) -> int:
-    if cfg.workers > 0:
-        return cfg.workers
-    if _on_gpu(cfg):
+def local_workers(rt: RuntimeConfig) -> int:
+    if rt.workers > 0:
+        return rt.workers
+    if _on_gpu(rt):
         return torch.cuda.device_count()  # one process per GPU
     return cpu_budget()  # one per core this process may use
 
 
-def worker_gpus(cfg, workers: int) -> list[int | None]:
+def worker_gpus(rt: RuntimeConfig, workers: int) -> list[int | None]:
     """The GPU each local worker process takes (round-robin), None on CPU or an explicit
     cuda:N device."""
-    if not _on_gpu(cfg) or cfg.device not in ("auto", "cuda"):
+    if not _on_gpu(rt) or rt.device not in ("auto", "cuda"):
         return [None] * workers
     return [i % torch.cuda.device_count() for i in range(workers)]
 
@@ -48,27 +50,27 @@ def worker_gpus(cfg, workers: int) -> list[int | None]:
 _ADAPTER: ThreadAdapter | None = None  # set by set_cpu_threads with cpu_threads=0 on a CPU
 
 
-def set_cpu_threads(cfg) -> Contention | None:
-    """Decide torch's CPU threads for this process: cfg.cpu_threads (default 1, with one worker
+def set_cpu_threads(rt: RuntimeConfig) -> Contention | None:
+    """Decide torch's CPU threads for this process: rt.cpu_threads (default 1, with one worker
     process per core), or with 0 torch's count (one per core), logged with the machine's
-    contention; with cfg.cpu_adapt that count is lowered to the cores other processes leave
+    contention; with rt.cpu_adapt that count is lowered to the cores other processes leave
     free (runtime/cpu.py) and map_tasks re-decides between in-process tasks, never above it.
     On a GPU nothing is measured."""
     global _ADAPTER
     _ADAPTER = None
-    if cfg.cpu_threads > 0:
-        torch.set_num_threads(cfg.cpu_threads)
-        if _on_gpu(cfg):
+    if rt.cpu_threads > 0:
+        torch.set_num_threads(rt.cpu_threads)
+        if _on_gpu(rt):
             return None
         # nothing is decided from it, only said: a shorter sample than auto's decision needs
-        c = dataclasses.replace(measure_contention(sample_s=0.2), threads=cfg.cpu_threads)
+        c = dataclasses.replace(measure_contention(sample_s=0.2), threads=rt.cpu_threads)
         _log_contention(c, echo="always")  # pinned: nothing to adapt, only said
         return c
     ceiling = torch.get_num_threads()  # torch's default, or what the caller chose
-    if _on_gpu(cfg) or ceiling == 1:
+    if _on_gpu(rt) or ceiling == 1:
         return None
     c = measure_contention(max_threads=ceiling)
-    if not getattr(cfg, "cpu_adapt", False):  # the same threads whatever the load: same numbers
+    if not rt.cpu_adapt:  # the same threads whatever the load: same numbers
         c = dataclasses.replace(c, threads=ceiling)
         _log_contention(c, echo="always", hint=c.contended)
         return c
@@ -109,32 +111,32 @@ def _run_in_worker(fn: Callable, item: Any) -> Any:
     return fn(item, **_SHARED)
 
 
-def _pool_size(cfg, n_items: int, kind: str) -> int:
+def _pool_size(rt: RuntimeConfig, n_items: int, kind: str) -> int:
     """Local worker processes map_tasks starts for n_items tasks (1 = in this process)."""
-    if kind == "generator" and cfg.generator_nproc > 1:
+    if kind == "generator" and rt.generator_nproc > 1:
         return 1  # each training already spans generator_nproc processes (torchrun)
-    return min(local_workers(cfg), n_items)
+    return min(local_workers(rt), n_items)
 
 
-def runs_elsewhere(cfg, n_items: int, kind: str) -> bool:
+def runs_elsewhere(rt: RuntimeConfig, n_items: int, kind: str) -> bool:
     """True when map_tasks runs these tasks outside this process (Ray tasks or a local
     pool): their own progress goes to log.txt only, so the caller counts them on the console."""
-    return cfg.executor == "ray" or _pool_size(cfg, n_items, kind) > 1
+    return rt.executor == "ray" or _pool_size(rt, n_items, kind) > 1
 
 
-def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
+def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], rt: RuntimeConfig,
               kind: str = "cell") -> Iterator[Any]:
     items = list(items)
     if not items:
         return
-    if cfg.executor == "ray":
+    if rt.executor == "ray":
         from synthequiv.runtime.ray_executor import ray_map
 
-        yield from ray_map(fn, items, shared, cfg, kind)
+        yield from ray_map(fn, items, shared, rt, kind)
         return
-    if cfg.executor != "local":
-        raise SynthequivError(f"unknown executor '{cfg.executor}' (use local or ray)")
-    workers = _pool_size(cfg, len(items), kind)
+    if rt.executor != "local":
+        raise SynthequivError(f"unknown executor '{rt.executor}' (use local or ray)")
+    workers = _pool_size(rt, len(items), kind)
     if workers == 1:
         for item in items:
             _adapt_threads()
@@ -147,10 +149,10 @@ def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], cfg,
     # spawn: no fork of a process that already holds torch threads / a CUDA context
     # threads per worker: as configured, else the free cores (auto) divided among the workers
     free = _ADAPTER.current.threads if _ADAPTER is not None else cpu_budget()
-    threads = cfg.cpu_threads or max(1, free // workers)
+    threads = rt.cpu_threads or max(1, free // workers)
     ctx = mp.get_context("spawn")
     gpus = ctx.Queue()
-    for gpu in worker_gpus(cfg, workers):
+    for gpu in worker_gpus(rt, workers):
         gpus.put(gpu)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(shared, threads, gpus)) as pool:
