@@ -76,7 +76,8 @@ def quick_jobs(n_gens: int, kimg: float) -> tuple[list[tuple], int]:
         cfg = dataclasses.replace(cfg, generator=dataclasses.replace(g, warmup_kimg=kimg / 4))
     ds, _ = load_inputs(cfg)
     jobs = [job for r, sp in enumerate(make_replicates(cfg, ds))
-            for job in generator_jobs(replicate_config(cfg, r), sp, Path("unused"), f"-r{r}")]
+            for job in generator_jobs(replicate_config(cfg, r).synthetic, sp, Path("unused"),
+                                      f"-r{r}")]
     return [(j.x, j.y, j.generator) for j in jobs[:n_gens]], ds.num_classes
 
 

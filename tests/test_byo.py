@@ -151,7 +151,8 @@ def test_a_changed_file_is_a_new_set_with_new_cell_keys(tmp_path, digits):
     splits = make_replicates(cfg, digits)
 
     def keys():
-        synth = provided_sets(cfg, splits[0], tmp_path / "run", "cpu", False, "-r0")
+        synth = provided_sets(cfg.synthetic, cfg.runtime, splits[0], tmp_path / "run", "cpu",
+                              False, "-r0", load_provided(cfg, splits[:1]))
         cells = plan_cells(cfg, [Replicate(0, cfg, splits[0], synth)])
         return synth[("sd", 5)].key, {c.key for c in cells if c.arm == "sd"}
 
@@ -256,14 +257,15 @@ def test_generator_is_sampled_per_replicate_with_its_seed(generator_dir, tmp_pat
     sp = make_splits(digits, cfg.splits)
     p, = load_provided(cfg, [sp])
     assert p.trained_on == "trained on B(10) of replicate 0"
-    sets = [provided_sets(replicate_config(cfg, r), sp, tmp_path, "cpu", False, f"-r{r}", [p])
-            for r in range(2)]
+    sets = [provided_sets(replicate_config(cfg, r).synthetic, cfg.runtime, sp, tmp_path, "cpu",
+                          False, f"-r{r}", [p]) for r in range(2)]
     s0, s1 = sets[0][("closed", 10)], sets[1][("closed", 10)]
     assert set(sets[0]) == {("closed", 10)} and s0.generator_dir == generator_dir
     assert s0.key != s1.key and not torch.equal(s0.images, s1.images)  # new seed, new images
     assert s0.images.shape == (200, 1, 8, 8)
     assert torch.equal(s0.labels, torch.arange(10).repeat_interleave(20))
-    again = provided_sets(cfg, sp, tmp_path, "cpu", False, "-r0", [p])[("closed", 10)]
+    again = provided_sets(cfg.synthetic, cfg.runtime, sp, tmp_path, "cpu", False, "-r0",
+                          [p])[("closed", 10)]
     assert again.key == s0.key and torch.equal(again.images, s0.images)  # reused from file
 
 

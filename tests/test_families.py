@@ -238,18 +238,21 @@ def test_unet_keys_are_those_before_families(base, tmp_path):
 
     def key(**gen):
         c = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, **gen))
-        return make_job("closed-n20", x, y, 10, (1, 8, 8), 40, c, tmp_path).gen_dir.name
+        return make_job("closed-n20", x, y, 10, (1, 8, 8), 40, c.generator, c.sampling,
+                        tmp_path).gen_dir.name
 
     # the generator directory and samples key this job had before families (commit 6be3d6a)
     assert key() == "closed-n20-564738791141"
-    assert make_job("closed-n20", x, y, 10, (1, 8, 8), 40, cfg, tmp_path).key == "785b7175ef72"
+    assert make_job("closed-n20", x, y, 10, (1, 8, 8), 40, cfg.generator, cfg.sampling,
+                    tmp_path).key == "785b7175ef72"
     assert key(edm=EDMConfig(P_mean=-1.0)) == key()
     assert len({key(), key(family="edm"), key(family="dit"),
                 key(family="edm", edm=EDMConfig(P_mean=-1.0))}) == 4
     explicit = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling,
                                                                      sampler="dpmpp"))
-    assert make_job("c", x, y, 10, (1, 8, 8), 40, cfg, tmp_path).key == \
-        make_job("c", x, y, 10, (1, 8, 8), 40, explicit, tmp_path).key
+    assert make_job("c", x, y, 10, (1, 8, 8), 40, cfg.generator, cfg.sampling, tmp_path).key == \
+        make_job("c", x, y, 10, (1, 8, 8), 40, explicit.generator, explicit.sampling,
+                 tmp_path).key
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)

@@ -24,7 +24,12 @@ import yaml
 
 from synthequiv.classification.config import ClassifierConfig
 from synthequiv.classification.config import check as check_classifier
-from synthequiv.generation.config import GeneratorConfig, OpenSetConfig, SampleConfig
+from synthequiv.generation.config import (
+    GeneratorConfig,
+    OpenSetConfig,
+    SampleConfig,
+    SyntheticConfig,
+)
 from synthequiv.generation.provided_entries import ProvidedConfig, provided_entries
 from synthequiv.generation.registry import check_family_names
 from synthequiv.inputs.config import TEST_ALL, SplitConfig, check_split_config
@@ -85,6 +90,15 @@ class StudyConfig:
         (its fields are this config's of the same names)."""
         return RuntimeConfig(**{f.name: getattr(self, f.name)
                                 for f in dataclasses.fields(RuntimeConfig)})
+
+    @property
+    def synthetic(self) -> SyntheticConfig:
+        """The generation stage's view (synthetic.py, provided.py): its configs, the grid's
+        generative arms and amounts."""
+        g = self.grid
+        return SyntheticConfig(self.generator, self.sampling, self.openset, self.data,
+                               tuple(a for a in g.arms if a in ("closed", "open")),
+                               self.splits.base_per_class, max(g.syn_add_per_class, default=0))
 
 
 # ----------------------------------------------------------------------------- build / dump

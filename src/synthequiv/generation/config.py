@@ -1,6 +1,8 @@
 """The generation stage's configs and their checks: the generator (every family's fields),
-sampling and the open-set arm. Light (no torch), so the study's config parses and its values
-are checked without loading the networks; the family-specific checks (families.py) come after.
+sampling and the open-set arm; SyntheticConfig, the view of one replicate the stage's
+functions take instead of the study. Light (no torch), so the study's config parses and its
+values are checked without loading the networks; the family-specific checks (families.py)
+come after.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from synthequiv.inputs.sources import DataConfig
 from synthequiv.utils import SynthequivError, check_positive
 
 PREDICTIONS = ("epsilon", "v_prediction")  # the DDPM families' targets (unet.py, dit.py)
@@ -180,3 +183,21 @@ class OpenSetConfig:
         if "{class_name}" not in self.prompt_template:  # as build_prompts checks it
             raise SynthequivError("prompt template must contain '{class_name}', got "
                                   f"'{self.prompt_template}'")
+
+
+# ----------------------------------------------------------------------------- the stage's view
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """What the generation stage reads of one replicate (StudyConfig.synthetic builds it):
+    synthetic.py and provided.py's per-replicate functions take this, never the study. Its generator, sampling and
+    openset configs (a replicate's seeds) are what the generators' and samples' keys hash."""
+
+    generator: GeneratorConfig
+    sampling: SampleConfig
+    openset: OpenSetConfig
+    data: DataConfig  # the study's data config: openset.kind=source loads its source alike
+    arms: tuple[str, ...]  # the grid's generative arms (closed, open), in the grid's order
+    base_per_class: tuple[int, ...]  # splits.base_per_class: one closed generator per size
+    n_per_class: int  # images sampled per class: the grid's largest S(m); 0 = none

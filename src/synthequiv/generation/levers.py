@@ -228,7 +228,7 @@ def prepare_levers(cfg, sp, run_dir: Path, device, progress: bool, tag: str,
     """{(variant label, n_base): SyntheticSet} for every variant arm; `plain` is the plain
     arms' {(arm, n_base): SyntheticSet} at the sampling config."""
     from synthequiv.generation.filtering import filtered_set, pool_per_class
-    from synthequiv.generation.provided import provided_sets
+    from synthequiv.generation.provided import load_provided, provided_sets
     from synthequiv.generation.synthetic import prepare_synthetic
 
     todo = variants(cfg)
@@ -243,8 +243,10 @@ def prepare_levers(cfg, sp, run_dir: Path, device, progress: bool, tag: str,
         if (v.cfg_scale, v.steps, v.family) == (p_cfg, p_steps, None) and not offset:
             return plain
         vcfg = _plain_cfg(cfg, (v.base,), v.cfg_scale, v.steps, offset, per_class, v.family)
-        given = provided_sets(vcfg, sp, run_dir, device, progress, tag)
-        return prepare_synthetic(vcfg, sp, run_dir, device, progress, tag, given)
+        syn, rt = vcfg.synthetic, cfg.runtime
+        given = provided_sets(syn, rt, sp, run_dir, device, progress, tag,
+                              load_provided(vcfg, [sp]))
+        return prepare_synthetic(syn, rt, sp, run_dir, device, progress, tag, given)
 
     out = {}
     for v in todo:

@@ -8,7 +8,8 @@ provided.sets        "ARM[:N]=npz:PATH" / "ARM[:N]=folder:PATH": images of the s
 provided.generators  "ARM[:N]=DIR": a `synthequiv generator train` directory; sampled in every
                      replicate with that replicate's sampling seed, never retrained.
 Everything is loaded and checked once, for every replicate, before any training
-(`load_provided`); `provided_sets` then gives one replicate's {(arm, n_base): SyntheticSet}.
+(`load_provided`, from the study's config: the entries and their checks); `provided_sets` then
+gives one replicate's {(arm, n_base): SyntheticSet} from the stage's view (SyntheticConfig).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from pathlib import Path
 
 import torch
 
+from synthequiv.generation.config import SyntheticConfig
 from synthequiv.generation.families import family_of
 from synthequiv.generation.provided_entries import ProvidedEntry, provided_entries
 from synthequiv.generation.sampling import key_view
 from synthequiv.generation.synthetic import SyntheticSet, image_hashes, match_shape
 from synthequiv.inputs.splits import Splits
+from synthequiv.runtime.config import RuntimeConfig
 from synthequiv.utils import SynthequivError, stable_hash, tensor_digest
 
 
@@ -62,7 +65,7 @@ def load_provided(cfg, splits: list[Splits]) -> list[Provided]:
         else:
             digest, trained_on, resolution = _check_generator(e, splits,
                                                               cfg.splits.base_per_class)
-            _check_family(e, cfg)
+            _check_family(e, cfg.sampling)
             p = Provided(e, None, None, digest, trained_on, resolution)
             info(f"provided generator {e.arm}{'' if e.n_base is None else f':{e.n_base}'}: "
                  f"{e.source}, {trained_on}")
@@ -163,10 +166,10 @@ def _check_generator(e: ProvidedEntry, splits: list[Splits], bases: tuple[int, .
             int(state["backbone"].get("resolution", 0)))
 
 
-def _check_family(e: ProvidedEntry, cfg) -> None:
+def _check_family(e: ProvidedEntry, sampling) -> None:
     """The generator's family is known here and samples with the study's sampling config."""
     try:
-        family_of(Path(e.source)).samplers.resolve(cfg.sampling)
+        family_of(Path(e.source)).samplers.resolve(sampling)
     except SynthequivError as exc:
         raise SynthequivError(f"{_where(e)}: {exc}") from exc
 
@@ -212,31 +215,31 @@ def _trained_on(e: ProvidedEntry, digest: str, splits: list[Splits], sizes: list
 # ----------------------------------------------------------------------------- per replicate
 
 
-def provided_sets(cfg, sp: Splits, run_dir: Path, device, progress: bool, tag: str,
-                  provided: list[Provided] | None = None) -> dict[tuple[str, int], SyntheticSet]:
-    """One replicate's provided arms, {(arm, n_base): SyntheticSet}; an entry without a base
-    size serves every base size. `provided`: from load_provided (else loaded for sp alone)."""
-    if provided is None:
-        provided = load_provided(cfg, [sp])
+def provided_sets(syn: SyntheticConfig, rt: RuntimeConfig, sp: Splits, run_dir: Path, device,
+                  progress: bool, tag: str, provided: list[Provided]
+                  ) -> dict[tuple[str, int], SyntheticSet]:
+    """One replicate's provided arms (`provided`: from load_provided), {(arm, n_base):
+    SyntheticSet}; an entry without a base size serves every base size."""
     out = {}
     for p in provided:
         e = p.entry
         if e.kind == "set":
             s = _set(p, sp, Path(run_dir))
         else:
-            s = _generated(p, cfg, sp, Path(run_dir), device, progress, tag)
-        out.update({(e.arm, n): s for n in _bases(cfg, e)})
+            s = _generated(p, syn, rt, sp, Path(run_dir), device, progress, tag)
+        out.update({(e.arm, n): s for n in _bases(syn.base_per_class, e)})
     return out
 
 
-def _bases(cfg, e: ProvidedEntry) -> tuple[int, ...]:
+def _bases(base_per_class: tuple[int, ...], e: ProvidedEntry) -> tuple[int, ...]:
     """The base sizes an entry serves: its own, or every one when it names none."""
-    return cfg.splits.base_per_class if e.n_base is None else (e.n_base,)
+    return base_per_class if e.n_base is None else (e.n_base,)
 
 
-def provided_keys(cfg, provided: list[Provided]) -> set[tuple[str, int]]:
+def provided_keys(base_per_class: tuple[int, ...], provided: list[Provided]
+                  ) -> set[tuple[str, int]]:
     """The (arm, n_base) keys `provided_sets` fills, known without sampling anything."""
-    return {(p.entry.arm, n) for p in provided for n in _bases(cfg, p.entry)}
+    return {(p.entry.arm, n) for p in provided for n in _bases(base_per_class, p.entry)}
 
 
 def _name(e: ProvidedEntry, what: str) -> str:
@@ -256,30 +259,30 @@ def _set(p: Provided, sp: Splits, run_dir: Path) -> SyntheticSet:
     return SyntheticSet(key, p.entry.arm, p.images, p.labels, path, None)
 
 
-def generator_target(p: Provided, cfg, sp: Splits, run_dir: Path, tag: str):
+def generator_target(p: Provided, syn: SyntheticConfig, sp: Splits, run_dir: Path, tag: str):
     """The samples of provided generator `p` under this replicate's sampling config (its
     seed): a synthetic.SampleTarget, sampled by the study's one pass or by `_generated`."""
     from synthequiv.generation.synthetic import SampleTarget
 
-    ds, gen_dir, m = sp.dataset, Path(p.entry.source), max(cfg.grid.syn_add_per_class)
-    sampling = key_view(cfg.sampling, family_of(gen_dir).samplers)  # auto resolved
+    ds, gen_dir, m = sp.dataset, Path(p.entry.source), syn.n_per_class
+    sampling = key_view(syn.sampling, family_of(gen_dir).samplers)  # auto resolved
     key = stable_hash("provided-generator", p.digest, sampling, m, ds.shape)
     path = Path(run_dir) / "samples" / f"{_name(p.entry, 'generator')}{tag}-{key}.npz"
     meta = {"generator": str(gen_dir), "key": key, "entry": p.entry.text,
             "trained_on": p.trained_on}
-    return SampleTarget(gen_dir, path, meta, cfg.sampling, p.resolution)
+    return SampleTarget(gen_dir, path, meta, syn.sampling, p.resolution)
 
 
-def _generated(p: Provided, cfg, sp: Splits, run_dir: Path, device, progress: bool,
-               tag: str) -> SyntheticSet:
+def _generated(p: Provided, syn: SyntheticConfig, rt: RuntimeConfig, sp: Splits,
+               run_dir: Path, device, progress: bool, tag: str) -> SyntheticSet:
     """Samples of a provided generator with this replicate's sampling config (its seed)."""
     from synthequiv.generation.sampling import load_samples
     from synthequiv.generation.synthetic import sample_to_files
 
-    t, ds = generator_target(p, cfg, sp, run_dir, tag), sp.dataset
+    t, ds = generator_target(p, syn, sp, run_dir, tag), sp.dataset
     if t.path.exists():
         images, labels, _ = load_samples(t.path, t.meta["key"])
     else:
-        images, labels = sample_to_files([t], max(cfg.grid.syn_add_per_class), ds.num_classes,
-                                         ds.shape, cfg, device, progress)[t.path]
+        images, labels = sample_to_files([t], syn.n_per_class, ds.num_classes, ds.shape, rt,
+                                         device, progress)[t.path]
     return SyntheticSet(t.meta["key"], p.entry.arm, images, labels, t.path, t.gen_dir)

@@ -5,6 +5,9 @@ open    one set shared by every base size:
           kind=pool        the same generator trained on the whole training pool B ∪ R
           kind=source      the same generator trained on another data source
           kind=pretrained  a text-to-image pipeline (openset.py) prompted with class names
+
+The functions take the stage's view (config.SyntheticConfig: generator, sampling, openset,
+the grid's arms and amounts) and the runtime's (runtime/config.RuntimeConfig), never the study.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from synthequiv.generation.config import SyntheticConfig
 from synthequiv.generation.families import (
     generator_key,
     get_family,
@@ -26,6 +30,7 @@ from synthequiv.generation.families import (
 from synthequiv.generation.generator import CHECKPOINT_NAME, GeneratorConfig
 from synthequiv.generation.sampling import SampleConfig
 from synthequiv.inputs.splits import Splits
+from synthequiv.runtime.config import RuntimeConfig
 from synthequiv.utils import SynthequivError, atomic_write_json, stable_hash, tensor_digest
 
 
@@ -79,6 +84,7 @@ class GenJob:
     key: str  # samples key
     digest: str  # content hash of the training images + labels
     generator: GeneratorConfig  # what it trains with (a replicate's own seed)
+    sampling: SampleConfig  # what its samples are drawn with (part of `key`)
 
     @property
     def trained(self) -> bool:
@@ -88,14 +94,17 @@ class GenJob:
             (self.gen_dir / CHECKPOINT_NAME).exists()
 
 
-def make_job(name, x, y, num_classes, out_shape, n_per_class, cfg, run_dir: Path) -> GenJob:
+def make_job(name, x, y, num_classes, out_shape, n_per_class, generator: GeneratorConfig,
+             sampling: SampleConfig, run_dir: Path) -> GenJob:
+    """The generator trained on (x, y) with `generator`, sampled with `sampling`: its
+    directory and samples file named by their keys."""
     digest = tensor_digest(x, y)
-    gen_key = generator_key(cfg.generator, digest, num_classes)
-    sample_key = samples_key(gen_key, get_family(cfg.generator.family), cfg.sampling,
-                             n_per_class, out_shape)
+    gen_key = generator_key(generator, digest, num_classes)
+    sample_key = samples_key(gen_key, get_family(generator.family), sampling, n_per_class,
+                             out_shape)
     return GenJob(name, x, y, run_dir / "generators" / f"{name}-{gen_key}",
                   run_dir / "samples" / f"{name}-{sample_key}.npz", sample_key, digest,
-                  cfg.generator)
+                  generator, sampling)
 
 
 def _write_trained_on(job: GenJob) -> None:
@@ -104,19 +113,20 @@ def _write_trained_on(job: GenJob) -> None:
                       {"name": job.name, "train_digest": job.digest, "n_images": len(job.y)})
 
 
-def _train_task(job: GenJob, num_classes, cfg, device, progress) -> GenJob:
+def _train_task(job: GenJob, num_classes, rt: RuntimeConfig, device, progress) -> GenJob:
     from synthequiv.generation.distributed import train_distributed
 
     train_distributed(job.x, job.y, num_classes, job.generator, job.gen_dir, device,
-                      cfg.generator_nproc, cfg.compile, progress)
+                      rt.generator_nproc, rt.compile, progress)
     _write_trained_on(job)
     return job
 
 
-def _train_group_task(jobs: list[GenJob], num_classes, cfg, device, progress) -> list[GenJob]:
+def _train_group_task(jobs: list[GenJob], num_classes, rt: RuntimeConfig, device,
+                      progress) -> list[GenJob]:
     """One group of compatible generators (gengroup.py); a group of one trains as before."""
     if len(jobs) == 1:
-        return [_train_task(jobs[0], num_classes, cfg, device, progress)]
+        return [_train_task(jobs[0], num_classes, rt, device, progress)]
     family = get_family(jobs[0].generator.family)  # one family per group (group_key)
     family.train_group([(j.x, j.y) for j in jobs], num_classes, [j.generator for j in jobs],
                        [j.gen_dir for j in jobs], device, progress)
@@ -125,20 +135,21 @@ def _train_group_task(jobs: list[GenJob], num_classes, cfg, device, progress) ->
     return jobs
 
 
-def train_jobs(jobs: list[GenJob], num_classes, cfg, device, progress) -> Iterator[GenJob]:
+def train_jobs(jobs: list[GenJob], num_classes, rt: RuntimeConfig, device,
+               progress) -> Iterator[GenJob]:
     """Train (or resume, or find finished) every job's generator; yields each job when its
-    group is done. Up to `cfg.generator_group` compatible generators (`gengroup.plan_groups`)
+    group is done. Up to `rt.generator_group` compatible generators (`gengroup.plan_groups`)
     train at once, one executor task per group; under generator_nproc > 1 each trains alone
     (with DDP), as does every generator of a family that does not group."""
     from synthequiv.generation.gengroup import plan_groups
     from synthequiv.runtime.executor import map_tasks
 
     keys = [_group_key(j, num_classes) for j in jobs]
-    groups = [[jobs[i] for i in idx] for idx in plan_groups(keys, cfg.generator_group, device)]
-    if cfg.generator_nproc > 1 or all(len(g) == 1 for g in groups):
+    groups = [[jobs[i] for i in idx] for idx in plan_groups(keys, rt.generator_group, device)]
+    if rt.generator_nproc > 1 or all(len(g) == 1 for g in groups):
         groups = [[job] for job in jobs]  # one by one, in the order given, as before
-    shared = {"num_classes": num_classes, "cfg": cfg, "device": device, "progress": progress}
-    for done in map_tasks(_train_group_task, groups, shared, cfg, kind="generator"):
+    shared = {"num_classes": num_classes, "rt": rt, "device": device, "progress": progress}
+    for done in map_tasks(_train_group_task, groups, shared, rt, kind="generator"):
         yield from done
 
 
@@ -173,8 +184,8 @@ def shards(n: int, count: int, align: int = 1) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, device,
-             progress) -> dict[str, SyntheticSet]:
+def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, rt: RuntimeConfig,
+             device, progress) -> dict[str, SyntheticSet]:
     from synthequiv.generation.sampling import load_samples
     from synthequiv.runtime.progress import progress_bar
 
@@ -189,11 +200,11 @@ def run_jobs(jobs: list[GenJob], num_classes, out_shape, n_per_class, cfg, devic
         else:
             todo.append(job)
     with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
-        for job in train_jobs(todo, num_classes, cfg, device, progress):
+        for job in train_jobs(todo, num_classes, rt, device, progress):
             trained.append(job)
             bar.advance(1, job.name)
-    samples = sample_to_files([job_target(job, cfg) for job in trained], n_per_class,
-                              num_classes, out_shape, cfg, device, progress)
+    samples = sample_to_files([job_target(job) for job in trained], n_per_class,
+                              num_classes, out_shape, rt, device, progress)
     for job in trained:
         images, labels = samples[job.path]
         out[job.name] = SyntheticSet(job.key, job.name.split("-")[0], images, labels, job.path,
@@ -216,12 +227,12 @@ class SampleTarget(NamedTuple):
         return self.path.stem.removesuffix(f"-{self.meta.get('key', '')}")
 
 
-def job_target(job: GenJob, cfg) -> SampleTarget:
-    """The samples of a trained GenJob under `cfg` (the config that made the job's key)."""
+def job_target(job: GenJob) -> SampleTarget:
+    """The samples of a trained GenJob, with the sampling config that made its key."""
     resolution = get_family(job.generator.family).resolution(job.generator,
                                                              tuple(job.x.shape[1:]))
     return SampleTarget(job.gen_dir, job.path, {"generator": job.gen_dir.name, "key": job.key},
-                        cfg.sampling, resolution)
+                        job.sampling, resolution)
 
 
 def _rows_per_call(target: SampleTarget, device) -> int:
@@ -233,7 +244,7 @@ def _rows_per_call(target: SampleTarget, device) -> int:
 
 
 def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: int,
-                    out_shape, cfg, device, progress, keep: bool = True) -> dict[
+                    out_shape, rt: RuntimeConfig, device, progress, keep: bool = True) -> dict[
                         Path, tuple[torch.Tensor, torch.Tensor]]:
     """Sample n_per_class images/class for every target, all sharded over the executor in one
     pass (per-sample seeds: any sharding gives the same images), matched to `out_shape` and
@@ -247,7 +258,7 @@ def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: 
     if not targets:
         return {}
     labels = class_quota_labels(n_per_class, num_classes)
-    count = cfg.ray.sample_shards if cfg.executor == "ray" else local_workers(cfg)
+    count = rt.ray.sample_shards if rt.executor == "ray" else local_workers(rt)
     n_parts = {}  # shards per set
     items = []
     for t in targets:
@@ -257,10 +268,10 @@ def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: 
     parts: dict[Path, dict[int, torch.Tensor]] = {}
     out = {}
     with progress_bar("sampling", total=len(items),
-                      enabled=progress and runs_elsewhere(cfg, len(items), "sample")) as bar:
+                      enabled=progress and runs_elsewhere(rt, len(items), "sample")) as bar:
         for t, start, images in map_tasks(
                 _sample_task, items, {"labels": labels, "device": device, "progress": progress,
-                                      "compile": cfg.compile}, cfg, kind="sample"):
+                                      "compile": rt.compile}, rt, kind="sample"):
             chunks = parts.setdefault(t.path, {})
             chunks[start] = images
             bar.advance(1, shard_name(t.name, start, start + len(images), len(labels)))
@@ -274,7 +285,7 @@ def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: 
     return out
 
 
-def _pretrained(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> SyntheticSet:
+def _pretrained(openset, sp: Splits, n_per_class, run_dir, device, progress) -> SyntheticSet:
     from synthequiv.generation.openset import load_text_to_image, sample_pretrained
     from synthequiv.generation.sampling import (
         class_quota_labels,
@@ -284,16 +295,16 @@ def _pretrained(cfg, sp: Splits, n_per_class, run_dir, device, progress) -> Synt
     )
 
     ds = sp.dataset
-    key = stable_hash("pretrained", cfg.openset, ds.class_names, n_per_class, ds.shape)
+    key = stable_hash("pretrained", openset, ds.class_names, n_per_class, ds.shape)
     path = run_dir / "samples" / f"open-pretrained-{key}.npz"
     if path.exists():
         images, labels, _ = load_samples(path, key)
         return SyntheticSet(key, "open", images, labels, path, None)
-    pipe = load_text_to_image(cfg.openset.model, device)
+    pipe = load_text_to_image(openset.model, device)
     labels = class_quota_labels(n_per_class, ds.num_classes)
-    images = sample_pretrained(pipe, ds.class_names, labels, cfg.openset, ds.shape, device,
+    images = sample_pretrained(pipe, ds.class_names, labels, openset, ds.shape, device,
                                progress)
-    save_samples(path, images, labels, {"model": cfg.openset.model, "key": key})
+    save_samples(path, images, labels, {"model": openset.model, "key": key})
     save_grid_png(path.with_suffix(".png"), images, labels, ds.num_classes)
     return SyntheticSet(key, "open", images, labels, path, None)
 
@@ -319,8 +330,8 @@ def check_no_test_images(images: torch.Tensor, sp: Splits, what: str) -> None:
             "(or openset.kind=pool)")
 
 
-def _open_job(cfg, sp: Splits, n_per_class, run_dir, tag: str = "") -> GenJob:
-    ds, kind = sp.dataset, cfg.openset.kind
+def _open_job(syn: SyntheticConfig, sp: Splits, run_dir, tag: str = "") -> GenJob:
+    ds, kind, source = sp.dataset, syn.openset.kind, syn.openset.source
     if kind == "pool":
         idx = sp.pool_indices()  # B ∪ R: never the test split
         x, y = ds.images[idx], ds.labels[idx]
@@ -329,66 +340,65 @@ def _open_job(cfg, sp: Splits, n_per_class, run_dir, tag: str = "") -> GenJob:
 
         from synthequiv.inputs.data import load_dataset
 
-        other = load_dataset(replace(cfg.data, source=cfg.openset.source))
+        other = load_dataset(replace(syn.data, source=source))
         if other.num_classes != ds.num_classes:
-            raise SynthequivError(f"openset.source {cfg.openset.source} has {other.num_classes} "
+            raise SynthequivError(f"openset.source {source} has {other.num_classes} "
                                   f"classes, the study's data has {ds.num_classes}")
         x, y = other.images, other.labels
-        check_no_test_images(x, sp, f"openset.source {cfg.openset.source}")
+        check_no_test_images(x, sp, f"openset.source {source}")
     else:
         raise SynthequivError(f"unknown openset.kind '{kind}' (use pool, source or pretrained)")
-    return make_job(f"open-{kind}{tag}", x, y, ds.num_classes, ds.shape, n_per_class, cfg,
-                    run_dir)
+    return make_job(f"open-{kind}{tag}", x, y, ds.num_classes, ds.shape, syn.n_per_class,
+                    syn.generator, syn.sampling, run_dir)
 
 
-def _generated_arms(cfg, given) -> list[str]:
+def _generated_arms(syn: SyntheticConfig, given) -> list[str]:
     """The generative arms this study makes itself: not fully given by provided arms."""
-    if not cfg.grid.syn_add_per_class:
+    if not syn.n_per_class:
         return []
-    return [a for a in cfg.grid.arms if a in ("closed", "open")
-            and not all((a, n) in given for n in cfg.splits.base_per_class)]
+    return [a for a in syn.arms if not all((a, n) in given for n in syn.base_per_class)]
 
 
-def generator_jobs(cfg, sp: Splits, run_dir: Path, tag: str = "", given=()) -> list[GenJob]:
-    """The generators `prepare_synthetic` trains for one replicate (cfg carries its seeds):
+def generator_jobs(syn: SyntheticConfig, sp: Splits, run_dir: Path, tag: str = "",
+                   given=()) -> list[GenJob]:
+    """The generators `prepare_synthetic` trains for one replicate (syn carries its seeds):
     closed per base size, and the open one (pool or source); `given` holds the (arm, n_base)
     keys of provided arms, which need none. The study collects every replicate's jobs first
     and trains them in groups (gengroup.py)."""
-    arms, ds = _generated_arms(cfg, given), sp.dataset
+    arms, ds = _generated_arms(syn, given), sp.dataset
     if not arms:
         return []
-    n_per_class, run_dir = max(cfg.grid.syn_add_per_class), Path(run_dir)
+    run_dir = Path(run_dir)
     jobs = []
-    for n in cfg.splits.base_per_class:
+    for n in syn.base_per_class:
         if "closed" in arms and ("closed", n) not in given:
             x, y = sp.base(n)  # B(n) only: never reserve or test images
             jobs.append(make_job(f"closed-n{n}{tag}", x, y, ds.num_classes, ds.shape,
-                                 n_per_class, cfg, run_dir))
-    if "open" in arms and cfg.openset.kind != "pretrained":
-        jobs.append(_open_job(cfg, sp, n_per_class, run_dir, tag))
+                                 syn.n_per_class, syn.generator, syn.sampling, run_dir))
+    if "open" in arms and syn.openset.kind != "pretrained":
+        jobs.append(_open_job(syn, sp, run_dir, tag))
     return jobs
 
 
-def prepare_synthetic(cfg, sp: Splits, run_dir: Path, device, progress: bool = True,
-                      tag: str = "", given: dict | None = None
+def prepare_synthetic(syn: SyntheticConfig, rt: RuntimeConfig, sp: Splits, run_dir: Path,
+                      device, progress: bool = True, tag: str = "", given: dict | None = None
                       ) -> dict[tuple[str, int], SyntheticSet]:
     """{(arm, n_base): SyntheticSet} for the generative arms in the grid; `tag` (e.g. "-r1")
-    names one replicate's generators and samples (cfg then carries that replicate's seeds).
+    names one replicate's generators and samples (syn then carries that replicate's seeds).
     `given`: the provided arms' sets (provided.provided_sets), which replace generated ones."""
     given = given or {}
-    arms = _generated_arms(cfg, given)
+    arms = _generated_arms(syn, given)
     if not arms:
         return given
-    n_per_class, run_dir, ds = max(cfg.grid.syn_add_per_class), Path(run_dir), sp.dataset
-    jobs = generator_jobs(cfg, sp, run_dir, tag, given)
-    sets = run_jobs(jobs, ds.num_classes, ds.shape, n_per_class, cfg, device, progress)
-    pretrained = "open" in arms and cfg.openset.kind == "pretrained"
+    n_per_class, run_dir, ds = syn.n_per_class, Path(run_dir), sp.dataset
+    jobs = generator_jobs(syn, sp, run_dir, tag, given)
+    sets = run_jobs(jobs, ds.num_classes, ds.shape, n_per_class, rt, device, progress)
+    pretrained = "open" in arms and syn.openset.kind == "pretrained"
     if pretrained:
-        sets["open"] = _pretrained(cfg, sp, n_per_class, run_dir, device, progress)
-    closed = [n for n in cfg.splits.base_per_class
-              if "closed" in arms and ("closed", n) not in given]
+        sets["open"] = _pretrained(syn.openset, sp, n_per_class, run_dir, device, progress)
+    closed = [n for n in syn.base_per_class if "closed" in arms and ("closed", n) not in given]
     out = {("closed", n): sets[f"closed-n{n}{tag}"] for n in closed}
     if "open" in arms:
-        shared = sets["open"] if pretrained else sets[f"open-{cfg.openset.kind}{tag}"]
-        out.update({("open", n): shared for n in cfg.splits.base_per_class})
+        shared = sets["open"] if pretrained else sets[f"open-{syn.openset.kind}{tag}"]
+        out.update({("open", n): shared for n in syn.base_per_class})
     return {**out, **given}

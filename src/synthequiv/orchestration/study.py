@@ -85,34 +85,35 @@ def check_grid(cfg: StudyConfig, sp: Splits) -> None:
 
 
 def study_generator_jobs(cfg: StudyConfig, splits: list[Splits], run_dir: Path,
-                         provided) -> list[tuple[StudyConfig, GenJob]]:
+                         provided) -> list[GenJob]:
     """Every replicate's generators whose samples are not on disk yet, each with its
-    replicate's config (its seeds). Directories, keys and trained_on.json are those
-    `prepare_synthetic` makes, which then finds the generators and their samples."""
+    replicate's generator and sampling configs (its seeds). Directories, keys and
+    trained_on.json are those `prepare_synthetic` makes, which then finds the generators and
+    their samples."""
     from synthequiv.generation.provided import provided_keys
     from synthequiv.generation.synthetic import generator_jobs
 
-    given = provided_keys(cfg, provided)
-    return [(rcfg, job) for r, sp in enumerate(splits)
-            for rcfg in [replicate_config(cfg, r)]
-            for job in generator_jobs(rcfg, sp, run_dir, f"-r{r}", given)
+    given = provided_keys(cfg.splits.base_per_class, provided)
+    return [job for r, sp in enumerate(splits)
+            for job in generator_jobs(replicate_config(cfg, r).synthetic, sp, run_dir,
+                                      f"-r{r}", given)
             if not job.path.exists()]
 
 
-def train_study_generators(jobs: list[tuple[StudyConfig, GenJob]], cfg: StudyConfig,
-                           num_classes: int, device, progress: bool = True) -> None:
+def train_study_generators(jobs: list[GenJob], cfg: StudyConfig, num_classes: int, device,
+                           progress: bool = True) -> None:
     """The untrained ones of `jobs`, trained before any sampling so that compatible ones train
     at once (`generator_group`, gengroup.py), one task per group; lever sets reuse these
     generators (they only sample)."""
     from synthequiv.generation.synthetic import train_jobs
 
-    todo = [job for _, job in jobs if not job.trained]
+    todo = [job for job in jobs if not job.trained]
     with progress_bar("generators", total=len(todo), enabled=progress and len(todo) > 1) as bar:
-        for job in train_jobs(todo, num_classes, cfg, device, progress):
+        for job in train_jobs(todo, num_classes, cfg.runtime, device, progress):
             bar.advance(1, job.name)
 
 
-def sample_study_sets(jobs: list[tuple[StudyConfig, GenJob]], cfg: StudyConfig,
+def sample_study_sets(jobs: list[GenJob], cfg: StudyConfig,
                       splits: list[Splits], run_dir: Path, device, provided,
                       progress: bool = True) -> None:
     """The trained `jobs` and every replicate's provided generators, not yet sampled, in one
@@ -123,14 +124,15 @@ def sample_study_sets(jobs: list[tuple[StudyConfig, GenJob]], cfg: StudyConfig,
     from synthequiv.generation.provided import generator_target
     from synthequiv.generation.synthetic import job_target, sample_to_files
 
-    targets = [job_target(job, rcfg) for rcfg, job in jobs]
+    targets = [job_target(job) for job in jobs]
     targets += [t for r, sp in enumerate(splits) for p in provided
                 if p.entry.kind == "generator"
-                for t in [generator_target(p, replicate_config(cfg, r), sp, run_dir, f"-r{r}")]
+                for t in [generator_target(p, replicate_config(cfg, r).synthetic, sp, run_dir,
+                                           f"-r{r}")]
                 if not t.path.exists()]
     ds = splits[0].dataset
-    sample_to_files(targets, max(cfg.grid.syn_add_per_class or [0]), ds.num_classes, ds.shape,
-                    cfg, device, progress, keep=False)
+    sample_to_files(targets, cfg.synthetic.n_per_class, ds.num_classes, ds.shape, cfg.runtime,
+                    device, progress, keep=False)
 
 
 def reserve_per_class(cfg: StudyConfig) -> int:
@@ -235,8 +237,9 @@ def replicate_sets(rcfg: StudyConfig, sp: Splits, run_dir: Path, device, progres
                    tag: str, provided: list) -> dict:
     """One replicate's synthetic sets: provided arms, generated arms (their generators trained
     and sampled before), then lever variants."""
-    given = provided_sets(rcfg, sp, run_dir, device, progress, tag, provided)
-    synth = prepare_synthetic(rcfg, sp, run_dir, device, progress, tag=tag, given=given)
+    syn, rt = rcfg.synthetic, rcfg.runtime
+    given = provided_sets(syn, rt, sp, run_dir, device, progress, tag, provided)
+    synth = prepare_synthetic(syn, rt, sp, run_dir, device, progress, tag=tag, given=given)
     return synth | prepare_levers(rcfg, sp, run_dir, device, progress, tag, synth)
 
 
