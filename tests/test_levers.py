@@ -130,6 +130,7 @@ def _rows(run_dir):
         return sorted(db.execute("SELECT key, n_base, arm, n_add, seed, accuracy FROM cells"))
 
 
+@pytest.mark.slow  # a lever study (~20 s); the default suite keeps the lever checks
 def test_variant_arms_are_cells_and_analysed_arms(lever_run):
     cfg, run_dir = lever_run
     rows = _rows(run_dir)

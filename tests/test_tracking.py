@@ -39,6 +39,7 @@ def tracked(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow  # a tracked study (~35 s); the default suite keeps the fail-fast checks
 def test_study_mirrors_params_metrics_and_report(tracked):
     run_dir = tracked
     db = run_dir / "mlruns" / "mlflow.db"
@@ -68,6 +69,7 @@ def test_study_mirrors_params_metrics_and_report(tracked):
     assert (run_dir / "mlruns" / "artifacts").is_dir()
 
 
+@pytest.mark.slow  # a tracked study (~35 s); the default suite keeps the fail-fast checks
 def test_report_track_replaces_the_run_of_that_directory(tracked, cli, tmp_path, monkeypatch):
     work = tmp_path / "cwd"
     work.mkdir()
@@ -84,6 +86,7 @@ def test_report_track_replaces_the_run_of_that_directory(tracked, cli, tmp_path,
     assert not (work / "mlruns").exists()
 
 
+@pytest.mark.slow  # a tracked study (~35 s); the default suite keeps the fail-fast checks
 def test_unknown_tracker_is_one_error_line(tracked, cli):
     code, out, err = cli("report", tracked, "--track", "wandb")
     assert code == 2 and "error: unknown tracker 'wandb' (use mlflow)" in err

@@ -7,7 +7,7 @@ from typing import Any
 
 # Each preset is a set of overrides on the defaults (which are the `quick` digits study).
 PRESETS: dict[str, dict[str, Any]] = {
-    # 3 replicates × 2 base sizes × (1 + 4 real + 2 closed + 2 open amounts) × 2 seeds = 108
+    # 3 replicates × 2 base sizes × (1 + 4 real + 2 closed + 2 open amounts) × 3 seeds = 162
     # cells and 9 generators: the design whose interval coverage benchmarks/coverage.py measured
     "quick": {},
     # quick + the levers (issue 15) on the closed arm: a 3-value guidance sweep and the paper's

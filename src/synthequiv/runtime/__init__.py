@@ -6,6 +6,5 @@
   lock          one writer per directory at a time
   outputs       one guard for every output path a command writes
   cpu           free cores and contention: how many torch threads to use
-  config        RuntimeConfig (how a study runs: what executor and cpu read), RayConfig and
-                its check (light)
+  config        RuntimeConfig (how a study runs), RayConfig and its check (light)
 """
