@@ -91,8 +91,9 @@ def child(arm: str, kimg: float, tasks: int) -> None:
     from synthequiv.inputs.splits import make_splits
     from synthequiv.runtime import executor
 
-    over = {"study": [], "adapt": ["workers=1", "cpu_threads=0", "cpu_adapt=true"],
-            "passive": ["workers=1", "cpu_threads=0"]}.get(arm, ["workers=1", "cpu_threads=0"])
+    # the study arm: the defaults; the others: one process with torch's threads
+    over = {"study": [], "adapt": ["workers=1", "cpu_threads=0", "cpu_adapt=true"]
+            }.get(arm, ["workers=1", "cpu_threads=0"])
     cfg = C.resolve("quick", None, over)
     if arm in STUDY_ARMS:  # what run_study calls
         executor.set_cpu_threads(cfg.runtime)

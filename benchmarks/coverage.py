@@ -31,6 +31,7 @@ from synthequiv.stats.simulate import (
     QUICK_NOISE_1020,
     QUICK_NOISE_SOURCE,
     QUICK_TRUTH,
+    Design,
     Truth,
     coverage,
     quick_designs,
@@ -53,8 +54,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--studies", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--replicates", type=int, default=3)
-    ap.add_argument("--seeds", type=int, default=3, help="classifier seeds (the quick study's)")
+    ap.add_argument("--replicates", type=int, default=Design.replicates)
+    ap.add_argument("--seeds", type=int, default=Design.seeds, help="classifier seeds (the "
+                    "quick study's)")
     ap.add_argument("--only", default=None, help="run only this design (e.g. default)")
     ap.add_argument("--bases", default=None, help="base sizes instead of the quick study's, "
                     "e.g. 10,20 (the quick design before 2026-12-06)")

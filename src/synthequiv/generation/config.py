@@ -191,8 +191,9 @@ class OpenSetConfig:
 @dataclass(frozen=True)
 class SyntheticConfig:
     """What the generation stage reads of one replicate (StudyConfig.synthetic builds it):
-    synthetic.py and provided.py's per-replicate functions take this, never the study. Its generator, sampling and
-    openset configs (a replicate's seeds) are what the generators' and samples' keys hash."""
+    synthetic.py and provided.py's per-replicate functions take this, never the study. Its
+    generator, sampling and openset configs (a replicate's seeds) are what the generators' and
+    samples' keys hash."""
 
     generator: GeneratorConfig
     sampling: SampleConfig

@@ -5,7 +5,7 @@ parses and validates without loading Ray or torch."""
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from synthequiv.utils import SynthequivError, check_positive
 
@@ -22,19 +22,19 @@ class RayConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """The study's top-level fields of the same names (StudyConfig.runtime builds it): what
-    runtime/ and the stages' executor calls read, never the study itself. Field meanings and
-    defaults are StudyConfig's; none of them enters an artifact's key."""
+    """The study's top-level fields of the same names (StudyConfig.runtime builds it, so the
+    defaults are StudyConfig's alone): what runtime/ and the stages' executor calls read,
+    never the study itself. None of them enters an artifact's key."""
 
-    device: str = "auto"  # auto | cpu | cuda[:N]
-    executor: str = "local"  # local | ray
-    workers: int = 0  # local worker processes; 0 = one per core (one per GPU on a GPU)
-    cpu_threads: int = 1  # torch threads per task process on CPU; 0 = torch's default
-    cpu_adapt: bool = False  # with cpu_threads 0: follow the cores other processes leave free
-    generator_nproc: int = 1  # processes (torchrun) per generator training
-    compile: bool = False  # torch.compile the generator for training and sampling
-    generator_group: int = 0  # generators trained at once as one computation (0 = auto)
-    ray: RayConfig = field(default_factory=RayConfig)
+    device: str  # auto | cpu | cuda[:N]
+    executor: str  # local | ray
+    workers: int  # local worker processes; 0 = one per core (one per GPU on a GPU)
+    cpu_threads: int  # torch threads per task process on CPU; 0 = torch's default
+    cpu_adapt: bool  # with cpu_threads 0: follow the cores other processes leave free
+    generator_nproc: int  # processes (torchrun) per generator training
+    compile: bool  # torch.compile the generator for training and sampling
+    generator_group: int  # generators trained at once as one computation (0 = auto)
+    ray: RayConfig
 
 
 def check(r: RayConfig, used: bool) -> None:

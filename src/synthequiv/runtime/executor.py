@@ -62,9 +62,9 @@ def set_cpu_threads(rt: RuntimeConfig) -> Contention | None:
         torch.set_num_threads(rt.cpu_threads)
         if _on_gpu(rt):
             return None
-        # nothing is decided from it, only said: a shorter sample than auto's decision needs
+        # pinned: nothing is decided from it, only said, so a shorter sample than auto's
         c = dataclasses.replace(measure_contention(sample_s=0.2), threads=rt.cpu_threads)
-        _log_contention(c, echo="always")  # pinned: nothing to adapt, only said
+        _log_contention(c, echo="always")
         return c
     ceiling = torch.get_num_threads()  # torch's default, or what the caller chose
     if _on_gpu(rt) or ceiling == 1:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from synthequiv.inputs.config import SplitConfig
+from synthequiv.stats.config import GridConfig
 from synthequiv.stats.equivalence import gains, measured_points, paper_n_real
 from synthequiv.stats.intervals import REAL, unit_table
 from synthequiv.stats.power import VarianceComponents
@@ -50,13 +52,16 @@ class Truth:
         return float(self.real(n_base + self.n_real(n_base, n_syn, arm)) - self.real(n_base))
 
 
+_QUICK_GRID = GridConfig()  # the config's defaults are the quick study's design
+
+
 @dataclass(frozen=True)
 class Design:
-    bases: tuple[int, ...] = (5, 10)  # the quick study's (config defaults)
-    real_add: tuple[int, ...] = (2, 5, 15, 40)
-    syn_add: tuple[int, ...] = (40, 160)
-    replicates: int = 3
-    seeds: int = 3  # the quick study's
+    bases: tuple[int, ...] = SplitConfig().base_per_class
+    real_add: tuple[int, ...] = _QUICK_GRID.real_add_per_class
+    syn_add: tuple[int, ...] = _QUICK_GRID.syn_add_per_class
+    replicates: int = _QUICK_GRID.replicates
+    seeds: int = len(_QUICK_GRID.seeds)
     sd_base: float = 0.006
     sd_gen: float = 0.004
     sd_cell: float = 0.002
@@ -86,8 +91,8 @@ QUICK_NOISE_1020 = VarianceComponents(base=0.0077, generator=0.0, cell=0.0024, s
 QUICK_TRUTH = Truth(worth=(("closed", 1 / 20), ("open", 1 / 8)))
 
 
-def quick_designs(vc: VarianceComponents = QUICK_NOISE, replicates: int = 3, seeds: int = 3,
-                  **amounts) -> dict[str, Design]:
+def quick_designs(vc: VarianceComponents = QUICK_NOISE, replicates: int = Design.replicates,
+                  seeds: int = Design.seeds, **amounts) -> dict[str, Design]:
     """The quick study's design with noise `vc`, and the harder variants of issue 26;
     `amounts` (bases, real_add, syn_add) replace the quick study's."""
     d = Design(arms=("closed", "open"), replicates=replicates, seeds=seeds, sd_base=vc.base,
