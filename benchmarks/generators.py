@@ -215,6 +215,56 @@ def compare_families(names: list[str], presets: list[str], kimg: float, per_clas
               f"{real['recall']:6.2f} {real['coverage']:5.2f}")
 
 
+def compare_steps(steps: list[int], presets: list[str], per_class: int,
+                  overrides: list[str]) -> None:
+    """Replicate 0's generators of each preset (closed per base size, open pool), trained at
+    the preset's settings, each sampled at every step count (same per-image seeds) and once
+    more at the largest count with another sampling seed: that row's distance to the first is
+    the sampling noise of the measures, against which a smaller step count is judged."""
+    from synthequiv.generation.families import get_family
+    from synthequiv.generation.sampling import class_quota_labels
+    from synthequiv.generation.synthetic import generator_jobs
+
+    for preset in presets:
+        cfg, sp, _, extractor = family_inputs(preset, overrides)
+        k = sp.dataset.num_classes
+        family = get_family(cfg.generator.family)
+        labels = class_quota_labels(per_class, k)
+        rows: dict[tuple[str, str], dict] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for job in generator_jobs(cfg.synthetic, sp, Path(tmp), "-r0"):
+                t0 = time.perf_counter()
+                family.train(job.x, job.y, k, job.generator, Path(tmp) / job.name,
+                             progress=False)
+                train_s = time.perf_counter() - t0
+                gen = family.load(Path(tmp) / job.name)
+                runs = [(n, cfg.sampling.seed) for n in steps]
+                runs.append((max(steps), cfg.sampling.seed + 1))  # the noise floor
+                for n, seed in runs:
+                    s = dataclasses.replace(cfg.sampling, steps=n, seed=seed)
+                    t0 = time.perf_counter()
+                    images = family.sample(gen, labels, s, progress=False)
+                    ms = 1000 * (time.perf_counter() - t0) / len(labels)
+                    tag = f"{n}" + ("" if seed == cfg.sampling.seed else " seed+1")
+                    rows[(job.name, tag)] = measure_set(images, labels, job.x, sp, extractor) | {
+                        "ms_per_image": ms, "train_s": train_s}
+        print(f"\n{preset}: replicate 0's generators ({cfg.generator.family}, preset "
+              f"{cfg.generator.preset}, {cfg.generator.train_kimg:g} kimg), sampler "
+              f"{family.samplers.resolve(cfg.sampling).sampler}, {per_class} samples/class; "
+              "extractor = the study's")
+        print(f"{'generator':<14} {'steps':>12} {'fidelity':>8} {'FD':>6} {'prec':>5} "
+              f"{'recall':>6} {'cover':>5} {'memo':>5} {'ms/img':>7}")
+        names = list(dict.fromkeys(name for name, _ in rows))
+        tags = list(dict.fromkeys(tag for _, tag in rows))
+        for name in [*names, "mean"]:
+            for tag in tags:
+                sel = [rows[(n, tag)] for n in names] if name == "mean" else [rows[(name, tag)]]
+                r = {key: float(np.mean([x[key] for x in sel])) for key in sel[0]}
+                print(f"{name:<14} {tag:>12} {r['fidelity']:8.3f} {r['fd']:6.2f} "
+                      f"{r['precision']:5.2f} {r['recall']:6.2f} {r['coverage']:5.2f} "
+                      f"{r['memorized']:5.3f} {r['ms_per_image']:7.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="", help="e.g. unet,edm,dit: compare families")
@@ -223,6 +273,7 @@ def main() -> None:
     ap.add_argument("--no-wall", action="store_true", help="equal kimg only (families)")
     ap.add_argument("--set", action="append", default=[], dest="overrides",
                     help="KEY=VALUE on each preset (families), e.g. generator.lr=1e-3")
+    ap.add_argument("--steps", default="", help="e.g. 8,12,25,50: sampler step counts")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gens", type=int, default=9, help="generators (9 = the quick study's)")
     ap.add_argument("--kimg", type=float, default=25.6, help="training length per generator")
@@ -230,6 +281,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=0, help="batch size (0 = the preset's 64)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.steps:
+        np.seterr(all="ignore")
+        compare_steps([int(n) for n in args.steps.split(",")], args.data.split(","),
+                      args.per_class, args.overrides)
+        return
     if args.families:
         np.seterr(all="ignore")
         compare_families(args.families.split(","), args.data.split(","), args.kimg,

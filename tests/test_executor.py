@@ -118,13 +118,40 @@ def test_two_local_workers_give_the_one_process_table(local, tmp_path):
     for pa in sorted(local.glob("samples/*.npz")):
         np.testing.assert_array_equal(np.load(pa)["images"],
                                       np.load(pooled / "samples" / pa.name)["images"])
-    # the shards' own lines come from the workers; the driver counts every shard as it lands
-    # (50 images per set, less than one 256-row network call: one shard each)
-    counted = re.findall(r"sampling (\d)/(\d): (\S+) \(", (pooled / "log.txt").read_text())
+    # one queue (orchestration/pipeline.py): the driver counts each generator, each sampling
+    # shard as it lands and each real cell; the shards' own lines come from the workers (50
+    # images per set, less than one 256-row network call: one shard each)
+    log = (pooled / "log.txt").read_text()
+    counted = re.findall(r"generators, samples and real cells (\d+)/(\d+): (\S+) (\S+)", log)
     sets = {p.stem.rsplit("-", 1)[0] for p in local.glob("samples/*.npz")}
-    assert sorted(int(i) for i, *_ in counted) == list(range(1, len(sets) + 1))
-    assert {name for _, _, name in counted} == sets
-    assert {total for _, total, _ in counted} == {str(len(sets))}
+    real = [r for r in _table(local) if r[1] == "real"]
+    assert sorted(int(i) for i, *_ in counted) == list(range(1, 2 * len(sets) + len(real) + 1))
+    assert sorted(name for _, _, what, name in counted if what == "generator") == sorted(sets)
+    assert sorted(name for _, _, what, name in counted if what == "sampled") == sorted(sets)
+    lines = [(what, name) for _, _, what, name in counted]  # sampled after it is trained
+    assert all(lines.index(("generator", n)) < lines.index(("sampled", n)) for n in sets)
+    assert "stage generators_samples_real_cells" in log
+
+
+def test_worker_pool_starts_the_most_urgent_ready_task_with_its_kinds_inputs():
+    """WorkerPool (the study's one queue): a freed worker takes the most urgent ready task,
+    tasks made ready by a finished one included; each kind's shared inputs reach its tasks."""
+    from synthequiv.runtime.executor import Task, WorkerPool
+
+    rt = C.resolve("quick", None, ["workers=1", "cpu_threads=1", "device=cpu"]).runtime
+    results = []
+
+    def on_done(task, result):  # dict(item, **shared) runs in the worker: item + inputs
+        results.append(result)
+        return [Task(-1, "b", dict, {"i": 9})] if result["i"] == 0 else []
+
+    with WorkerPool(rt, 1) as pool:
+        pool.share("a", {"kind": "a"})
+        pool.share("b", {"kind": "b"})
+        pool.run([Task(2, "a", dict, {"i": 2}), Task(0, "a", dict, {"i": 0}),
+                  Task(1, "a", dict, {"i": 1})], on_done)
+    assert [r["i"] for r in results] == [0, 9, 1, 2]
+    assert [r["kind"] for r in results] == ["a", "b", "a", "a"]
 
 
 def test_local_workers_take_one_gpu_each(monkeypatch):

@@ -122,7 +122,7 @@ def _train_task(job: GenJob, num_classes, rt: RuntimeConfig, device, progress) -
     return job
 
 
-def _train_group_task(jobs: list[GenJob], num_classes, rt: RuntimeConfig, device,
+def train_group_task(jobs: list[GenJob], num_classes, rt: RuntimeConfig, device,
                       progress) -> list[GenJob]:
     """One group of compatible generators (gengroup.py); a group of one trains as before."""
     if len(jobs) == 1:
@@ -135,21 +135,29 @@ def _train_group_task(jobs: list[GenJob], num_classes, rt: RuntimeConfig, device
     return jobs
 
 
-def train_jobs(jobs: list[GenJob], num_classes, rt: RuntimeConfig, device,
-               progress) -> Iterator[GenJob]:
-    """Train (or resume, or find finished) every job's generator; yields each job when its
-    group is done. Up to `rt.generator_group` compatible generators (`gengroup.plan_groups`)
-    train at once, one executor task per group; under generator_nproc > 1 each trains alone
-    (with DDP), as does every generator of a family that does not group."""
+def train_groups(jobs: list[GenJob], num_classes, rt: RuntimeConfig, device
+                 ) -> list[list[GenJob]]:
+    """The executor tasks that train `jobs`: up to `rt.generator_group` compatible generators
+    (`gengroup.plan_groups`) at once; under generator_nproc > 1 each alone (with DDP), as is
+    every generator of a family that does not group."""
     from synthequiv.generation.gengroup import plan_groups
-    from synthequiv.runtime.executor import map_tasks
 
     keys = [_group_key(j, num_classes) for j in jobs]
     groups = [[jobs[i] for i in idx] for idx in plan_groups(keys, rt.generator_group, device)]
     if rt.generator_nproc > 1 or all(len(g) == 1 for g in groups):
         groups = [[job] for job in jobs]  # one by one, in the order given, as before
+    return groups
+
+
+def train_jobs(jobs: list[GenJob], num_classes, rt: RuntimeConfig, device,
+               progress) -> Iterator[GenJob]:
+    """Train (or resume, or find finished) every job's generator; yields each job when its
+    group (`train_groups`) is done, one executor task per group."""
+    from synthequiv.runtime.executor import map_tasks
+
     shared = {"num_classes": num_classes, "rt": rt, "device": device, "progress": progress}
-    for done in map_tasks(_train_group_task, groups, shared, rt, kind="generator"):
+    for done in map_tasks(train_group_task, train_groups(jobs, num_classes, rt, device), shared,
+                          rt, kind="generator"):
         yield from done
 
 
@@ -162,7 +170,7 @@ def _group_key(job: GenJob, num_classes: int) -> tuple:
     return family.group_key(job.x, num_classes, job.generator)
 
 
-def _sample_task(shard: tuple, labels, device, progress, compile):
+def sample_task(shard: tuple, labels, device, progress, compile):
     target, start, stop = shard
     family, gen = load_generator(target.gen_dir, device, compile=compile)  # the file's family
     name = shard_name(target.name, start, stop, len(labels))
@@ -243,45 +251,74 @@ def _rows_per_call(target: SampleTarget, device) -> int:
     return net_block_rows(torch.device(device), target.resolution)
 
 
+class ShardedSets:
+    """The sampling of several sets as shards (per-sample seeds: any sharding gives the same
+    images): `items(target)` are a set's executor items (`sample_task`), `add` takes a finished
+    shard and, when it completes its set, writes the set (matched to `out_shape`) to its
+    samples path with a .png grid beside it, so a killed pass keeps every finished set."""
+
+    def __init__(self, n_per_class: int, num_classes: int, out_shape, count: int, device):
+        from synthequiv.generation.sampling import class_quota_labels
+
+        self.labels = class_quota_labels(n_per_class, num_classes)
+        self.num_classes, self.out_shape, self.count, self.device = (num_classes, out_shape,
+                                                                     count, device)
+        self.n_parts: dict[Path, int] = {}  # shards per set
+        self.parts: dict[Path, dict[int, torch.Tensor]] = {}
+
+    def items(self, target: SampleTarget) -> list[tuple]:
+        edges = shards(len(self.labels), self.count, _rows_per_call(target, self.device))
+        self.n_parts[target.path] = len(edges)
+        return [(target, a, b) for a, b in edges]
+
+    def shared(self, progress: bool, compile: bool) -> dict:
+        """`sample_task`'s shared inputs."""
+        return {"labels": self.labels, "device": self.device, "progress": progress,
+                "compile": compile}
+
+    def name(self, target: SampleTarget, start: int, images: torch.Tensor) -> str:
+        return shard_name(target.name, start, start + len(images), len(self.labels))
+
+    def add(self, target: SampleTarget, start: int, images: torch.Tensor
+            ) -> torch.Tensor | None:
+        """The whole set, saved, once this shard completes it; else None."""
+        from synthequiv.generation.sampling import save_grid_png, save_samples
+
+        chunks = self.parts.setdefault(target.path, {})
+        chunks[start] = images
+        if len(chunks) < self.n_parts[target.path]:
+            return None
+        del self.parts[target.path]  # the set is complete: save it, free its shards
+        whole = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), self.out_shape)
+        save_samples(target.path, whole, self.labels, target.meta)
+        save_grid_png(target.path.with_suffix(".png"), whole, self.labels, self.num_classes)
+        return whole
+
+
 def sample_to_files(targets: list[SampleTarget], n_per_class: int, num_classes: int,
                     out_shape, rt: RuntimeConfig, device, progress, keep: bool = True) -> dict[
                         Path, tuple[torch.Tensor, torch.Tensor]]:
     """Sample n_per_class images/class for every target, all sharded over the executor in one
-    pass (per-sample seeds: any sharding gives the same images), matched to `out_shape` and
-    saved to its samples path (+ a .png grid) as soon as its last shard lands, so a killed pass
-    keeps every finished set. {samples path: (images, labels)}; empty with keep=False (the
-    study's all-replicates pass: only the files are wanted, not all sets in memory at once)."""
-    from synthequiv.generation.sampling import class_quota_labels, save_grid_png, save_samples
+    pass (`ShardedSets`), each set saved as soon as its last shard lands. {samples path:
+    (images, labels)}; empty with keep=False (the study's all-replicates pass: only the files
+    are wanted, not all sets in memory at once)."""
     from synthequiv.runtime.executor import local_workers, map_tasks, runs_elsewhere
     from synthequiv.runtime.progress import progress_bar
 
     if not targets:
         return {}
-    labels = class_quota_labels(n_per_class, num_classes)
     count = rt.ray.sample_shards if rt.executor == "ray" else local_workers(rt)
-    n_parts = {}  # shards per set
-    items = []
-    for t in targets:
-        edges = shards(len(labels), count, _rows_per_call(t, device))
-        n_parts[t.path] = len(edges)
-        items += [(t, a, b) for a, b in edges]
-    parts: dict[Path, dict[int, torch.Tensor]] = {}
+    sets = ShardedSets(n_per_class, num_classes, out_shape, count, device)
+    items = [item for t in targets for item in sets.items(t)]
     out = {}
     with progress_bar("sampling", total=len(items),
                       enabled=progress and runs_elsewhere(rt, len(items), "sample")) as bar:
-        for t, start, images in map_tasks(
-                _sample_task, items, {"labels": labels, "device": device, "progress": progress,
-                                      "compile": rt.compile}, rt, kind="sample"):
-            chunks = parts.setdefault(t.path, {})
-            chunks[start] = images
-            bar.advance(1, shard_name(t.name, start, start + len(images), len(labels)))
-            if len(chunks) == n_parts[t.path]:  # the set is complete: save it, free its shards
-                del parts[t.path]
-                whole = match_shape(torch.cat([chunks[k] for k in sorted(chunks)]), out_shape)
-                save_samples(t.path, whole, labels, t.meta)
-                save_grid_png(t.path.with_suffix(".png"), whole, labels, num_classes)
-                if keep:
-                    out[t.path] = (whole, labels)
+        for t, start, images in map_tasks(sample_task, items, sets.shared(progress, rt.compile),
+                                          rt, kind="sample"):
+            bar.advance(1, sets.name(t, start, images))
+            whole = sets.add(t, start, images)
+            if whole is not None and keep:
+                out[t.path] = (whole, sets.labels)
     return out
 
 

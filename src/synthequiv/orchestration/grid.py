@@ -121,41 +121,55 @@ def train_cell(cells: list[Cell], datas: list, tests: dict, num_classes: int, cc
     return rows
 
 
-def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
-              table: ResultsTable, device: torch.device, chash: str,
-              progress: bool = True) -> None:
-    """Cells not yet in the table, in groups of `cfg.cell_group` (0 = auto) trained at once,
+def cell_groups(cfg: StudyConfig, todo: list[Cell], reps: dict[int, Replicate],
+                device: torch.device) -> list[list[Cell]]:
+    """`todo` in groups of `cfg.cell_group` (0 = auto: one by one on a CPU) trained at once,
     replicate after replicate (a group may take the end of one replicate and the start of the
-    next: cells are scored on their own replicate's test split); each group is one task, and
-    each of its rows is written as soon as the group returns, stamped with `chash`
-    (config_hash: what report/plan use to pick this config's rows)."""
+    next: cells are scored on their own replicate's test split); each group is one task."""
     from synthequiv.classification.batched import plan_groups, resolve_group
     from synthequiv.classification.classifier import num_train_steps
-    from synthequiv.runtime.executor import map_tasks
 
-    todo = [c for c in cells if c.key not in table.done_keys()]
+    if not todo:
+        return []
     ccfg = cfg.classifier
-    sp0 = reps[0].sp
+    sp0 = reps[todo[0].replicate].sp
     size = resolve_group(cfg.cell_group, ccfg.arch, max(sp0.dataset.images.shape[-2:]), device)
-    todo.sort(key=lambda c: c.replicate)  # stable: each replicate's cells stay in order
+    todo = sorted(todo, key=lambda c: c.replicate)  # stable: each replicate's cells in order
     steps = [ccfg.train_steps] * len(todo)
     if ccfg.budget == "epochs" and size > 1:  # step counts follow pool sizes: group by them
         steps = [num_train_steps(ccfg, sum(len(t) for t in cell_data(c, reps)[1::2]
                                            if t is not None)) for c in todo]
-    groups = [[todo[i] for i in idx] for idx in plan_groups(steps, size)] if todo else []
+    return [[todo[i] for i in idx] for idx in plan_groups(steps, size)]
+
+
+def cell_status(row: dict) -> str:
+    """A finished cell's progress line."""
+    return f"{row['arm']} n={row['n_base']}+{row['n_add']} s={row['seed']}: acc " \
+           f"{row['accuracy']:.3f}"
+
+
+def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
+              table: ResultsTable, device: torch.device, chash: str,
+              progress: bool = True) -> None:
+    """Cells not yet in the table, in groups (`cell_groups`), one executor task per group;
+    each of its rows is written as soon as the group returns, stamped with `chash`
+    (config_hash: what report/plan use to pick this config's rows)."""
+    from synthequiv.runtime.executor import map_tasks
+
+    todo = [c for c in cells if c.key not in table.done_keys()]
+    groups = cell_groups(cfg, todo, reps, device)
     # big inputs travel once (Ray puts them in the object store); each task gets a group
-    shared = {"reps": reps, "ccfg": ccfg, "device": device}
+    shared = {"reps": reps, "ccfg": cfg.classifier, "device": device}
     with progress_bar("classifier grid", total=len(cells), enabled=progress,
                       done=len(cells) - len(todo)) as bar:
-        for rows in map_tasks(_cell_task, groups, shared, cfg.runtime, kind="cell"):
+        for rows in map_tasks(cell_task, groups, shared, cfg.runtime, kind="cell"):
             for row in rows:
                 row["config_hash"] = chash
                 table.add(row)  # the driver is the single writer
-                bar.advance(1, f"{row['arm']} n={row['n_base']}+{row['n_add']} "
-                               f"s={row['seed']}: acc {row['accuracy']:.3f}")
+                bar.advance(1, cell_status(row))
 
 
-def _cell_task(cells: list[Cell], reps: dict[int, Replicate], ccfg, device) -> list[dict]:
+def cell_task(cells: list[Cell], reps: dict[int, Replicate], ccfg, device) -> list[dict]:
     datas = [cell_data(cell, reps) for cell in cells]
     tests = {c.replicate: (reps[c.replicate].sp.test_images, reps[c.replicate].sp.test_labels)
              for c in cells}

@@ -35,6 +35,7 @@ from synthequiv.generation.synthetic import GenJob, prepare_synthetic
 from synthequiv.inputs.data import Dataset, load_dataset
 from synthequiv.inputs.splits import Splits, make_splits
 from synthequiv.orchestration.grid import Replicate, plan_cells, run_cells
+from synthequiv.orchestration.pipeline import first_work, pipelines
 from synthequiv.orchestration.plan import log_plan
 from synthequiv.reporting import figure_pool
 from synthequiv.rundir import (
@@ -264,8 +265,14 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
     the new ones are added). Sets ctx.replicate_s when a replicate had work to do."""
     t0 = time.time()
     jobs = study_generator_jobs(cfg, splits, ctx.run_dir, ctx.provided)
+    if jobs and pipelines(cfg.runtime):  # generators, samples and real cells as one queue
+        rcfgs = [replicate_config(cfg, r) for r in range(len(splits))]
+        if first_work(cfg, rcfgs, splits, jobs, ctx.run_dir, ctx.device, ctx.progress):
+            _add_time(ctx.timings, "generators_samples_real_cells_s", time.time() - t0)
+        jobs = study_generator_jobs(cfg, splits, ctx.run_dir, ctx.provided)  # what is left
+    t1 = time.time()  # the stage-wise stages: what the first work left (all of it elsewhere)
     train_study_generators(jobs, cfg, ctx.ds.num_classes, ctx.device, ctx.progress)
-    _add_time(ctx.timings, "generators_s", time.time() - t0)  # training alone
+    _add_time(ctx.timings, "generators_s", time.time() - t1)  # training alone
     sample_study_sets(jobs, cfg, splits, ctx.run_dir, ctx.device, ctx.provided, ctx.progress)
     for r, sp in enumerate(splits):  # generators trained: samples (and lever sets)
         if r in reps:
@@ -274,7 +281,7 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
         synth = replicate_sets(rcfg, sp, ctx.run_dir, ctx.device, ctx.progress, f"-r{r}",
                                ctx.provided)
         reps[r] = Replicate(r, rcfg, sp, synth)
-    _add_time(ctx.timings, "generators_and_sampling_s", time.time() - t0)
+    _add_time(ctx.timings, "generators_and_sampling_s", time.time() - t1)
     cells = plan_cells(cfg, [reps[r] for r in range(len(splits))], ctx.ds.digest)
     # the keys of this config's cells: what report, plan and export read from the table
     write_cell_keys(ctx.run_dir, (c.key for c in cells))

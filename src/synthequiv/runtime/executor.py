@@ -2,7 +2,9 @@
 
 `map_tasks(fn, items, shared, rt, kind)` yields fn(item, **shared) for every item, in
 completion order. The driver consumes the results and is the only writer of the run
-directory's results table, so a cell is never recorded twice.
+directory's results table, so a cell is never recorded twice. `WorkerPool` keeps local
+workers across tasks of several kinds that become ready one after another (the study's first
+work as one queue, orchestration/pipeline.py), starting the most urgent ready task first.
 
 Every function here reads the study's RuntimeConfig (runtime/config.py), never the study.
 Local runs use `rt.workers` processes with `rt.cpu_threads` torch threads each: on CPU,
@@ -14,8 +16,13 @@ On a machine with several GPUs, each worker process takes one GPU (round-robin).
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Iterable, Iterator
+import heapq
+import itertools
+import pickle
+import tempfile
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import torch
 
@@ -111,6 +118,17 @@ def _run_in_worker(fn: Callable, item: Any) -> Any:
     return fn(item, **_SHARED)
 
 
+_KINDS: dict[str, dict] = {}  # a WorkerPool worker's shared inputs, by file (one per kind)
+
+
+def _run_kind(path: str, fn: Callable, item: Any) -> Any:
+    shared = _KINDS.get(path)
+    if shared is None:  # this worker's first task of the kind: read its inputs once
+        with open(path, "rb") as f:
+            shared = _KINDS[path] = pickle.load(f)
+    return fn(item, **shared)
+
+
 def _pool_size(rt: RuntimeConfig, n_items: int, kind: str) -> int:
     """Local worker processes map_tasks starts for n_items tasks (1 = in this process)."""
     if kind == "generator" and rt.generator_nproc > 1:
@@ -142,8 +160,22 @@ def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], rt: Runtime
             _adapt_threads()
             yield fn(item, **shared)
         return
-    if "progress" in shared:
-        shared = {**shared, "progress": False}  # one bar, the driver's
+    with _spawn_pool(rt, workers, shared) as pool:
+        futures = [pool.submit(_run_in_worker, fn, item) for item in items]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+
+def _quiet(shared: dict) -> dict:
+    """Workers draw no bars of their own: one bar, the driver's."""
+    return {**shared, "progress": False} if "progress" in shared else shared
+
+
+def _spawn_pool(rt: RuntimeConfig, workers: int, shared: dict) -> ProcessPoolExecutor:
     import multiprocessing as mp
 
     # spawn: no fork of a process that already holds torch threads / a CUDA context
@@ -154,12 +186,66 @@ def map_tasks(fn: Callable, items: Iterable, shared: dict[str, Any], rt: Runtime
     gpus = ctx.Queue()
     for gpu in worker_gpus(rt, workers):
         gpus.put(gpu)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(shared, threads, gpus)) as pool:
-        futures = [pool.submit(_run_in_worker, fn, item) for item in items]
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(_quiet(shared), threads, gpus))
+
+
+class Task(NamedTuple):
+    """One WorkerPool task: fn(item, **the shared inputs of `kind`); lower priority first."""
+
+    priority: int
+    kind: str
+    fn: Callable
+    item: Any
+
+
+class WorkerPool:
+    """Local worker processes for tasks of several kinds that become ready one after another
+    (a generator's samples once it is trained, orchestration/pipeline.py): each kind's shared
+    inputs reach a worker once (a pickle it reads on its first task of that kind), and `run`
+    keeps one task per worker in flight, so a freed worker always starts the most urgent ready
+    task instead of one queued long before. Same workers, threads and GPUs as `map_tasks`."""
+
+    def __init__(self, rt: RuntimeConfig, workers: int):
+        self.workers = workers
+        self._dir = tempfile.TemporaryDirectory(prefix="synthequiv-pool-")
+        self._paths: dict[str, str] = {}
+        self._pool = _spawn_pool(rt, workers, {})
+
+    def share(self, kind: str, shared: dict[str, Any]) -> None:
+        """The inputs every task of `kind` gets (set before its first task)."""
+        path = Path(self._dir.name) / f"{len(self._paths)}.pkl"
+        with open(path, "wb") as f:
+            pickle.dump(_quiet(shared), f, protocol=pickle.HIGHEST_PROTOCOL)
+        self._paths[kind] = str(path)
+
+    def run(self, tasks: Iterable[Task], on_done: Callable[[Task, Any], Iterable[Task]]
+            ) -> None:
+        """Every task, most urgent first among the ready ones; on_done(task, result), called
+        in this process as each finishes, returns the tasks that became ready."""
+        order = itertools.count()  # ties: first come, first served
+        ready = [(t.priority, next(order), t) for t in tasks]
+        heapq.heapify(ready)
+        running: dict[Future, Task] = {}
         try:
-            for fut in as_completed(futures):
-                yield fut.result()
+            while ready or running:
+                while ready and len(running) < self.workers:
+                    task = heapq.heappop(ready)[2]
+                    fut = self._pool.submit(_run_kind, self._paths[task.kind], task.fn,
+                                            task.item)
+                    running[fut] = task
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    task = running.pop(fut)
+                    for new in on_done(task, fut.result()):
+                        heapq.heappush(ready, (new.priority, next(order), new))
         finally:
-            for fut in futures:
+            for fut in running:
                 fut.cancel()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._dir.cleanup()
