@@ -119,18 +119,19 @@ def test_two_local_workers_give_the_one_process_table(local, tmp_path):
         np.testing.assert_array_equal(np.load(pa)["images"],
                                       np.load(pooled / "samples" / pa.name)["images"])
     # one queue (orchestration/pipeline.py): the driver counts each generator, each sampling
-    # shard as it lands and each real cell; the shards' own lines come from the workers (50
-    # images per set, less than one 256-row network call: one shard each)
+    # shard as it lands and each cell; the shards' own lines come from the workers (50 images
+    # per set, less than one 256-row network call: one shard each)
     log = (pooled / "log.txt").read_text()
-    counted = re.findall(r"generators, samples and real cells (\d+)/(\d+): (\S+) (\S+)", log)
+    counted = re.findall(r"generators, samples and cells (\d+)/\d+: (\S+) (\S+)", log)
     sets = {p.stem.rsplit("-", 1)[0] for p in local.glob("samples/*.npz")}
-    real = [r for r in _table(local) if r[1] == "real"]
-    assert sorted(int(i) for i, *_ in counted) == list(range(1, 2 * len(sets) + len(real) + 1))
-    assert sorted(name for _, _, what, name in counted if what == "generator") == sorted(sets)
-    assert sorted(name for _, _, what, name in counted if what == "sampled") == sorted(sets)
-    lines = [(what, name) for _, _, what, name in counted]  # sampled after it is trained
-    assert all(lines.index(("generator", n)) < lines.index(("sampled", n)) for n in sets)
-    assert "stage generators_samples_real_cells" in log
+    assert sorted(int(i) for i, *_ in counted) == list(range(1, 2 * len(sets)
+                                                             + len(_table(local)) + 1))
+    lines = [(what, name) for _, what, name in counted]
+    for n in sets:  # sampled after it is trained
+        assert lines.index(("generator", n)) < lines.index(("sampled", n))
+    first_closed = min(i for i, (what, _) in enumerate(lines) if what == "closed")
+    assert all(lines.index(("sampled", n)) < first_closed for n in sets)  # one replicate
+    assert "stage generators_samples_cells" in log
 
 
 def test_worker_pool_starts_the_most_urgent_ready_task_with_its_kinds_inputs():

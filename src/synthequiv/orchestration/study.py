@@ -29,7 +29,7 @@ from synthequiv.config import (
     validate,
     validate_data,
 )
-from synthequiv.generation.levers import prepare_levers
+from synthequiv.generation.levers import prepare_levers, variant_arms
 from synthequiv.generation.provided import load_provided, provided_sets
 from synthequiv.generation.synthetic import GenJob, prepare_synthetic
 from synthequiv.inputs.data import Dataset, load_dataset
@@ -85,9 +85,9 @@ def check_grid(cfg: StudyConfig, sp: Splits) -> None:
 # ----------------------------------------------------------------------------- the study
 
 
-def study_generator_jobs(cfg: StudyConfig, splits: list[Splits], run_dir: Path,
-                         provided) -> list[GenJob]:
-    """Every replicate's generators whose samples are not on disk yet, each with its
+def replicate_generator_jobs(cfg: StudyConfig, splits: list[Splits], run_dir: Path,
+                             provided) -> dict[int, list[GenJob]]:
+    """{replicate: its generators whose samples are not on disk yet}, each with its
     replicate's generator and sampling configs (its seeds). Directories, keys and
     trained_on.json are those `prepare_synthetic` makes, which then finds the generators and
     their samples."""
@@ -95,10 +95,17 @@ def study_generator_jobs(cfg: StudyConfig, splits: list[Splits], run_dir: Path,
     from synthequiv.generation.synthetic import generator_jobs
 
     given = provided_keys(cfg.splits.base_per_class, provided)
-    return [job for r, sp in enumerate(splits)
-            for job in generator_jobs(replicate_config(cfg, r).synthetic, sp, run_dir,
-                                      f"-r{r}", given)
-            if not job.path.exists()]
+    return {r: [job for job in generator_jobs(replicate_config(cfg, r).synthetic, sp, run_dir,
+                                              f"-r{r}", given) if not job.path.exists()]
+            for r, sp in enumerate(splits)}
+
+
+def study_generator_jobs(cfg: StudyConfig, splits: list[Splits], run_dir: Path,
+                         provided) -> list[GenJob]:
+    """Every replicate's generators whose samples are not on disk yet, replicate by
+    replicate (`replicate_generator_jobs`)."""
+    return [job for jobs in replicate_generator_jobs(cfg, splits, run_dir, provided).values()
+            for job in jobs]
 
 
 def train_study_generators(jobs: list[GenJob], cfg: StudyConfig, num_classes: int, device,
@@ -264,12 +271,19 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
     not done yet, then this config's rows. reps: replicates prepared by an earlier pass (kept;
     the new ones are added). Sets ctx.replicate_s when a replicate had work to do."""
     t0 = time.time()
-    jobs = study_generator_jobs(cfg, splits, ctx.run_dir, ctx.provided)
-    if jobs and pipelines(cfg.runtime):  # generators, samples and real cells as one queue
+    by_rep = replicate_generator_jobs(cfg, splits, ctx.run_dir, ctx.provided)
+    if any(by_rep.values()) and pipelines(cfg.runtime):  # one queue (pipeline.py)
         rcfgs = [replicate_config(cfg, r) for r in range(len(splits))]
-        if first_work(cfg, rcfgs, splits, jobs, ctx.run_dir, ctx.device, ctx.progress):
-            _add_time(ctx.timings, "generators_samples_real_cells_s", time.time() - t0)
-        jobs = study_generator_jobs(cfg, splits, ctx.run_dir, ctx.provided)  # what is left
+
+        def sets_of(r: int) -> dict:  # every set on disk: only loaded, no executor work
+            return replicate_sets(rcfgs[r], splits[r], ctx.run_dir, ctx.device, ctx.progress,
+                                  f"-r{r}", ctx.provided)
+
+        simple = not ctx.provided and not variant_arms(cfg)
+        if first_work(cfg, rcfgs, splits, by_rep, reps, ctx.run_dir, ctx.device, ctx.progress,
+                      sets_of if simple else None):
+            _add_time(ctx.timings, "generators_samples_cells_s", time.time() - t0)
+    jobs = study_generator_jobs(cfg, splits, ctx.run_dir, ctx.provided)  # what is left
     t1 = time.time()  # the stage-wise stages: what the first work left (all of it elsewhere)
     train_study_generators(jobs, cfg, ctx.ds.num_classes, ctx.device, ctx.progress)
     _add_time(ctx.timings, "generators_s", time.time() - t1)  # training alone
@@ -287,7 +301,8 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
     write_cell_keys(ctx.run_dir, (c.key for c in cells))
     table = ResultsTable(ctx.run_dir / "results.sqlite")
     done = table.done_keys()
-    worked = {c.replicate for c in cells if c.key not in done}
+    worked = {c.replicate for c in cells if c.key not in done} | {r for r, js in by_rep.items()
+                                                                  if js}
     t1 = time.time()
     run_cells(cfg, cells, reps, table, ctx.device, config_hash(cfg, ctx.ds.digest), ctx.progress)
     _add_time(ctx.timings, "classifier_grid_s", time.time() - t1)

@@ -3,7 +3,7 @@
 Two shapes:
   progress_bar(description, total, done)  counted work (classifier cells, generators), `done`
                                      of it finished before (a resumed run): `advance(n,
-                                     status)`; one log line per advance
+                                     status)`; one log line per advance; `extend(n)`: n more
   kimg_bar(enabled)                  a generator's training in k images, with the subset of
                                      rich's Progress API the training loop uses (`add_task`,
                                      `update`); a log line every LOG_FRACTION of the run or
@@ -54,6 +54,12 @@ class _Bar:
         self.description, self.total, self.done, self.echo = description, total, done, echo
         self.progress, self.task, self.t0 = progress, task, time.time()
         self.before = done  # finished by an earlier run: not in this run's rate (eta)
+
+    def extend(self, n: float) -> None:
+        """n more to do (work that became known while the bar ran)."""
+        self.total += n
+        if self.progress is not None:
+            self.progress.update(self.task, total=self.total)
 
     def advance(self, n: float, status: str) -> None:
         self.done += n
