@@ -12,7 +12,7 @@ import pytest
 
 from synthequiv import config as C
 from synthequiv.stats.config import Target, parse_duration, parse_target
-from synthequiv.stats.sequential import stop_reason, target_status
+from synthequiv.stats.sequential import auto_status, stop_reason, target_status
 from synthequiv.utils import SynthequivError
 
 # ----------------------------------------------------------------------------- parsing
@@ -86,6 +86,69 @@ def test_rate_target_reads_the_headline_point_and_an_arm_without_rate_never_meet
     assert not s["met"] and s["where"] == "open at 10/class (no rate)"
 
 
+def _fake_equivalence(halfwidths: dict[int, float]):
+    """equivalence_of for auto_status: one closed gain whose half-width (pts) depends on how
+    many replicates the rows hold."""
+    def of(rows):
+        hw = halfwidths[len({r["replicate"] for r in rows})] / 100
+        return {"gains": [_gain("closed", 40, -hw, hw)]}
+    return of
+
+
+def _rows(n):
+    return [{"replicate": u, "n_base": 10, "arm": "real", "n_add": 0, "seed": 0,
+             "accuracy": 0.9} for u in range(n)]
+
+
+def test_auto_status_judges_all_but_the_last_replicate():
+    """By hand: after n replicates the widest interval of the first n − 1, × √((n − 1)/n),
+    against the target; "widest" and "where" stay those of all n (what the report shows)."""
+    target = Target("gain_halfwidth", 1.0)
+    # a lucky last replicate: all 4 replicates give 0.9 ≤ 1 (the old rule stopped here), but
+    # the first 3 give 1.2, and 1.2 × √(3/4) = 1.039 > 1: not yet
+    s = auto_status(_rows(4), target, equivalence_of=_fake_equivalence({3: 1.2, 4: 0.9}))
+    assert s["widest"] == pytest.approx(0.9) and target_status(
+        _fake_equivalence({4: 0.9})(_rows(4)), target)["met"]
+    assert not s["met"] and s["predicted"] == pytest.approx(1.2 * math.sqrt(3 / 4))
+    assert s["replicates"] == 4 and s["predicted_where"] == "closed +40 at 10/class"
+    assert auto_status(_rows(4), Target("gain_halfwidth", 1.04),
+                       equivalence_of=_fake_equivalence({3: 1.2, 4: 0.9}))["met"]
+    # the first 3 predict 1.1 × √(3/4) = 0.953 with 4: stop, even though the 4th widened it
+    s = auto_status(_rows(4), target, equivalence_of=_fake_equivalence({3: 1.1, 4: 1.3}))
+    assert s["met"] and s["widest"] == pytest.approx(1.3)
+    assert stop_reason(s, 4, 20, 0, 0, 0) == (
+        "target met (replicates 1–3 predict a widest interval of 0.953 with 4; the last "
+        "replicate does not decide)")
+    # two replicates: one left has no replicate-level variance — never judged
+    s = auto_status(_rows(2), target, equivalence_of=_fake_equivalence({1: 0.1, 2: 0.1}))
+    assert not s["met"] and s["predicted"] == math.inf
+    assert stop_reason(s, 2, 3, 0, 0, 0) == ""
+
+
+def test_auto_status_reads_the_intervals_analyse_reports():
+    """One code path: headline_equivalence gives analyse's gains and measured points, and
+    auto_status of simulated rows is target_status of the rows without the last replicate."""
+    import numpy as np
+
+    from synthequiv.stats.config import EquivalenceConfig
+    from synthequiv.stats.equivalence import analyse
+    from synthequiv.stats.sequential import headline_equivalence
+    from synthequiv.stats.simulate import Design, Truth, simulate_rows
+
+    rows = simulate_rows(Truth(worth=(("closed", 1 / 20),)), Design(replicates=4),
+                         np.random.default_rng(3))
+    full, head = analyse(rows, EquivalenceConfig()), headline_equivalence(rows, 0.95, "moderated")
+    assert head["gains"] == full["gains"]
+    assert head["arms"]["closed"]["points"] == full["arms"]["closed"]["points"]
+    target = Target("rate_halfwidth", 1.0)
+    s = auto_status(rows, target)
+    before = target_status(headline_equivalence([r for r in rows if r["replicate"] < 3], 0.95,
+                                                "moderated"), target)
+    assert s["predicted"] == pytest.approx(before["widest"] * math.sqrt(3 / 4))
+    assert s["widest"] == target_status(full, target)["widest"]
+    assert s["met"] == (s["predicted"] <= 1.0)
+
+
 def test_stop_reasons():
     met, not_met = {"met": True}, {"met": False}
     assert stop_reason(met, 3, 20, 0, 0, 0) == "target met"
@@ -109,6 +172,7 @@ def test_simulated_stopping_rule_covers_and_stops_where_the_target_is_met():
     lo, mid, hi = a["replicates_quantiles"]
     assert 3 <= lo <= mid <= hi <= 8
     assert 0.8 <= a["coverage_gain"] <= 1 and 0.8 <= a["coverage_n_real_eq"] <= 1
+    assert a["share_target_met"] > 0 and 0 < a["widest_over_target"][0] <= a["widest_over_target"][1]
     never = sequential_coverage(Truth(), design, parse_target("gain_halfwidth=0.001"), 3, 4,
                                 studies=3)
     assert never["share_target_met"] == 0 and never["mean_replicates"] == 4

@@ -51,7 +51,7 @@ from synthequiv.runtime.lock import RunLock
 from synthequiv.runtime.progress import progress_bar
 from synthequiv.runtime.runlog import Timings, environment, info, run_log
 from synthequiv.stats.config import AUTO, first_replicates, parse_target
-from synthequiv.stats.sequential import stop_reason, target_status
+from synthequiv.stats.sequential import auto_status, stop_reason
 from synthequiv.utils import (
     SynthequivError,
     atomic_write_text,
@@ -317,17 +317,16 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
 
 def keep_going(cfg: StudyConfig, ctx: GridRun, splits: list[Splits],
                reps: dict[int, Replicate], rows: list[dict], t_start: float):
-    """grid.replicates: auto — after each pass, the headline's intervals against grid.target;
-    one more replicate while it is not met, the budget allows one more (at the last measured
-    time per replicate) and max_replicates is not reached. Replicate r is the one a fixed
-    study with more than r replicates has (same keys: nothing is retrained on a rerun).
+    """grid.replicates: auto — after each pass, the headline's intervals against grid.target
+    (stats/sequential.auto_status: judged on all replicates but the last); one more replicate
+    while it is not met, the budget allows one more (at the last measured time per replicate)
+    and max_replicates is not reached. Replicate r is the one a fixed study with more than r
+    replicates has (same keys: nothing is retrained on a rerun).
     Returns (rows, what the stopping rule did, for the report)."""
-    from synthequiv.stats.equivalence import analyse
-
     g, target = cfg.grid, parse_target(cfg.grid.target)
     n = len(splits)
     while True:
-        status = target_status(analyse(rows, cfg.equivalence), target)
+        status = auto_status(rows, target, cfg.equivalence.ci, cfg.equivalence.variance)
         elapsed = time.time() - t_start
         reason = stop_reason(status, n, g.max_replicates, elapsed, g.budget_s,
                              ctx.replicate_s or 0.0)
