@@ -16,21 +16,26 @@ def plan(preset="quick", *sets):
 def test_quick_counts_and_sampling_work():
     p = plan()
     assert (p["generators"], p["sample_sets"], p["cells"]) == (9, 9, 162)
-    assert P._counts(C.resolve("quick"))["sample_work_per_class"] == 9 * 160
+    # 9 sets × 160/class at the quick default's 16 sampler steps, in 25-step units (plan.py)
+    assert P._counts(C.resolve("quick"))["sample_work_per_class"] == pytest.approx(
+        9 * 160 * 16 / 25)
 
 
 def test_levers_price_guided_sets_twice_and_the_filter_pool():
     c = P._counts(C.resolve("levers"))
     # per replicate: plain closed ×2 bases + open at cfg 1: 3 × 160; closed@cfg2 and @cfg4:
     # 2 bases × 160 × 2 passes each; keep-top 0.8: a pool of 200/class = 40 extra × 2 bases
-    assert c["sample_work_per_class"] == 3 * (3 * 160 + 2 * (2 * 160 * 2) + 2 * 40)
+    # (in 25-step units: the levers preset samples at the quick default's 16 steps)
+    assert c["sample_work_per_class"] == pytest.approx(
+        3 * (3 * 160 + 2 * (2 * 160 * 2) + 2 * 40) * 16 / 25)
     assert c["sample_sets"] == 3 * (3 + 4)
     assert (c["filter_pool_sets"], c["filter_pool_per_class"]) == (3 * 2, 40)
     assert "sample sets: 21 × 160/class + 6 filter pools × 40/class" in P.plan_lines(
         P.study_plan(C.resolve("levers")))
     assert P._counts(C.resolve("quick"))["filter_pool_sets"] == 0
     assert c["generators"] == 9  # levers only sample
-    fewer_steps = P._counts(C.resolve("quick", None, ["grid.sampler_steps=[25,10]"]))
+    fewer_steps = P._counts(C.resolve("quick", None, ["sampling.steps=25",
+                                                      "grid.sampler_steps=[25,10]"]))
     assert fewer_steps["sample_work_per_class"] == 3 * (3 * 160 + 2 * 160 * 10 / 25)
 
 
@@ -41,7 +46,8 @@ def test_provided_arms_train_no_generator_and_given_sets_are_not_sampled():
     # generators: closed B(20) and open per replicate (closed B(10) is given)
     assert c["generators"] == 3 * 2
     # sampled: closed B(20), open, and the provided generator's set
-    assert c["sample_sets"] == 3 * 3 and c["sample_work_per_class"] == 3 * 3 * 160
+    assert c["sample_sets"] == 3 * 3
+    assert c["sample_work_per_class"] == pytest.approx(3 * 3 * 160 * 16 / 25)  # 16 steps
     assert c["syn_arms"] == ["closed", "open", "sd15", "mine"]
     assert c["cells"] == 3 * 2 * 3 * (1 + 4 + 2 * 4)  # replicates × bases × seeds × amounts
 
