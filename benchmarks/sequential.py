@@ -5,13 +5,13 @@
 Simulated studies with a known truth (synthequiv/stats/simulate.py, closed and open arms; the
 quick design: bases 5 and 10, real +2/+5/+15/+40, synthetic +40/+160, 3 seeds, the simulator's
 default noise) run with the stopping rule (stats/sequential.py's auto_status, as a study runs
-it: min 3 replicates, one more until the first n − 1 replicates predict the target met with n,
-or the cap), no budget. For each target and design it prints the coverage of the nominal-95 %
+it: min 3 replicates, one more until the first two thirds of n replicates predict the target
+met with n, or the cap), no budget. For each target and design it prints the coverage of the nominal-95 %
 gain and n_real_eq intervals at the replicate the rule stopped at, beside the same studies
 stopped at a fixed count (the mean stopping point, rounded), the stopping points (mean; 10th,
 50th, 90th percentile), the share that met the target before the cap, and, of those, the
-widest interval at the stop over the target (median, 90th percentile; the last replicate does
-not decide, so it may widen them). README quotes it.
+widest interval at the stop over the target (median, 90th percentile; the last third of the
+replicates does not decide, so it may widen them). README quotes it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 
 from synthequiv import config as C
 from synthequiv.stats.config import Target, parse_duration, parse_target
-from synthequiv.stats.sequential import auto_status, stop_reason, target_status
+from synthequiv.stats.sequential import auto_status, deciding, stop_reason, target_status
 from synthequiv.utils import SynthequivError
 
 # ----------------------------------------------------------------------------- parsing
@@ -100,26 +100,33 @@ def _rows(n):
              "accuracy": 0.9} for u in range(n)]
 
 
-def test_auto_status_judges_all_but_the_last_replicate():
-    """By hand: after n replicates the widest interval of the first n − 1, × √((n − 1)/n),
+def test_auto_status_judges_the_first_two_thirds():
+    """By hand: after n replicates the widest interval of the first m = n − ⌈n/3⌉, × √(m/n),
     against the target; "widest" and "where" stay those of all n (what the report shows)."""
+    assert [deciding(n) for n in (2, 3, 4, 5, 6, 12, 20)] == [1, 2, 2, 3, 4, 8, 13]
     target = Target("gain_halfwidth", 1.0)
-    # a lucky last replicate: all 4 replicates give 0.9 ≤ 1 (the old rule stopped here), but
-    # the first 3 give 1.2, and 1.2 × √(3/4) = 1.039 > 1: not yet
-    s = auto_status(_rows(4), target, equivalence_of=_fake_equivalence({3: 1.2, 4: 0.9}))
-    assert s["widest"] == pytest.approx(0.9) and target_status(
-        _fake_equivalence({4: 0.9})(_rows(4)), target)["met"]
-    assert not s["met"] and s["predicted"] == pytest.approx(1.2 * math.sqrt(3 / 4))
-    assert s["replicates"] == 4 and s["predicted_where"] == "closed +40 at 10/class"
-    assert auto_status(_rows(4), Target("gain_halfwidth", 1.04),
-                       equivalence_of=_fake_equivalence({3: 1.2, 4: 0.9}))["met"]
-    # the first 3 predict 1.1 × √(3/4) = 0.953 with 4: stop, even though the 4th widened it
-    s = auto_status(_rows(4), target, equivalence_of=_fake_equivalence({3: 1.1, 4: 1.3}))
+    # a lucky last third: all 6 replicates give 0.9 ≤ 1 (judging all of them stopped here),
+    # but the first 4 give 1.3, and 1.3 × √(4/6) = 1.061 > 1: not yet
+    s = auto_status(_rows(6), target, equivalence_of=_fake_equivalence({4: 1.3, 6: 0.9}))
+    assert target_status(_fake_equivalence({6: 0.9})(_rows(6)), target)["met"]
+    assert not s["met"] and s["widest"] == pytest.approx(0.9)
+    assert s["predicted"] == pytest.approx(1.3 * math.sqrt(4 / 6))
+    assert (s["replicates"], s["deciding"]) == (6, 4)
+    assert s["predicted_where"] == "closed +40 at 10/class"
+    assert auto_status(_rows(6), Target("gain_halfwidth", 1.07),
+                       equivalence_of=_fake_equivalence({4: 1.3, 6: 0.9}))["met"]
+    # the first 4 predict 1.2 × √(4/6) = 0.980 with 6: stop, though the last 2 widened it
+    s = auto_status(_rows(6), target, equivalence_of=_fake_equivalence({4: 1.2, 6: 1.3}))
     assert s["met"] and s["widest"] == pytest.approx(1.3)
-    assert stop_reason(s, 4, 20, 0, 0, 0) == (
-        "target met (replicates 1–3 predict a widest interval of 0.953 with 4; the last "
-        "replicate does not decide)")
-    # two replicates: one left has no replicate-level variance — never judged
+    assert stop_reason(s, 6, 20, 0, 0, 0) == (
+        "target met (replicates 1–4 predict a widest interval of 0.98 with 6; the last 2 did "
+        "not decide)")
+    # ... unless an interval of all 6 does not exist (a rate interval opened, no spread)
+    assert not auto_status(_rows(6), target,
+                           equivalence_of=_fake_equivalence({4: 1.2, 6: math.inf}))["met"]
+    # 3 replicates: the first 2 decide (× √(2/3)); 2: one left has no replicate-level variance
+    s = auto_status(_rows(3), target, equivalence_of=_fake_equivalence({2: 1.2, 3: 0.5}))
+    assert s["met"] and s["predicted"] == pytest.approx(1.2 * math.sqrt(2 / 3))
     s = auto_status(_rows(2), target, equivalence_of=_fake_equivalence({1: 0.1, 2: 0.1}))
     assert not s["met"] and s["predicted"] == math.inf
     assert stop_reason(s, 2, 3, 0, 0, 0) == ""
@@ -127,7 +134,7 @@ def test_auto_status_judges_all_but_the_last_replicate():
 
 def test_auto_status_reads_the_intervals_analyse_reports():
     """One code path: headline_equivalence gives analyse's gains and measured points, and
-    auto_status of simulated rows is target_status of the rows without the last replicate."""
+    auto_status of simulated rows is target_status of their first two replicates of four."""
     import numpy as np
 
     from synthequiv.stats.config import EquivalenceConfig
@@ -142,9 +149,9 @@ def test_auto_status_reads_the_intervals_analyse_reports():
     assert head["arms"]["closed"]["points"] == full["arms"]["closed"]["points"]
     target = Target("rate_halfwidth", 1.0)
     s = auto_status(rows, target)
-    before = target_status(headline_equivalence([r for r in rows if r["replicate"] < 3], 0.95,
-                                                "moderated"), target)
-    assert s["predicted"] == pytest.approx(before["widest"] * math.sqrt(3 / 4))
+    before = target_status(headline_equivalence([r for r in rows if r["replicate"] < 2], 0.95,
+                                                "moderated"), target)  # 2 of 4 decide
+    assert s["predicted"] == pytest.approx(before["widest"] * math.sqrt(2 / 4))
     assert s["widest"] == target_status(full, target)["widest"]
     assert s["met"] == (s["predicted"] <= 1.0)
 

@@ -318,10 +318,10 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
 def keep_going(cfg: StudyConfig, ctx: GridRun, splits: list[Splits],
                reps: dict[int, Replicate], rows: list[dict], t_start: float):
     """grid.replicates: auto — after each pass, the headline's intervals against grid.target
-    (stats/sequential.auto_status: judged on all replicates but the last); one more replicate
-    while it is not met, the budget allows one more (at the last measured time per replicate)
-    and max_replicates is not reached. Replicate r is the one a fixed study with more than r
-    replicates has (same keys: nothing is retrained on a rerun).
+    (stats/sequential.auto_status: judged on the first two thirds of the replicates); one more
+    replicate while it is not met, the budget allows one more (at the last measured time per
+    replicate) and max_replicates is not reached. Replicate r is the one a fixed study with
+    more than r replicates has (same keys: nothing is retrained on a rerun).
     Returns (rows, what the stopping rule did, for the report)."""
     g, target = cfg.grid, parse_target(cfg.grid.target)
     n = len(splits)
