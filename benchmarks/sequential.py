@@ -1,6 +1,7 @@
 """Coverage of the intervals when `grid.replicates: auto` decides when to stop.
 
     python benchmarks/sequential.py [--studies 500] [--seed 0] [--max-replicates 20]
+                                    [--noise quick]
 
 Simulated studies with a known truth (synthequiv/stats/simulate.py, closed and open arms; the
 quick design: bases 5 and 10, real +2/+5/+15/+40, synthetic +40/+160, 3 seeds, the simulator's
@@ -22,7 +23,7 @@ import time
 
 from synthequiv.stats.config import parse_target
 from synthequiv.stats.sequential import sequential_coverage
-from synthequiv.stats.simulate import Design, Truth
+from synthequiv.stats.simulate import QUICK_NOISE, Design, Truth, quick_designs
 
 # the gain targets on the simulator's default truth (the paper's formula); the rate target on
 # issue 26's independent check (a synthetic image worth 1/20 of a real one closed, 1/8 open), where
@@ -38,16 +39,26 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-replicates", type=int, default=20)
     ap.add_argument("--variance", default="moderated", choices=("moderated", "per_cell"))
+    ap.add_argument("--noise", default="default", choices=("default", "quick"),
+                    help="quick: the quick study's measured noise (simulate.QUICK_NOISE), its "
+                         "default and heteroscedastic designs, and the README command's "
+                         "gain_halfwidth=1.5 target too")
     args = ap.parse_args()
-    d = Design(arms=("closed", "open"))
-    designs = {"default": d, "generator sd ×3": dataclasses.replace(d, sd_gen=3 * d.sd_gen),
-               "heteroscedastic ×3": dataclasses.replace(d, hetero=3.0)}
+    targets = TARGETS
+    if args.noise == "quick":
+        quick = quick_designs(QUICK_NOISE)
+        designs = {name: quick[name] for name in ("default", "heteroscedastic ×3")}
+        targets = (("gain_halfwidth=1.5", Truth()), *TARGETS)
+    else:
+        d = Design(arms=("closed", "open"))
+        designs = {"default": d, "generator sd ×3": dataclasses.replace(d, sd_gen=3 * d.sd_gen),
+                   "heteroscedastic ×3": dataclasses.replace(d, hetero=3.0)}
     print(f"variance: {args.variance}; {args.studies} studies each; min 3, max "
           f"{args.max_replicates} replicates")
     print(f"{'target':<20} {'design':<20} {'gain cov':>9} {'n_eq cov':>9} {'fixed R':>8} "
           f"{'fixed gain':>11} {'fixed n_eq':>11} {'mean R':>7} {'R 10/50/90':>11} "
           f"{'met':>5} {'widest/target':>13} {'s':>6}")
-    for text, truth in TARGETS:
+    for text, truth in targets:
         for name, design in designs.items():
             t0 = time.time()
             c = sequential_coverage(truth, design, parse_target(text), 3,

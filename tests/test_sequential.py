@@ -282,7 +282,8 @@ def test_dry_run_states_the_power_from_the_earlier_run(auto_run, cli):
     assert "with 2 replicate(s) × 2 seed(s)" in power[0]  # auto: its first pass and its cap
     assert "with 3 replicate(s) × 2 seed(s)" in power[0]
     assert "# plan: replicates: auto — 2 first, then one at a time until every synthetic gain " \
-           "interval within ±0.001 pts, the 20.0 min budget, or 3 replicates" in out
+           "interval within ±0.001 pts (judged on the first two thirds of the replicates, " \
+           "scaled to all), the 20.0 min budget, or 3 replicates" in out
 
 
 def test_budget_option_sets_the_budget(cli, tmp_path):

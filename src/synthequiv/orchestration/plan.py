@@ -212,7 +212,8 @@ def _auto_text(cfg) -> str:
         return ""
     budget = f"the {hours_text(g.budget_s / 3600)} budget" if g.budget_s else "no budget"
     return (f"replicates: auto — {g.min_replicates} first, then one at a time until "
-            f"{parse_target(g.target).text()}, {budget}, or {g.max_replicates} replicates")
+            f"{parse_target(g.target).text()} (judged on the first two thirds of the "
+            f"replicates, scaled to all), {budget}, or {g.max_replicates} replicates")
 
 
 def design_power(cfg, ds, run_dir, cells: int) -> dict:
