@@ -142,18 +142,22 @@ def cell_groups(cfg: StudyConfig, todo: list[Cell], reps: dict[int, Replicate],
     return [[todo[i] for i in idx] for idx in plan_groups(steps, size)]
 
 
-def cell_status(row: dict) -> str:
-    """A finished cell's progress line."""
-    return f"{row['arm']} n={row['n_base']}+{row['n_add']} s={row['seed']}: acc " \
-           f"{row['accuracy']:.3f}"
+def record_rows(rows: list[dict], table: ResultsTable, chash: str, bar) -> None:
+    """A finished group's rows into the table, stamped with `chash` (config_hash: what
+    report/plan use to pick this config's rows), each counted on `bar`; the driver is the
+    table's single writer."""
+    for row in rows:
+        row["config_hash"] = chash
+        table.add(row)
+        bar.advance(1, f"{row['arm']} n={row['n_base']}+{row['n_add']} s={row['seed']}: acc "
+                       f"{row['accuracy']:.3f}")
 
 
 def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
               table: ResultsTable, device: torch.device, chash: str,
               progress: bool = True) -> None:
     """Cells not yet in the table, in groups (`cell_groups`), one executor task per group;
-    each of its rows is written as soon as the group returns, stamped with `chash`
-    (config_hash: what report/plan use to pick this config's rows)."""
+    each group's rows are written as soon as it returns (`record_rows`)."""
     from synthequiv.runtime.executor import map_tasks
 
     todo = [c for c in cells if c.key not in table.done_keys()]
@@ -163,10 +167,7 @@ def run_cells(cfg: StudyConfig, cells: list[Cell], reps: dict[int, Replicate],
     with progress_bar("classifier grid", total=len(cells), enabled=progress,
                       done=len(cells) - len(todo)) as bar:
         for rows in map_tasks(cell_task, groups, shared, cfg.runtime, kind="cell"):
-            for row in rows:
-                row["config_hash"] = chash
-                table.add(row)  # the driver is the single writer
-                bar.advance(1, cell_status(row))
+            record_rows(rows, table, chash, bar)
 
 
 def cell_task(cells: list[Cell], reps: dict[int, Replicate], ccfg, device) -> list[dict]:

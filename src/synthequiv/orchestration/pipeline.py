@@ -37,9 +37,9 @@ from synthequiv.inputs.splits import Splits
 from synthequiv.orchestration.grid import (
     Replicate,
     cell_groups,
-    cell_status,
     cell_task,
     plan_cells,
+    record_rows,
 )
 from synthequiv.rundir import ResultsTable, config_hash
 from synthequiv.runtime.config import RuntimeConfig
@@ -58,14 +58,14 @@ def pipelines(rt: RuntimeConfig) -> bool:
 def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
                jobs: dict[int, list[GenJob]], reps: dict[int, Replicate], run_dir: Path,
                device: torch.device, progress: bool,
-               sets_of: Callable[[int], dict] | None = None) -> int:
+               sets_of: Callable[[int], dict] | None = None) -> bool:
     """Train the untrained `jobs` (replicate r's in jobs[r]), sample every one of them and
     train every replicate's real-arm cells not in the results table yet, as one queue (module
     docstring); `rcfgs[r]` is replicate r's config. With `sets_of(r)` (replicate r's synthetic
     sets, built in this process once its samples are on disk: a study without levers or
     provided arms, whose sets need no more executor work), replicate r's remaining cells join
     the queue as soon as its last set is saved, and r is added to `reps` (replicates already
-    there are taken as they are). Returns how many tasks ran."""
+    there are taken as they are). Returns whether there was anything to do."""
     rt, ds = cfg.runtime, splits[0].dataset
     plain = {r: reps.get(r) or Replicate(r, rcfg, sp, {})
              for r, (rcfg, sp) in enumerate(zip(rcfgs, splits))}
@@ -95,7 +95,7 @@ def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
                   for group in cell_groups(cfg, cells, plain, device)]
         total = len(untrained) + sum(len(v) for v in shards.values()) + len(cells)
         if not tasks:
-            return 0
+            return False
         chash = config_hash(cfg, ds.digest)
 
         def synthetic_cells(r: int) -> list[Task]:
@@ -125,10 +125,7 @@ def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
                 r = owner[target.path]
                 pending[r].discard(target.path)
                 return synthetic_cells(r) if not pending[r] else []
-            for row in result:
-                row["config_hash"] = chash
-                table.add(row)  # the driver is the single writer
-                bar.advance(1, cell_status(row))
+            record_rows(result, table, chash, bar)
             return []
 
         with WorkerPool(rt, local_workers(rt)) as pool, \
@@ -142,6 +139,6 @@ def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
                 if not pending[r]:
                     tasks += synthetic_cells(r)
             pool.run(tasks, on_done)
-        return len(tasks)
+        return True
     finally:
         table.close()

@@ -100,14 +100,6 @@ def replicate_generator_jobs(cfg: StudyConfig, splits: list[Splits], run_dir: Pa
             for r, sp in enumerate(splits)}
 
 
-def study_generator_jobs(cfg: StudyConfig, splits: list[Splits], run_dir: Path,
-                         provided) -> list[GenJob]:
-    """Every replicate's generators whose samples are not on disk yet, replicate by
-    replicate (`replicate_generator_jobs`)."""
-    return [job for jobs in replicate_generator_jobs(cfg, splits, run_dir, provided).values()
-            for job in jobs]
-
-
 def train_study_generators(jobs: list[GenJob], cfg: StudyConfig, num_classes: int, device,
                            progress: bool = True) -> None:
     """The untrained ones of `jobs`, trained before any sampling so that compatible ones train
@@ -283,7 +275,8 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
         if first_work(cfg, rcfgs, splits, by_rep, reps, ctx.run_dir, ctx.device, ctx.progress,
                       sets_of if simple else None):
             _add_time(ctx.timings, "generators_samples_cells_s", time.time() - t0)
-    jobs = study_generator_jobs(cfg, splits, ctx.run_dir, ctx.provided)  # what is left
+    # what the queue left (all of them without one)
+    jobs = [job for js in by_rep.values() for job in js if not job.path.exists()]
     t1 = time.time()  # the stage-wise stages: what the first work left (all of it elsewhere)
     train_study_generators(jobs, cfg, ctx.ds.num_classes, ctx.device, ctx.progress)
     _add_time(ctx.timings, "generators_s", time.time() - t1)  # training alone
