@@ -1,7 +1,7 @@
 """Coverage, power and informativeness of the report's intervals: per-cell t vs moderated.
 
     python benchmarks/coverage.py [--studies 500] [--seed 0] [--run RUN_DIR] [--replicates 3]
-                                  [--seeds 2] [--only DESIGN] [--json OUT]
+                                  [--seeds 2] [--base-seeds 6] [--only DESIGN] [--json OUT]
                                   [--bases 10,20 --real-add 5,10,20,40]
 
 Simulates studies of the quick design with a known truth (synthequiv/stats/simulate.py: real
@@ -25,6 +25,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from synthequiv.stats.config import GridConfig
 from synthequiv.stats.power import VarianceComponents, variance_components
 from synthequiv.stats.simulate import (
     QUICK_NOISE,
@@ -57,6 +58,8 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=Design.replicates)
     ap.add_argument("--seeds", type=int, default=Design.seeds, help="classifier seeds (the "
                     "quick study's)")
+    ap.add_argument("--base-seeds", type=int, default=None, help="the baseline cells' seeds "
+                    "(default: the quick study's, grid.base_seed_factor × --seeds)")
     ap.add_argument("--only", default=None, help="run only this design (e.g. default)")
     ap.add_argument("--bases", default=None, help="base sizes instead of the quick study's, "
                     "e.g. 10,20 (the quick design before 2026-12-06)")
@@ -68,12 +71,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.previous:
         args.bases, args.real_add = args.bases or "10,20", args.real_add or "5,10,20,40"
-        args.seeds = 2
+        args.seeds, args.base_seeds = 2, 2
+    if args.base_seeds is None:
+        args.base_seeds = args.seeds * GridConfig().base_seed_factor
     vc = run_components(args.run) if args.run else QUICK_NOISE_1020 if args.previous \
         else QUICK_NOISE
     print(f"noise (sd, accuracy): {dataclasses.asdict(vc)} — "
-          f"{args.run or ('4-replicate run of it' if args.previous else QUICK_NOISE_SOURCE)}; gain sd {vc.gain_sd(args.seeds):.4f}; design "
-          f"{args.replicates} replicates × {args.seeds} seeds, bases "
+          f"{args.run or ('4-replicate run of it' if args.previous else QUICK_NOISE_SOURCE)}; gain sd "
+          f"{vc.gain_sd(args.seeds, base_seeds=args.base_seeds):.4f}; design "
+          f"{args.replicates} replicates × {args.seeds} seeds ({args.base_seeds} for the "
+          f"baseline), bases "
           f"{args.bases or 'quick'}, real amounts {args.real_add or 'quick'}, "
           f"{args.studies} studies")
     print(f"{'design':<20} {'method':<10}" + "".join(f" {h:>10}" for _, h in COLUMNS) + "      s")
@@ -81,7 +88,8 @@ def main() -> None:
     amounts = {k: tuple(int(x) for x in v.split(",")) for k, v in
                (("bases", args.bases), ("real_add", args.real_add)) if v}
     runs = [(n, QUICK_TRUTH, d)
-            for n, d in quick_designs(vc, args.replicates, args.seeds, **amounts).items()]
+            for n, d in quick_designs(vc, args.replicates, args.seeds, args.base_seeds,
+                                                 **amounts).items()]
     runs.append(("null (worth 0)", Truth(worth=(("closed", 0.0), ("open", 0.0))),
                  runs[0][2]))
     runs = [r for r in runs if args.only in (None, r[0])]

@@ -43,7 +43,7 @@ from synthequiv.classification.classifier import num_train_steps, train_classifi
 from synthequiv.generation.distributed import train_distributed
 from synthequiv.generation.generator import load_generator, train_generator
 from synthequiv.generation.sampling import sample_images
-from synthequiv.stats.config import first_replicates
+from synthequiv.stats.config import cell_seeds, first_replicates
 from synthequiv.utils import resolve_device
 
 SHAPES = {"cifar10": (3, 32, 32, 10), "bloodmnist": (3, 28, 28, 8), "quick": (1, 8, 8, 10),
@@ -222,15 +222,17 @@ def grid_work(cfg, k: int) -> dict:
     for n in s.base_per_class:
         amounts = [0] + list(g.real_add_per_class) * ("real" in g.arms)
         amounts += list(g.syn_add_per_class) * sum(a in g.arms for a in ("closed", "open"))
-        for m in amounts:
+        for m in amounts:  # each over its seeds (the baseline's: grid.base_seed_factor ×)
             pool = (n + m) * k
-            cells_imgs += num_train_steps(cfg.classifier, pool) * cfg.classifier.batch_size
-    cells_per_rep = sum(1 + len(g.real_add_per_class) * ("real" in g.arms)
+            cells_imgs += (num_train_steps(cfg.classifier, pool) * cfg.classifier.batch_size
+                           * len(cell_seeds(g, m)))
+    cells_per_rep = sum(len(g.real_add_per_class) * ("real" in g.arms)
                         + len(g.syn_add_per_class) * sum(a in g.arms for a in ("closed", "open"))
-                        for _ in s.base_per_class) * len(g.seeds)
+                        for _ in s.base_per_class) * len(g.seeds) \
+        + len(s.base_per_class) * len(cell_seeds(g, 0))
     return {"generator_imgs": n_gen * cfg.generator.train_kimg * 1000,
             "sample_imgs": n_syn_sets * max(g.syn_add_per_class or [0]) * k,
-            "classifier_imgs": cells_imgs * len(g.seeds) * reps, "n_generators": n_gen,
+            "classifier_imgs": cells_imgs * reps, "n_generators": n_gen,
             "n_sets": n_syn_sets, "cells_per_replicate": cells_per_rep, "replicates": reps}
 
 

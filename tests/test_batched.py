@@ -147,7 +147,8 @@ def test_plan_groups_and_auto_size():
 
 REAL_ONLY = ["grid.arms=[real]", "splits.base_per_class=[5,10]", "grid.seeds=[0,1]", "grid.replicates=2",
              "grid.real_add_per_class=[5]", "classifier.train_steps=8",
-             "analysis.enabled=false", "equivalence.bootstrap=20", "device=cpu"]
+             "analysis.enabled=false", "equivalence.bootstrap=20", "device=cpu",
+             "grid.base_seed_factor=1"]
 
 
 def _rows(run_dir):

@@ -23,7 +23,7 @@ from test_study import TINY as STUDY_TINY
 # a 50/class hold-out keeps most of synthetic_digits' source images in the pool (the
 # memorization reference); with every spare image as test set most would be test images
 TINY = [s for s in STUDY_TINY if not s.startswith("grid.replicates")] + [
-    "grid.replicates=1", "splits.test_per_class=50"]
+    "grid.replicates=1", "splits.test_per_class=50", "grid.base_seed_factor=1"]
 PER_CLASS = 30  # images per class in the synthetic files (the grid uses the first 20)
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from synthequiv import config as C
-from synthequiv.stats.config import ARMS
+from synthequiv.stats.config import ARMS, cell_seeds
 from synthequiv.utils import SynthequivError
 
 
@@ -18,7 +18,8 @@ def test_defaults_resolve_to_the_quick_digits_study():
     assert cfg.name == "quick" and cfg.data.source == "digits"
     assert cfg.splits.base_per_class == (5, 10)
     assert cfg.workers == 0 and cfg.cpu_threads == 1  # one single-thread process per core
-    assert cfg.grid.seeds == (0, 1, 2) and cfg.grid.replicates == 3 and cfg.grid.arms == ARMS
+    assert cfg.grid.seeds == (0, 1) and cfg.grid.replicates == 3 and cfg.grid.arms == ARMS
+    assert cell_seeds(cfg.grid, 0) == (0, 1, 2, 3, 4, 5) and cell_seeds(cfg.grid, 40) == (0, 1)
     assert len(cfg.grid.real_add_per_class) >= 4  # the real curve synthetic cells are read off
 
 

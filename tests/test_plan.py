@@ -15,7 +15,9 @@ def plan(preset="quick", *sets):
 
 def test_quick_counts_and_sampling_work():
     p = plan()
-    assert (p["generators"], p["sample_sets"], p["cells"]) == (9, 9, 162)
+    # per base size and replicate: the baseline × 6 seeds + 8 cells × 2 seeds
+    assert (p["generators"], p["sample_sets"], p["cells"]) == (9, 9, 132)
+    assert plan("quick", "grid.base_seed_factor=1")["cells"] == 108
     # 9 sets × 160/class at the quick default's 16 sampler steps, in 25-step units (plan.py)
     assert P._counts(C.resolve("quick"))["sample_work_per_class"] == pytest.approx(
         9 * 160 * 16 / 25)
@@ -49,7 +51,8 @@ def test_provided_arms_train_no_generator_and_given_sets_are_not_sampled():
     assert c["sample_sets"] == 3 * 3
     assert c["sample_work_per_class"] == pytest.approx(3 * 3 * 160 * 16 / 25)  # 16 steps
     assert c["syn_arms"] == ["closed", "open", "sd15", "mine"]
-    assert c["cells"] == 3 * 2 * 3 * (1 + 4 + 2 * 4)  # replicates × bases × seeds × amounts
+    # replicates × bases × (the baseline × 6 seeds + amounts × 2 seeds)
+    assert c["cells"] == 3 * 2 * (6 + 2 * (4 + 2 * 4))
 
 
 def test_cost_uses_group_compile_and_architecture_rates(monkeypatch):
@@ -114,11 +117,13 @@ def test_report_power_states_the_mde_and_what_would_resolve_a_null_result(tmp_pa
     assert not any(g["significant"] for g in eq["gains"] if g["arm"] != "real")
     out = report_power(rows, cfg, eq, {"per_replicate_s": 60.0}, tmp_path)
     comps = variance_components(rows)
-    mde = min_detectable_gain(comps, 3, 3, family_size=8)
+    mde = min_detectable_gain(comps, 3, 2, family_size=8, base_seeds=6)
     assert out["designs"][0]["mde"] == pytest.approx(mde)
-    assert f"≈ {100 * mde:.1f} pts with 3 replicate(s) × 3 seed(s)" in out["mde_text"]
+    assert (f"≈ {100 * mde:.1f} pts with 3 replicate(s) × 2 seed(s) (6 for the baseline)"
+            in out["mde_text"])
     best = max((g for g in eq["gains"] if g["arm"] != "real"), key=lambda g: g["gain"])
-    need = max(replicates_for(best["gain"], comps, 3, max_replicates=1000, family_size=8), 4)
+    need = max(replicates_for(best["gain"], comps, 2, max_replicates=1000, family_size=8,
+                              base_seeds=6), 4)
     assert out["resolve_replicates"] == need
     assert (f"about {need} replicates (≈ {need - 3:.1f} min more on this machine at the "
             "measured 1.0 min per replicate)") in out["resolve_text"]

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from synthequiv.stats.intervals import unit_table
 from synthequiv.stats.power import (
     VarianceComponents,
     lower_bound_components,
     min_detectable_gain,
     power_at,
     replicates_for,
+    seed_counts,
     variance_components,
 )
 from synthequiv.stats.simulate import Design, Truth, simulate_rows
@@ -29,6 +31,27 @@ def test_variance_components_are_recovered_from_many_replicates():
     assert vc.cell == pytest.approx(0.003, rel=0.2)
     assert vc.generator == pytest.approx(0.008, rel=0.15)
     assert vc.base == pytest.approx(0.006, rel=0.2)
+
+
+def test_a_baseline_with_more_seeds_is_priced_in_the_gain_and_the_components():
+    """The baseline trains 6 seeds, its cells 2 (grid.base_seed_factor 3): the estimator
+    recovers the components, and the synthetic gains' variance over replicates is the model's
+    cell² + cell² + seed²/2 + seed²/6 — not the 2·seed²/2 of equal seeds."""
+    design = Design(arms=("closed", "open"), replicates=200, seeds=2, base_seeds=6,
+                    sd_base=0.006, sd_gen=0.0, sd_cell=0.003, sd_seed=0.006)
+    rows = simulate_rows(Truth(), design, np.random.default_rng(3))
+    assert seed_counts(rows) == pytest.approx((2.0, 6.0))
+    vc = variance_components(rows)
+    assert vc.seed == pytest.approx(0.006, rel=0.05)
+    assert vc.cell == pytest.approx(0.003, rel=0.2)
+    t = unit_table(rows)
+    var = np.mean([np.var(v - t.values[(k[0], "real", 0)], ddof=1)
+                   for k, v in t.values.items() if k[1] != "real"])
+    truth = VarianceComponents(base=0.006, generator=0.0, cell=0.003, seed=0.006)
+    assert math.sqrt(var) == pytest.approx(truth.gain_sd(2, base_seeds=6), rel=0.05)
+    assert truth.gain_sd(2, base_seeds=6) < 0.9 * truth.gain_sd(2)
+    # the plan's detectable gain follows: the baseline's seeds shrink it
+    assert min_detectable_gain(truth, 3, 2, base_seeds=6) < min_detectable_gain(truth, 3, 2)
 
 
 def test_per_cell_power_equals_a_simulated_t_test():

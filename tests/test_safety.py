@@ -326,6 +326,7 @@ def test_damaged_results_table_is_one_error(tmp_path):
     ("classifier.train_steps=0", "classifier.train_steps"),
     ("sampling.steps=0", "sampling.steps"),
     ("grid.seeds=[0,0]", "duplicate"),
+    ("grid.base_seed_factor=0", "grid.base_seed_factor"),
 ])
 def test_bad_study_setting_is_one_line_before_anything_is_written(cli, tmp_path, setting,
                                                                   match):

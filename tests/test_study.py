@@ -93,9 +93,15 @@ def test_report_and_summary(finished):
 def test_every_cell_recorded_once(finished):
     cfg, run_dir, _ = finished
     rows = table_rows(run_dir)
-    # 2 replicates × 2 base sizes × (baseline + 2 real + 2 closed + 2 open amounts) × 2 seeds
-    assert len(rows) == 2 * 2 * (1 + 2 + 2 + 2) * 2
+    # 2 replicates × 2 base sizes × (2 real + 2 closed + 2 open amounts × 2 seeds + the
+    # baseline × 6 seeds: grid.base_seed_factor 3)
+    assert len(rows) == 2 * 2 * ((2 + 2 + 2) * 2 + 6)
     assert len({r[0] for r in rows}) == len(rows)
+    with sqlite3.connect(run_dir / "results.sqlite") as db:
+        seeds = dict(db.execute("SELECT n_add, GROUP_CONCAT(DISTINCT seed) FROM cells "
+                                "GROUP BY n_add"))
+    assert sorted(map(int, seeds[0].split(","))) == [0, 1, 2, 3, 4, 5]
+    assert all(sorted(map(int, v.split(","))) == [0, 1] for k, v in seeds.items() if k)
     assert all(0.0 <= r[5] <= 1.0 for r in rows)
 
 
@@ -139,7 +145,7 @@ def test_rows_carry_their_replicate(finished):
     _, run_dir, _ = finished
     with sq.connect(run_dir / "results.sqlite") as db:
         counts = dict(db.execute("SELECT replicate, COUNT(*) FROM cells GROUP BY replicate"))
-    assert counts == {0: 28, 1: 28}
+    assert counts == {0: 36, 1: 36}
 
 
 def _count_training(monkeypatch) -> dict:

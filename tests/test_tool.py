@@ -24,7 +24,8 @@ STAMP = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
 TINY = ["splits.base_per_class=[5]", "grid.seeds=[0,1]", "grid.arms=[real,closed]", "grid.replicates=1",
         "grid.real_add_per_class=[5]", "grid.syn_add_per_class=[5]", "generator.train_kimg=0.64",
         "generator.warmup_kimg=0.1", "sampling.steps=3", "classifier.train_steps=10",
-        "equivalence.bootstrap=20", "analysis.enabled=false", "device=cpu", "cpu_threads=1"]
+        "equivalence.bootstrap=20", "analysis.enabled=false", "device=cpu", "cpu_threads=1",
+        "grid.base_seed_factor=1"]
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +89,11 @@ def test_a_resumed_bar_counts_only_what_is_left(tmp_path, monkeypatch, capsys):
 def test_dry_run_prints_the_plan_after_a_loadable_config(cli):
     code, out, err = cli("study", "--preset", "quick", "--dry-run")
     assert code == 0, err
-    assert yaml.safe_load(out)["grid"]["seeds"] == [0, 1, 2]  # the plan lines are comments
+    assert yaml.safe_load(out)["grid"]["seeds"] == [0, 1]  # the plan lines are comments
     plan = [ln for ln in out.splitlines() if ln.startswith("# plan: ")]
     assert any("generators: 9 × 25.6 kimg (3 replicate(s)" in ln for ln in plan)
-    assert any("classifier cells: 162 (9 per base size × 3 seeds × 3 replicate(s)" in ln
-               for ln in plan)
+    assert any("classifier cells: 132 (9 per base size × 2 seeds, the baseline × 6; × 3 "
+               "replicate(s)" in ln for ln in plan)
     # B(10) + R(40) + ≥ 1 test image (splits.test_per_class: all; the rest are test images)
     assert any("needs 51 real images per class" in ln and "every class has enough" in ln
                for ln in plan)

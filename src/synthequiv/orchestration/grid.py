@@ -17,6 +17,7 @@ from synthequiv.generation.synthetic import SyntheticSet
 from synthequiv.inputs.splits import Splits
 from synthequiv.rundir import ResultsTable, config_hash
 from synthequiv.runtime.progress import progress_bar
+from synthequiv.stats.config import cell_seeds
 from synthequiv.utils import stable_hash
 
 
@@ -59,7 +60,7 @@ def plan_cells(cfg: StudyConfig, reps: list[Replicate], digest: str = "") -> lis
                 amounts += [(arm, m) for m in adds]
             for arm, m in amounts:
                 samples_key = rep.synth[(arm, n)].key if arm != "real" else ""
-                for seed in cfg.grid.seeds:
+                for seed in cell_seeds(cfg.grid, m):
                     key = stable_hash(base, rep.cfg.splits, samples_key, n, arm, m, seed)
                     cells.append(Cell(n, arm, m, seed, key, rep.index))
     return cells

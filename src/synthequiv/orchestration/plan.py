@@ -14,7 +14,7 @@ import math
 from synthequiv.reporting.power import design_mdes, hours_text, mde_text
 from synthequiv.rundir import earlier_rows
 from synthequiv.runtime import runlog
-from synthequiv.stats.config import AUTO, first_replicates, parse_target
+from synthequiv.stats.config import AUTO, cell_seeds, first_replicates, parse_target
 from synthequiv.utils import SynthequivError
 
 # img/s per stage, measured: cuda = one H200 (bf16), cpu = the 2-core development machine.
@@ -119,8 +119,9 @@ def _counts(cfg) -> dict:
     return {"replicates": reps, "generators": (closed + open_gens) * reps,
             "sample_sets": (sampled + resampled) * reps,
             "filter_pool_sets": pool_sets * reps, "filter_pool_per_class": extra,
-            "sample_work_per_class": work * reps, "cells": per_base * len(bases)
-            * len(g.seeds) * reps, "cells_per_base": per_base, "syn_arms": syn_arms,
+            "sample_work_per_class": work * reps, "cells": (
+                (per_base - 1) * len(g.seeds) + len(cell_seeds(g, 0))) * len(bases) * reps,
+            "cells_per_base": per_base, "syn_arms": syn_arms,
             # the Holm family "significant" is decided in (per replicate: one unit each)
             "synthetic_cells": len(g.syn_add_per_class) * (len(syn_arms) + len(levers))
             * len(bases)}
@@ -197,7 +198,8 @@ def study_plan(cfg, ds=None, run_dir=None) -> dict:
     classes = facts["classes"] or 10
     return {**counts, "generator_kimg": cfg.generator.train_kimg,
             "samples_per_class": max(cfg.grid.syn_add_per_class or [0]),
-            "seeds": len(cfg.grid.seeds), "images_needed_per_class": need,
+            "seeds": len(cfg.grid.seeds), "base_seeds": len(cell_seeds(cfg.grid, 0)),
+            "images_needed_per_class": need,
             "test": _test_facts(cfg, facts, need - 1 if test_all else need),
             "data": {k: v for k, v in facts.items() if k != "per_class"},
             "classes_short": short, "cost_estimate": _cost(cfg, counts, classes, facts["shape"]),
@@ -229,7 +231,8 @@ def design_power(cfg, ds, run_dir, cells: int) -> dict:
     counts = [first_replicates(cfg.grid)] + ([cfg.grid.max_replicates] if cfg.grid.replicates == AUTO
                                         else [])
     try:
-        mdes = design_mdes(rows, counts, len(cfg.grid.seeds), cells, cfg.equivalence)
+        mdes = design_mdes(rows, counts, len(cfg.grid.seeds), cells, cfg.equivalence,
+                           len(cell_seeds(cfg.grid, 0)))
     except SynthequivError as exc:  # e.g. one replicate with one seed: no variance at all
         return {"known": False, "why": f"the earlier run in {run_dir}: {exc}", "cells": cells}
     return {"known": True, "source": str(run_dir), **mdes}
@@ -301,7 +304,9 @@ def plan_lines(p: dict) -> list[str]:
         + (f" + {p['filter_pool_sets']} filter pools × {p['filter_pool_per_class']}/class"
            if p["filter_pool_sets"] else ""),
         f"classifier cells: {p['cells']} ({p['cells_per_base']} per base size × "
-        f"{p['seeds']} seeds × {p['replicates']} replicate(s); {c['classifier_arch']})",
+        f"{p['seeds']} seeds" + (f", the baseline × {p['base_seeds']}"
+                                 if p["base_seeds"] != p["seeds"] else "")
+        + f"; × {p['replicates']} replicate(s); {c['classifier_arch']})",
         *([p["auto"]] if p.get("auto") else []),
         f"estimated cost on {c['device']} (default throughputs, an estimate): "
         f"{hours_text(c['total_hours'])} — generators {hours_text(h['generator'])}, sampling "

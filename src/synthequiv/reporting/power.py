@@ -13,19 +13,24 @@ from synthequiv.stats.power import (
     lower_bound_components,
     min_detectable_gain,
     replicates_for,
+    seed_counts,
     variance_components,
 )
 from synthequiv.utils import SynthequivError
 
 
-def design_mdes(rows: list[dict], replicates: list[int], seeds: int, cells: int, ecfg) -> dict:
+def design_mdes(rows: list[dict], replicates: list[int], seeds: float, cells: int, ecfg,
+                base_seeds: float | None = None) -> dict:
     """{"components", "lower_bound", "source_replicates", "designs": [{replicates, seeds,
-    cells, mde}]} of designs with these replicate counts, from results rows."""
+    base_seeds, cells, mde}]} of designs with these replicate counts and seeds per cell (per
+    baseline: base_seeds, default `seeds`), from results rows."""
     n_reps = len({r.get("replicate") or 0 for r in rows})
     comps = variance_components(rows) if n_reps >= 2 else lower_bound_components(rows)
-    designs = [{"replicates": u, "seeds": seeds, "cells": cells,
+    base_seeds = seeds if base_seeds is None else base_seeds
+    designs = [{"replicates": u, "seeds": seeds, "base_seeds": base_seeds, "cells": cells,
                 "mde": min_detectable_gain(comps, u, seeds, family_size=cells, ci=ecfg.ci,
-                                           variance=ecfg.variance)} for u in replicates]
+                                           variance=ecfg.variance, base_seeds=base_seeds)}
+               for u in replicates]
     return {"components": dataclasses.asdict(comps), "lower_bound": n_reps < 2,
             "source_replicates": n_reps, "designs": designs}
 
@@ -36,7 +41,10 @@ def mde_text(pw: dict) -> str:
     for d in pw["designs"]:
         v = ("none (fewer than 2 replicates: no test)" if d["mde"] == math.inf else
              f"{'≥' if pw['lower_bound'] else '≈'} {100 * d['mde']:.1f} pts")
-        parts.append(f"{v} with {d['replicates']} replicate(s) × {d['seeds']} seed(s)")
+        seeds = f"{d['seeds']:g} seed(s)" + (
+            f" ({d['base_seeds']:g} for the baseline)"
+            if d.get("base_seeds", d["seeds"]) != d["seeds"] else "")
+        parts.append(f"{v} with {d['replicates']} replicate(s) × {seeds}")
     bound = (" (from one replicate: only the seed variance is known, so a lower bound)"
              if pw["lower_bound"] else "")
     return "; ".join(parts) + bound
@@ -60,11 +68,11 @@ def report_power(rows: list[dict], cfg, equivalence: dict, timings: dict, run_di
     if not syn or not rows:
         return {}
     n_units = equivalence.get("n_units", 1) if equivalence.get("unit") == "replicate" else 1
-    seeds = len({r.get("seed") for r in rows})
+    seeds, base_seeds = seed_counts(rows)
     m = syn[0].get("family_size") or len(syn)
     ecfg = cfg.equivalence
     try:
-        out = {**design_mdes(rows, [n_units], seeds, m, ecfg), "significant": any(
+        out = {**design_mdes(rows, [n_units], seeds, m, ecfg, base_seeds), "significant": any(
             g["significant"] and g["gain"] > 0 for g in syn)}
     except SynthequivError as exc:  # one unit, no real arm: no variance to plan with
         return {"unknown": str(exc)}
@@ -82,7 +90,7 @@ def report_power(rows: list[dict], cfg, equivalence: dict, timings: dict, run_di
     comps = (variance_components(rows) if not out["lower_bound"] else
              lower_bound_components(rows))
     need = replicates_for(best["gain"], comps, seeds, max_replicates=1000, family_size=m,
-                          ci=ecfg.ci, variance=ecfg.variance)
+                          ci=ecfg.ci, variance=ecfg.variance, base_seeds=base_seeds)
     if need is not None:  # the observed gain may lie above the MDE and still miss by chance
         need = max(need, n_units + 1)
     out.update(resolve_replicates=need, observed_gain=best["gain"], observed_where=where)

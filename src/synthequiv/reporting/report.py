@@ -23,6 +23,7 @@ from synthequiv.reporting.findings import (
     findings,
     interval_text,
 )
+from synthequiv.stats.config import cell_seeds
 from synthequiv.stats.planner import heldout_check, heldout_text
 from synthequiv.utils import SynthequivError, atomic_write_json, atomic_write_text
 
@@ -373,7 +374,8 @@ def _setting_section(doc: Doc, cfg, summary: dict) -> None:
     if stop:
         reps = f"{stop['replicates']} (auto)"
     doc.p(f"Data: {cfg.data.source}; base sizes {list(cfg.splits.base_per_class)} images/class; "
-          f"seeds {list(cfg.grid.seeds)}; replicates {reps}; classifier budget: "
+          f"seeds {list(cfg.grid.seeds)} (the baseline: {len(cell_seeds(cfg.grid, 0))}); "
+          f"replicates {reps}; classifier budget: "
           f"{summary['budget']}; mixing: {cfg.classifier.mixing}; open-set arm: "
           f"{cfg.openset.kind}.")
     if _test_text(summary.get("test_images") or {}):

@@ -39,10 +39,16 @@ class GridConfig:
     budget_s: float = 0.0  # wall-clock budget of an auto study (0 = none); study --budget 2h
     min_replicates: int = 3
     max_replicates: int = 20
-    # classifier seeds per cell within each replicate. Three: at 5/class the classifier seed is
-    # the largest noise component (sd 0.008), and a third seed is the cheapest way to shrink it
-    # (cells only; benchmarks/coverage.py: finite rate intervals 58 % with 2, 65 % with 3)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    # classifier seeds per cell within each replicate
+    seeds: tuple[int, ...] = (0, 1)
+    # the baseline cells (n_add = 0) train base_seed_factor × as many seeds: `seeds`, then the
+    # next unused integers. Every gain of a base size subtracts its baseline, so the baseline's
+    # seed noise enters all k of them (and the real curve): a shared control is best measured
+    # √k times as often as each cell it is compared with (Dunnett's allocation; k = 8 in the
+    # quick study). 2 seeds per cell and 6 for the baseline give a gain the variance of 3 seeds
+    # everywhere with 5 fewer cells per base size (on the quick study's own seed spreads —
+    # 1.7 pts at the 5/class baseline, 0.3–1.3 elsewhere — a smaller one)
+    base_seed_factor: int = 3
     # levers (levers.py): each setting is its own synthetic arm, e.g. closed@cfg2, closed+top0.5;
     # off in the quick study (cost), on in the `levers` preset. A filtered arm keeps the top q
     # per class of a pool of ceil(max syn_add_per_class / q) images/class (filtering.py)
@@ -74,6 +80,20 @@ def check_grid(g: GridConfig) -> None:
     if len(set(g.seeds)) != len(g.seeds):
         raise SynthequivError(f"grid.seeds has duplicate seeds: {list(g.seeds)} (a repeated "
                               "seed repeats the same cell and narrows the CIs falsely)")
+    f = g.base_seed_factor
+    if not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= 100:
+        raise SynthequivError(f"grid.base_seed_factor must be an integer in [1, 100], got {f!r}")
+
+
+def cell_seeds(g: GridConfig, n_add: int) -> tuple[int, ...]:
+    """The classifier seeds of a cell adding `n_add` images/class: `seeds`, and for the
+    baseline (n_add = 0) base_seed_factor × as many (`seeds` first, then the next unused
+    integers, so the baseline has every seed its cells have)."""
+    if n_add:
+        return tuple(g.seeds)
+    extra = (g.base_seed_factor - 1) * len(g.seeds)
+    free = (s for s in range(max(g.seeds) + extra + 2) if s not in g.seeds)
+    return tuple(g.seeds) + tuple(next(free) for _ in range(extra))
 
 
 def check_replicates(g: GridConfig) -> None:

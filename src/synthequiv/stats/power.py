@@ -7,7 +7,9 @@ synthetic cells at a base size), `cell` (cell × replicate) and `seed` (classifi
 replicate and cell). A gain is a paired difference within replicates (seeds averaged), so over
 replicates it varies with
 
-    sd(gain) = √(generator² [synthetic cells] + 2·cell² + 2·seed²/seeds).
+    sd(gain) = √(generator² [synthetic cells] + 2·cell² + seed²/seeds + seed²/base_seeds)
+
+(base_seeds: the baseline's seeds, grid.base_seed_factor × seeds; = seeds where not given).
 
 The report calls a gain significant when its Holm-adjusted p < 1 − ci; for one cell of a
 family of m the first Holm step is the strictest, so the detectable gain here is computed at
@@ -44,26 +46,47 @@ class VarianceComponents:
     # ones (trained on the same base set) less — a quick study measured 0.0052 vs 0.0024
     cell_real: float | None = None
 
-    def gain_sd(self, seeds: int, synthetic: bool = True) -> float:
-        """sd over replicates of a gain (cell − baseline, each averaged over `seeds` seeds)."""
-        if seeds < 1:
-            raise SynthequivError(f"seeds must be ≥ 1, got {seeds}")
+    def gain_sd(self, seeds: float, synthetic: bool = True,
+                base_seeds: float | None = None) -> float:
+        """sd over replicates of a gain (cell − baseline, averaged over `seeds` and
+        `base_seeds` seeds; base_seeds None: `seeds`)."""
+        base_seeds = seeds if base_seeds is None else base_seeds
+        if min(seeds, base_seeds) < 1:
+            raise SynthequivError(f"seeds must be ≥ 1, got {seeds} and {base_seeds}")
         gen = self.generator**2 if synthetic else 0.0
         cell = self.cell if synthetic or self.cell_real is None else self.cell_real
-        return math.sqrt(gen + 2 * cell**2 + 2 * self.seed**2 / seeds)
+        return math.sqrt(gen + 2 * cell**2 + self.seed**2 / seeds + self.seed**2 / base_seeds)
 
 
-def _seed_variance(rows: list[dict], metric: str) -> tuple[float, float]:
-    """(pooled within-cell variance over seeds, harmonic mean of seeds per cell); (0, 1) when
-    every cell of a replicate has one seed."""
+def _seed_groups(rows: list[dict], metric: str) -> dict[tuple, list[float]]:
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         key = (r.get("replicate", 0), r["n_base"], r["arm"], r["n_add"])
         groups.setdefault(key, []).append(float(r[metric]))
+    return groups
+
+
+def seed_counts(rows: list[dict], metric: str = "accuracy") -> tuple[float, float]:
+    """(seeds per cell, seeds per baseline cell): harmonic means over the (replicate, cell)
+    groups of the added cells and of the baselines (n_add = 0); each is the other's where a
+    table has only one kind."""
+    sizes = {0: [], 1: []}
+    for key, v in _seed_groups(rows, metric).items():
+        sizes[int(key[3] == 0)].append(len(v))
+    h = {k: float(len(v) / np.sum(1 / np.array(v, float))) if v else math.nan
+         for k, v in sizes.items()}
+    cells = h[0] if h[0] == h[0] else h[1]
+    return cells, (h[1] if h[1] == h[1] else cells)
+
+
+def _seed_variance(rows: list[dict], metric: str) -> tuple[float, float, float]:
+    """(pooled within-cell variance over seeds, seed_counts); variance 0 when every cell of a
+    replicate has one seed."""
+    groups = _seed_groups(rows, metric)
     sizes = np.array([len(v) for v in groups.values()], float)
     ss = sum(float(np.var(v) * len(v)) for v in groups.values())
     df = float((sizes - 1).sum())
-    return (ss / df if df > 0 else 0.0), float(len(sizes) / np.sum(1 / sizes))
+    return (ss / df if df > 0 else 0.0, *seed_counts(rows, metric))
 
 
 def variance_components(rows: Iterable[Mapping[str, Any]], metric: str = "accuracy"
@@ -78,7 +101,9 @@ def variance_components(rows: Iterable[Mapping[str, Any]], metric: str = "accura
     t = unit_table(rows, metric)
     if t.unit != "replicate":
         raise SynthequivError("variance components need results of ≥ 2 replicates")
-    seed_var, seeds = _seed_variance(rows, metric)
+    seed_var, seeds, base_seeds = _seed_variance(rows, metric)
+    # a gain's seed share: its cell's seed mean and its baseline's
+    seed_share = seed_var / seeds + seed_var / base_seeds
     real, syn, base = [], [], []
     for (nb, arm, na), v in t.values.items():
         b = t.values.get((nb, REAL, 0))
@@ -92,11 +117,11 @@ def variance_components(rows: Iterable[Mapping[str, Any]], metric: str = "accura
             (real if arm == REAL else syn).append(np.nanvar(d, ddof=1))
     if not real:
         raise SynthequivError("variance components need real-arm cells beside the baseline")
-    real_var = max(0.0, float(np.mean(real)) / 2 - seed_var / seeds)
-    syn_total = float(np.mean(syn)) if syn else 2 * real_var + 2 * seed_var / seeds
-    cell_var = min(real_var, max(0.0, syn_total / 2 - seed_var / seeds))
-    gen_var = max(0.0, syn_total - 2 * cell_var - 2 * seed_var / seeds)
-    base_var = max(0.0, float(np.nanmean(base)) - cell_var - seed_var / seeds)
+    real_var = max(0.0, (float(np.mean(real)) - seed_share) / 2)
+    syn_total = float(np.mean(syn)) if syn else 2 * real_var + seed_share
+    cell_var = min(real_var, max(0.0, (syn_total - seed_share) / 2))
+    gen_var = max(0.0, syn_total - 2 * cell_var - seed_share)
+    base_var = max(0.0, float(np.nanmean(base)) - cell_var - seed_var / base_seeds)
     return VarianceComponents(base=math.sqrt(base_var), generator=math.sqrt(gen_var),
                               cell=math.sqrt(cell_var), seed=math.sqrt(seed_var),
                               cell_real=math.sqrt(real_var))
@@ -111,7 +136,7 @@ def lower_bound_components(rows: Iterable[Mapping[str, Any]], metric: str = "acc
     rows = list(rows.to_dict("records") if hasattr(rows, "to_dict") else rows)
     if not rows:
         raise SynthequivError("variance components need results rows")
-    seed_var, _ = _seed_variance(rows, metric)
+    seed_var = _seed_variance(rows, metric)[0]
     return VarianceComponents(base=0.0, generator=0.0, cell=0.0, seed=math.sqrt(seed_var))
 
 
@@ -137,19 +162,21 @@ def power_at(gain: float, sd: float, replicates: int, *, family_size: int = 1,
     return float(stats.nct.sf(crit, df, nc)) + lower
 
 
-def min_detectable_gain(components: VarianceComponents, replicates: int, seeds: int, *,
+def min_detectable_gain(components: VarianceComponents, replicates: int, seeds: float, *,
                         family_size: int = 8, ci: float = 0.95, power: float = 0.8,
                         variance: str = "moderated", synthetic: bool = True,
-                        family_contrasts: int | None = None) -> float:
+                        family_contrasts: int | None = None,
+                        base_seeds: float | None = None) -> float:
     """The smallest true gain (accuracy units; ×100 for points) that a design of `replicates`
-    replicates × `seeds` seeds calls significant with probability `power`, Holm-adjusted over
+    replicates × `seeds` seeds (`base_seeds` for the baseline) calls significant with
+    probability `power`, Holm-adjusted over
     `family_size` synthetic cells (see the module docstring). family_contrasts: contrasts whose
     variances are pooled (default family_size). inf with fewer than 2 replicates."""
     if not 0 < power < 1:
         raise SynthequivError(f"power must lie in (0, 1), got {power}")
     if replicates < 2:
         return math.inf
-    sd = components.gain_sd(seeds, synthetic)
+    sd = components.gain_sd(seeds, synthetic, base_seeds)
     if sd == 0:
         return 0.0
     kw = dict(family_size=family_size, ci=ci, variance=variance,
@@ -161,7 +188,7 @@ def min_detectable_gain(components: VarianceComponents, replicates: int, seeds: 
     return float(optimize.brentq(f, 0.0, hi, xtol=1e-9 * sd))
 
 
-def replicates_for(gain: float, components: VarianceComponents, seeds: int, *,
+def replicates_for(gain: float, components: VarianceComponents, seeds: float, *,
                    max_replicates: int = 200, **kw) -> int | None:
     """Fewest replicates whose min_detectable_gain (same keywords) is ≤ `gain`; None if more
     than `max_replicates` would be needed."""

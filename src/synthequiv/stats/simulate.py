@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from synthequiv.inputs.config import SplitConfig
-from synthequiv.stats.config import GridConfig
+from synthequiv.stats.config import GridConfig, cell_seeds
 from synthequiv.stats.equivalence import gains, measured_points, paper_n_real
 from synthequiv.stats.intervals import REAL, unit_table
 from synthequiv.stats.power import VarianceComponents
@@ -62,6 +62,7 @@ class Design:
     syn_add: tuple[int, ...] = _QUICK_GRID.syn_add_per_class
     replicates: int = _QUICK_GRID.replicates
     seeds: int = len(_QUICK_GRID.seeds)
+    base_seeds: int | None = len(cell_seeds(_QUICK_GRID, 0))  # the baseline's; None: seeds
     sd_base: float = 0.006
     sd_gen: float = 0.004
     sd_cell: float = 0.002
@@ -95,10 +96,12 @@ QUICK_TRUTH = Truth(worth=(("closed", 1 / 20), ("open", 1 / 8)))
 
 
 def quick_designs(vc: VarianceComponents = QUICK_NOISE, replicates: int = Design.replicates,
-                  seeds: int = Design.seeds, **amounts) -> dict[str, Design]:
+                  seeds: int = Design.seeds, base_seeds: int | None = Design.base_seeds,
+                  **amounts) -> dict[str, Design]:
     """The quick study's design with noise `vc`, and the harder variants of issue 26;
     `amounts` (bases, real_add, syn_add) replace the quick study's."""
-    d = Design(arms=("closed", "open"), replicates=replicates, seeds=seeds, sd_base=vc.base,
+    d = Design(arms=("closed", "open"), replicates=replicates, seeds=seeds,
+               base_seeds=base_seeds, sd_base=vc.base,
                sd_gen=vc.generator, sd_cell=vc.cell, sd_seed=vc.seed, sd_cell_real=vc.cell_real,
                **amounts)
     return {
@@ -138,7 +141,8 @@ def simulate_rows(truth: Truth, design: Design, rng: np.random.Generator) -> lis
                    truth.real(nb + truth.n_real(nb, m, arm)) + e_gen[(nb, arm)])
             real_sd = design.sd_cell if design.sd_cell_real is None else design.sd_cell_real
             e_cell = rng.normal(0, real_sd if arm == REAL else design.sd_cell)
-            for s in range(design.seeds):
+            n_seeds = design.seeds if m or arm != REAL else design.base_seeds or design.seeds
+            for s in range(n_seeds):
                 noise = scale[(nb, arm, m)] * (e_cell + rng.normal(0, design.sd_seed))
                 rows.append({"n_base": nb, "arm": arm, "n_add": m, "seed": s, "replicate": u,
                              "accuracy": float(acc + e_base[nb] + noise)})
