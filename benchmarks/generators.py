@@ -60,7 +60,7 @@ from synthequiv import config as C
 from synthequiv.generation.generator import num_train_steps, train_generator
 from synthequiv.generation.gengroup import train_generators
 from synthequiv.stepgraph import GRAPHS_ENV
-from synthequiv.utils import resolve_device
+from synthequiv.utils import BF16_ENV, resolve_device
 
 
 def quick_jobs(n_gens: int, kimg: float) -> tuple[list[tuple], int]:
@@ -216,11 +216,13 @@ def compare_families(names: list[str], presets: list[str], kimg: float, per_clas
 
 
 def compare_steps(steps: list[int], presets: list[str], per_class: int,
-                  overrides: list[str]) -> None:
+                  overrides: list[str], fp32: bool = False) -> None:
     """Replicate 0's generators of each preset (closed per base size, open pool), trained at
     the preset's settings, each sampled at every step count (same per-image seeds) and once
     more at the largest count with another sampling seed: that row's distance to the first is
-    the sampling noise of the measures, against which a smaller step count is judged."""
+    the sampling noise of the measures, against which a smaller step count is judged. fp32:
+    once more at the largest count in float32 (SYNTHEQUIV_CPU_BF16=0 for that sampling only),
+    against the bf16 autocast a CPU with native bf16 samples under (utils.cpu_bf16)."""
     from synthequiv.generation.families import get_family
     from synthequiv.generation.sampling import class_quota_labels
     from synthequiv.generation.synthetic import generator_jobs
@@ -238,14 +240,17 @@ def compare_steps(steps: list[int], presets: list[str], per_class: int,
                              progress=False)
                 train_s = time.perf_counter() - t0
                 gen = family.load(Path(tmp) / job.name)
-                runs = [(n, cfg.sampling.seed) for n in steps]
-                runs.append((max(steps), cfg.sampling.seed + 1))  # the noise floor
-                for n, seed in runs:
+                runs = [(n, cfg.sampling.seed, "") for n in steps]
+                runs.append((max(steps), cfg.sampling.seed + 1, " seed+1"))  # the noise floor
+                if fp32:
+                    runs.append((max(steps), cfg.sampling.seed, " fp32"))
+                for n, seed, what in runs:
                     s = dataclasses.replace(cfg.sampling, steps=n, seed=seed)
                     t0 = time.perf_counter()
-                    images = family.sample(gen, labels, s, progress=False)
+                    with mock.patch.dict(os.environ, {BF16_ENV: "0"} if what == " fp32" else {}):
+                        images = family.sample(gen, labels, s, progress=False)
                     ms = 1000 * (time.perf_counter() - t0) / len(labels)
-                    tag = f"{n}" + ("" if seed == cfg.sampling.seed else " seed+1")
+                    tag = f"{n}{what}"
                     rows[(job.name, tag)] = measure_set(images, labels, job.x, sp, extractor) | {
                         "ms_per_image": ms, "train_s": train_s}
         print(f"\n{preset}: replicate 0's generators ({cfg.generator.family}, preset "
@@ -274,6 +279,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], dest="overrides",
                     help="KEY=VALUE on each preset (families), e.g. generator.lr=1e-3")
     ap.add_argument("--steps", default="", help="e.g. 8,12,25,50: sampler step counts")
+    ap.add_argument("--fp32", action="store_true", help="--steps: also sample the largest "
+                    "count in float32 (where the CPU samples in bf16)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gens", type=int, default=9, help="generators (9 = the quick study's)")
     ap.add_argument("--kimg", type=float, default=25.6, help="training length per generator")
@@ -284,7 +291,7 @@ def main() -> None:
     if args.steps:
         np.seterr(all="ignore")
         compare_steps([int(n) for n in args.steps.split(",")], args.data.split(","),
-                      args.per_class, args.overrides)
+                      args.per_class, args.overrides, args.fp32)
         return
     if args.families:
         np.seterr(all="ignore")

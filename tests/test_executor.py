@@ -3,6 +3,7 @@ gloo processes each) give the single-process samples up to rounding."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 
@@ -32,7 +33,7 @@ SMALL = [
     "sampling.steps=4",
     "classifier.train_steps=20",
     "equivalence.bootstrap=20",
-    "analysis.enabled=false",
+    "analysis.domain_train_steps=20",
     "device=cpu",
     "ray.num_cpus=2",
     "ray.sample_shards=3",
@@ -125,13 +126,29 @@ def test_two_local_workers_give_the_one_process_table(local, tmp_path):
     counted = re.findall(r"generators, samples and cells (\d+)/\d+: (\S+) (\S+)", log)
     sets = {p.stem.rsplit("-", 1)[0] for p in local.glob("samples/*.npz")}
     assert sorted(int(i) for i, *_ in counted) == list(range(1, 2 * len(sets)
-                                                             + len(_table(local)) + 1))
+                                                             + len(_table(local)) + 8 + 1))
     lines = [(what, name) for _, what, name in counted]
     for n in sets:  # sampled after it is trained
         assert lines.index(("generator", n)) < lines.index(("sampled", n))
     first_closed = min(i for i, (what, _) in enumerate(lines) if what == "closed")
     assert all(lines.index(("sampled", n)) < first_closed for n in sets)  # one replicate
     assert "stage generators_samples_cells" in log
+    # the analyses' small trainings joined the queue (after the cells) and gave the analyses
+    # the one process made: extractor, real-vs-real and 2 sets' domain + CAS classifiers
+    queued = re.findall(r"generators, samples and cells \d+/\d+: analysis classifier "
+                        r"(.+?) \(elapsed", log)
+    assert len(queued) == 2 + 2 * 3 and "extractor" in queued
+    assert re.search(r"analyses \d+/\d+: 8 of 8 classifiers trained beside the grid", log)
+    a, b = (_numbers(json.loads((d / "analysis.json").read_text())) for d in (local, pooled))
+    assert a["key"] == b["key"] and a["sets"] == b["sets"] and a["baseline"] == b["baseline"]
+    assert a["extractor"] == b["extractor"]
+
+
+def _numbers(x):
+    """An analysis without its run's own paths and wall times."""
+    if isinstance(x, dict):
+        return {k: _numbers(v) for k, v in x.items() if k not in ("figure", "wall_s")}
+    return x
 
 
 def test_worker_pool_starts_the_most_urgent_ready_task_with_its_kinds_inputs():

@@ -135,6 +135,28 @@ def test_report_power_says_nothing_to_resolve_when_a_gain_is_significant(tmp_pat
     from synthequiv.stats.equivalence import analyse
 
     cfg = C.resolve("quick")
-    rows = _simulated(0.5)
+    rows = _simulated(0.5)  # every synthetic cell gains several points: all significant
     out = report_power(rows, cfg, analyse(rows, cfg.equivalence), {}, tmp_path)
     assert out["significant"] and "resolve_text" not in out and out["mde_text"]
+
+
+def test_report_power_resolves_the_largest_gain_left_beside_significant_ones(tmp_path):
+    """Closed-set images worth 1/2 a real one (significant), open-set 1/100 (gains under a
+    point, not significant): the largest of those is what more replicates would resolve."""
+    import numpy as np
+
+    from synthequiv.stats.equivalence import analyse
+    from synthequiv.stats.simulate import Design, Truth, simulate_rows
+
+    cfg = C.resolve("quick")
+    truth = Truth(worth=(("closed", 0.5), ("open", 0.01)))
+    rows = simulate_rows(truth, Design(arms=("closed", "open")), np.random.default_rng(0))
+    eq = analyse(rows, cfg.equivalence)
+    out = report_power(rows, cfg, eq, {"per_replicate_s": 60.0}, tmp_path)
+    left = [g for g in eq["gains"] if g["arm"] == "open" and not g["significant"]]
+    best = max(left, key=lambda g: g["gain"])
+    assert out["significant"] and best["gain"] > 0
+    assert out["observed_gain"] == best["gain"]
+    assert (f"the largest gain left unresolved (+{100 * best['gain']:.1f} pts, open "
+            f"+{best['n_add']} at {best['n_base']}/class, not significant)") in out["resolve_text"]
+    assert f"about {out['resolve_replicates']} replicates" in out["resolve_text"]

@@ -299,7 +299,7 @@ def cpu_has_native_bf16() -> bool:
     return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
-BF16_ENV = "SYNTHEQUIV_CPU_BF16"  # auto (default) | 1 | 0: generator training on the CPU
+BF16_ENV = "SYNTHEQUIV_CPU_BF16"  # auto (default) | 1 | 0: generator training and sampling, CPU
 
 
 def cpu_bf16_choice() -> str:
@@ -319,9 +319,15 @@ def generator_autocast(device: torch.device):
 
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cpu_bf16(device))
+
+
+def cpu_bf16(device: torch.device) -> bool:
+    """Whether generator work on this CPU device runs under bf16 autocast: where the CPU has
+    native bf16 (`cpu_has_native_bf16`), unless SYNTHEQUIV_CPU_BF16 says otherwise."""
     choice = cpu_bf16_choice()
     on = cpu_has_native_bf16() if choice == "auto" else choice == "1"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on and device.type == "cpu")
+    return on and device.type == "cpu"
 
 
 @functools.cache

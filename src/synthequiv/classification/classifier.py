@@ -188,10 +188,12 @@ def optimizer_for(
     """`build_optimizer` on explicit parameter lists (batched training passes stacked ones)."""
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    # the multi-tensor update everywhere (torch's default on CUDA; on a CPU it loops over
+    # tensors): bit-identical weights, 1.05× a quick cell on one core (1.61 vs 1.69 s)
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, foreach=True)
     else:
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
     warm = max(1, round(cfg.warmup_fraction * num_steps))
 
     def factor(step: int) -> float:  # multiplies cfg.lr before optimizer step `step` (0-based)

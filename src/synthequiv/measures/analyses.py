@@ -49,7 +49,7 @@ from synthequiv.classification.classifier import (
 from synthequiv.inputs.config import SplitConfig
 from synthequiv.inputs.sources import DataConfig
 from synthequiv.measures.config import AnalysisConfig
-from synthequiv.measures.domaingap import _train_domain, domain_gap, domain_job, f4_verdict
+from synthequiv.measures.domaingap import _train_domain, domain_gap, f4_verdict
 from synthequiv.measures.features import (
     PRDC_K,
     SEED,
@@ -62,6 +62,7 @@ from synthequiv.measures.features import (
     split_halves,
 )
 from synthequiv.measures.memorization import memorization, nearest
+from synthequiv.measures.trainings import distinct_sets, halves, trainings
 from synthequiv.reporting import figure_pool
 from synthequiv.reporting.figures import pca_maps
 from synthequiv.utils import SynthequivError, atomic_write_json, check_positive, stable_hash
@@ -193,17 +194,12 @@ def check_reference(test_y: torch.Tensor, need: str) -> None:
                               "image(s), 2 needed")
 
 
-def _halves(test_x, test_y, seed: int, max_images: int) -> tuple[torch.Tensor, torch.Tensor]:
-    half_a, half_b = split_halves(test_y, seed)
-    return test_x[half_a[:max_images]], test_x[half_b[:max_images]]
-
-
 def real_baseline(extractor_model, test_x, test_y, *, ccfg=None, domain_steps: int = 300,
                   max_images: int = 1000, seed: int = SEED, device="cpu",
                   domain: tuple | None = None) -> dict:
     """Real-vs-real scale: test half B against half A (features) and A vs B (domain;
     `domain` = (its DomainJob, the model trained on it) when already trained)."""
-    a, b = _halves(test_x, test_y, seed, max_images)
+    a, b = halves(test_x, test_y, seed, max_images)
     fa = extract_features(extractor_model, a, device).numpy()
     fb = extract_features(extractor_model, b, device).numpy()
     dom, _, _ = _train_domain(a, b, domain_steps, seed, device, ccfg, max_images, domain)
@@ -212,26 +208,6 @@ def real_baseline(extractor_model, test_x, test_y, *, ccfg=None, domain_steps: i
 
 
 # ----------------------------------------------------------------------------- study driver
-
-
-def distinct_sets(sp, synth: dict) -> dict:
-    """{name: (SyntheticSet, real_x, real_y, reference)} — a shared open-set set once."""
-    out, seen = {}, set()
-    ds = sp.dataset
-    for (arm, n) in sorted(synth, key=lambda k: (k[0], k[1])):
-        s = synth[(arm, n)]
-        if s.key in seen:
-            continue
-        seen.add(s.key)
-        # lever variants (closed@cfg2, open+top0.5) have their base arm's real reference
-        if arm.split("+")[0].split("@")[0] == "closed":
-            x, y = sp.base(n)
-            out[f"{arm}-n{n}"] = (s, x, y, f"B({n})")
-        else:
-            idx = sp.pool_indices()
-            shared = len({v.key for (a, _), v in synth.items() if a == arm}) == 1
-            out[arm if shared else f"{arm}-n{n}"] = (s, ds.images[idx], ds.labels[idx], "pool")
-    return out
 
 
 def _with_paths(analysis: dict, run_dir: Path) -> dict:
@@ -287,36 +263,31 @@ def standardized_extractor(model: nn.Module, real_images: torch.Tensor, device
 
 
 def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg, figdir: Path,
-             device, progress: bool, group: int = 1) -> dict:
+             device, progress: bool, group: int = 1, trained: dict | None = None) -> dict:
     """Shared by analyse_study and analyse_dirs: extractor, baseline, then every set. Its small
-    trainings (feature extractor, domain classifiers, CAS models) are made first, `group` at a
-    time where compatible (batched.train_many; 1 = one by one, as on a CPU)."""
+    trainings (feature extractor, domain classifiers, CAS models: trainings.py) are made
+    first, `group` at a time where compatible (batched.train_many; 1 = one by one, as on a
+    CPU); those in `trained` (key: model, trained by the study's queue) are not."""
     from synthequiv.classification.batched import train_many
     from synthequiv.runtime.progress import progress_bar
 
-    pool_x, pool_y = pool
+    pool_x = pool[0]
     test_x, test_y = test
     steps, max_images = acfg["domain_train_steps"], acfg["max_images"]
     kw = {"ccfg": ccfg, "domain_steps": steps, "max_images": max_images, "seed": SEED,
           "device": device}
-    same = {name: rx.shape == pool_x.shape and torch.equal(rx, pool_x)
-            for name, (_, rx, _, _) in named.items()}
-    # domain classifiers (scored after training): the real-vs-real baseline's, every set's
-    base_job = domain_job(*_halves(test_x, test_y, SEED, max_images), steps, SEED, ccfg,
-                          max_images)
-    jobs = {name: domain_job(rx, s.images, steps, SEED, ccfg, max_images)
-            for name, (s, rx, _, _) in named.items()}
-    specs = {"extractor": (pool_x, pool_y, num_classes, ccfg, SEED), "baseline": base_job.spec(),
-             **{(name, "domain"): job.spec() for name, job in jobs.items()}}
-    for name, (s, rx, ry, _) in named.items():
-        specs[(name, "cas")] = (s.images, s.labels, num_classes, ccfg, SEED)
-        if not same[name]:
-            specs[(name, "cas_real")] = (rx, ry, num_classes, ccfg, SEED)
+    specs, base_job, jobs, same = trainings(named, pool, test, num_classes, ccfg, acfg)
+    given = {k: v for k, v in (trained or {}).items() if k in specs}
+    todo = [k for k in specs if k not in given]
     with progress_bar("analyses", total=len(specs) + 2 + len(named), enabled=progress) as bar:
         def one_group(n: int) -> None:  # a line per trained group: no silent minutes
             bar.advance(n, f"{n} of {len(specs)} classifiers trained")
 
-        trained = dict(zip(specs, train_many(list(specs.values()), group, device, one_group)))
+        if given:
+            bar.advance(len(given), f"{len(given)} of {len(specs)} classifiers trained "
+                                    "beside the grid")
+        trained = given | dict(zip(todo, train_many([specs[k] for k in todo], group, device,
+                                                    one_group)))
         extractor = standardized_extractor(trained["extractor"], test_x, device)
         ext = evaluate(extractor, test_x, test_y, num_classes, device)
         bar.advance(1, f"feature extractor: test accuracy {ext['accuracy']:.3f}")
@@ -353,34 +324,54 @@ def _analysis_group(cell_group: int, ccfg, shape, device) -> int:
     return resolve_group(cell_group, ccfg.arch, max(shape[1:]), device)
 
 
+def _study_inputs(acfg: AnalysisConfig, ccfg: ClassifierConfig, sp, synth: dict, data, splits):
+    """(distinct sets, cache key, settings, pool (x, y), test (x, y)) of a study's analyses."""
+    named = distinct_sets(sp, synth)
+    key = stable_hash("analysis", ANALYSIS_FORMAT, acfg, ccfg, data, sp.dataset.digest, splits,
+                      {n: v[0].key for n, v in named.items()})
+    settings = {"max_images": acfg.max_images, "domain_train_steps": acfg.domain_train_steps}
+    ds, idx = sp.dataset, sp.pool_indices()
+    return (named, key, settings, (ds.images[idx], ds.labels[idx]),
+            (sp.test_images, sp.test_labels))
+
+
+def study_trainings(acfg: AnalysisConfig, ccfg: ClassifierConfig, run_dir: Path, sp,
+                    synth: dict, *, data: DataConfig, splits: SplitConfig) -> dict:
+    """The small trainings analyse_study would make ({key: spec}, trainings.py), for a queue
+    to train beforehand; {} when run_dir/analysis.json is current or there is no set."""
+    named, key, settings, pool, test = _study_inputs(acfg, ccfg, sp, synth, data, splits)
+    if not named or _cached(Path(run_dir) / "analysis.json", key, Path(run_dir)) is not None:
+        return {}
+    _check_max_images("analysis.max_images", acfg.max_images)
+    check_reference(sp.test_labels, STUDY_REFERENCE_NEED)
+    return trainings(named, pool, test, sp.dataset.num_classes, ccfg, settings)[0]
+
+
 def analyse_study(acfg: AnalysisConfig, ccfg: ClassifierConfig, run_dir: Path, sp, synth: dict,
                   device, progress: bool = True, *, data: DataConfig, splits: SplitConfig,
-                  cell_group: int = 0) -> dict:
+                  cell_group: int = 0, trained: dict | None = None) -> dict:
     """Analyse every distinct synthetic set of a study; cached in run_dir/analysis.json.
 
     Real reference: B(n) for the closed-set generator of base size n, the pool for open-set.
-    data, splits: the configs that made sp (they key the cache); cell_group: not in the key.
+    data, splits: the configs that made sp (they key the cache); cell_group: not in the key;
+    trained: models of study_trainings' specs trained already (by the study's queue).
     Returns {"key", "sets", "baseline", "extractor", "figures" {key: path}, "paper_finding_f4",
     ...}; figure paths are run_dir/figures/…; the JSON file stores them relative to run_dir.
     """
     run_dir = Path(run_dir)
-    named = distinct_sets(sp, synth)
-    key = stable_hash("analysis", ANALYSIS_FORMAT, acfg, ccfg, data, sp.dataset.digest, splits,
-                      {n: v[0].key for n, v in named.items()})
+    named, key, settings, pool, test = _study_inputs(acfg, ccfg, sp, synth, data, splits)
     path = run_dir / "analysis.json"
     cached = _cached(path, key, run_dir)
     if cached is not None:
         return cached
     t0 = time.time()
-    settings = {"max_images": acfg.max_images, "domain_train_steps": acfg.domain_train_steps}
     _check_max_images("analysis.max_images", acfg.max_images)
     ds = sp.dataset
     if named:
         check_reference(sp.test_labels, STUDY_REFERENCE_NEED)
-        idx = sp.pool_indices()
-        body = _analyse(named, (ds.images[idx], ds.labels[idx]), (sp.test_images, sp.test_labels),
-                        ds.num_classes, ccfg, settings, run_dir / "figures", device, progress,
-                        _analysis_group(cell_group, ccfg, ds.shape, device))
+        body = _analyse(named, pool, test, ds.num_classes, ccfg, settings, run_dir / "figures",
+                        device, progress, _analysis_group(cell_group, ccfg, ds.shape, device),
+                        trained)
     else:
         body = {"extractor": None, "baseline": None, "sets": {}, "figures": {},
                 "paper_finding_f4": f4_verdict({}, None)}

@@ -9,7 +9,9 @@ synthetic image, fill any worker nothing more urgent wants; and a replicate's sy
 are queued as soon as its last set is saved (in a study without levers or provided arms:
 their sets need executor work of their own, so their cells wait for the stage-wise pass).
 Among ready tasks: generators, then sampling shards, then cells (longest first, so the last
-task to start is a short one).
+task to start is a short one), then the analyses' small trainings of replicate 0's sets
+(measures/trainings.py; with `analysis_of`), which would otherwise train one by one in the
+driver after the queue, one core idle.
 
 What it writes is exactly what the stage-wise code writes (checkpoints, samples files, result
 rows under the same keys), so `run_replicates` then finds that work done and goes on with
@@ -34,6 +36,7 @@ from synthequiv.generation.synthetic import (
     train_groups,
 )
 from synthequiv.inputs.splits import Splits
+from synthequiv.measures.trainings import train_spec_task
 from synthequiv.orchestration.grid import (
     Replicate,
     cell_groups,
@@ -46,7 +49,7 @@ from synthequiv.runtime.config import RuntimeConfig
 from synthequiv.runtime.executor import Task, WorkerPool, local_workers
 from synthequiv.runtime.progress import progress_bar
 
-GENERATOR, SAMPLE, CELL = 0, 1, 2  # task priorities: lower runs first
+GENERATOR, SAMPLE, CELL, ANALYSIS = 0, 1, 2, 3  # task priorities: lower runs first
 
 
 def pipelines(rt: RuntimeConfig) -> bool:
@@ -58,14 +61,18 @@ def pipelines(rt: RuntimeConfig) -> bool:
 def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
                jobs: dict[int, list[GenJob]], reps: dict[int, Replicate], run_dir: Path,
                device: torch.device, progress: bool,
-               sets_of: Callable[[int], dict] | None = None) -> bool:
+               sets_of: Callable[[int], dict] | None = None,
+               analysis_of: Callable[[Replicate], dict] | None = None,
+               trained: dict | None = None) -> bool:
     """Train the untrained `jobs` (replicate r's in jobs[r]), sample every one of them and
     train every replicate's real-arm cells not in the results table yet, as one queue (module
     docstring); `rcfgs[r]` is replicate r's config. With `sets_of(r)` (replicate r's synthetic
     sets, built in this process once its samples are on disk: a study without levers or
     provided arms, whose sets need no more executor work), replicate r's remaining cells join
     the queue as soon as its last set is saved, and r is added to `reps` (replicates already
-    there are taken as they are). Returns whether there was anything to do."""
+    there are taken as they are). With `analysis_of(replicate 0)` ({key: spec}, the analyses'
+    trainings still to make), those join the queue then too; their models go into `trained`.
+    Returns whether there was anything to do."""
     rt, ds = cfg.runtime, splits[0].dataset
     plain = {r: reps.get(r) or Replicate(r, rcfg, sp, {})
              for r, (rcfg, sp) in enumerate(zip(rcfgs, splits))}
@@ -107,8 +114,12 @@ def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
             bar.extend(len(todo))
             pool.share(f"cell-r{r}", {"reps": {r: reps[r]}, "ccfg": cfg.classifier,
                                       "device": device})
-            return [Task(CELL, f"cell-r{r}", cell_task, group)
+            more = [Task(CELL, f"cell-r{r}", cell_task, group)
                     for group in cell_groups(cfg, todo, reps, device)]
+            specs = analysis_of(reps[r]) if analysis_of is not None and r == 0 else {}
+            bar.extend(len(specs))
+            return more + [Task(ANALYSIS, "analysis", train_spec_task, item)
+                           for item in specs.items()]
 
         def on_done(task: Task, result) -> list[Task]:
             if task.kind == "generator":  # trained: its samples are ready to draw
@@ -125,6 +136,12 @@ def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
                 r = owner[target.path]
                 pending[r].discard(target.path)
                 return synthetic_cells(r) if not pending[r] else []
+            if task.kind == "analysis":
+                key, model = result
+                trained[key] = model
+                name = key if isinstance(key, str) else " ".join(key)
+                bar.advance(1, f"analysis classifier {name}")
+                return []
             record_rows(result, table, chash, bar)
             return []
 
@@ -135,6 +152,7 @@ def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
                                      "progress": progress})
             pool.share("sample", sets.shared(progress, rt.compile))
             pool.share("cell", {"reps": plain, "ccfg": cfg.classifier, "device": device})
+            pool.share("analysis", {"device": device})
             for r in plain:  # replicates with every set on disk already
                 if not pending[r]:
                     tasks += synthetic_cells(r)

@@ -210,7 +210,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, progress: bool = True,
         if cfg.grid.replicates == AUTO:
             rows, stopping = keep_going(cfg, ctx, splits, reps, rows, t_start)
         out = finish(cfg, run_dir, rows, reps[0].sp, reps[0].synth, device, timings, progress,
-                     stopping)
+                     stopping, ctx.analysis_models)
         if track:
             track_run(run_dir, track, tracking_uri)
         return out
@@ -227,6 +227,8 @@ class GridRun:
     progress: bool
     timings: Timings
     replicate_s: float | None  # wall time of one replicate's work, as last measured
+    # the analyses' small trainings made by the queue (pipeline.py): {key: model}
+    analysis_models: dict = dataclasses.field(default_factory=dict)
 
 
 def with_replicates(cfg: StudyConfig, n: int) -> StudyConfig:
@@ -271,9 +273,16 @@ def run_replicates(ctx: GridRun, cfg: StudyConfig, splits: list[Splits],
             return replicate_sets(rcfgs[r], splits[r], ctx.run_dir, ctx.device, ctx.progress,
                                   f"-r{r}", ctx.provided)
 
+        def analysis_of(rep: Replicate) -> dict:  # replicate 0's sets: the analyses' trainings
+            from synthequiv.measures.analyses import study_trainings
+
+            return study_trainings(cfg.analysis, cfg.classifier, ctx.run_dir, rep.sp, rep.synth,
+                                   data=cfg.data, splits=cfg.splits)
+
         simple = not ctx.provided and not variant_arms(cfg)
         if first_work(cfg, rcfgs, splits, by_rep, reps, ctx.run_dir, ctx.device, ctx.progress,
-                      sets_of if simple else None):
+                      sets_of if simple else None,
+                      analysis_of if cfg.analysis.enabled else None, ctx.analysis_models):
             _add_time(ctx.timings, "generators_samples_cells_s", time.time() - t0)
     # what the queue left (all of them without one)
     jobs = [job for js in by_rep.values() for job in js if not job.path.exists()]
@@ -341,7 +350,8 @@ def keep_going(cfg: StudyConfig, ctx: GridRun, splits: list[Splits],
                   "min_replicates": g.min_replicates, "max_replicates": g.max_replicates}
 
 
-def finish(cfg, run_dir, rows, sp, synth, device, timings, progress, stopping=None) -> dict:
+def finish(cfg, run_dir, rows, sp, synth, device, timings, progress, stopping=None,
+           trained: dict | None = None) -> dict:
     from synthequiv.reporting.report import write_report
     from synthequiv.stats.equivalence import analyse
 
@@ -355,7 +365,7 @@ def finish(cfg, run_dir, rows, sp, synth, device, timings, progress, stopping=No
 
         analysis = analyse_study(cfg.analysis, cfg.classifier, run_dir, sp, synth, device,
                                  progress, data=cfg.data, splits=cfg.splits,
-                                 cell_group=cfg.cell_group)
+                                 cell_group=cfg.cell_group, trained=trained)
         timings["analyses_s"] = time.time() - t0
     t0 = time.time()
     out = write_report(cfg, run_dir, rows, equivalence, analysis, sp, synth,

@@ -61,8 +61,9 @@ def hours_text(hours: float) -> str:
 
 def report_power(rows: list[dict], cfg, equivalence: dict, timings: dict, run_dir) -> dict:
     """What the report says about power: the minimum detectable gain of the design that ran
-    (variance components of its own rows), and — when no synthetic gain is significant — the
-    replicates that would detect one of the observed size, their time at this run's measured
+    (variance components of its own rows), and — when a synthetic cell gained without being
+    significant (the largest such gain; when none is significant at all, the largest gain) —
+    the replicates that would detect a gain of its size, their time at this run's measured
     time per replicate (timings["per_replicate_s"]) and the command."""
     syn = [g for g in equivalence.get("gains", []) if g["arm"] != "real"]
     if not syn or not rows:
@@ -78,9 +79,11 @@ def report_power(rows: list[dict], cfg, equivalence: dict, timings: dict, run_di
         return {"unknown": str(exc)}
     out["mde_text"] = (f"Power: the smallest true synthetic gain this design detects with 80 % "
                        f"power (Holm over {m} synthetic cells) is {mde_text(out)}.")
-    best = max(syn, key=lambda g: g["gain"] if g["gain"] == g["gain"] else -math.inf)
-    if out["significant"] or not best["gain"] == best["gain"]:
-        return out
+    open_ = [g for g in syn if not (g["significant"] and g["gain"] > 0)]
+    best = max(open_ or syn, key=lambda g: g["gain"] if g["gain"] == g["gain"] else -math.inf)
+    if not open_ or not best["gain"] == best["gain"] or (out["significant"]
+                                                          and best["gain"] <= 0):
+        return out  # every synthetic cell that gained is significant
     where = f"{best['arm']} +{best['n_add']} at {best['n_base']}/class"
     if best["gain"] <= 0:
         out["resolve_text"] = (f"No synthetic cell gained on average (best {where}: "
@@ -95,6 +98,9 @@ def report_power(rows: list[dict], cfg, equivalence: dict, timings: dict, run_di
         need = max(need, n_units + 1)
     out.update(resolve_replicates=need, observed_gain=best["gain"], observed_where=where)
     size = f"a gain of the observed size (+{100 * best['gain']:.1f} pts, {where})"
+    if out["significant"]:  # others are: this is the largest gain left unresolved
+        size = (f"the largest gain left unresolved (+{100 * best['gain']:.1f} pts, {where}, "
+                "not significant)")
     if need is None:
         out["resolve_text"] = (f"Detecting {size} with 80 % power would take more than 1000 "
                                "replicates: a gain this small cannot practically be resolved.")

@@ -148,7 +148,7 @@ def write_report(cfg, run_dir: Path, rows: list[dict], equivalence: dict, analys
                                           for k, v in analysis["figures"].items()}}
     headline, lines = findings(cfg, equivalence)
     power = _power(rows, cfg, equivalence, run_info, run_dir, metric)
-    if power.get("resolve_text"):  # nothing significant: what would resolve it, and the command
+    if power.get("resolve_text"):  # a gain not significant: what would resolve it, the command
         lines.append(power["resolve_text"])
         headline += " " + power["resolve_text"]
     planner = planner_check(rows, cfg, metric)
