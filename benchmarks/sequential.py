@@ -4,8 +4,8 @@
                                     [--noise quick]
 
 Simulated studies with a known truth (synthequiv/stats/simulate.py, closed and open arms; the
-quick design: bases 5 and 10, real +2/+5/+15/+40, synthetic +40/+160, 3 seeds, the simulator's
-default noise) run with the stopping rule (stats/sequential.py's auto_status, as a study runs
+quick design: bases 5 and 10, real +2/+5/+15/+40, synthetic +40/+160, 2 seeds (6 for the
+baseline), the simulator's default noise) run with the stopping rule (stats/sequential.py's auto_status, as a study runs
 it: min 3 replicates, one more until the first two thirds of n replicates predict the target
 met with n, or the cap), no budget. For each target and design it prints the coverage of the nominal-95 %
 gain and n_real_eq intervals at the replicate the rule stopped at, beside the same studies

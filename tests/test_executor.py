@@ -76,7 +76,7 @@ def test_ray_matches_local(local, tmp_path):
     finally:
         ray.shutdown()
     a, b = _table(local), _table(remote)
-    assert len(a) == 2 * (1 + 1 + 1) * 2
+    assert len(a) == 2 * ((1 + 1) * 2 + 6)  # bases × (cells × seeds + the baseline's 6)
     assert a == b
     # sampling sharded over 3 Ray tasks gives exactly the single-call images
     import numpy as np

@@ -112,7 +112,8 @@ TINY = ["splits.base_per_class=[5]", "grid.seeds=[0,1]", "grid.replicates=1",
         "grid.syn_add_per_class=[5,20]", "generator.train_kimg=1.0", "generator.warmup_kimg=0.25",
         "sampling.steps=5", "classifier.train_steps=20", "analysis.max_images=100",
         "analysis.domain_train_steps=20", "device=cpu",
-        "grid.filters=[0.5]", "grid.guidance=[1.0,2.0]", "grid.generator_families=[dit]"]
+        "grid.filters=[0.5]", "grid.guidance=[1.0,2.0]", "grid.generator_families=[dit]",
+        "grid.base_seed_factor=1"]
 
 
 @pytest.fixture(scope="module")

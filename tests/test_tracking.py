@@ -51,7 +51,8 @@ def test_study_mirrors_params_metrics_and_report(tracked):
     assert json.loads(params["grid.seeds"]) == [0, 1]
     assert params == flat_params(summary["config"])
     metrics = run.data.metrics
-    assert metrics["n_cells"] == summary["n_cells"] == 56
+    # test_study's tiny design: 2 × 2 × (6 cells × 2 seeds + the baseline × 6 seeds)
+    assert metrics["n_cells"] == summary["n_cells"] == 72
     for stage, seconds in summary["run"]["timings"].items():
         assert metrics[f"time_s/{stage.removesuffix('_s')}"] == pytest.approx(seconds)
     base = next(c for c in summary["accuracy"] if c["arm"] == "real" and c["n_add"] == 0)
