@@ -566,8 +566,11 @@ def test_equal_variances_pool_fully_up_to_the_familys_degrees_of_freedom():
 
 def test_a_cell_missing_in_some_replicates_is_compared_on_the_units_where_it_exists():
     """Replicate 2 is 5 points easier than the others and has no synthetic cell. Paired on
-    replicates 0-1, the cell lies 1/10 of the way from real +10 to real +20 (in log amount);
-    unpaired, against the curve averaged over all three, it read as about +2.2 real/class."""
+    replicates 0-1, the cell lies 1/10 of the way from real +10 to real +20 in accuracy (10.8
+    in the chord's log amount; the curve between knots is the monotone cubic); unpaired,
+    against the curve averaged over all three, it read as about +2.2 real/class."""
+    from synthequiv.stats.curves import RealCurve
+
     reals = {0: 0.80, 5: 0.81, 10: 0.82, 20: 0.83, 40: 0.84}
     shift = (0.0, 0.004, 0.05)
     rows = [{"n_base": 10, "arm": "real", "n_add": m, "seed": 0, "replicate": u,
@@ -577,6 +580,10 @@ def test_a_cell_missing_in_some_replicates_is_compared_on_the_units_where_it_exi
     for variance in ("moderated", "per_cell"):
         p = eq.equivalent_points(rows, "closed", variance=variance)[0]
         assert p["n_units"] == 2 and p["flag"] == "ok"
-        assert p["n_real_eq"] == pytest.approx(20 * 1.5**0.1 - 10, rel=1e-9)  # 10.8, not 2.2
+        n_add = np.array(sorted(reals), float)
+        paired = RealCurve(10, n_add, np.log(10 + n_add),
+                           np.array([reals[m] + 0.002 for m in sorted(reals)]), [])
+        assert p["n_real_eq"] == pytest.approx(paired.inverse(0.823)[0], rel=1e-9)
+        assert p["n_real_eq"] == pytest.approx(20 * 1.5**0.1 - 10, rel=0.02)  # 10.8, not 2.2
     g = next(g for g in eq.gains(unit_table(rows), 0.95) if g["arm"] == "closed")
     assert g["n_units"] == 2 and g["gain"] == pytest.approx(0.021)

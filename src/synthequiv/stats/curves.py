@@ -1,8 +1,10 @@
-"""The real learning curve at one base size: monotone, linear in x = log(n_base + n_add).
+"""The real learning curve at one base size: monotone in x = log(n_base + n_add).
 
 The real arm's cell means against x are made monotone by isotonic regression (pool adjacent
-violators) and read linearly between knots, never extrapolated: a synthetic cell's accuracy read
-off this curve is the extra real images it is worth (see equivalence.py, item 1).
+violators) and read between knots by a monotone cubic (intervals.curve_interpolant: PCHIP; a
+line between knots is biased for a curve concave in log n), never extrapolated: a synthetic
+cell's accuracy read off this curve is the extra real images it is worth (see equivalence.py,
+item 1). `monotone_inverse` (the planner's synthetic side) stays piecewise linear.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize
 
-from synthequiv.stats.intervals import REAL, Key
+from synthequiv.stats.intervals import REAL, Key, curve_interpolant
 from synthequiv.utils import SynthequivError
 
 _TIE_TOL = 1e-12
@@ -84,10 +87,20 @@ class RealCurve:
 
     def at(self, n_real: np.ndarray) -> np.ndarray:
         """Accuracy after n_real extra real images/class (clamped to the measured range)."""
-        return np.interp(np.log(self.n_base + np.asarray(n_real, float)), self.x, self.y)
+        x = np.clip(np.log(self.n_base + np.asarray(n_real, float)), self.x[0], self.x[-1])
+        if len(self.x) < 2:
+            return np.full_like(x, self.y[0])
+        return curve_interpolant(self.x, self.y)(x)
 
     def inverse(self, acc: float) -> tuple[float, str]:
+        """Extra real images/class at which the curve reaches `acc`, with `_invert`'s flags
+        (knots, levels and the range as the linear inverse; between knots the monotone cubic)."""
         x, flag = _invert(self.x, self.y, acc)
+        j = int(np.searchsorted(self.x, x))
+        if flag == "ok" and len(self.x) > 2 and 0 < j < len(self.x) and self.x[j] != x:
+            f = curve_interpolant(self.x, self.y)  # monotone on [x[j-1], x[j]], y between
+            x = float(optimize.brentq(lambda v: float(f(v)) - acc, self.x[j - 1], self.x[j],
+                                      xtol=1e-12))
         return max(0.0, math.exp(x) - self.n_base), flag
 
 

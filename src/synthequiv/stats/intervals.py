@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import interpolate, stats
 
 from synthequiv.utils import SynthequivError
 
@@ -274,19 +274,48 @@ def _segments(knots_x: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return j, w
 
 
-def _curve_per_unit(real_u: np.ndarray, j: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The real curve at each grid position per unit [G, U]: linear between knots j and j + 1;
+def curve_interpolant(knots_x: np.ndarray, y: np.ndarray):
+    """The real curve between its knots: monotone cubic Hermite (PCHIP, Fritsch–Carlson) in
+    x = log(n_base + n), linear with 2 knots. Accuracy is concave in log n, so a line between
+    knots lies below it: reading a synthetic cell off the chord overstates the real images it
+    is worth (by up to 0.25 pts at the quick design's knots on the digits calibration curve;
+    PCHIP 0.06), and with many replicates the intervals close in on the biased value (rate
+    coverage at a fixed count fell to 0.87 at 20 replicates). Shape-preserving: no overshoot
+    between monotone knots, flat at a local extremum."""
+    return interpolate.PchipInterpolator(np.asarray(knots_x, float), np.asarray(y, float))
+
+
+def _curve_per_unit(real_u: np.ndarray, j: np.ndarray, w: np.ndarray,
+                    bend: np.ndarray | None = None) -> np.ndarray:
+    """The real curve at each grid position per unit [G, U]: linear between knots j and j + 1,
+    plus `bend` [G] (the mean curve's interpolant minus its chord: the curvature, 0 at knots);
     NaN only where a knot that carries weight is missing in that unit."""
     a, b, w = real_u[j], real_u[j + 1], w[:, None]
     with np.errstate(invalid="ignore"):
         mid = (1 - w) * a + w * b
-    return np.where(w <= 0, a, np.where(w >= 1, b, mid))
+    out = np.where(w <= 0, a, np.where(w >= 1, b, mid))
+    return out if bend is None else out + bend[:, None]
+
+
+def _bend(real_u: np.ndarray, knots_x: np.ndarray, xs: np.ndarray, j: np.ndarray,
+          w: np.ndarray) -> np.ndarray:
+    """curve_interpolant of the knots' means over units minus their chord, at xs [G] (0 where a
+    knot has no unit, or with fewer than 3 knots: nothing to bend)."""
+    with np.errstate(invalid="ignore"):
+        y = np.array([np.nanmean(v) if np.isfinite(v).any() else np.nan for v in real_u])
+    if len(knots_x) < 3 or not np.isfinite(y).all():
+        return np.zeros(len(xs))
+    chord = (1 - w) * y[j] + w * y[j + 1]
+    return curve_interpolant(knots_x, y)(xs) - chord
 
 
 def inversion_interval(syn_u: np.ndarray, real_u: np.ndarray, knots_x: np.ndarray, ci: float,
                        grid: int = 600, prior=None) -> dict:
     """Set of real-curve positions x (knots_x: log(n_base + n_add) of the real cells) that a
-    synthetic cell is not significantly different from, by a paired t-test over units.
+    synthetic cell is not significantly different from, by a paired t-test over units. Each
+    unit's curve is its knots read linearly, bent by the mean curve's curvature
+    (curve_interpolant), so that a position's contrast has the unit's own noise and the
+    curve's shape.
 
     syn_u: [U] the synthetic cell per unit; real_u: [K, U] the real cells per unit (K knots);
     NaN marks a missing cell, and each position is tested on the units where the synthetic
@@ -303,7 +332,9 @@ def inversion_interval(syn_u: np.ndarray, real_u: np.ndarray, knots_x: np.ndarra
         return out
     xs = np.linspace(knots_x[0], knots_x[-1], grid)
     j, w = _segments(knots_x, xs)
-    d = np.asarray(syn_u, float)[None, :] - _curve_per_unit(np.asarray(real_u, float), j, w)
+    real_u = np.asarray(real_u, float)
+    d = np.asarray(syn_u, float)[None, :] - _curve_per_unit(
+        real_u, j, w, _bend(real_u, np.asarray(knots_x, float), xs, j, w))
     n = np.isfinite(d).sum(1)  # [G]
     out["n_units"] = int(n.max())
     if n.max() < 2:

@@ -110,7 +110,8 @@ def variance_components(rows: Iterable[Mapping[str, Any]], metric: str = "accura
         if b is None:
             continue
         if (arm, na) == (REAL, 0):
-            base.append(np.nanvar(v, ddof=1))
+            if np.isfinite(v).sum() >= 2:  # a baseline in one replicate only has no spread
+                base.append(np.nanvar(v, ddof=1))
             continue
         d = v - b
         if np.isfinite(d).sum() >= 2:
@@ -121,7 +122,8 @@ def variance_components(rows: Iterable[Mapping[str, Any]], metric: str = "accura
     syn_total = float(np.mean(syn)) if syn else 2 * real_var + seed_share
     cell_var = min(real_var, max(0.0, (syn_total - seed_share) / 2))
     gen_var = max(0.0, syn_total - 2 * cell_var - seed_share)
-    base_var = max(0.0, float(np.nanmean(base)) - cell_var - seed_var / base_seeds)
+    base_var = max(0.0, (float(np.mean(base)) if base else 0.0) - cell_var
+                   - seed_var / base_seeds)
     return VarianceComponents(base=math.sqrt(base_var), generator=math.sqrt(gen_var),
                               cell=math.sqrt(cell_var), seed=math.sqrt(seed_var),
                               cell_real=math.sqrt(real_var))
