@@ -310,7 +310,7 @@ def cpu_bf16_choice() -> str:
     return choice
 
 
-def generator_autocast(device: torch.device):
+def generator_autocast(device: torch.device, cache_enabled: bool = True):
     """The autocast context of generator training: bf16 on CUDA, and on CPUs with native bf16
     (1.45x the images/s of float32 for the mnist preset's net on 2 AVX-512-BF16 cores, measured
     with benchmarks/stages.py); float32 elsewhere, where emulated bf16 is slower.
@@ -318,8 +318,9 @@ def generator_autocast(device: torch.device):
     import torch
 
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cpu_bf16(device))
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache_enabled)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cpu_bf16(device),
+                          cache_enabled=cache_enabled)
 
 
 def cpu_bf16(device: torch.device) -> bool:

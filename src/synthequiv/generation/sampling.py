@@ -37,7 +37,7 @@ from synthequiv.utils import (
     atomic_path,
     atomic_savez,
     check_positive,
-    cpu_bf16,
+    generator_autocast,
     load_npz,
     stable_hash,
     to_jsonable,
@@ -194,13 +194,11 @@ def sample_images(generator: Generator, labels: torch.Tensor, cfg: SampleConfig,
     bsz = math.ceil(cfg.batch_size / block) * block
     out = torch.empty((len(labels), *gen.image_shape), dtype=torch.uint8)
     net = BlockNet(gen, cfg.cfg_scale, block, device)  # one graph serves every batch and step
-    # bf16 on CUDA, and on CPUs with native bf16 as in training (`utils.cpu_bf16`: 1.24x the
-    # images/s of float32 for the quick study's 8 px net on one core; every measure within the
+    # training's autocast: bf16 on CUDA and on CPUs with native bf16 (1.24x the images/s of
+    # float32 for the quick study's 8 px net on one core; every measure within the
     # sampling-seed spread, README "How many sampler steps?"). A graph must not replay weight
     # casts cached by autocast outside it: no cache when graphed
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=device.type == "cuda" or cpu_bf16(device),
-                              cache_enabled=not net.graphed)
+    autocast = generator_autocast(device, cache_enabled=not net.graphed)
     with _progress(progress) as bar, autocast:
         task = bar.add_task(description, total=len(labels))
         for s in range(0, len(labels), bsz):

@@ -271,7 +271,6 @@ def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg
     from synthequiv.classification.batched import train_many
     from synthequiv.runtime.progress import progress_bar
 
-    pool_x = pool[0]
     test_x, test_y = test
     steps, max_images = acfg["domain_train_steps"], acfg["max_images"]
     kw = {"ccfg": ccfg, "domain_steps": steps, "max_images": max_images, "seed": SEED,
@@ -307,7 +306,7 @@ def _analyse(named: dict, pool: tuple, test: tuple, num_classes: int, ccfg, acfg
                 figs.update(r.pop("figures"))
                 sets[name] = {"reference": ref, **r}
                 bar.advance(1, f"{name}: domain AUC {r['domain']['auc']:.2f}")
-    extractor_info = {"trained_on": f"{len(pool_x)} real images", "seed": SEED,
+    extractor_info = {"trained_on": f"{len(pool[0])} real images", "seed": SEED,
                       "feature_scale": extractor.scale,
                       "test_accuracy": ext["accuracy"],
                       "test_per_class": _per_class(_predict(extractor, test_x, device),

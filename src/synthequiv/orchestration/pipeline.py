@@ -105,8 +105,9 @@ def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
             return False
         chash = config_hash(cfg, ds.digest)
 
-        def synthetic_cells(r: int) -> list[Task]:
-            """Replicate r's sets are all on disk: its remaining cells (sets_of given)."""
+        def sets_ready(r: int) -> list[Task]:
+            """Replicate r's sets are all on disk: its remaining cells (sets_of given), and
+            for replicate 0 the analyses' trainings (analysis_of given)."""
             if sets_of is None or r in reps:
                 return []
             reps[r] = Replicate(r, rcfgs[r], splits[r], sets_of(r))
@@ -135,7 +136,7 @@ def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
                     return []
                 r = owner[target.path]
                 pending[r].discard(target.path)
-                return synthetic_cells(r) if not pending[r] else []
+                return sets_ready(r) if not pending[r] else []
             if task.kind == "analysis":
                 key, model = result
                 trained[key] = model
@@ -155,7 +156,7 @@ def first_work(cfg: StudyConfig, rcfgs: list[StudyConfig], splits: list[Splits],
             pool.share("analysis", {"device": device})
             for r in plain:  # replicates with every set on disk already
                 if not pending[r]:
-                    tasks += synthetic_cells(r)
+                    tasks += sets_ready(r)
             pool.run(tasks, on_done)
         return True
     finally:

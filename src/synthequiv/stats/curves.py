@@ -9,6 +9,7 @@ item 1). `monotone_inverse` (the planner's synthetic side) stays piecewise linea
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,12 +86,16 @@ class RealCurve:
     def m_max(self) -> float:
         return float(self.n_add[-1])
 
+    @functools.cached_property
+    def _between(self):  # the monotone cubic through the knots (2 or more)
+        return curve_interpolant(self.x, self.y)
+
     def at(self, n_real: np.ndarray) -> np.ndarray:
         """Accuracy after n_real extra real images/class (clamped to the measured range)."""
         x = np.clip(np.log(self.n_base + np.asarray(n_real, float)), self.x[0], self.x[-1])
         if len(self.x) < 2:
             return np.full_like(x, self.y[0])
-        return curve_interpolant(self.x, self.y)(x)
+        return self._between(x)
 
     def inverse(self, acc: float) -> tuple[float, str]:
         """Extra real images/class at which the curve reaches `acc`, with `_invert`'s flags
@@ -98,7 +103,7 @@ class RealCurve:
         x, flag = _invert(self.x, self.y, acc)
         j = int(np.searchsorted(self.x, x))
         if flag == "ok" and len(self.x) > 2 and 0 < j < len(self.x) and self.x[j] != x:
-            f = curve_interpolant(self.x, self.y)  # monotone on [x[j-1], x[j]], y between
+            f = self._between  # monotone on [x[j-1], x[j]], y between
             x = float(optimize.brentq(lambda v: float(f(v)) - acc, self.x[j - 1], self.x[j],
                                       xtol=1e-12))
         return max(0.0, math.exp(x) - self.n_base), flag

@@ -66,17 +66,21 @@ def _seed_groups(rows: list[dict], metric: str) -> dict[tuple, list[float]]:
     return groups
 
 
-def seed_counts(rows: list[dict], metric: str = "accuracy") -> tuple[float, float]:
-    """(seeds per cell, seeds per baseline cell): harmonic means over the (replicate, cell)
-    groups of the added cells and of the baselines (n_add = 0); each is the other's where a
-    table has only one kind."""
+def _harmonic_seeds(groups: dict[tuple, list[float]]) -> tuple[float, float]:
     sizes = {0: [], 1: []}
-    for key, v in _seed_groups(rows, metric).items():
+    for key, v in groups.items():
         sizes[int(key[3] == 0)].append(len(v))
     h = {k: float(len(v) / np.sum(1 / np.array(v, float))) if v else math.nan
          for k, v in sizes.items()}
     cells = h[0] if h[0] == h[0] else h[1]
     return cells, (h[1] if h[1] == h[1] else cells)
+
+
+def seed_counts(rows: list[dict], metric: str = "accuracy") -> tuple[float, float]:
+    """(seeds per cell, seeds per baseline cell): harmonic means over the (replicate, cell)
+    groups of the added cells and of the baselines (n_add = 0); each is the other's where a
+    table has only one kind."""
+    return _harmonic_seeds(_seed_groups(rows, metric))
 
 
 def _seed_variance(rows: list[dict], metric: str) -> tuple[float, float, float]:
@@ -86,7 +90,7 @@ def _seed_variance(rows: list[dict], metric: str) -> tuple[float, float, float]:
     sizes = np.array([len(v) for v in groups.values()], float)
     ss = sum(float(np.var(v) * len(v)) for v in groups.values())
     df = float((sizes - 1).sum())
-    return (ss / df if df > 0 else 0.0, *seed_counts(rows, metric))
+    return (ss / df if df > 0 else 0.0, *_harmonic_seeds(groups))
 
 
 def variance_components(rows: Iterable[Mapping[str, Any]], metric: str = "accuracy"
