@@ -587,3 +587,48 @@ def test_a_cell_missing_in_some_replicates_is_compared_on_the_units_where_it_exi
         assert p["n_real_eq"] == pytest.approx(20 * 1.5**0.1 - 10, rel=0.02)  # 10.8, not 2.2
     g = next(g for g in eq.gains(unit_table(rows), 0.95) if g["arm"] == "closed")
     assert g["n_units"] == 2 and g["gain"] == pytest.approx(0.021)
+
+
+def test_quoted_coverage_names_the_current_default_design():
+    """The report quotes MEASURED_COVERAGE as the coverage of the default design: its design
+    line must name the defaults' base sizes, amounts and seeds (it once named a design two
+    changes old, base 10 and 20, which the report printed under every study)."""
+    from synthequiv.inputs.config import SplitConfig
+    from synthequiv.stats.config import GridConfig, cell_seeds
+    from synthequiv.stats.intervals import MEASURED_COVERAGE
+
+    g, design = GridConfig(), MEASURED_COVERAGE["design"]
+    bases = " and ".join(str(b) for b in SplitConfig().base_per_class)
+    assert f"base {bases}" in design
+    assert "real " + "/".join(f"+{m}" for m in g.real_add_per_class) in design
+    assert "+" + "/+".join(str(m) for m in g.syn_add_per_class) in design
+    assert f"{g.replicates} replicates × {len(g.seeds)} seeds" in design
+    assert f"({len(cell_seeds(g, 0))} for the baseline)" in design
+    assert 0.93 <= MEASURED_COVERAGE["gain"] <= 1 and 0.93 <= MEASURED_COVERAGE["n_real_eq"] <= 1
+
+
+def test_the_formula_fit_reads_the_same_curve_as_the_measured_points():
+    """On a concave real curve (a power law, sparse knots) synthetic cells placed on the real
+    curve the measured points use (the monotone cubic between knots) at the formula's n_real⁺
+    are fitted exactly, and every measured n_real_eq equals the formula's: the fit reads that
+    curve too (it once read the chord between knots, and its rates disagreed with the points')."""
+    c2, lc1 = 3.0, 0.01
+    rows = []
+    for nb in N_BASES:
+        real = {m: float(power_law(nb + m)) for m in REAL_ADD}
+        curve = eq.real_curves({(nb, "real", m): a for m, a in real.items()})[nb]
+        cells = [("real", m, a) for m, a in real.items()]
+        for f in (0.3, 0.6, 1.0, 1.4):
+            n_syn = round(float(eq.paper_n_syn(lc1, c2, nb, f * nb)))
+            n_real = float(eq.paper_n_real(lc1, c2, nb, n_syn))
+            cells.append(("closed", n_syn, float(curve.at(n_real))))
+        rows += [{"n_base": nb, "arm": arm, "n_add": m, "seed": 0, "replicate": r,
+                  "accuracy": a} for r in range(3) for arm, m, a in cells]
+    arm = eq.analyse(rows, eq.EquivalenceConfig())["arms"]["closed"]
+    assert arm["fit"]["status"] == "ok"
+    assert arm["fit"]["c2"] == pytest.approx(c2, rel=1e-5)
+    assert arm["fit"]["ln_c1_over_k"] == pytest.approx(lc1, abs=1e-6)
+    assert arm["fit"]["residual_rmse"] < 1e-8
+    for p in arm["points"]:
+        assert p["n_real_eq"] == pytest.approx(
+            float(eq.paper_n_real(lc1, c2, p["n_base"], p["n_syn"])), rel=1e-6)

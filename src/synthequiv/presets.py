@@ -7,8 +7,9 @@ from typing import Any
 
 # Each preset is a set of overrides on the defaults (which are the `quick` digits study).
 PRESETS: dict[str, dict[str, Any]] = {
-    # 3 replicates × 2 base sizes × (1 + 4 real + 2 closed + 2 open amounts) × 3 seeds = 162
-    # cells and 9 generators: the design whose interval coverage benchmarks/coverage.py measured
+    # 3 replicates × 2 base sizes × (6 baseline seeds + (4 real + 2 closed + 2 open amounts) ×
+    # 2 seeds) = 132 cells and 9 generators: the design whose interval coverage
+    # benchmarks/coverage.py measured (intervals.MEASURED_COVERAGE)
     "quick": {},
     # quick + the levers (issue 15) on the closed arm: a 3-value guidance sweep and the paper's
     # filter (drop the bottom 20 %, q = 0.8: its pool needs only 40 extra images/class; q = 0.5

@@ -8,10 +8,11 @@ units; t-intervals of within-unit contrasts, moderated across the cells of a fam
 (moderated.py), Fieller-type test inversion; fitted numbers are point estimates).
 
 1. The real learning curve at each base size is the real arm's cell means against
-   x = log(n_base + n_add), made monotone by isotonic regression and linear in x between knots.
-   Linear in log data is close to how accuracy grows (a straight line in raw n_add between
-   sparse knots overstates the inverse on a concave curve); the real arm's amounts should cover
-   the synthetic range densely (≥ 4 per base size in every preset).
+   x = log(n_base + n_add), made monotone by isotonic regression, a monotone cubic (PCHIP) in x
+   between knots (`intervals.curve_interpolant`: accuracy is concave in log data, and a chord
+   between sparse knots overstates what a synthetic cell is worth); the real arm's amounts
+   should cover the synthetic range densely (≥ 4 per base size in every preset). The measured
+   points, their intervals and the formula fit (item 3) all read this one curve.
 
 2. Measured points. Each synthetic cell's mean accuracy read off the real curve gives
    n_real_eq, the extra real images/class it is worth, and the exchange rate n_syn / n_real_eq

@@ -5,7 +5,7 @@ Target: a gain in points over each base size's baseline (``--target-gain 2`` = +
 or an absolute level (``--target-accuracy 0.97``). Every count is PER CLASS.
 
 Real side, per base size. Inside the measured range, M inverts the real curve
-(`equivalence.RealCurve`: isotonic, linear in log(n_base + m)). Beyond the largest measured
+(`equivalence.RealCurve`: isotonic, a monotone cubic in log(n_base + m)). Beyond the largest measured
 amount m_max, a power law P(N) = a − b·N^(−α) (N = n_base + m, b ≥ 0) fitted to that base
 size's real cell means gives the FURTHER gain, anchored at the curve's end:
 
