@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +53,15 @@ def single(data, tmp_path_factory):
     return torch.load(path, weights_only=True)
 
 
+@pytest.fixture(scope="module")
+def ddp_dir(data, tmp_path_factory):
+    """TINY trained by 2 DDP ranks once (a torchrun launch is ~15 s of the suite)."""
+    x, y = data
+    out = tmp_path_factory.mktemp("ddp")
+    train_distributed(x, y, 10, TINY, out, "cpu", nproc=2, progress=False)
+    return out
+
+
 def max_diff(a: dict, b: dict, part: str) -> float:
     return max(float((a[part][k] - b[part][k]).abs().max()) for k in a[part])
 
@@ -66,17 +76,15 @@ def test_rank_slices_partition_the_global_batch():
     assert len(parts[0].idx) == 8
 
 
-def test_two_ranks_take_the_steps_one_process_takes(data, single, tmp_path):
-    x, y = data
-    path = train_distributed(x, y, 10, TINY, tmp_path, "cpu", nproc=2, progress=False)
-    ddp = torch.load(path, weights_only=True)
+def test_two_ranks_take_the_steps_one_process_takes(single, ddp_dir):
+    ddp = torch.load(ddp_dir / "checkpoint.pt", weights_only=True)
     assert ddp["finished"] and ddp["step"] == single["step"] == 16
     assert list(ddp["model"]) == list(single["model"])  # plain keys: no "module." prefix
     # same optimizer steps up to float summation order (measured ~1e-5 on weights of ~3.7)
     assert max_diff(ddp, single, "model") < 1e-4
     assert max_diff(ddp, single, "ema") < 1e-4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # job file gone
-    G.load_generator(tmp_path)
+    assert sorted(p.name for p in ddp_dir.iterdir()) == ["checkpoint.pt"]  # job file gone
+    G.load_generator(ddp_dir)
 
 
 def test_ddp_resumes_a_single_process_checkpoint(data, single, tmp_path, monkeypatch):
@@ -101,10 +109,10 @@ def test_ddp_resumes_a_single_process_checkpoint(data, single, tmp_path, monkeyp
     assert max_diff(resumed, single, "ema") < 1e-4
 
 
-def test_finished_or_foreign_checkpoints_are_settled_before_any_launch(data, tmp_path,
+def test_finished_or_foreign_checkpoints_are_settled_before_any_launch(data, ddp_dir, tmp_path,
                                                                       monkeypatch):
     x, y = data
-    train_distributed(x, y, 10, TINY, tmp_path, "cpu", 2, progress=False)
+    shutil.copytree(ddp_dir, tmp_path, dirs_exist_ok=True)  # a finished DDP run
 
     def no_launch(*args, **kw):
         raise AssertionError("torchrun launched")
