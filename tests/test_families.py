@@ -423,3 +423,15 @@ def test_generator_sample_cli_samples_any_family(tmp_path, cli):
 
     images, labels, meta = load_samples(tmp_path / "s.npz")
     assert images.shape == (20, 1, 8, 8) and meta["sampling"]["sampler"] == "heun"
+    # a sampler is named against the checkpoint's family, not the preset's (unet): edm's euler
+    # is taken, unet's dpmpp refused in one line naming edm's samplers
+    code, out, err = cli("generator", "sample", gen, "--per-class", "1", "--out",
+                         tmp_path / "e.npz", "--sampler", "euler", "--steps", "2",
+                         "--device", "cpu")
+    assert code == 0, err
+    assert load_samples(tmp_path / "e.npz")[2]["sampling"]["sampler"] == "euler"
+    code, out, err = cli("generator", "sample", gen, "--per-class", "1", "--out",
+                         tmp_path / "d.npz", "--sampler", "dpmpp", "--device", "cpu")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: unknown sampler 'dpmpp' for this generator family (use auto, heun, euler)"]
+    assert not (tmp_path / "d.npz").exists()
