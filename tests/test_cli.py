@@ -205,6 +205,8 @@ def test_help_answers_without_loading_torch():
     (["study", "--device", "cuda:x", "--dry-run"], "unknown device 'cuda:x'"),
     (["study", "--set", "generator.family=foo"], "unknown generator family 'foo'"),
     (["study", "--set", "sampling.sampler=bogus"], "unknown sampler 'bogus'"),
+    (["study", "--set", "grid.generator_families=[foo]"],
+     "grid.generator_families: unknown generator family 'foo'"),
     (["study", "--set", "classifier.lr=-1"], "classifier.lr"),
 ])
 def test_datasets_and_config_errors_load_no_torch(argv, message):

@@ -31,7 +31,7 @@ from synthequiv.generation.config import (
     SyntheticConfig,
 )
 from synthequiv.generation.provided_entries import ProvidedConfig, provided_entries
-from synthequiv.generation.registry import check_family_names
+from synthequiv.generation.registry import check_family_names, family_entry
 from synthequiv.inputs.config import TEST_ALL, SplitConfig, check_split_config
 from synthequiv.inputs.sources import DataConfig
 from synthequiv.measures.config import AnalysisConfig
@@ -267,6 +267,11 @@ def check_values(cfg: StudyConfig) -> None:
     check_grid(cfg.grid)
     check_analysis(cfg.analysis)
     check_family_names(cfg.generator.family, cfg.sampling)  # the family's own checks: below
+    for name in cfg.grid.generator_families:  # the family levers' names, before torch loads
+        try:
+            family_entry(name)
+        except SynthequivError as exc:
+            raise SynthequivError(f"grid.generator_families: {exc}") from exc
 
 
 def _check_with_torch(cfg: StudyConfig, plan_only: bool) -> None:
