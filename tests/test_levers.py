@@ -219,3 +219,14 @@ def test_results_csv_accepts_variant_arms_and_refuses_others(tmp_path):
     path.write_text("n_base,arm,n_add,seed,accuracy\n10,closed@fast,40,0,0.6\n")
     with pytest.raises(SynthequivError, match="line 2: arm 'closed@fast'"):
         read_results_csv(path)
+
+
+def test_the_plan_counts_the_generators_and_sets_the_lever_study_made(lever_run):
+    """The dry run's counts are what the study trains and samples: the closed arm's own
+    generator and the dit lever's (the plan once left family levers out)."""
+    from synthequiv.orchestration.plan import _counts
+
+    cfg, run_dir = lever_run
+    trained = [d for d in (run_dir / "generators").iterdir()
+               if (d / "checkpoint.pt").exists()]
+    assert len(trained) == _counts(cfg)["generators"] == 2

@@ -41,13 +41,29 @@ def test_levers_price_guided_sets_twice_and_the_filter_pool():
     assert fewer_steps["sample_work_per_class"] == 3 * (3 * 160 + 2 * 160 * 10 / 25)
 
 
+def test_a_family_lever_trains_its_own_generators_and_samples_with_its_sampler():
+    """grid.generator_families=[edm] on the closed arm: 2 more generators per replicate
+    (one per base size), sampled with edm's heun (2·16 − 1 evaluations per image); the dry run
+    once counted none of them (9 generators and a third less sampling)."""
+    c = P._counts(C.resolve("quick", None, ["grid.generator_families=[edm]"]))
+    assert c["generators"] == 3 * (3 + 2) and c["sample_sets"] == 3 * (3 + 2)
+    assert c["sample_work_per_class"] == pytest.approx(3 * (3 * 160 * 16 + 2 * 160 * 31) / 25)
+    both = P._counts(C.resolve("quick", None, ["grid.generator_families=[edm,dit]",
+                                               "grid.lever_arms=[closed,open]"]))
+    # edm and dit for the closed arm's 2 base sizes and the open arm: 2 × 3 more; dit samples
+    # with the plain dpmpp at 16 steps
+    assert both["generators"] == 3 * (3 + 6)
+    assert both["sample_work_per_class"] == pytest.approx(
+        3 * (3 * 160 * 16 + 3 * 160 * 31 + 3 * 160 * 16) / 25)
+
+
 def test_provided_arms_train_no_generator_and_given_sets_are_not_sampled():
     c = P._counts(C.resolve("quick", None, [
         'provided.sets=["closed:10=npz:/x.npz", "sd15=folder:/imgs"]',
         'provided.generators=["mine=/gen"]']))
-    # generators: closed B(20) and open per replicate (closed B(10) is given)
+    # generators: closed B(5) and open per replicate (closed B(10) is given)
     assert c["generators"] == 3 * 2
-    # sampled: closed B(20), open, and the provided generator's set
+    # sampled: closed B(5), open, and the provided generator's set
     assert c["sample_sets"] == 3 * 3
     assert c["sample_work_per_class"] == pytest.approx(3 * 3 * 160 * 16 / 25)  # 16 steps
     assert c["syn_arms"] == ["closed", "open", "sd15", "mine"]

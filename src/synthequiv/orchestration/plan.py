@@ -81,6 +81,20 @@ def _evals(scale: float, steps: int) -> float:
     return steps * (1 if scale in (0.0, 1.0) else 2) / REFERENCE_STEPS
 
 
+def _variant_evals(cfg, v) -> int:
+    """Network evaluations per image of a lever variant's sampler: its steps, or 2·steps − 1
+    for EDM's heun (a family lever samples with that family's default where the plain sampler
+    is not one of its own)."""
+    if v.family is None:
+        return v.steps
+    from synthequiv.generation.levers import _family_sampling
+    from synthequiv.generation.registry import family_entry
+
+    sampler = _family_sampling(cfg, v.family).sampler
+    sampler = family_entry(v.family).samplers[0] if sampler == "auto" else sampler
+    return 2 * v.steps - 1 if sampler == "heun" else v.steps
+
+
 def _counts(cfg) -> dict:
     """Generators to train, sample sets to draw (and their cost in reference images per class),
     cells to train: per replicate × replicates. Provided arms (config.provided) train no
@@ -106,8 +120,11 @@ def _counts(cfg) -> dict:
     levers = variants(cfg)  # variant arms (closed@cfg2, …): cells, and sets for new settings
     per_arm = {"closed": len(bases), "open": 1}  # sets a lever prepares for its base arm
     resampled = sum(per_arm[v.base] for v in levers if v.keep_top is None)
-    work += sum(per_arm[v.base] * m * _evals(v.cfg_scale, v.steps)
+    work += sum(per_arm[v.base] * m * _evals(v.cfg_scale, _variant_evals(cfg, v))
                 for v in levers if v.keep_top is None)
+    # a family lever trains its own generators for its base arm (priced at the plain
+    # family's img/s: on the quick data edm and dit trained at 0.91× and 0.77× unet's)
+    family_gens = sum(per_arm[v.base] for v in levers if v.family is not None)
     pool_sets, extra = 0, 0
     if g.filters:  # one extra pool per base arm and setting, shared by every q
         extra = max(pool_per_class(m, q) for q in g.filters) - m
@@ -116,7 +133,7 @@ def _counts(cfg) -> dict:
         pool_sets = sum(per_arm[b] for b, _, _ in pools) if extra else 0
     per_base = (1 + (len(g.real_add_per_class) if "real" in g.arms else 0)
                 + len(g.syn_add_per_class) * (len(syn_arms) + len(levers)))
-    return {"replicates": reps, "generators": (closed + open_gens) * reps,
+    return {"replicates": reps, "generators": (closed + open_gens + family_gens) * reps,
             "sample_sets": (sampled + resampled) * reps,
             "filter_pool_sets": pool_sets * reps, "filter_pool_per_class": extra,
             "sample_work_per_class": work * reps, "cells": (
