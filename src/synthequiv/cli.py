@@ -447,6 +447,7 @@ def generator_sample(
     """Sample PER_CLASS images of every class from a trained generator, with the sampling
     settings of --preset / --config / --set."""
     from synthequiv.config import validate
+    from synthequiv.generation.checkpoint import CHECKPOINT_NAME
     from synthequiv.generation.families import family_of, load_generator
     from synthequiv.generation.sampling import (
         check_sample_config,
@@ -462,8 +463,10 @@ def generator_sample(
     given = {"steps": steps, "sampler": sampler, "cfg_scale": cfg_scale, "seed": seed}
     extra = [f"sampling.{k}={v}" for k, v in given.items() if v is not None]
     # the sampler is checked against the checkpoint's family, not the preset's (--sampler heun
-    # on an edm generator was refused as "not a unet sampler")
-    extra.append(f"generator.family={family_of(gen_dir).name}")
+    # on an edm generator was refused as "not a unet sampler"); a missing checkpoint is
+    # reported after the output checks, by load_generator
+    if (Path(gen_dir) / CHECKPOINT_NAME).is_file():
+        extra.append(f"generator.family={family_of(gen_dir).name}")
     cfg = _study_cfg(preset, config, set_, extra + ([f"device={device}"] if device else []))
     validate(cfg)
     scfg = cfg.sampling
