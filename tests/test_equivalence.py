@@ -632,3 +632,56 @@ def test_the_formula_fit_reads_the_same_curve_as_the_measured_points():
     for p in arm["points"]:
         assert p["n_real_eq"] == pytest.approx(
             float(eq.paper_n_real(lc1, c2, p["n_base"], p["n_syn"])), rel=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.6, 1.22, 2.5])
+def test_the_real_curve_between_knots_is_exact_for_a_power_law_and_a_log_line(alpha):
+    """Learning curves are close to a − b·N^(−α): the curve between knots follows one exactly
+    (a chord in log N was 0.25 pts off at the quick knots, a monotone cubic in log N 0.06), and
+    a curve that is a line in log N stays that line."""
+    from synthequiv.stats.intervals import curve_exponent, curve_interpolant
+
+    n = 10 + np.array([0, 2, 5, 15, 40.0])
+    x, xq = np.log(n), np.linspace(np.log(10), np.log(50), 400)
+    truth = lambda N: 0.99 - 0.6 * N**-alpha  # noqa: E731
+    assert curve_exponent(x, truth(n)) == pytest.approx(alpha, rel=0.02)
+    assert np.abs(curve_interpolant(x, truth(n))(xq) - truth(np.exp(xq))).max() < 2e-5
+    line = 0.5 + 0.1 * x
+    assert curve_exponent(x, line) is None
+    assert np.abs(curve_interpolant(x, line)(xq) - (0.5 + 0.1 * xq)).max() < 1e-12
+    assert curve_exponent(x[:2], truth(n[:2])) is None  # 2 knots: a line
+
+
+def test_inversion_interval_ends_do_not_depend_on_the_grid():
+    """The interval's ends are where the test's margin crosses 0, not the last accepted grid
+    positions (those shrank the interval by up to a grid step per end)."""
+    from synthequiv.stats.intervals import inversion_interval
+
+    rng = np.random.default_rng(3)
+    knots = np.log(10 + np.array([0, 5, 15, 40.0]))
+    real_u = (0.99 - 0.6 * np.exp(knots)[:, None] ** -1.0) + rng.normal(0, 0.004, (4, 8))
+    syn_u = 0.99 - 0.6 * 17.0**-1.0 + rng.normal(0, 0.004, 8)
+    fine = inversion_interval(syn_u, real_u, knots, 0.95, grid=40000)
+    coarse = inversion_interval(syn_u, real_u, knots, 0.95, grid=60)
+    step = (knots[-1] - knots[0]) / 59
+    assert not fine["lower_open"] and not fine["upper_open"]
+    for end in ("x_lo", "x_hi"):
+        assert abs(coarse[end] - fine[end]) < 0.02 * step, end
+
+
+def test_the_rate_inversion_borrows_from_contrasts_like_its_own():
+    """The baseline trains 3× the seeds of a knot, so gains (cell − baseline) vary less than
+    the inversion's contrasts (cell − knot): the inversion's prior is fitted to the latter
+    (larger s0² here), on at most the synthetic family's pooled df; per_cell has none."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(30):
+        for arm, m, sd in [("real", 0, 0.001)] + [("real", k, 0.01) for k in (5, 15, 40)] + [
+                (a, k, 0.01) for a in ("closed", "open") for k in (40, 160)]:
+            rows.append({"n_base": 10, "arm": arm, "n_add": m, "seed": 0, "replicate": u,
+                         "accuracy": 0.9 + 0.001 * m ** 0.5 + rng.normal(0, sd)})
+    t = unit_table(rows)
+    gains, inv = eq.family_priors(t)["synthetic"], eq.inversion_prior(t)
+    # by construction 2·0.01² against 0.01² + 0.001²
+    assert inv.s2 / gains.s2 == pytest.approx(2.0, rel=0.25) and 0 < inv.df <= 4 * 29
+    assert eq.inversion_prior(t, "per_cell") is None

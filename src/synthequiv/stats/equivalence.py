@@ -92,7 +92,7 @@ from synthequiv.stats.intervals import (
     unit_table,
     unit_variances,
 )
-from synthequiv.stats.moderated import Prior, fit_prior
+from synthequiv.stats.moderated import MIN_CONTRASTS, Prior, fit_prior
 from synthequiv.utils import SynthequivError
 
 # ----------------------------------------------------------------------------- real curve
@@ -169,7 +169,7 @@ def measured_points(t: UnitTable, arm: str, ci: float, variance: str = "moderate
     EquivalenceConfig (the synthetic family's prior moderates the test inversion)."""
     means = t.means()
     curves = real_curves(means)
-    prior = family_priors(t, variance)["synthetic"]
+    prior = inversion_prior(t, variance)
     return [_point(t, curves[k[0]], k, ci, prior) for k in sorted(means)
             if k[1] == arm and k[2] > 0 and k[0] in curves]
 
@@ -226,6 +226,36 @@ def family_priors(t: UnitTable, variance: str = "moderated") -> dict[str, Prior 
         s2, df = unit_variances(np.array(rows).reshape(len(rows), t.n_units))
         out[name] = fit_prior(s2, df)
     return out
+
+
+def inversion_prior(t: UnitTable, variance: str = "moderated") -> Prior | None:
+    """The moderated-variance prior of the exchange-rate test inversion: fitted to what it
+    tests, each synthetic cell against each real knot beyond the baseline at its base size.
+    The gains' prior (cell − baseline) does not fit it: the baseline trains
+    grid.base_seed_factor × as many seeds as a knot, so a gain has less seed variance than the
+    inversion's contrasts, and with the gains' prior the rate intervals covered ~0.93 instead
+    of ~0.95 once the replicates were many (the prior then outweighs each contrast's own
+    variance). d0 is capped at the synthetic family's pooled df, as for the gains: the
+    contrasts of one cell against several knots are not independent; with fewer synthetic
+    cells than a prior needs (moderated.MIN_CONTRASTS), or no knot beyond the baseline, the
+    gains' prior (then none, or the one the gains use)."""
+    if variance not in VARIANCES:
+        raise SynthequivError(f"variance must be one of {', '.join(VARIANCES)}, got {variance!r}")
+    if variance == "per_cell":
+        return None
+    gains_prior = family_priors(t, variance)["synthetic"]
+    if gains_prior is None or gains_prior.n_contrasts < MIN_CONTRASTS:
+        return gains_prior  # too few synthetic cells to borrow from, however many knots
+    syn = [k for k in sorted(t.values) if k[1] != REAL and k[2] > 0]
+    rows = [t.values[k] - t.values[r] for k in syn for r in sorted(t.values)
+            if r[0] == k[0] and r[1] == REAL and r[2] > 0]
+    if not rows:
+        return gains_prior
+    s2, df = unit_variances(np.array(rows).reshape(len(rows), t.n_units))
+    gains_df = unit_variances(np.array([t.values[k] - t.values[(k[0], REAL, 0)] for k in syn
+                                        if (k[0], REAL, 0) in t.values]
+                                       ).reshape(-1, t.n_units))[1]
+    return fit_prior(s2, df, cap=float(np.sum(gains_df[np.asarray(gains_df) >= 1])))
 
 
 def gains(t: UnitTable, ci: float, bounded: bool = False, variance: str = "moderated") -> list[dict]:

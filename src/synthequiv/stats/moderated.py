@@ -67,9 +67,12 @@ def trigamma_inverse(y: float) -> float:
     return math.exp(optimize.brentq(f, -30.0, 40.0, xtol=1e-14, rtol=1e-14))
 
 
-def fit_prior(s2, df) -> Prior:
+def fit_prior(s2, df, cap: float | None = None) -> Prior:
     """Smyth's (2004, §6.2) moment estimates of (d0, s0²) from sample variances s2 [G] on df [G]
-    degrees of freedom; contrasts with s2 ≤ 0 or df < 1 are left out (see the module doc)."""
+    degrees of freedom; contrasts with s2 ≤ 0 or df < 1 are left out (see the module doc).
+    d0 is capped at `cap` (default: the contrasts' pooled df Σ d_g; a family of correlated
+    contrasts, e.g. every synthetic cell against every real knot, passes the df of its
+    independent part)."""
     s2, df = np.asarray(s2, float).ravel(), np.asarray(df, float).ravel()
     ok = np.isfinite(s2) & (s2 > 0) & np.isfinite(df) & (df >= 1)
     s2, df = s2[ok], df[ok]
@@ -84,6 +87,7 @@ def fit_prior(s2, df) -> Prior:
     d0 = 2.0 * trigamma_inverse(excess) if excess > 0 else math.inf
     s0 = (math.exp(e_bar + float(special.digamma(d0 / 2)) - math.log(d0 / 2))
           if math.isfinite(d0) else math.exp(e_bar))
-    return Prior(df=float(min(d0, df.sum())), s2=s0, n_contrasts=int(s2.size),
+    return Prior(df=float(min(d0, df.sum() if cap is None else cap)), s2=s0,
+                 n_contrasts=int(s2.size),
                  df_uncapped=float(d0))
 
