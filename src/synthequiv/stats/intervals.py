@@ -57,15 +57,16 @@ Key = tuple[int, str, int]  # (n_base, arm, n_add), counts per class
 # studies of the current quick design, seed 0, noise of a real 6-replicate quick run
 # (simulate.QUICK_NOISE): fraction of nominal-95 % intervals that contained the truth, the
 # share of rate intervals finite at both ends and the Holm power for a true +1.5 to +2.5 pt
-# gain. Updated by hand from its output (2026-12-06; README quotes the whole table: the
-# heteroscedastic, skewed-generator and missing-row designs cover 0.940–0.945 / 0.955–0.963).
+# gain. Updated by hand from its output (2026-12-06 20:00, the inversion's own prior; README
+# quotes the whole table: the heteroscedastic, skewed-generator and missing-row designs cover
+# 0.940–0.945 / 0.967–0.972).
 MEASURED_COVERAGE = {
     "design": "3 replicates × 2 seeds (6 for the baseline), real +2/+5/+15/+40, closed and "
               "open +40/+160, base 5 and 10, moderated variance",
     "gain": 0.943,
-    "n_real_eq": 0.952,
-    "n_real_eq_finite": 0.934,
-    "finite": 0.460,
+    "n_real_eq": 0.970,
+    "n_real_eq_finite": 0.961,
+    "finite": 0.435,
     "power_2pt": 0.445,
     "command": "python benchmarks/coverage.py --studies 500",
 }
