@@ -227,7 +227,7 @@ def main() -> None:
         raise SystemExit(f"--steps {args.steps} too few for --active {args.active}")
     jobs, k = quick_jobs(args.gens, 1.0)
     cfg = C.resolve("quick", None, [])
-    cells, _, _ = quick_cells(cfg, args.cells)
+    cells, _, _, _ = quick_cells(cfg, args.cells)
     arms = ("default", "cudnn", "tf32") if device.type == "cuda" else ("default",)
     shape = tuple(jobs[0][0].shape[1:])  # digits: 1 × 8 × 8
     flops = {"generators": len(jobs) * jobs[0][2].batch_size

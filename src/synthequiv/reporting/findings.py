@@ -185,9 +185,13 @@ def _variance_text(v: dict) -> str:
     pooled = (f" (synthetic family: prior {syn['prior_df']:.0f} df from "
               f"{syn['n_contrasts']} contrasts)" if syn.get("prior_df") else
               " (synthetic family: too few varying contrasts to pool, each keeps its own)")
+    rates = v.get("rates") or {}
+    rate = (f" The exchange-rate intervals borrow in the same way from contrasts like their "
+            f"own, each synthetic cell against each real amount (prior {rates['prior_df']:.0f} "
+            f"df from {rates['n_contrasts']} contrasts)." if rates.get("prior_df") else "")
     return ("Each contrast's variance is moderated across the cells of its family (empirical "
             "Bayes, Smyth 2004, as in limma): its own variance shrunk toward the family's, on "
-            f"the degrees of freedom of both{pooled}.")
+            f"the degrees of freedom of both{pooled}.{rate}")
 
 
 def findings(cfg, equivalence: dict) -> tuple[str, list[str]]:

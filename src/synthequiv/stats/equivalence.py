@@ -252,10 +252,9 @@ def inversion_prior(t: UnitTable, variance: str = "moderated") -> Prior | None:
     if not rows:
         return gains_prior
     s2, df = unit_variances(np.array(rows).reshape(len(rows), t.n_units))
-    gains_df = unit_variances(np.array([t.values[k] - t.values[(k[0], REAL, 0)] for k in syn
-                                        if (k[0], REAL, 0) in t.values]
-                                       ).reshape(-1, t.n_units))[1]
-    return fit_prior(s2, df, cap=float(np.sum(gains_df[np.asarray(gains_df) >= 1])))
+    gains = [d for k, d in _contrasts(t).items() if k[1] != REAL]
+    gains_df = unit_variances(np.array(gains).reshape(len(gains), t.n_units))[1]
+    return fit_prior(s2, df, cap=float(gains_df[gains_df >= 1].sum()))
 
 
 def gains(t: UnitTable, ci: float, bounded: bool = False, variance: str = "moderated") -> list[dict]:
@@ -353,7 +352,8 @@ def analyse(rows, cfg: EquivalenceConfig, metric: str = "accuracy") -> dict:
     "exchange": fitted rates, "effective_data", "comparison", "ci": {"c1", "c2",
     "ln_c1_over_k", "r": [lo, hi]} (NaN: model-based point estimates), "ci_method"}},
     "variance": {"method", "synthetic", "real": each family's moderated-variance prior or
-    None}}. Plain types; NaN marks what could not be estimated; inf marks an open interval end.
+    None; "rates": the exchange-rate test inversion's prior, inversion_prior}}. Plain types; NaN
+    marks what could not be estimated; inf marks an open interval end.
     """
     rows = list(rows.to_dict("records") if hasattr(rows, "to_dict") else rows)
     t = unit_table(rows, metric)
@@ -366,7 +366,9 @@ def analyse(rows, cfg: EquivalenceConfig, metric: str = "accuracy") -> dict:
         "coverage": dict(MEASURED_COVERAGE),
         "t_crit": float(stats.t.ppf(0.5 + cfg.ci / 2, max(t.n_units - 1, 1))),
         "variance": {"method": cfg.variance, **{name: (p.as_dict() if p else None)
-                                                for name, p in priors.items()}},
+                                                for name, p in priors.items()},
+                     "rates": (lambda p: p.as_dict() if p else None)(
+                         inversion_prior(t, cfg.variance))},
         "cells": cell_summaries(t, cfg.ci, metric in BOUNDED_METRICS),
         "gains": gains(t, cfg.ci, metric in BOUNDED_METRICS, cfg.variance),
         "arms": {arm: _arm_analysis(t, arm, cfg) for arm in arms},
