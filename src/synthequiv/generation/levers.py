@@ -121,7 +121,7 @@ def _check_families(cfg) -> None:
             raise SynthequivError(f"grid.generator_families: {name} is generator.family "
                                   "already (the plain arms)")
         try:
-            check_family_config(_family_cfg(cfg.generator, name), _family_sampling(cfg, name))
+            check_family_config(_family_cfg(cfg.generator, name), family_sampling(cfg, name))
         except SynthequivError as exc:
             raise SynthequivError(f"grid.generator_families: {exc}") from exc
     if not cfg.grid.generator_families:
@@ -195,7 +195,7 @@ def _family_cfg(gen, family: str):
     return dataclasses.replace(gen, family=family)
 
 
-def _family_sampling(cfg, family: str):
+def family_sampling(cfg, family: str):
     """The plain sampling config for a family variant; sampler auto (the family's default)
     where the plain sampler is not one of the family's (dpmpp for edm, heun for unet)."""
     s = cfg.sampling
@@ -210,7 +210,7 @@ def _plain_cfg(cfg, arms: tuple[str, ...], scale: float, steps: int, seed_offset
     plain preparation); seed_offset draws other images from the same generators; `family`
     trains the arms' generators with another family."""
     rep = dataclasses.replace
-    s = cfg.sampling if family is None else _family_sampling(cfg, family)
+    s = cfg.sampling if family is None else family_sampling(cfg, family)
     gen = cfg.generator if family is None else _family_cfg(cfg.generator, family)
     grid = rep(cfg.grid, arms=arms, filters=(), guidance=(), sampler_steps=(),
                generator_families=(),

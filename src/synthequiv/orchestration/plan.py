@@ -87,10 +87,10 @@ def _variant_evals(cfg, v) -> int:
     is not one of its own)."""
     if v.family is None:
         return v.steps
-    from synthequiv.generation.levers import _family_sampling
+    from synthequiv.generation.levers import family_sampling
     from synthequiv.generation.registry import family_entry
 
-    sampler = _family_sampling(cfg, v.family).sampler
+    sampler = family_sampling(cfg, v.family).sampler
     sampler = family_entry(v.family).samplers[0] if sampler == "auto" else sampler
     return 2 * v.steps - 1 if sampler == "heun" else v.steps
 

@@ -252,9 +252,7 @@ def inversion_prior(t: UnitTable, variance: str = "moderated") -> Prior | None:
     if not rows:
         return gains_prior
     s2, df = unit_variances(np.array(rows).reshape(len(rows), t.n_units))
-    gains = [d for k, d in _contrasts(t).items() if k[1] != REAL]
-    gains_df = unit_variances(np.array(gains).reshape(len(gains), t.n_units))[1]
-    return fit_prior(s2, df, cap=float(gains_df[gains_df >= 1].sum()))
+    return fit_prior(s2, df, cap=gains_prior.pooled_df)
 
 
 def gains(t: UnitTable, ci: float, bounded: bool = False, variance: str = "moderated") -> list[dict]:
@@ -361,14 +359,14 @@ def analyse(rows, cfg: EquivalenceConfig, metric: str = "accuracy") -> dict:
     config["exchange_points"] = list(cfg.exchange_points)
     arms = sorted({key[1] for key in t.values} - {REAL})
     priors = family_priors(t, cfg.variance)
+    rates = inversion_prior(t, cfg.variance)
     return {
         "config": config, "metric": metric, "unit": t.unit, "n_units": t.n_units,
         "coverage": dict(MEASURED_COVERAGE),
         "t_crit": float(stats.t.ppf(0.5 + cfg.ci / 2, max(t.n_units - 1, 1))),
         "variance": {"method": cfg.variance, **{name: (p.as_dict() if p else None)
                                                 for name, p in priors.items()},
-                     "rates": (lambda p: p.as_dict() if p else None)(
-                         inversion_prior(t, cfg.variance))},
+                     "rates": rates.as_dict() if rates else None},
         "cells": cell_summaries(t, cfg.ci, metric in BOUNDED_METRICS),
         "gains": gains(t, cfg.ci, metric in BOUNDED_METRICS, cfg.variance),
         "arms": {arm: _arm_analysis(t, arm, cfg) for arm in arms},

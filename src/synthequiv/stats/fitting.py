@@ -81,11 +81,8 @@ class _FitCells:
             n_real = self.nb * np.log1p(self.n_syn / self.nb / scale) / lc2
         out = np.empty(n_real.shape)
         for curve, idx in self.groups:
-            x = np.log(curve.n_base + np.nan_to_num(n_real[..., idx], nan=0.0, posinf=1e300))
-            # the curve the measured points are read off (monotone cubic between knots,
-            # clamped to the measured range), so fitted and measured rates agree on it
-            out[..., idx] = (curve._between(np.clip(x, curve.x[0], curve.x[-1]))
-                             if len(curve.x) > 1 else curve.y[0])
+            # the curve the measured points are read off, so fitted and measured rates agree
+            out[..., idx] = curve.at(np.nan_to_num(n_real[..., idx], nan=0.0, posinf=1e300))
         return out
 
 

@@ -42,6 +42,7 @@ class Prior:
     s2: float = math.nan  # s0²
     n_contrasts: int = 0  # contrasts with spread that estimated it
     df_uncapped: float = 0.0  # Smyth's d0 (may be inf)
+    pooled_df: float = 0.0  # Σ d_g of the family's contrasts on ≥ 1 df (with spread or not)
 
     def posterior(self, s2: np.ndarray, df: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(s̃², d0 + d) for sample variances s2 on df degrees of freedom (arrays broadcast)."""
@@ -74,10 +75,11 @@ def fit_prior(s2, df, cap: float | None = None) -> Prior:
     contrasts, e.g. every synthetic cell against every real knot, passes the df of its
     independent part)."""
     s2, df = np.asarray(s2, float).ravel(), np.asarray(df, float).ravel()
+    pooled = float(df[np.isfinite(df) & (df >= 1)].sum())
     ok = np.isfinite(s2) & (s2 > 0) & np.isfinite(df) & (df >= 1)
     s2, df = s2[ok], df[ok]
     if s2.size < MIN_CONTRASTS:
-        return Prior(n_contrasts=int(s2.size))
+        return Prior(n_contrasts=int(s2.size), pooled_df=pooled)
     # e_g = log s_g² − ψ(d_g/2) + log(d_g/2) is unbiased for log σ_g², with sampling variance
     # ψ'(d_g/2); what is left of its spread is the spread of the true log-variances
     e = np.log(s2) - special.digamma(df / 2) + np.log(df / 2)
@@ -89,5 +91,5 @@ def fit_prior(s2, df, cap: float | None = None) -> Prior:
           if math.isfinite(d0) else math.exp(e_bar))
     return Prior(df=float(min(d0, df.sum() if cap is None else cap)), s2=s0,
                  n_contrasts=int(s2.size),
-                 df_uncapped=float(d0))
+                 df_uncapped=float(d0), pooled_df=pooled)
 
